@@ -1,0 +1,219 @@
+"""``deepwml`` command line: segment, phantom, train, consensus, evaluate.
+
+Errors a user can act on print one line (``deepwml: error: FILE: problem``) and exit 2;
+a batch goes on past a bad file and exits 1 at the end if any failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import __version__
+from .errors import DeepWMLError
+
+log = logging.getLogger("deepwml")
+
+
+def _flatten(summary: dict[str, Any]) -> dict[str, Any]:
+    """One CSV row per case: scalars only, timings prefixed."""
+    row = {k: v for k, v in summary.items() if not isinstance(v, (dict, list))}
+    row.update({f"time_{k}_s": v for k, v in summary.get("timings_s", {}).items()})
+    row["model_id"] = summary.get("model", {}).get("id")
+    return row
+
+
+def _write_batch_summary(path: Path, summaries: list[dict[str, Any]], overwrite: bool) -> None:
+    from .image_io import refuse_existing, write_with
+
+    refuse_existing(path, overwrite)
+    if path.suffix.lower() == ".csv":
+        rows = [_flatten(s) for s in summaries]
+        fields = list(dict.fromkeys(k for row in rows for k in row))
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=fields)
+                writer.writeheader()
+                writer.writerows(rows)
+        write_with(path, write)
+    else:
+        write_with(path, lambda tmp: tmp.write_text(json.dumps(summaries, indent=2) + "\n"))
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .image_io import refuse_existing
+    from .pipeline import segment_file
+    from .segmenter import Segmenter
+
+    if args.summary:
+        refuse_existing(Path(args.summary), args.overwrite)
+    try:
+        segmenter = Segmenter(args.model, device=args.device, precision=args.precision,
+                              batch_size=args.batch_size, flip_tta=args.tta)
+    except RuntimeError as err:
+        raise DeepWMLError(None, str(err)) from None
+    summaries, failures = [], 0
+    bar = tqdm(args.inputs, desc="segment", unit="volume", disable=args.quiet or len(args.inputs) < 2)
+    for path in bar:
+        try:
+            summary = segment_file(path, args.output, segmenter, args.threshold, args.labelmap,
+                                   args.probabilities, args.overwrite)
+        except DeepWMLError as err:
+            failures += 1
+            print(f"deepwml: error: {err}", file=sys.stderr)
+            continue
+        summaries.append(summary)
+        if not args.quiet:
+            tqdm.write(f"{path}: {summary['total_volume_ml']:.2f} ml in {summary['lesion_count']} "
+                       f"lesions, {summary['timings_s']['end_to_end']:.2f} s on {summary['device']} "
+                       f"-> {summary['segmentation']}")
+    if args.summary and summaries:
+        _write_batch_summary(Path(args.summary), summaries, args.overwrite)
+        if not args.quiet:
+            print(f"summary of {len(summaries)} volume(s): {args.summary}")
+    return 1 if failures else 0
+
+
+def cmd_phantom(args: argparse.Namespace) -> int:
+    from .phantom.generator import generate_dataset
+
+    manifest = generate_dataset(Path(args.output), args.cases, args.seed, overwrite=args.overwrite,
+                                progress=not args.quiet)
+    print(f"phantom set of {args.cases} case(s): {manifest}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .training.trainer import TrainConfig, train
+
+    config = TrainConfig(epochs=args.epochs, base_channels=args.base_channels, lr=args.lr,
+                         batch_size=args.batch_size, seed=args.seed, device=args.device,
+                         split_level=args.split_level, augment_intensity=args.augment_intensity,
+                         crop=args.crop, max_steps_per_epoch=args.steps_per_epoch,
+                         val_slices=args.val_slices, name=args.name, version=args.model_version,
+                         notes=args.notes)
+    model_dir = train(Path(args.manifest), Path(args.output), config, resume=not args.restart,
+                      progress=not args.quiet)
+    print(f"model: {model_dir}")
+    return 0
+
+
+def cmd_consensus(args: argparse.Namespace) -> int:
+    from .evaluation.consensus import run_consensus
+
+    report = run_consensus(Path(args.manifest), Path(args.output), threshold=args.min_dice,
+                           method=args.method, overwrite=args.overwrite)
+    print(f"consensus report: {report}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation.report import evaluate
+
+    report = evaluate(Path(args.manifest), Path(args.output), model=args.model, device=args.device,
+                      split=args.split, overwrite=args.overwrite, progress=not args.quiet,
+                      max_cases=args.max_cases)
+    print(f"evaluation report: {report}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deepwml", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"deepwml {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    seg = sub.add_parser("segment", parents=[common], help="segment FLAIR volumes (NIfTI, NRRD, MHA, DICOM folder)")
+    seg.add_argument("inputs", nargs="+", help="FLAIR volume files or DICOM series folders")
+    seg.add_argument("-o", "--output", required=True, help="output folder")
+    seg.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
+    seg.add_argument("--model", default=None, help="model folder or model.json (default: bundled)")
+    seg.add_argument("--threshold", type=float, default=None, help="probability threshold (model's, 0.5)")
+    seg.add_argument("--precision", default="auto", choices=["auto", "float32", "bf16", "fp16"])
+    seg.add_argument("--batch-size", type=int, default=8)
+    seg.add_argument("--tta", action="store_true", help="average with the left-right flipped slice")
+    seg.add_argument("--probabilities", action="store_true", help="also write the probability map")
+    seg.add_argument("--labelmap", action="store_true", help="also write a binary NIfTI labelmap")
+    seg.add_argument("--summary", default=None, help="one summary of all inputs (.json or .csv)")
+    seg.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    seg.set_defaults(func=cmd_segment)
+
+    ph = sub.add_parser("phantom", parents=[common], help="generate multi-center FLAIR phantoms with two raters")
+    ph.add_argument("output", help="output folder")
+    ph.add_argument("--cases", type=int, default=18)
+    ph.add_argument("--seed", type=int, default=0)
+    ph.add_argument("--overwrite", action="store_true")
+    ph.set_defaults(func=cmd_phantom)
+
+    tr = sub.add_parser("train", parents=[common], help="train a model from a manifest (or MICCAI WMH 2017 folder)")
+    tr.add_argument("manifest", help="manifest.csv or a MICCAI WMH 2017 folder")
+    tr.add_argument("-o", "--output", required=True, help="model/run folder (resumed if present)")
+    tr.add_argument("--epochs", type=int, default=200)
+    tr.add_argument("--base-channels", type=int, default=64, help="U-Net width (paper: 64)")
+    tr.add_argument("--lr", type=float, default=1e-4)
+    tr.add_argument("--batch-size", type=int, default=8)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--device", default="auto")
+    tr.add_argument("--split-level", default="patient", choices=["patient", "image"],
+                    help="patient (default, no leakage) or image (the paper's, leaks neighbours)")
+    tr.add_argument("--augment-intensity", action="store_true",
+                    help="add gamma/contrast/blur augmentation to flip+rotation")
+    tr.add_argument("--crop", type=int, default=0, help="train on random crops of this size (0: full)")
+    tr.add_argument("--steps-per-epoch", type=int, default=0, help="cap batches per epoch (0: all)")
+    tr.add_argument("--val-slices", type=int, default=0,
+                    help="validate on at most this many evenly spaced slices (0: all)")
+    tr.add_argument("--name", default="deepwml")
+    tr.add_argument("--model-version", default="0.1.0")
+    tr.add_argument("--notes", default="", help="free text for the model card (training data!)")
+    tr.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    tr.set_defaults(func=cmd_train)
+
+    co = sub.add_parser("consensus", parents=[common], help="inter-rater Dice check and consensus labels")
+    co.add_argument("manifest")
+    co.add_argument("-o", "--output", required=True)
+    co.add_argument("--min-dice", type=float, default=0.85)
+    co.add_argument("--method", default="staple", choices=["staple", "intersection", "union"])
+    co.add_argument("--overwrite", action="store_true")
+    co.set_defaults(func=cmd_consensus)
+
+    ev = sub.add_parser("evaluate", parents=[common], help="the paper's evaluation, statistics and an HTML report")
+    ev.add_argument("manifest")
+    ev.add_argument("-o", "--output", required=True)
+    ev.add_argument("--model", default=None)
+    ev.add_argument("--device", default="auto")
+    ev.add_argument("--split", default="auto",
+                    help="auto (test split if the model was trained on this manifest, else all) | "
+                         "test | val | train | all | a split.json")
+    ev.add_argument("--max-cases", type=int, default=0)
+    ev.add_argument("--overwrite", action="store_true")
+    ev.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="deepwml: %(levelname)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except DeepWMLError as err:
+        print(f"deepwml: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("deepwml: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

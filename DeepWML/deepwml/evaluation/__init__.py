@@ -1,0 +1,1 @@
+"""Evaluation: per-slice and per-volume metrics, statistics, consensus and reports."""

@@ -1,0 +1,193 @@
+"""Reading FLAIR volumes and writing results safely.
+
+Every reader failure becomes an :class:`InputImageError` naming the file and the problem, and
+every writer goes through a temporary file and an atomic rename, so a crash or a refused
+input never leaves a half-written output next to a radiologist's data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import logging
+import os
+import struct
+import tempfile
+import zlib
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import InputImageError, OutputExistsError
+
+log = logging.getLogger(__name__)
+
+#: File endings SimpleITK reads that we accept as single-file volumes.
+VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+#: Spacing outside these bounds (mm) is legal but almost certainly a header error.
+PLAUSIBLE_IN_PLANE_MM = (0.1, 3.0)
+PLAUSIBLE_SLICE_MM = (0.3, 15.0)
+
+
+def _read_dicom_series(folder: Path) -> sitk.Image:
+    reader = sitk.ImageSeriesReader()
+    series_ids = reader.GetGDCMSeriesIDs(str(folder))
+    if not series_ids:
+        raise InputImageError(folder, "folder holds no DICOM series")
+    files_per_series = {sid: reader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series_ids}
+    chosen = max(files_per_series, key=lambda sid: len(files_per_series[sid]))
+    if len(series_ids) > 1:
+        log.warning("%s holds %d DICOM series; using %s (%d files)", folder, len(series_ids),
+                    chosen, len(files_per_series[chosen]))
+    reader.SetFileNames(files_per_series[chosen])
+    return reader.Execute()
+
+
+def _nifti_expected_bytes(header: bytes) -> int | None:
+    """Header + voxel bytes a NIfTI-1/2 file must hold, or None if ``header`` is not NIfTI."""
+    for endian in "<>":
+        size = struct.unpack(endian + "i", header[:4])[0]
+        if size == 348:
+            dims = struct.unpack(endian + "8h", header[40:56])
+            bitpix = struct.unpack(endian + "h", header[72:74])[0]
+            offset = int(struct.unpack(endian + "f", header[108:112])[0])
+        elif size == 540:
+            bitpix = struct.unpack(endian + "h", header[14:16])[0]
+            dims = struct.unpack(endian + "8q", header[16:80])
+            offset = struct.unpack(endian + "q", header[168:176])[0]
+        else:
+            continue
+        n = int(np.prod([max(d, 1) for d in dims[1:1 + max(min(dims[0], 7), 0)]], dtype=np.int64))
+        return max(offset, size) + n * max(bitpix, 8) // 8
+    return None
+
+
+def check_nifti_complete(path: Path) -> None:
+    """ITK reads a truncated NIfTI without complaint and fills the missing voxels with zeros,
+    which would be a silent wrong answer; refuse such files."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as handle:
+            header = handle.read(540)
+            expected = _nifti_expected_bytes(header) if len(header) >= 348 else None
+            if expected is None:
+                return
+            total = len(header)
+            while chunk := handle.read(1 << 22):
+                total += len(chunk)
+    except (EOFError, OSError, zlib.error) as err:
+        raise InputImageError(path, f"file is truncated or corrupt ({err})") from None
+    if total < expected:
+        raise InputImageError(path, f"file is truncated ({total} of {expected} bytes of image data)")
+
+
+def read_image(path: str | Path) -> sitk.Image:
+    """Read a NIfTI, NRRD, MetaImage file or a DICOM series folder, without validation."""
+    path = Path(path)
+    if not path.exists():
+        raise InputImageError(path, "file not found")
+    try:
+        if path.is_dir():
+            return _read_dicom_series(path)
+        if path.name.lower().endswith((".nii", ".nii.gz")):
+            check_nifti_complete(path)
+        return sitk.ReadImage(str(path))
+    except InputImageError:
+        raise
+    except RuntimeError as err:
+        first = next((ln.strip() for ln in str(err).splitlines() if ln.strip()), "unknown error")
+        raise InputImageError(path, f"cannot be read as an image ({first[:160]})") from None
+
+
+def validate_flair(image: sitk.Image, path: str | Path) -> sitk.Image:
+    """Check that ``image`` can be a 2D-acquired FLAIR volume; return it as 3D float32.
+
+    Refuses what would give a silent wrong answer (2D/4D, NaN, empty, constant, bad spacing);
+    only warns on implausible spacing, because odd headers are common and still segmentable.
+    """
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputImageError(path, f"has {image.GetNumberOfComponentsPerPixel()} components per "
+                                    "voxel; a single-channel FLAIR volume is needed")
+    dim = image.GetDimension()
+    if dim == 4:
+        size4 = image.GetSize()
+        if size4[3] != 1:
+            raise InputImageError(path, f"is 4D ({'x'.join(map(str, size4))}); pass a single 3D "
+                                        "FLAIR volume")
+        image = sitk.Extract(image, [*size4[:3], 0], [0, 0, 0, 0])
+        dim = 3
+    if dim != 3:
+        raise InputImageError(path, f"is {dim}D; a 3D FLAIR volume (stack of slices) is needed")
+    size = image.GetSize()
+    if min(size) < 2:
+        raise InputImageError(path, f"is a single slice ({'x'.join(map(str, size))}); a 3D "
+                                    "FLAIR volume is needed")
+    spacing = image.GetSpacing()
+    if min(spacing) <= 0 or not np.all(np.isfinite(spacing)):
+        raise InputImageError(path, f"has invalid voxel spacing {spacing}")
+    image = sitk.Cast(image, sitk.sitkFloat32)
+    arr = sitk.GetArrayViewFromImage(image)
+    if not np.all(np.isfinite(arr)):
+        raise InputImageError(path, "contains NaN or infinite voxel values")
+    lo, hi = float(arr.min()), float(arr.max())
+    if hi == lo:
+        what = "empty (every voxel is 0)" if hi == 0 else f"constant (every voxel is {hi:g})"
+        raise InputImageError(path, f"image is {what}: nothing to segment")
+    thick = max(spacing)
+    in_plane = sorted(spacing)[:2]
+    if not (PLAUSIBLE_SLICE_MM[0] <= thick <= PLAUSIBLE_SLICE_MM[1]) or not all(
+            PLAUSIBLE_IN_PLANE_MM[0] <= s <= PLAUSIBLE_IN_PLANE_MM[1] for s in in_plane):
+        log.warning("%s: implausible voxel spacing %s mm (expected in-plane %s mm, slices %s mm); "
+                    "check the header, volumes in ml depend on it", path,
+                    tuple(round(s, 4) for s in spacing), PLAUSIBLE_IN_PLANE_MM, PLAUSIBLE_SLICE_MM)
+    return image
+
+
+def load_flair(path: str | Path) -> sitk.Image:
+    """Read and validate a FLAIR volume in one step (what every entry point wants)."""
+    return validate_flair(read_image(path), path)
+
+
+def refuse_existing(path: Path, overwrite: bool) -> None:
+    """Refuse to replace a file the user may have edited, unless told to."""
+    if path.exists() and not overwrite:
+        raise OutputExistsError(path, "already exists; refusing to overwrite it (pass --overwrite)")
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
+
+    The temporary name keeps the final suffix (``.seg.nrrd``, ``.nii.gz``) because writers
+    pick the format from it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(path.suffixes) or ".tmp"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name.split('.')[0]}-", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs should be as readable as any file
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_image_atomic(image: sitk.Image, path: str | Path, compress: bool = True) -> None:
+    """Write an image through :func:`atomic_output`."""
+    with atomic_output(path) as tmp:
+        sitk.WriteImage(image, str(tmp), compress)
+
+
+def write_with(path: str | Path, writer: Callable[[Path], None]) -> None:
+    """Run ``writer(tmp_path)`` and move the result onto ``path`` atomically."""
+    with atomic_output(path) as tmp:
+        writer(tmp)

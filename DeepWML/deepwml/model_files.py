@@ -1,0 +1,172 @@
+"""Model files: safetensors weights plus a JSON model card, verified before use.
+
+Weights are safetensors (no pickle, so a model file cannot run code). The card records the
+architecture, preprocessing, training data, config, git commit and metrics, and the SHA-256
+of the weights; a truncated or tampered file is refused before anything is built from it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .errors import ModelFileError
+from .image_io import write_with
+from .preprocessing import CANVAS, CLIP_MAX, HIGH_PERCENTILE, LOW_PERCENTILE
+from .unet import UNet2D, UNetConfig
+
+log = logging.getLogger(__name__)
+
+CARD_FORMAT = "deepwml-model-card/1"
+CARD_NAME = "model.json"
+WEIGHTS_NAME = "model.safetensors"
+#: The model shipped with the extension (trained on phantoms; see its card).
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "Resources" / "Models" / "default"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def git_commit(start: Path | None = None) -> str:
+    """The repository commit (with '+dirty' for uncommitted changes), or 'unknown'."""
+    cwd = start or Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return commit + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def preprocessing_card() -> dict[str, Any]:
+    return {"canvas": CANVAS, "normalization": "head percentiles per volume",
+            "low_percentile": LOW_PERCENTILE, "high_percentile": HIGH_PERCENTILE,
+            "clip_max": CLIP_MAX, "resampling": "box-average down, bilinear up, aspect kept, zero pad"}
+
+
+@dataclass
+class LoadedModel:
+    """A verified network and its card."""
+
+    network: UNet2D
+    card: dict[str, Any]
+    path: Path
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.card.get('name', 'unnamed')}@{self.card.get('version', '?')}"
+
+    @property
+    def threshold(self) -> float:
+        return float(self.card.get("threshold", 0.5))
+
+
+@dataclass
+class ModelCard:
+    """What :func:`save_model` writes beside the weights."""
+
+    name: str
+    version: str
+    config: UNetConfig
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    notes: str = ""
+    threshold: float = 0.5
+
+
+def save_model(network: UNet2D, card: ModelCard, out_dir: str | Path) -> Path:
+    """Write ``model.safetensors`` and ``model.json`` into ``out_dir``; return the card path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights = out_dir / WEIGHTS_NAME
+    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in network.state_dict().items()}
+    write_with(weights, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
+    data = {
+        "format": CARD_FORMAT,
+        "name": card.name,
+        "version": card.version,
+        "architecture": card.config.to_dict(),
+        "preprocessing": preprocessing_card(),
+        "threshold": card.threshold,
+        "weights_file": WEIGHTS_NAME,
+        "weights_sha256": sha256_of(weights),
+        "parameters": sum(v.numel() for v in state.values()),
+        "training": card.training,
+        "metrics": card.metrics,
+        "notes": card.notes,
+        "provenance": {"engine_version": __version__, "git_commit": git_commit(),
+                       "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")},
+    }
+    card_path = out_dir / CARD_NAME
+    write_with(card_path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
+    return card_path
+
+
+def _card_path(path: Path) -> Path:
+    if path.is_dir():
+        return path / CARD_NAME
+    if path.suffix == ".safetensors":
+        return path.with_name(CARD_NAME)
+    return path
+
+
+def read_card(path: str | Path) -> tuple[dict[str, Any], Path]:
+    """Read and check a model card; ``path`` is the card, its folder or its weights file."""
+    card_path = _card_path(Path(path))
+    if not card_path.exists():
+        raise ModelFileError(card_path, "model card not found (a model is a folder with "
+                                        f"{CARD_NAME} and {WEIGHTS_NAME})")
+    try:
+        card = json.loads(card_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelFileError(card_path, f"model card is not valid JSON ({err})") from None
+    if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
+        raise ModelFileError(card_path, f"not a DeepWML model card (format must be {CARD_FORMAT})")
+    for key in ("architecture", "weights_file", "weights_sha256"):
+        if key not in card:
+            raise ModelFileError(card_path, f"model card lacks '{key}'")
+    return card, card_path
+
+
+def load_model(path: str | Path | None = None, device: str | torch.device = "cpu") -> LoadedModel:
+    """Verify the checksum, build the network the card describes and load its weights."""
+    card, card_path = read_card(path if path is not None else DEFAULT_MODEL_DIR)
+    weights = card_path.parent / card["weights_file"]
+    if not weights.exists():
+        raise ModelFileError(weights, "weights file named by the model card is missing")
+    actual = sha256_of(weights)
+    if actual != card["weights_sha256"]:
+        raise ModelFileError(weights, "SHA-256 does not match the model card: the file is "
+                                      "truncated, corrupted or was altered; refusing to load it")
+    try:
+        config = UNetConfig.from_dict(card["architecture"])
+        state = load_file(str(weights))
+    except (SafetensorError, ValueError, KeyError, OSError) as err:
+        raise ModelFileError(weights, f"cannot be read as model weights ({err})") from None
+    network = UNet2D(config)
+    try:
+        network.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        first = str(err).splitlines()[0]
+        raise ModelFileError(weights, f"weights do not fit the architecture in the card ({first})") from None
+    network.eval().to(device)
+    log.debug("loaded %s from %s", card.get("name"), card_path)
+    return LoadedModel(network, card, card_path)

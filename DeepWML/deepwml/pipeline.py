@@ -1,0 +1,92 @@
+"""Segment files on disk: the one code path behind the command line and the Slicer module."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .image_io import load_flair, refuse_existing, write_with
+from .lesion_summary import lesion_summary
+from .segmentation_io import write_labelmap, write_probabilities, write_seg_nrrd
+from .segmenter import ProgressCallback, Segmenter
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def case_name(path: Path) -> str:
+    """File name without image suffixes (``sub-01_FLAIR.nii.gz`` -> ``sub-01_FLAIR``)."""
+    name = path.name
+    for suffix in IMAGE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    segmentation: Path
+    summary: Path
+    labelmap: Path | None = None
+    probabilities: Path | None = None
+
+    @classmethod
+    def for_case(cls, out_dir: Path, name: str, labelmap: bool, probabilities: bool) -> "OutputPaths":
+        return cls(out_dir / f"{name}.seg.nrrd", out_dir / f"{name}.summary.json",
+                   out_dir / f"{name}_wmh.nii.gz" if labelmap else None,
+                   out_dir / f"{name}_probabilities.nii.gz" if probabilities else None)
+
+    def all(self) -> list[Path]:
+        return [p for p in (self.segmentation, self.summary, self.labelmap, self.probabilities) if p]
+
+
+def segment_file(input_path: str | Path, out_dir: str | Path, segmenter: Segmenter,
+                 threshold: float | None = None, labelmap: bool = False,
+                 probabilities: bool = False, overwrite: bool = False,
+                 progress: ProgressCallback | None = None) -> dict[str, Any]:
+    """Read, segment and write one volume; return its summary (also written as JSON).
+
+    All outputs are checked before any is written, so a refusal leaves nothing behind.
+    """
+    input_path = Path(input_path)
+    out_dir = Path(out_dir)
+    paths = OutputPaths.for_case(out_dir, case_name(input_path), labelmap, probabilities)
+    for path in paths.all():
+        refuse_existing(path, overwrite)
+    t0 = time.perf_counter()
+    image = load_flair(input_path)
+    read_s = time.perf_counter() - t0
+    result = segmenter.segment(image, threshold, progress)
+    t1 = time.perf_counter()
+    mask = result.mask
+    write_seg_nrrd(mask, paths.segmentation)
+    if paths.labelmap:
+        write_labelmap(mask, paths.labelmap)
+    if paths.probabilities:
+        write_probabilities(result.probabilities, paths.probabilities)
+    write_s = time.perf_counter() - t1
+    summary = {
+        "input": str(input_path),
+        "segmentation": str(paths.segmentation),
+        "labelmap": str(paths.labelmap) if paths.labelmap else None,
+        "probabilities": str(paths.probabilities) if paths.probabilities else None,
+        "size": list(image.GetSize()),
+        "spacing_mm": [round(s, 5) for s in image.GetSpacing()],
+        "threshold": result.threshold,
+        **lesion_summary(mask),
+        "timings_s": {"read": round(read_s, 4), **{k: round(v, 4) for k, v in result.timings_s.items()},
+                      "write": round(write_s, 4), "end_to_end": round(time.perf_counter() - t0, 4)},
+        "device": result.device,
+        "precision": result.precision,
+        "model": {"id": segmenter.model.model_id, "path": str(segmenter.model.path),
+                  "weights_sha256": segmenter.model.card.get("weights_sha256")},
+        "engine_version": __version__,
+    }
+    write_with(paths.summary, lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
+    return summary

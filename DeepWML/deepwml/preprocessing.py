@@ -1,0 +1,127 @@
+"""Intensity normalisation and the native-slice <-> 256x256 canvas mapping.
+
+One implementation, used by training and inference alike, so that the network always sees
+what it was trained on.
+
+Normalisation is per volume (not per slice, as the paper words it): the top and bottom slices
+of a 17-30 slice FLAIR hold little brain, and per-slice statistics there swing wildly.
+Percentiles of the head (not of the whole field of view, which is mostly air) make a few
+hot voxels, fat or scalp irrelevant.
+
+The canvas mapping keeps the physical aspect ratio: the larger physical extent of the slice
+fills the canvas and the other is zero-padded symmetrically. Shrinking box-averages (so a
+512 matrix becomes exact 2x2 means), enlarging is bilinear. ``to_native`` crops the padding
+and resizes back with the same pixel-centre convention, so the coordinate mapping is exactly
+inverted: masks at canvas resolution come back unchanged, and at 512 a mask of 2x2 blocks
+survives the round trip exactly (tested).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+CANVAS = 256
+#: Percentiles of the head's intensities mapped to 0 and 1.
+LOW_PERCENTILE = 1.0
+HIGH_PERCENTILE = 99.0
+#: Normalised values are clipped here: lesions (well above 1) stay distinct, outliers cannot
+#: dominate a batch.
+CLIP_MAX = 4.0
+
+
+def head_mask(volume: np.ndarray) -> np.ndarray:
+    """Voxels brighter than a tenth of the robust maximum: head, not air (no skull stripping)."""
+    positive = volume[volume > 0]
+    if positive.size == 0:
+        return np.ones(volume.shape, dtype=bool)
+    return volume > 0.1 * np.percentile(positive, 99.5)
+
+
+def normalize_intensity(volume: np.ndarray) -> np.ndarray:
+    """Map the head's 1st..99th intensity percentiles to 0..1 and clip to [0, CLIP_MAX]."""
+    volume = np.asarray(volume, dtype=np.float32)
+    head = volume[head_mask(volume)]
+    lo, hi = np.percentile(head, [LOW_PERCENTILE, HIGH_PERCENTILE])
+    if hi <= lo:
+        hi = lo + max(float(np.abs(lo)), 1.0)
+    return np.clip((volume - lo) / (hi - lo), 0.0, CLIP_MAX).astype(np.float32)
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Box-average when shrinking (exact 2x2 means at the common 512 -> 256), bilinear when
+    enlarging; both with the pixel-centre (align_corners=False) convention."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    if size[0] <= x.shape[-2] and size[1] <= x.shape[-1]:
+        return F.adaptive_avg_pool2d(x, size)
+    if size[0] >= x.shape[-2] and size[1] >= x.shape[-1]:
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+@dataclass(frozen=True)
+class CanvasMapping:
+    """Geometry of one slice shape on the square canvas; shared by all slices of a volume."""
+
+    native_shape: tuple[int, int]
+    resized_shape: tuple[int, int]
+    offset: tuple[int, int]
+    canvas: int = CANVAS
+
+    @classmethod
+    def for_slices(cls, native_shape: tuple[int, int], spacing_mm: tuple[float, float],
+                   canvas: int = CANVAS) -> "CanvasMapping":
+        rows, cols = native_shape
+        extent = (rows * spacing_mm[0], cols * spacing_mm[1])
+        pixel = max(extent) / canvas
+        resized = tuple(int(min(canvas, max(1, round(e / pixel)))) for e in extent)
+        offset = tuple((canvas - r) // 2 for r in resized)
+        return cls((int(rows), int(cols)), resized, offset, canvas)  # type: ignore[arg-type]
+
+    @property
+    def native_per_canvas_pixel(self) -> tuple[float, float]:
+        """Native pixels per canvas pixel along rows and columns."""
+        return (self.native_shape[0] / self.resized_shape[0],
+                self.native_shape[1] / self.resized_shape[1])
+
+    def to_canvas(self, slices: torch.Tensor) -> torch.Tensor:
+        """``[N, C, rows, cols]`` native slices to ``[N, C, canvas, canvas]`` (zero padded)."""
+        x = _resize(slices, self.resized_shape)
+        out = x.new_zeros((*x.shape[:-2], self.canvas, self.canvas))
+        r0, c0 = self.offset
+        out[..., r0:r0 + self.resized_shape[0], c0:c0 + self.resized_shape[1]] = x
+        return out
+
+    def to_native(self, canvas: torch.Tensor) -> torch.Tensor:
+        """Exact geometric inverse of :meth:`to_canvas`: crop the padding, resize back."""
+        r0, c0 = self.offset
+        return _resize(canvas[..., r0:r0 + self.resized_shape[0], c0:c0 + self.resized_shape[1]],
+                       self.native_shape)
+
+    def canvas_to_native_coords(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Canvas pixel-centre coordinates to native ones (the map ``to_native`` samples with)."""
+        fr, fc = self.native_per_canvas_pixel
+        return (rows - self.offset[0] + 0.5) * fr - 0.5, (cols - self.offset[1] + 0.5) * fc - 0.5
+
+    def native_to_canvas_coords(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Inverse of :meth:`canvas_to_native_coords`."""
+        fr, fc = self.native_per_canvas_pixel
+        return (rows + 0.5) / fr - 0.5 + self.offset[0], (cols + 0.5) / fc - 0.5 + self.offset[1]
+
+
+def volume_to_canvas(slices: np.ndarray, spacing_mm: tuple[float, float],
+                     canvas: int = CANVAS) -> tuple[torch.Tensor, CanvasMapping]:
+    """Normalise a ``[slice, row, col]`` stack and map it onto the canvas: ``[N, 1, C, C]``."""
+    mapping = CanvasMapping.for_slices(slices.shape[1:], spacing_mm, canvas)
+    x = torch.from_numpy(np.ascontiguousarray(normalize_intensity(slices)))[:, None]
+    return mapping.to_canvas(x), mapping
+
+
+def mask_to_canvas(mask: np.ndarray, mapping: CanvasMapping) -> torch.Tensor:
+    """A binary ``[slice, row, col]`` label stack to soft canvas targets in [0, 1]."""
+    x = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[:, None]
+    return mapping.to_canvas(x).clamp_(0.0, 1.0)

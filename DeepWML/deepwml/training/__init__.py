@@ -1,0 +1,1 @@
+"""Training: manifests, stratified splits, augmentation, the loss and the training loop."""

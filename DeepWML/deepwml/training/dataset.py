@@ -1,0 +1,64 @@
+"""Cases to canvas tensors, through the very preprocessing inference uses."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from ..errors import ManifestError
+from ..image_io import load_flair, read_image
+from ..preprocessing import mask_to_canvas, volume_to_canvas
+from ..slice_layout import plan_slices
+from .manifest import Case
+
+log = logging.getLogger(__name__)
+
+
+def read_label(path, reference: sitk.Image, label_value: int | None = None) -> np.ndarray:
+    """A label volume as a boolean array; it must lie on the FLAIR's voxel grid."""
+    image = read_image(path)
+    if image.GetSize() != reference.GetSize() or not np.allclose(image.GetSpacing(), reference.GetSpacing(), atol=1e-3):
+        raise ManifestError(path, f"label grid {image.GetSize()} / {image.GetSpacing()} differs from "
+                                  f"its FLAIR's {reference.GetSize()} / {reference.GetSpacing()}")
+    arr = sitk.GetArrayFromImage(image)
+    return arr == label_value if label_value is not None else arr > 0
+
+
+@dataclass
+class CanvasCase:
+    """One case on the canvas: images ``[S, 1, C, C]`` (float16 to halve memory), soft labels."""
+
+    case: Case
+    images: torch.Tensor
+    labels: torch.Tensor
+
+
+def load_canvas_case(case: Case, label_path=None) -> CanvasCase:
+    flair = load_flair(case.flair)
+    layout = plan_slices(flair)
+    slices = layout.to_slices(sitk.GetArrayViewFromImage(flair))
+    images, mapping = volume_to_canvas(slices, layout.in_plane_spacing_mm)
+    path = label_path or case.label
+    if path is None:
+        raise ManifestError(case.flair, f"case {case.case} has no label")
+    mask = layout.to_slices(read_label(path, flair, case.label_value))
+    labels = mask_to_canvas(mask, mapping)
+    return CanvasCase(case, images.half(), labels.half())
+
+
+class SliceDataset(torch.utils.data.Dataset):
+    """All selected slices of many cases, held in memory (a few hundred cases fit easily)."""
+
+    def __init__(self, items: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        self.images = torch.cat([i for i, _ in items]) if items else torch.empty(0, 1, 256, 256)
+        self.labels = torch.cat([l for _, l in items]) if items else torch.empty(0, 1, 256, 256)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[index].float(), self.labels[index].float()

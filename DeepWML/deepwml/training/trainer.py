@@ -1,0 +1,286 @@
+"""``deepwml train``: the paper's recipe, resumable, with DDP for several GPUs.
+
+A run folder holds: ``split.json`` (reused), ``train_config.json``, ``checkpoint.pt`` (every
+epoch, atomically replaced; loaded with ``weights_only=True``), ``training_log.csv``,
+``training_curves.png`` and ``model/`` (the best model by validation Dice, as safetensors
+plus model card). Interrupt it at any time and run the same command again to continue.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from ..errors import DeepWMLError
+from ..model_files import ModelCard, save_model
+from ..segmenter import resolve_device
+from ..unet import UNet2D, UNetConfig
+from .augment import flip_rotate, intensity, random_crop
+from .dataset import SliceDataset, load_canvas_case
+from .loss import bce_dice_loss, soft_dice
+from .manifest import read_manifest
+from .split import SPLITS, cases_in, load_split, make_split, save_split, slice_selection
+
+log = logging.getLogger(__name__)
+
+LOG_FIELDS = ["epoch", "train_loss", "val_loss", "val_dice", "lr", "seconds", "best"]
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 200
+    base_channels: int = 64
+    lr: float = 1e-4
+    batch_size: int = 8
+    seed: int = 0
+    device: str = "auto"
+    split_level: str = "patient"
+    augment_intensity: bool = False
+    crop: int = 0
+    max_steps_per_epoch: int = 0
+    #: validate on at most this many slices, evenly spaced (0: all); keeps CPU runs moving
+    val_slices: int = 0
+    name: str = "deepwml"
+    version: str = "0.1.0"
+    notes: str = ""
+
+    #: settings that must not change when a run is resumed
+    FIXED = ("base_channels", "seed", "split_level", "batch_size", "lr")
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    return rank, world
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+
+
+def _atomic_torch_save(obj: dict, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def plot_curves(log_path: Path, out_png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(log_path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        return
+    epochs = [int(r["epoch"]) for r in rows]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(epochs, [float(r["train_loss"]) for r in rows], label="train")
+    ax1.plot(epochs, [float(r["val_loss"]) for r in rows], label="validation")
+    ax1.set(xlabel="epoch", ylabel="BCE + Dice loss", title="Loss")
+    ax1.legend()
+    ax2.plot(epochs, [float(r["val_dice"]) for r in rows], color="tab:green")
+    ax2.set(xlabel="epoch", ylabel="Dice", title="Validation Dice (canvas, all slices)", ylim=(0, 1))
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+
+
+@torch.no_grad()
+def validate(net: torch.nn.Module, data: SliceDataset, device: torch.device, batch_size: int,
+             autocast: torch.dtype | None) -> tuple[float, float]:
+    """Validation loss and global Dice (threshold 0.5) over all validation slices."""
+    net.eval()
+    losses, inter, total = [], 0.0, 0.0
+    for start in range(0, len(data), batch_size):
+        x = data.images[start:start + batch_size].float().to(device)
+        y = data.labels[start:start + batch_size].float().to(device)
+        with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+            logits = net(x)
+        losses.append(bce_dice_loss(logits, y).item() * x.shape[0])
+        pred = (torch.sigmoid(logits.float()) >= 0.5).float()
+        truth = (y >= 0.5).float()
+        inter += (pred * truth).sum().item()
+        total += pred.sum().item() + truth.sum().item()
+    net.train()
+    dice = 2 * inter / total if total > 0 else 1.0
+    return float(np.sum(losses) / max(len(data), 1)), dice
+
+
+def _prepare_split(cases, out_dir: Path, config: TrainConfig, slice_counts: dict[str, int],
+                   is_main: bool, world: int) -> dict:
+    split_path = out_dir / "split.json"
+    if not split_path.exists() and is_main:
+        save_split(make_split(cases, config.seed, config.split_level, slice_counts), split_path)
+    if world > 1:
+        dist.barrier()
+    split = load_split(split_path, cases)
+    if split["level"] != config.split_level:
+        raise DeepWMLError(split_path, f"was made at {split['level']} level, not {config.split_level}")
+    return split
+
+
+def _check_resume(out_dir: Path, config: TrainConfig, restart: bool, is_main: bool) -> Path | None:
+    """Return the checkpoint to resume from; on restart, keep the old one under a new name."""
+    ckpt = out_dir / "checkpoint.pt"
+    cfg_path = out_dir / "train_config.json"
+    if ckpt.exists() and restart and is_main:
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        ckpt.rename(out_dir / f"checkpoint.before-restart-{stamp}.pt")
+        log_path = out_dir / "training_log.csv"
+        if log_path.exists():
+            log_path.rename(out_dir / f"training_log.before-restart-{stamp}.csv")
+        log.warning("kept the previous checkpoint as checkpoint.before-restart-%s.pt", stamp)
+        return None
+    if ckpt.exists() and cfg_path.exists():
+        old = json.loads(cfg_path.read_text())
+        changed = [k for k in TrainConfig.FIXED if old.get(k) != getattr(config, k)]
+        if changed:
+            raise DeepWMLError(out_dir, f"holds a run with other {', '.join(changed)}; resume with the "
+                                        "same settings, use another folder, or pass --restart")
+        return ckpt
+    return None
+
+
+def train(manifest: Path, out_dir: Path, config: TrainConfig, resume: bool = True,
+          progress: bool = True) -> Path:
+    """Train (or resume) a model; return the folder of the best model."""
+    from tqdm import tqdm
+
+    rank, world = _distributed()
+    device = resolve_device(config.device)
+    if world > 1:
+        if device.type == "cuda":
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            device = torch.device("cuda", local)
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    is_main = rank == 0
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+
+    cases = read_manifest(manifest)
+    loaded = [load_canvas_case(c) for c in tqdm(cases, desc="preprocess", unit="case",
+                                                 disable=not (progress and is_main))]
+    counts = {cc.case.case: cc.images.shape[0] for cc in loaded}
+    split = _prepare_split(cases, out_dir, config, counts, is_main, world)
+    data = {}
+    for name in SPLITS:
+        items = []
+        for cc in loaded:
+            sel = torch.from_numpy(slice_selection(split, cc.case, name, counts[cc.case.case]))
+            if sel.any():
+                items.append((cc.images[sel], cc.labels[sel]))
+        data[name] = SliceDataset(items)
+    del loaded
+    if config.val_slices and len(data["val"]) > config.val_slices:
+        pick = torch.linspace(0, len(data["val"]) - 1, config.val_slices).long()
+        data["val"].images, data["val"].labels = data["val"].images[pick], data["val"].labels[pick]
+    if len(data["train"]) == 0 or len(data["val"]) == 0:
+        raise DeepWMLError(manifest, "too few cases for a train/validation split (need >= 3 per "
+                                     "center and disease)")
+
+    net = UNet2D(UNetConfig(base_channels=config.base_channels)).to(device)
+    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
+    start_epoch, best_dice, best_epoch = 0, -1.0, -1
+    ckpt_path = _check_resume(out_dir, config, restart=not resume, is_main=is_main)
+    if world > 1:
+        dist.barrier()
+    if ckpt_path is not None:
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, best_dice, best_epoch = int(state["epoch"]), float(state["best_dice"]), int(state["best_epoch"])
+        if is_main:
+            log.warning("resuming %s at epoch %d (best validation Dice %.4f)", out_dir, start_epoch, best_dice)
+    if is_main:
+        (out_dir / "train_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
+    model = DistributedDataParallel(net) if world > 1 else net
+    autocast = torch.bfloat16 if device.type == "cuda" else None
+    log_path = out_dir / "training_log.csv"
+    if is_main and not log_path.exists():
+        with open(log_path, "w", newline="") as handle:
+            csv.DictWriter(handle, fieldnames=LOG_FIELDS).writeheader()
+
+    n_train = len(data["train"])
+    steps = math.ceil(n_train / (config.batch_size * world))
+    if config.max_steps_per_epoch:
+        steps = min(steps, config.max_steps_per_epoch)
+    model_dir = out_dir / "model"
+    for epoch in range(start_epoch, config.epochs):
+        t0 = time.perf_counter()
+        gen = torch.Generator().manual_seed(config.seed * 100003 + epoch)
+        order = torch.randperm(n_train, generator=gen)
+        aug_gen = torch.Generator().manual_seed(config.seed * 7919 + epoch * 31 + rank)
+        model.train()
+        losses = []
+        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch",
+                   disable=not (progress and is_main), leave=False)
+        for step in bar:
+            batch = order[(step * world + rank) * config.batch_size:][:config.batch_size]
+            if len(batch) == 0:
+                batch = order[:config.batch_size]
+            x = data["train"].images[batch].float()
+            y = data["train"].labels[batch].float()
+            x, y = flip_rotate(x, y, aug_gen)
+            if config.augment_intensity:
+                x = intensity(x, aug_gen)
+            x, y = random_crop(x, y, config.crop, aug_gen)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+                logits = model(x)
+            loss = bce_dice_loss(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+        val_loss, val_dice = validate(net, data["val"], device, config.batch_size * 2, autocast)
+        improved = val_dice > best_dice
+        if improved:
+            best_dice, best_epoch = val_dice, epoch + 1
+        if is_main:
+            if improved:
+                card = ModelCard(config.name, config.version, net.config, training={
+                    "manifest": str(manifest), "manifest_sha256": _sha256(Path(manifest)),
+                    "cases": {s: len(cases_in(split, cases, s)) for s in SPLITS},
+                    "slices": {s: len(data[s]) for s in SPLITS},
+                    "centers": sorted({c.center for c in cases}),
+                    "diseases": sorted({c.disease for c in cases}),
+                    "config": asdict(config), "epoch": best_epoch, "world_size": world,
+                    "device": str(device),
+                }, metrics={"validation_dice_canvas": round(best_dice, 4),
+                            "validation_loss": round(val_loss, 4)}, notes=config.notes)
+                save_model(net, card, model_dir)
+            _atomic_torch_save({"model": net.state_dict(), "optimizer": optimizer.state_dict(),
+                                "epoch": epoch + 1, "best_dice": best_dice, "best_epoch": best_epoch},
+                               out_dir / "checkpoint.pt")
+            with open(log_path, "a", newline="") as handle:
+                csv.DictWriter(handle, fieldnames=LOG_FIELDS).writerow({
+                    "epoch": epoch + 1, "train_loss": round(float(np.mean(losses)), 5),
+                    "val_loss": round(val_loss, 5), "val_dice": round(val_dice, 5), "lr": config.lr,
+                    "seconds": round(time.perf_counter() - t0, 2), "best": int(improved)})
+            plot_curves(log_path, out_dir / "training_curves.png")
+            if progress:
+                tqdm.write(f"epoch {epoch + 1}: train loss {np.mean(losses):.4f}, val loss {val_loss:.4f}, "
+                           f"val Dice {val_dice:.4f}{' (best)' if improved else ''}")
+        if world > 1:
+            dist.barrier()
+    if world > 1:
+        dist.destroy_process_group()
+    return model_dir

@@ -1,0 +1,58 @@
+"""Shared fixtures: a tiny random-weight model, synthetic and phantom volumes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# The test-only slicer.ScriptedLoadableModule stand-in must be on sys.path before anything
+# imports `slicer` (its package path is computed once, at first import).
+sys.path.insert(0, str(Path(__file__).resolve().parent / "slicer_shim"))
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from deepwml.model_files import ModelCard, save_model
+from deepwml.unet import UNet2D, UNetConfig
+
+
+def synthetic_flair(size=(64, 48, 12), spacing=(0.9, 0.9, 5.0), direction=None, seed=0,
+                    origin=(-20.0, 10.0, 3.0)) -> sitk.Image:
+    """An ellipsoid 'head' with bright blobs: fast, for geometry and error tests."""
+    rng = np.random.default_rng(seed)
+    nx, ny, nz = size
+    z, y, x = np.meshgrid(np.linspace(-1, 1, nz), np.linspace(-1, 1, ny), np.linspace(-1, 1, nx), indexing="ij")
+    head = (x ** 2 + y ** 2 + 0.5 * z ** 2) < 0.8
+    arr = np.where(head, 400.0, 5.0) + rng.normal(0, 10, head.shape)
+    arr[(x - 0.2) ** 2 + (y + 0.1) ** 2 < 0.02] = 900.0
+    img = sitk.GetImageFromArray(arr.astype(np.float32))
+    img.SetSpacing(spacing)
+    img.SetOrigin(origin)
+    if direction is not None:
+        img.SetDirection(direction)
+    return img
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    net = UNet2D(UNetConfig(base_channels=4))
+    out = tmp_path_factory.mktemp("tiny_model")
+    save_model(net, ModelCard("tiny-test", "0.0.1", net.config, notes="random weights, tests only"), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def phantom_set(tmp_path_factory) -> Path:
+    """Nine phantom cases (one per center), written once per test session."""
+    from deepwml.phantom.generator import generate_dataset
+
+    out = tmp_path_factory.mktemp("phantoms")
+    return generate_dataset(out, 9, seed=11, progress=False)
+
+
+@pytest.fixture(scope="session")
+def phantom_flair(phantom_set) -> Path:
+    return phantom_set.parent / "case0005" / "flair.nii.gz"

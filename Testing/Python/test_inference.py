@@ -1,0 +1,131 @@
+"""Inference: float32 matches a float64 reference, determinism, bf16, CLI end to end."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import slicerio
+import torch
+
+from conftest import synthetic_flair
+from deepwml.cli import main
+from deepwml.image_io import load_flair
+from deepwml.model_files import load_model
+from deepwml.preprocessing import volume_to_canvas
+from deepwml.segmenter import Segmenter
+from deepwml.slice_layout import plan_slices
+
+
+def test_cpu_float32_matches_float64_reference(tiny_model_dir):
+    img = synthetic_flair(size=(80, 64, 6))
+    seg = Segmenter(str(tiny_model_dir), device="cpu", precision="float32", batch_size=4)
+    layout = plan_slices(img)
+    canvas, _ = volume_to_canvas(layout.to_slices(sitk.GetArrayFromImage(img)), layout.in_plane_spacing_mm)
+    fast = seg.predict_canvas(canvas)
+    ref_net = load_model(tiny_model_dir).network.double()
+    with torch.no_grad():
+        ref = torch.sigmoid(ref_net(canvas.double()))
+    rel = torch.linalg.norm(fast.double() - ref) / torch.linalg.norm(ref)
+    assert rel < 1e-5
+
+
+def test_cpu_inference_is_deterministic(tiny_model_dir):
+    img = synthetic_flair()
+    seg = Segmenter(str(tiny_model_dir), device="cpu")
+    a = sitk.GetArrayFromImage(seg.segment(img).probabilities)
+    b = sitk.GetArrayFromImage(seg.segment(img).probabilities)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_bundled_model_bf16_agrees_with_float32(phantom_flair):
+    """The bundled model's masks in bf16 autocast match float32 (the speed-up is free)."""
+    img = load_flair(phantom_flair)
+    f32 = Segmenter(device="cpu", precision="float32").segment(img)
+    bf16 = Segmenter(device="cpu", precision="bf16").segment(img)
+    p32, p16 = (sitk.GetArrayFromImage(r.probabilities) for r in (f32, bf16))
+    assert np.abs(p32 - p16).max() < 0.1
+    m32, m16 = p32 >= 0.5, p16 >= 0.5
+    assert 2 * (m32 & m16).sum() / max(m32.sum() + m16.sum(), 1) > 0.98
+
+
+def test_flip_tta_is_symmetric(tiny_model_dir):
+    img = synthetic_flair()
+    seg = Segmenter(str(tiny_model_dir), device="cpu", precision="float32", flip_tta=True)
+    layout = plan_slices(img)
+    canvas, _ = volume_to_canvas(layout.to_slices(sitk.GetArrayFromImage(img)), layout.in_plane_spacing_mm)
+    a = seg.predict_canvas(canvas)
+    b = seg.predict_canvas(canvas.flip(-1)).flip(-1)
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+def test_cli_end_to_end(phantom_flair, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["segment", str(phantom_flair), "-o", str(out), "--device", "cpu", "--probabilities",
+                 "--labelmap", "--summary", str(out / "batch.csv")])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "flair.seg.nrrd" in printed and "ml in" in printed
+    img = sitk.ReadImage(str(phantom_flair))
+    seg = slicerio.read_segmentation(str(out / "flair.seg.nrrd"))
+    assert seg["voxels"].shape == img.GetSize()
+    np.testing.assert_allclose(np.array(seg["ijkToLPS"])[:3, 3], img.GetOrigin(), atol=1e-4)
+    np.testing.assert_allclose(np.linalg.norm(np.array(seg["ijkToLPS"])[:3, :3], axis=0), img.GetSpacing(), atol=1e-5)
+    segment = seg["segments"][0]
+    assert segment["name"] == "White matter hyperintensity"
+    assert segment["terminology"]["type"][1] == "52988006"
+    labelmap = sitk.ReadImage(str(out / "flair_wmh.nii.gz"))
+    assert labelmap.GetSize() == img.GetSize() and labelmap.GetOrigin() == img.GetOrigin()
+    mask = sitk.GetArrayFromImage(labelmap) > 0
+    np.testing.assert_array_equal(seg["voxels"].transpose(2, 1, 0) > 0, mask)
+    summary = json.loads((out / "flair.summary.json").read_text())
+    voxel_ml = np.prod(img.GetSpacing()) / 1000
+    assert summary["total_volume_ml"] == pytest.approx(mask.sum() * voxel_ml, abs=1e-3)
+    assert sum(s["volume_ml"] for s in summary["slices"]) == pytest.approx(summary["total_volume_ml"], abs=1e-3)
+    assert summary["device"] == "cpu" and summary["model"]["id"]
+    rows = list(csv.DictReader(open(out / "batch.csv")))
+    assert len(rows) == 1 and float(rows[0]["total_volume_ml"]) == pytest.approx(summary["total_volume_ml"])
+    probs = sitk.ReadImage(str(out / "flair_probabilities.nii.gz"))
+    assert probs.GetPixelID() == sitk.sitkFloat32
+
+
+def test_bundled_model_finds_phantom_lesions(phantom_set):
+    """The shipped model on a phantom it never saw (a different seed than its training set)."""
+    from deepwml.evaluation.metrics import dice
+
+    seg = Segmenter(device="cpu")
+    scores = []
+    for case in ("case0002", "case0005", "case0007"):
+        img = load_flair(phantom_set.parent / case / "flair.nii.gz")
+        truth = sitk.GetArrayFromImage(sitk.ReadImage(str(phantom_set.parent / case / "label.nii.gz"))) > 0
+        pred = sitk.GetArrayFromImage(seg.segment(img).mask) > 0
+        scores.append(dice(truth, pred))
+    assert np.median(scores) > 0.5, scores
+
+
+def test_dicom_series_folder_is_read_with_its_geometry(tmp_path, tiny_model_dir):
+    img = sitk.Cast(synthetic_flair(size=(40, 32, 5), spacing=(0.8, 0.8, 6.0)), sitk.sitkInt16)
+    folder = tmp_path / "dicom"
+    folder.mkdir()
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    uid = "1.2.826.0.1.3680043.2.1125.1.42"
+    for k in range(img.GetDepth()):
+        s = img[:, :, k]
+        s.SetMetaData("0020|000e", uid)
+        s.SetMetaData("0020|0032", "\\".join(map(str, img.TransformIndexToPhysicalPoint((0, 0, k)))))
+        s.SetMetaData("0020|0037", "1\\0\\0\\0\\1\\0")
+        s.SetMetaData("0020|0013", str(k))
+        s.SetMetaData("0018|0050", "6.0")
+        s.SetMetaData("0008|0060", "MR")
+        writer.SetFileName(str(folder / f"{k:03d}.dcm"))
+        writer.Execute(s)
+    loaded = load_flair(folder)
+    assert loaded.GetSize() == img.GetSize()
+    np.testing.assert_allclose(loaded.GetSpacing(), img.GetSpacing(), atol=1e-4)
+    np.testing.assert_allclose(loaded.GetOrigin(), img.GetOrigin(), atol=1e-4)
+    out = Segmenter(str(tiny_model_dir), device="cpu").segment(loaded)
+    assert out.mask.GetSize() == img.GetSize()

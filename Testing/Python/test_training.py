@@ -1,0 +1,124 @@
+"""Training pipeline: splits, a tiny CPU run, resume, restart safety, DDP on gloo."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from deepwml.errors import DeepWMLError
+from deepwml.model_files import load_model
+from deepwml.training.manifest import Case, read_manifest
+from deepwml.training.split import cases_in, make_split
+from deepwml.training.trainer import TrainConfig, train
+
+TINY = dict(base_channels=4, batch_size=2, crop=64, max_steps_per_epoch=6, val_slices=8, lr=1e-3,
+            device="cpu")
+
+
+def fake_cases(per_stratum: dict[tuple[str, str], int], slices_per_patient: int = 1) -> list[Case]:
+    cases = []
+    for (center, disease), n in per_stratum.items():
+        for p in range(n):
+            for s in range(slices_per_patient):
+                name = f"{center}-{disease}-{p}-{s}"
+                cases.append(Case(name, f"{center}-{disease}-{p}", center, disease, Path(name)))
+    return cases
+
+
+def test_patient_split_is_stratified_60_20_20_and_never_shares_a_patient():
+    cases = fake_cases({("A", "MS"): 10, ("A", "NMOSD"): 5, ("B", "CSVD"): 20, ("C", "MS"): 2,
+                        ("D", "MS"): 1}, slices_per_patient=2)
+    split = make_split(cases, seed=3)
+    per_patient = {}
+    for c in cases:
+        per_patient.setdefault(c.patient, set()).add(split["assignment"][c.case])
+    assert all(len(s) == 1 for s in per_patient.values()), "a patient is in two splits"
+    for key, n in {("A", "MS"): 10, ("A", "NMOSD"): 5, ("B", "CSVD"): 20}.items():
+        counts = Counter(split["assignment"][c.case] for c in cases if c.stratum == key and c.case.endswith("-0"))
+        assert counts["train"] == round(n * 0.6) or counts["train"] == n - 2 * max(1, round(n * 0.2))
+        assert counts["val"] >= 1 and counts["test"] >= 1
+    assert len(cases_in(split, cases, "val")) > 0
+    assert make_split(cases, seed=3) == split  # deterministic
+
+
+def test_image_level_split_can_put_one_patient_in_several_splits():
+    cases = fake_cases({("A", "MS"): 4})
+    split = make_split(cases, seed=0, level="image", slices_per_case={c.case: 20 for c in cases})
+    values = split["assignment"]
+    assert any(len(set(v)) > 1 for v in values.values())
+    flat = Counter(s for v in values.values() for s in v)
+    assert flat["train"] == 48 and flat["val"] == 16 and flat["test"] == 16
+
+
+def read_log(run: Path) -> list[dict]:
+    with open(run / "training_log.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_tiny_training_lowers_loss_writes_a_loadable_model_and_resumes(phantom_set, tmp_path):
+    run = tmp_path / "run"
+    model_dir = train(phantom_set, run, TrainConfig(epochs=1, **TINY), progress=False)
+    model = load_model(model_dir)
+    assert model.card["training"]["manifest_sha256"]
+    assert model.card["provenance"]["git_commit"]
+    assert (run / "training_curves.png").stat().st_size > 1000
+    assert (run / "split.json").exists()
+    # resume: only epoch 2 runs, and the loss keeps going down
+    train(phantom_set, run, TrainConfig(epochs=2, **TINY), progress=False)
+    log = read_log(run)
+    assert [r["epoch"] for r in log] == ["1", "2"]
+    assert float(log[1]["train_loss"]) < float(log[0]["train_loss"])
+    # changed settings are refused, not silently mixed
+    with pytest.raises(DeepWMLError, match="other base_channels"):
+        train(phantom_set, run, TrainConfig(epochs=3, **{**TINY, "base_channels": 8}), progress=False)
+    # restart keeps the previous checkpoint
+    train(phantom_set, run, TrainConfig(epochs=1, **TINY), resume=False, progress=False)
+    assert list(run.glob("checkpoint.before-restart-*.pt"))
+
+
+def test_split_is_reused_and_patients_never_leak(phantom_set, tmp_path):
+    run = tmp_path / "run"
+    train(phantom_set, run, TrainConfig(epochs=1, **TINY), progress=False)
+    first = (run / "split.json").read_text()
+    train(phantom_set, run, TrainConfig(epochs=2, **TINY), progress=False)
+    assert (run / "split.json").read_text() == first
+
+
+def test_miccai_wmh_folder_is_read_as_a_manifest(tmp_path):
+    for site, subject in [("Utrecht", "0"), ("Singapore", "50")]:
+        folder = tmp_path / site / subject
+        (folder / "pre").mkdir(parents=True)
+        img = sitk.GetImageFromArray(np.ones((4, 8, 8), np.float32))
+        sitk.WriteImage(img, str(folder / "pre" / "FLAIR.nii.gz"))
+        lab = np.zeros((4, 8, 8), np.uint8)
+        lab[1, 2, 2], lab[2, 3, 3] = 1, 2
+        sitk.WriteImage(sitk.GetImageFromArray(lab), str(folder / "wmh.nii.gz"))
+    cases = read_manifest(tmp_path)
+    assert {c.center for c in cases} == {"Utrecht", "Singapore"}
+    from deepwml.training.dataset import read_label
+
+    ref = sitk.ReadImage(str(cases[0].flair))
+    assert read_label(cases[0].label, ref, cases[0].label_value).sum() == 1  # class 2 is not WMH
+
+
+@pytest.mark.slow
+def test_ddp_training_with_gloo_on_two_cpu_processes(phantom_set, tmp_path):
+    run = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "deepwml.cli", "train", str(phantom_set), "-o", str(run), "--epochs", "1",
+           "--base-channels", "4", "--batch-size", "2", "--crop", "64", "--steps-per-epoch", "3",
+           "--val-slices", "8", "--device", "cpu", "-q"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    model = load_model(run / "model")
+    assert model.card["training"]["world_size"] == 2
+    assert len(read_log(run)) == 1

@@ -55,7 +55,7 @@ class BackgroundJob:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([engine_path(), env.get("PYTHONPATH", "")])
         env["PYTHONUNBUFFERED"] = "1"
-        self._log = open(self.log_path, "w")
+        self._log = open(self.log_path, "w", encoding="utf-8")
         self.process = subprocess.Popen([python_executable(), "-m", "deepwml.cli", *args],
                                         stdout=self._log, stderr=subprocess.STDOUT, env=env)
 
@@ -78,7 +78,7 @@ class BackgroundJob:
 
     def log_text(self) -> str:
         """The log so far; progress bars' carriage returns become new lines."""
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        text = self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
         return text.replace("\r", "\n")
 
 
@@ -105,7 +105,7 @@ class DeepWMLTrainingLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def readTable(path: str) -> list[dict]:
-        with open(path, newline="") as handle:
+        with open(path, newline="", encoding="utf-8") as handle:
             return list(csv.DictReader(handle))
 
     @staticmethod

@@ -37,13 +37,13 @@ def _write_batch_summary(path: Path, summaries: list[dict[str, Any]], overwrite:
         fields = list(dict.fromkeys(k for row in rows for k in row))
 
         def write(tmp: Path) -> None:
-            with open(tmp, "w", newline="") as handle:
+            with open(tmp, "w", newline="", encoding="utf-8") as handle:
                 writer = csv.DictWriter(handle, fieldnames=fields)
                 writer.writeheader()
                 writer.writerows(rows)
         write_with(path, write)
     else:
-        write_with(path, lambda tmp: tmp.write_text(json.dumps(summaries, indent=2) + "\n"))
+        write_with(path, lambda tmp: tmp.write_text(json.dumps(summaries, indent=2) + "\n", encoding="utf-8"))
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
@@ -120,7 +120,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     report = evaluate(Path(args.manifest), Path(args.output), model=args.model, device=args.device,
                       split=args.split, overwrite=args.overwrite, progress=not args.quiet,
-                      max_cases=args.max_cases)
+                      max_cases=args.max_cases, record_in_card=args.record_in_card)
     print(f"evaluation report: {report}")
     return 0
 
@@ -195,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="auto (test split if the model was trained on this manifest, else all) | "
                          "test | val | train | all | a split.json")
     ev.add_argument("--max-cases", type=int, default=0)
+    ev.add_argument("--record-in-card", action="store_true",
+                    help="write the results into the model card (metrics.evaluation)")
     ev.add_argument("--overwrite", action="store_true")
     ev.set_defaults(func=cmd_evaluate)
     return parser

@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from . import __version__
 from .errors import ModelFileError
 from .image_io import write_with
-from .preprocessing import CANVAS, CLIP_MAX, HIGH_PERCENTILE, LOW_PERCENTILE
+from .preprocessing import CANVAS, CLIP_MAX, LOW_PERCENTILE, PREPROCESSING_VERSION, REFERENCE_PERCENTILE
 from .unet import UNet2D, UNetConfig
 
 log = logging.getLogger(__name__)
@@ -57,8 +57,9 @@ def git_commit(start: Path | None = None) -> str:
 
 
 def preprocessing_card() -> dict[str, Any]:
-    return {"canvas": CANVAS, "normalization": "head percentiles per volume",
-            "low_percentile": LOW_PERCENTILE, "high_percentile": HIGH_PERCENTILE,
+    return {"version": PREPROCESSING_VERSION, "canvas": CANVAS,
+            "normalization": "per volume: head 1st percentile -> 0, head median -> 1",
+            "low_percentile": LOW_PERCENTILE, "reference_percentile": REFERENCE_PERCENTILE,
             "clip_max": CLIP_MAX, "resampling": "box-average down, bilinear up, aspect kept, zero pad"}
 
 
@@ -116,7 +117,16 @@ def save_model(network: UNet2D, card: ModelCard, out_dir: str | Path) -> Path:
                        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")},
     }
     card_path = out_dir / CARD_NAME
-    write_with(card_path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
+    write_with(card_path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8"))
+    return card_path
+
+
+def record_in_card(path: str | Path, key: str, value: Any) -> Path:
+    """Add ``value`` under ``metrics[key]`` of a model card (weights untouched, so the checksum
+    still holds); used to record held-out evaluation results where the model travels."""
+    card, card_path = read_card(path)
+    card.setdefault("metrics", {})[key] = value
+    write_with(card_path, lambda tmp: tmp.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8"))
     return card_path
 
 
@@ -135,7 +145,7 @@ def read_card(path: str | Path) -> tuple[dict[str, Any], Path]:
         raise ModelFileError(card_path, "model card not found (a model is a folder with "
                                         f"{CARD_NAME} and {WEIGHTS_NAME})")
     try:
-        card = json.loads(card_path.read_text())
+        card = json.loads(card_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ModelFileError(card_path, f"model card is not valid JSON ({err})") from None
     if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
@@ -149,6 +159,11 @@ def read_card(path: str | Path) -> tuple[dict[str, Any], Path]:
 def load_model(path: str | Path | None = None, device: str | torch.device = "cpu") -> LoadedModel:
     """Verify the checksum, build the network the card describes and load its weights."""
     card, card_path = read_card(path if path is not None else DEFAULT_MODEL_DIR)
+    version = card.get("preprocessing", {}).get("version")
+    if version != PREPROCESSING_VERSION:
+        raise ModelFileError(card_path, f"model was trained with preprocessing version {version}; this "
+                                        f"engine implements version {PREPROCESSING_VERSION} (its inputs would "
+                                        "differ from what the model learned); retrain or use a matching engine")
     weights = card_path.parent / card["weights_file"]
     if not weights.exists():
         raise ModelFileError(weights, "weights file named by the model card is missing")

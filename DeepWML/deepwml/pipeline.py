@@ -88,5 +88,5 @@ def segment_file(input_path: str | Path, out_dir: str | Path, segmenter: Segment
                   "weights_sha256": segmenter.model.card.get("weights_sha256")},
         "engine_version": __version__,
     }
-    write_with(paths.summary, lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
+    write_with(paths.summary, lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8"))
     return summary

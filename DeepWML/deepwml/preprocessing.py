@@ -5,8 +5,11 @@ what it was trained on.
 
 Normalisation is per volume (not per slice, as the paper words it): the top and bottom slices
 of a 17-30 slice FLAIR hold little brain, and per-slice statistics there swing wildly.
-Percentiles of the head (not of the whole field of view, which is mostly air) make a few
-hot voxels, fat or scalp irrelevant.
+Statistics are taken over the head (not the whole field of view, which is mostly air): its
+1st percentile maps to 0 and its median to 1. The median is a tissue intensity whatever the
+lesion load; an upper percentile is not: with 50-120 ml of confluent small-vessel disease the
+99th percentile *is* lesion, and percentile scaling then dims exactly the lesions we look for
+(measured on phantoms: normalised lesion intensity fell from 1.2 to 0.9).
 
 The canvas mapping keeps the physical aspect ratio: the larger physical extent of the slice
 fills the canvas and the other is zero-padded symmetrically. Shrinking box-averages (so a
@@ -25,9 +28,12 @@ import torch
 import torch.nn.functional as F
 
 CANVAS = 256
+#: Bumped whenever normalisation or resampling changes: models record it and the loader
+#: refuses a model trained with another version (its inputs would silently differ).
+PREPROCESSING_VERSION = 2
 #: Percentiles of the head's intensities mapped to 0 and 1.
 LOW_PERCENTILE = 1.0
-HIGH_PERCENTILE = 99.0
+REFERENCE_PERCENTILE = 50.0
 #: Normalised values are clipped here: lesions (well above 1) stay distinct, outliers cannot
 #: dominate a batch.
 CLIP_MAX = 4.0
@@ -42,10 +48,10 @@ def head_mask(volume: np.ndarray) -> np.ndarray:
 
 
 def normalize_intensity(volume: np.ndarray) -> np.ndarray:
-    """Map the head's 1st..99th intensity percentiles to 0..1 and clip to [0, CLIP_MAX]."""
+    """Map the head's 1st percentile to 0 and its median to 1; clip to [0, CLIP_MAX]."""
     volume = np.asarray(volume, dtype=np.float32)
     head = volume[head_mask(volume)]
-    lo, hi = np.percentile(head, [LOW_PERCENTILE, HIGH_PERCENTILE])
+    lo, hi = np.percentile(head, [LOW_PERCENTILE, REFERENCE_PERCENTILE])
     if hi <= lo:
         hi = lo + max(float(np.abs(lo)), 1.0)
     return np.clip((volume - lo) / (hi - lo), 0.0, CLIP_MAX).astype(np.float32)

@@ -105,14 +105,14 @@ def test_statistics_match_scipy():
 
 def test_consensus_flags_low_agreement_and_builds_ground_truth(phantom_set, tmp_path):
     report = run_consensus(phantom_set, tmp_path)
-    rows = list(csv.DictReader(open(tmp_path / "consensus.csv")))
+    rows = list(csv.DictReader(open(tmp_path / "consensus.csv", encoding="utf-8")))
     assert len(rows) == 9
     for r in rows:
         assert (r["status"] == "relabel") == (float(r["dice"]) < 0.85)
         assert bool(r["consensus"]) == (r["status"] == "pass")
-    gt = list(csv.DictReader(open(tmp_path / "consensus_manifest.csv")))
+    gt = list(csv.DictReader(open(tmp_path / "consensus_manifest.csv", encoding="utf-8")))
     assert {g["case"] for g in gt} == {r["case"] for r in rows if r["status"] == "pass"}
-    assert "re-labelling" in report.read_text()
+    assert "re-labelling" in report.read_text(encoding="utf-8")
     # STAPLE of two raters lies between their intersection and union
     r = next(r for r in rows if r["status"] == "pass")
     cons = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / r["consensus"]))) > 0
@@ -123,18 +123,18 @@ def test_consensus_flags_low_agreement_and_builds_ground_truth(phantom_set, tmp_
 
 def test_evaluation_report_builds_on_phantoms(phantom_set, tmp_path):
     report = evaluate(phantom_set, tmp_path, device="cpu", split="all", max_cases=4, progress=False)
-    html = report.read_text()
+    html = report.read_text(encoding="utf-8")
     for part in ("Table 2", "Kruskal", "MICCAI", "data:image/png;base64"):
         assert part in html
     for name in ("per_slice.csv", "per_volume.csv", "table2.csv", "table2.md", "statistics.json",
                  "fig2_overlays.png", "fig3_boxplots.png", "fig4_lesion_volume_groups.png", "timings.png"):
         assert (tmp_path / name).stat().st_size > 0, name
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    slices = list(csv.DictReader(open(tmp_path / "per_slice.csv")))
+    summary = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
+    slices = list(csv.DictReader(open(tmp_path / "per_slice.csv", encoding="utf-8")))
     assert summary["counts"]["lesion_slices"] == len(slices)
     assert summary["counts"]["slices"] == (summary["counts"]["lesion_slices"] + summary["counts"].get("both_empty", 0)
                                            + summary["counts"].get("false_positive_slices", 0))
-    table = list(csv.DictReader(open(tmp_path / "table2.csv")))
+    table = list(csv.DictReader(open(tmp_path / "table2.csv", encoding="utf-8")))
     overall = table[-1]
     dices = [float(s["dice"]) for s in slices]
     assert float(overall["median_dice"]) == pytest.approx(np.median(dices), abs=1e-3)

@@ -125,3 +125,23 @@ def test_normalization_ignores_hot_voxels_and_air():
     a, b = normalize_intensity(vol), normalize_intensity(hot)
     np.testing.assert_allclose(a[1:], b[1:], atol=1e-3)
     assert a[:, :8].max() == 0.0  # air maps to 0
+
+
+def test_normalization_keeps_lesions_bright_under_heavy_lesion_load():
+    """Confluent small-vessel disease must not dim its own lesions (a percentile-scaling flaw)."""
+    rng = np.random.default_rng(0)
+
+    def volume(lesion_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+        vol = np.zeros((10, 64, 64), np.float32)
+        vol[:, 8:56, 8:56] = rng.normal(500, 15, (10, 48, 48))
+        lesion = np.zeros(vol.shape, bool)
+        n = max(1, int(round(lesion_fraction * 48)))
+        lesion[:, 8:8 + n, 8:56] = True
+        vol[lesion] = rng.normal(800, 15, lesion.sum())
+        return vol, lesion
+
+    light, light_mask = volume(0.02)
+    heavy, heavy_mask = volume(0.15)
+    a = np.median(normalize_intensity(light)[light_mask])
+    b = np.median(normalize_intensity(heavy)[heavy_mask])
+    assert abs(a - b) < 0.05 and a > 1.4

@@ -42,14 +42,23 @@ def test_cpu_inference_is_deterministic(tiny_model_dir):
 
 
 def test_bundled_model_bf16_agrees_with_float32(phantom_flair):
-    """The bundled model's masks in bf16 autocast match float32 (the speed-up is free)."""
+    """bf16 autocast (used by ``auto`` on CUDA and bf16-capable CPUs) gives the same masks.
+
+    Checked on the four slices with the most lesion: on a CPU without native bf16 each slice
+    takes seconds in bf16 (which is why ``auto`` picks float32 there).
+    """
     img = load_flair(phantom_flair)
-    f32 = Segmenter(device="cpu", precision="float32").segment(img)
-    bf16 = Segmenter(device="cpu", precision="bf16").segment(img)
-    p32, p16 = (sitk.GetArrayFromImage(r.probabilities) for r in (f32, bf16))
-    assert np.abs(p32 - p16).max() < 0.1
+    layout = plan_slices(img)
+    canvas, _ = volume_to_canvas(layout.to_slices(sitk.GetArrayFromImage(img)), layout.in_plane_spacing_mm)
+    f32 = Segmenter(device="cpu", precision="float32")
+    bf16 = Segmenter(f32.model, device="cpu", precision="bf16")
+    p32_all = f32.predict_canvas(canvas)
+    top = torch.argsort((p32_all >= 0.5).flatten(1).sum(1), descending=True)[:4]
+    p32, p16 = p32_all[top], bf16.predict_canvas(canvas[top])
+    assert (p32 >= 0.5).sum() > 100
+    assert (p32 - p16).abs().max() < 0.15
     m32, m16 = p32 >= 0.5, p16 >= 0.5
-    assert 2 * (m32 & m16).sum() / max(m32.sum() + m16.sum(), 1) > 0.98
+    assert 2 * (m32 & m16).sum() / (m32.sum() + m16.sum()) > 0.97
 
 
 def test_flip_tta_is_symmetric(tiny_model_dir):
@@ -81,12 +90,12 @@ def test_cli_end_to_end(phantom_flair, tmp_path, capsys):
     assert labelmap.GetSize() == img.GetSize() and labelmap.GetOrigin() == img.GetOrigin()
     mask = sitk.GetArrayFromImage(labelmap) > 0
     np.testing.assert_array_equal(seg["voxels"].transpose(2, 1, 0) > 0, mask)
-    summary = json.loads((out / "flair.summary.json").read_text())
+    summary = json.loads((out / "flair.summary.json").read_text(encoding="utf-8"))
     voxel_ml = np.prod(img.GetSpacing()) / 1000
     assert summary["total_volume_ml"] == pytest.approx(mask.sum() * voxel_ml, abs=1e-3)
     assert sum(s["volume_ml"] for s in summary["slices"]) == pytest.approx(summary["total_volume_ml"], abs=1e-3)
     assert summary["device"] == "cpu" and summary["model"]["id"]
-    rows = list(csv.DictReader(open(out / "batch.csv")))
+    rows = list(csv.DictReader(open(out / "batch.csv", encoding="utf-8")))
     assert len(rows) == 1 and float(rows[0]["total_volume_ml"]) == pytest.approx(summary["total_volume_ml"])
     probs = sitk.ReadImage(str(out / "flair_probabilities.nii.gz"))
     assert probs.GetPixelID() == sitk.sitkFloat32

@@ -45,9 +45,9 @@ def test_truncated_weights_are_refused(tiny_model_dir, tmp_path):
 
 def test_wrong_architecture_is_refused_even_with_matching_checksum(tiny_model_dir, tmp_path):
     model = copy_model(tiny_model_dir, tmp_path)
-    card = json.loads((model / "model.json").read_text())
+    card = json.loads((model / "model.json").read_text(encoding="utf-8"))
     card["architecture"]["base_channels"] = 8
-    (model / "model.json").write_text(json.dumps(card))
+    (model / "model.json").write_text(json.dumps(card), encoding="utf-8")
     with pytest.raises(ModelFileError, match="do not fit the architecture"):
         load_model(model)
 
@@ -55,9 +55,9 @@ def test_wrong_architecture_is_refused_even_with_matching_checksum(tiny_model_di
 def test_garbage_with_matching_checksum_is_refused(tiny_model_dir, tmp_path):
     model = copy_model(tiny_model_dir, tmp_path)
     (model / WEIGHTS_NAME).write_bytes(b"\x80\x04 pickle-looking bytes" * 10)
-    card = json.loads((model / "model.json").read_text())
+    card = json.loads((model / "model.json").read_text(encoding="utf-8"))
     card["weights_sha256"] = sha256_of(model / WEIGHTS_NAME)
-    (model / "model.json").write_text(json.dumps(card))
+    (model / "model.json").write_text(json.dumps(card), encoding="utf-8")
     with pytest.raises(ModelFileError, match="cannot be read as model weights"):
         load_model(model)
 
@@ -65,7 +65,7 @@ def test_garbage_with_matching_checksum_is_refused(tiny_model_dir, tmp_path):
 @pytest.mark.parametrize("content,problem", [("{not json", "not valid JSON"),
                                              ('{"format": "other"}', "not a DeepWML model card")])
 def test_bad_cards_are_refused(tmp_path, content, problem):
-    (tmp_path / "model.json").write_text(content)
+    (tmp_path / "model.json").write_text(content, encoding="utf-8")
     with pytest.raises(ModelFileError, match=problem):
         read_card(tmp_path)
 
@@ -73,3 +73,12 @@ def test_bad_cards_are_refused(tmp_path, content, problem):
 def test_missing_model_is_refused(tmp_path):
     with pytest.raises(ModelFileError, match="model card not found"):
         load_model(tmp_path / "nothing")
+
+
+def test_model_from_another_preprocessing_version_is_refused(tiny_model_dir, tmp_path):
+    model = copy_model(tiny_model_dir, tmp_path)
+    card = json.loads((model / "model.json").read_text(encoding="utf-8"))
+    card["preprocessing"]["version"] = 1
+    (model / "model.json").write_text(json.dumps(card), encoding="utf-8")
+    with pytest.raises(ModelFileError, match="preprocessing version 1"):
+        load_model(model)

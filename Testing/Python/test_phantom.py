@@ -14,9 +14,9 @@ from deepwml.phantom.generator import make_case
 
 
 def test_phantom_set_manifest_and_acquisitions(phantom_set):
-    rows = list(csv.DictReader(open(phantom_set)))
+    rows = list(csv.DictReader(open(phantom_set, encoding="utf-8")))
     assert len(rows) == 9
-    assert {r["disease"] for r in rows} == {"MS", "NMOSD", "CSVD"} or {r["disease"] for r in rows} >= {"MS", "CSVD"}
+    assert {r["disease"] for r in rows} >= {"MS", "CSVD"}  # NMOSD is drawn at random per case
     assert len({r["center"] for r in rows}) == 9
     for r in rows:
         img = sitk.ReadImage(str(phantom_set.parent / r["flair"]))

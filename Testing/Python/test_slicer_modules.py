@@ -48,7 +48,7 @@ def test_ui_file_parses_and_names_the_widgets_the_code_uses(name):
     ui = MODULES[name] / "Resources" / "UI" / f"{name}.ui"
     tree = ET.parse(ui)
     names = {w.get("name") for w in tree.iter("widget")}
-    source = (MODULES[name] / f"{name}.py").read_text()
+    source = (MODULES[name] / f"{name}.py").read_text(encoding="utf-8")
     used = {node.attr for node in ast.walk(ast.parse(source))
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
             and node.value.attr == "ui"}
@@ -58,7 +58,7 @@ def test_ui_file_parses_and_names_the_widgets_the_code_uses(name):
 
 @pytest.mark.parametrize("name", list(MODULES))
 def test_qt_is_imported_only_inside_widget_classes(name):
-    tree = ast.parse((MODULES[name] / f"{name}.py").read_text())
+    tree = ast.parse((MODULES[name] / f"{name}.py").read_text(encoding="utf-8"))
 
     def imports(node):
         for sub in ast.walk(node):
@@ -76,7 +76,7 @@ def test_qt_is_imported_only_inside_widget_classes(name):
 
 @pytest.mark.parametrize("name", list(MODULES))
 def test_module_cmake_lists_every_script_and_resource(name):
-    cmake = (MODULES[name] / "CMakeLists.txt").read_text().replace("${MODULE_NAME}", name)
+    cmake = (MODULES[name] / "CMakeLists.txt").read_text(encoding="utf-8").replace("${MODULE_NAME}", name)
     assert "slicerMacroBuildScriptedModule" in cmake
     assert f"{name}.py" in cmake
     for resource in (MODULES[name] / "Resources").rglob("*"):

@@ -59,7 +59,7 @@ def test_image_level_split_can_put_one_patient_in_several_splits():
 
 
 def read_log(run: Path) -> list[dict]:
-    with open(run / "training_log.csv", newline="") as handle:
+    with open(run / "training_log.csv", newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
 
 
@@ -87,9 +87,9 @@ def test_tiny_training_lowers_loss_writes_a_loadable_model_and_resumes(phantom_s
 def test_split_is_reused_and_patients_never_leak(phantom_set, tmp_path):
     run = tmp_path / "run"
     train(phantom_set, run, TrainConfig(epochs=1, **TINY), progress=False)
-    first = (run / "split.json").read_text()
+    first = (run / "split.json").read_text(encoding="utf-8")
     train(phantom_set, run, TrainConfig(epochs=2, **TINY), progress=False)
-    assert (run / "split.json").read_text() == first
+    assert (run / "split.json").read_text(encoding="utf-8") == first
 
 
 def test_miccai_wmh_folder_is_read_as_a_manifest(tmp_path):

@@ -19,6 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import ManifestError, OutputExistsError
+from ..image_io import read_image
 from ..training.dataset import read_label
 from ..training.manifest import read_manifest
 from .metrics import dice
@@ -54,7 +55,7 @@ def run_consensus(manifest: Path, out_dir: Path, threshold: float = 0.85, method
     (out_dir / "labels").mkdir(parents=True, exist_ok=True)
     rows = []
     for case in tqdm(paired, desc="consensus", unit="case"):
-        r1_img = sitk.ReadImage(str(case.rater1))
+        r1_img = read_image(case.rater1)
         r1 = read_label(case.rater1, r1_img)
         r2 = read_label(case.rater2, r1_img)
         d = dice(r1, r2)
@@ -66,11 +67,7 @@ def run_consensus(manifest: Path, out_dir: Path, threshold: float = 0.85, method
                "rater2_ml": round(r2.sum() * np.prod(r1_img.GetSpacing()) / 1000, 4),
                "dice": round(float(d), 4), "status": "pass" if passed else "relabel", "consensus": ""}
         if passed:
-            def image(arr: np.ndarray) -> sitk.Image:
-                img = sitk.GetImageFromArray(arr.astype(np.uint8))
-                img.CopyInformation(r1_img)
-                return img
-            mask = consensus_mask(image(r1), image(r2), method)
+            mask = consensus_mask(_like(r1, r1_img), _like(r2, r1_img), method)
             path = out_dir / "labels" / f"{case.case}_consensus.nii.gz"
             sitk.WriteImage(mask, str(path), True)
             row["consensus"] = str(path.relative_to(out_dir))
@@ -97,12 +94,18 @@ def run_consensus(manifest: Path, out_dir: Path, threshold: float = 0.85, method
                f"{len(gt_rows)} passing case(s) are in <code>consensus_manifest.csv</code>. "
                f"Median inter-rater Dice {np.median(dices):.3f}.</p>")
     body = summary + figure_tag(png) + table_html(rows, fields)
-    report.write_text(html_page("DeepWML inter-rater consensus", body))
+    report.write_text(html_page("DeepWML inter-rater consensus", body), encoding="utf-8")
     return report
 
 
+def _like(arr: np.ndarray, reference: sitk.Image) -> sitk.Image:
+    img = sitk.GetImageFromArray(arr.astype(np.uint8))
+    img.CopyInformation(reference)
+    return img
+
+
 def _write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
-    with open(path, "w", newline="") as handle:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)

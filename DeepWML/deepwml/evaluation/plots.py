@@ -20,6 +20,15 @@ def _plt():
     return plt
 
 
+def _save(fig, png: Path, dpi: int) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(png, dpi=dpi)
+    plt.close(fig)
+    return png
+
+
 def _finite(values: list[float]) -> np.ndarray:
     v = np.asarray(values, dtype=float)
     return v[np.isfinite(v)]
@@ -45,10 +54,7 @@ def plot_boxplots(rows: list[dict], png: Path) -> Path:
             else:
                 _empty(ax)
             ax.set(ylim=(-0.02, 1.02), title=f"{metric} per {key}")
-    fig.tight_layout()
-    fig.savefig(png, dpi=90)
-    plt.close(fig)
-    return png
+    return _save(fig, png, 90)
 
 
 def _stars(p: float) -> str:
@@ -80,10 +86,7 @@ def plot_lv_groups(rows: list[dict], stats_by_metric: dict, png: Path) -> Path:
         p = kw.get("p", float("nan"))
         ax.set(ylim=(-0.02, max(1.1, height + 0.05)),
                title=f"{metric} (Kruskal-Wallis p={p:.2g})" if np.isfinite(p) else metric)
-    fig.tight_layout()
-    fig.savefig(png, dpi=90)
-    plt.close(fig)
-    return png
+    return _save(fig, png, 90)
 
 
 def plot_overlays(samples: list[dict], png: Path) -> Path:
@@ -108,10 +111,7 @@ def plot_overlays(samples: list[dict], png: Path) -> Path:
     if not samples:
         _empty(axes[0, 0], "no lesion slices")
     fig.suptitle("red: manual only, green: automatic only, yellow: both")
-    fig.tight_layout()
-    fig.savefig(png, dpi=80)
-    plt.close(fig)
-    return png
+    return _save(fig, png, 80)
 
 
 def plot_timings(volume_rows: list[dict], png: Path) -> Path:
@@ -123,7 +123,4 @@ def plot_timings(volume_rows: list[dict], png: Path) -> Path:
     a1.set(xlabel="ms per slice", ylabel="volumes", title="Time per slice")
     a2.hist(per_volume, bins=20, color="tab:orange")
     a2.set(xlabel="s per volume", title="Time per volume")
-    fig.tight_layout()
-    fig.savefig(png, dpi=90)
-    plt.close(fig)
-    return png
+    return _save(fig, png, 90)

@@ -26,6 +26,7 @@ import SimpleITK as sitk
 from ..errors import DeepWMLError, OutputExistsError
 from ..image_io import load_flair
 from ..model_files import read_card
+from ..model_files import record_in_card as record_in_card_file
 from ..segmenter import Segmenter
 from ..slice_layout import plan_slices
 from ..training.dataset import read_label
@@ -80,7 +81,7 @@ def choose_cases(manifest: Path, cases: list[Case], model_card: dict, model_path
 
 def evaluate(manifest: Path, out_dir: Path, model: str | None = None, device: str = "auto",
              split: str = "auto", overwrite: bool = False, progress: bool = True,
-             max_cases: int = 0) -> Path:
+             max_cases: int = 0, record_in_card: bool = False) -> Path:
     """Run the model on the selected cases and write the full report; return report.html."""
     from tqdm import tqdm
 
@@ -146,7 +147,15 @@ def evaluate(manifest: Path, out_dir: Path, model: str | None = None, device: st
             overlays.append({"case": case.case, "disease": case.disease, "slice": best_slice,
                              "image": np.array(f_sl[best_slice]), "truth": t_sl[best_slice].copy(),
                              "pred": p_sl[best_slice].copy()})
-    return _write_report(out_dir, slice_rows, volume_rows, overlays, dict(counts), why, segmenter, card)
+    report = _write_report(out_dir, slice_rows, volume_rows, overlays, dict(counts), why, segmenter, card)
+    if record_in_card:
+        summary = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
+        record_in_card_file(card_path, "evaluation", {
+            "data": f"{manifest} ({why})", "volumes": summary["volumes"], "counts": summary["counts"],
+            "per_slice_median": {m: summary["overall"].get(f"median_{m}") for m in METRICS},
+            "per_volume_median": {r["metric"]: r["median"] for r in summary["per_volume"]},
+            "device": summary["device"]})
+    return report
 
 
 def _table2(slice_rows: list[dict]) -> list[dict]:
@@ -181,9 +190,9 @@ def _markdown(rows: list[dict]) -> str:
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
     if not rows:
-        path.write_text("")
+        path.write_text("", encoding="utf-8")
         return
-    with open(path, "w", newline="") as handle:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
@@ -216,10 +225,10 @@ def _write_report(out_dir: Path, slice_rows: list[dict], volume_rows: list[dict]
     _write_csv(out_dir / "per_slice.csv", slice_rows)
     _write_csv(out_dir / "per_volume.csv", volume_rows)
     _write_csv(out_dir / "table2.csv", table2)
-    (out_dir / "table2.md").write_text(_markdown(table2))
-    (out_dir / "statistics.json").write_text(json.dumps(statistics, indent=1, default=float) + "\n")
+    (out_dir / "table2.md").write_text(_markdown(table2), encoding="utf-8")
+    (out_dir / "statistics.json").write_text(json.dumps(statistics, indent=1, default=float) + "\n", encoding="utf-8")
     stats_rows = _stats_rows(statistics)
-    (out_dir / "statistics.md").write_text(_markdown(stats_rows))
+    (out_dir / "statistics.md").write_text(_markdown(stats_rows), encoding="utf-8")
     volume_summary = [{"metric": m, "median": round(_median([r[m] for r in volume_rows]), 4),
                        "iqr": _quartiles([r[m] for r in volume_rows]),
                        "cases": int(np.isfinite(np.asarray([r[m] for r in volume_rows], float)).sum())}
@@ -267,9 +276,9 @@ volume (preprocessing + network + mapping back; reading and writing files not in
 statistics.json/.md, {', '.join(figures)}.</p>
 """
     report = out_dir / "report.html"
-    report.write_text(html_page("DeepWML evaluation", body))
+    report.write_text(html_page("DeepWML evaluation", body), encoding="utf-8")
     (out_dir / "summary.json").write_text(json.dumps({
         "evaluated": why, "volumes": len(volume_rows), "counts": counts, "overall": overall,
         "per_volume": volume_summary, "model": segmenter.model.model_id,
-        "device": str(segmenter.device)}, indent=1, default=float) + "\n")
+        "device": str(segmenter.device)}, indent=1, default=float) + "\n", encoding="utf-8")
     return report

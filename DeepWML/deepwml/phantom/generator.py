@@ -118,14 +118,19 @@ def _rater(soft: np.ndarray, rng: np.random.Generator, careless: bool) -> np.nda
     return mask
 
 
-def make_case(index: int, seed: int) -> PhantomCase:
-    """Generate case ``index`` of the phantom set with ``seed``."""
+def make_case(index: int, seed: int, acquisition: dict | None = None) -> PhantomCase:
+    """Generate case ``index`` of the phantom set with ``seed``.
+
+    ``acquisition`` overrides the center's drawn settings (keys as in the manifest:
+    slice_thickness_mm, slice_spacing_mm, pixel_mm, matrix, slices), e.g. for benchmarks.
+    """
     rng = np.random.default_rng([seed, index])
     anatomy = load_anatomy()
     center = CENTERS[index % len(CENTERS)]
     disease = center.diseases[0] if len(center.diseases) == 1 else str(
         rng.choice(center.diseases, p=[0.65, 0.35]))
     acq = _acquisition(center, rng)
+    acq.update(acquisition or {})
     lesions = LESION_MAKERS[disease](anatomy, rng)
     # FLAIR contrast on the template grid (white matter = 1), then one 2-channel resampling.
     lesion_level = np.float32(center.lesion * rng.uniform(0.85, 1.15))
@@ -198,7 +203,7 @@ def generate_dataset(out_dir: Path, cases: int, seed: int = 0, overwrite: bool =
         rows.append({"case": name, "patient": name, **{k: info[k] for k in MANIFEST_FIELDS if k in info},
                      **{k: f"{name}/{k}.nii.gz" for k in files}})
     tmp = manifest.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as handle:
+    with open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=MANIFEST_FIELDS)
         writer.writeheader()
         writer.writerows(rows)

@@ -52,7 +52,7 @@ def read_manifest(path: str | Path, need_labels: bool = True) -> list[Case]:
         return read_miccai_folder(path)
     if not path.exists():
         raise ManifestError(path, "manifest not found")
-    with open(path, newline="") as handle:
+    with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
         if missing:

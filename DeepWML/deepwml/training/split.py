@@ -70,12 +70,12 @@ def make_split(cases: list[Case], seed: int = 0, level: str = "patient",
 
 def save_split(split: dict, path: Path) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(split, indent=1) + "\n")
+    tmp.write_text(json.dumps(split, indent=1) + "\n", encoding="utf-8")
     tmp.replace(path)
 
 
 def load_split(path: Path, cases: list[Case]) -> dict:
-    split = json.loads(Path(path).read_text())
+    split = json.loads(Path(path).read_text(encoding="utf-8"))
     missing = [c.case for c in cases if c.case not in split.get("assignment", {})]
     if missing:
         raise ManifestError(path, f"split does not cover case(s) {', '.join(missing[:5])}; "

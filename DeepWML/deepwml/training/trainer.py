@@ -30,7 +30,7 @@ from ..segmenter import resolve_device
 from ..unet import UNet2D, UNetConfig
 from .augment import flip_rotate, intensity, random_crop
 from .dataset import SliceDataset, load_canvas_case
-from .loss import bce_dice_loss, soft_dice
+from .loss import bce_dice_loss
 from .manifest import read_manifest
 from .split import SPLITS, cases_in, load_split, make_split, save_split, slice_selection
 
@@ -57,8 +57,9 @@ class TrainConfig:
     version: str = "0.1.0"
     notes: str = ""
 
-    #: settings that must not change when a run is resumed
-    FIXED = ("base_channels", "seed", "split_level", "batch_size", "lr")
+    #: settings that must not change when a run is resumed (the learning rate may: lowering it
+    #: for a second stage is a legitimate schedule)
+    FIXED = ("base_channels", "seed", "split_level", "batch_size")
 
 
 def _distributed() -> tuple[int, int]:
@@ -83,7 +84,7 @@ def plot_curves(log_path: Path, out_png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with open(log_path, newline="") as handle:
+    with open(log_path, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     if not rows:
         return
@@ -147,7 +148,7 @@ def _check_resume(out_dir: Path, config: TrainConfig, restart: bool, is_main: bo
         log.warning("kept the previous checkpoint as checkpoint.before-restart-%s.pt", stamp)
         return None
     if ckpt.exists() and cfg_path.exists():
-        old = json.loads(cfg_path.read_text())
+        old = json.loads(cfg_path.read_text(encoding="utf-8"))
         changed = [k for k in TrainConfig.FIXED if old.get(k) != getattr(config, k)]
         if changed:
             raise DeepWMLError(out_dir, f"holds a run with other {', '.join(changed)}; resume with the "
@@ -205,16 +206,18 @@ def train(manifest: Path, out_dir: Path, config: TrainConfig, resume: bool = Tru
         state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr
         start_epoch, best_dice, best_epoch = int(state["epoch"]), float(state["best_dice"]), int(state["best_epoch"])
         if is_main:
-            log.warning("resuming %s at epoch %d (best validation Dice %.4f)", out_dir, start_epoch, best_dice)
+            log.warning("resuming %s after epoch %d (best validation Dice %.4f)", out_dir, start_epoch, best_dice)
     if is_main:
-        (out_dir / "train_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
+        (out_dir / "train_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n", encoding="utf-8")
     model = DistributedDataParallel(net) if world > 1 else net
     autocast = torch.bfloat16 if device.type == "cuda" else None
     log_path = out_dir / "training_log.csv"
     if is_main and not log_path.exists():
-        with open(log_path, "w", newline="") as handle:
+        with open(log_path, "w", newline="", encoding="utf-8") as handle:
             csv.DictWriter(handle, fieldnames=LOG_FIELDS).writeheader()
 
     n_train = len(data["train"])
@@ -270,7 +273,7 @@ def train(manifest: Path, out_dir: Path, config: TrainConfig, resume: bool = Tru
             _atomic_torch_save({"model": net.state_dict(), "optimizer": optimizer.state_dict(),
                                 "epoch": epoch + 1, "best_dice": best_dice, "best_epoch": best_epoch},
                                out_dir / "checkpoint.pt")
-            with open(log_path, "a", newline="") as handle:
+            with open(log_path, "a", newline="", encoding="utf-8") as handle:
                 csv.DictWriter(handle, fieldnames=LOG_FIELDS).writerow({
                     "epoch": epoch + 1, "train_loss": round(float(np.mean(losses)), 5),
                     "val_loss": round(val_loss, 5), "val_dice": round(val_dice, 5), "lr": config.lr,

@@ -1,0 +1,158 @@
+"""Inference speed and memory: the paper's network in float32 against the shipped default.
+
+One run times, for each configuration, the full path (read file -> preprocess -> network ->
+write .seg.nrrd) and the network alone, on a 24-slice 512x512 phantom, on the CPU and on CUDA
+when present; peak memory is the peak resident set of a fresh process per configuration (the
+only honest number for "how much RAM does segmenting need"). Dice against the phantom truth is
+printed for every configuration that has trained weights, so speed is never bought with
+accuracy unseen. The paper-architecture baseline has random weights unless --baseline-model
+names a trained one (its speed does not depend on the weights).
+
+    .venv/bin/python benchmarks/benchmark_inference.py [--repeats 3] [--threads N] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ACQUISITION = {"matrix": 512, "pixel_mm": 0.4688, "slices": 24, "slice_thickness_mm": 6.0,
+               "slice_spacing_mm": 6.0}
+
+
+def make_volume(folder: Path) -> tuple[Path, Path]:
+    import SimpleITK as sitk
+
+    from deepwml.phantom.generator import make_case
+
+    case = make_case(5, 99, acquisition=ACQUISITION)  # a CSVD case, center C6
+    flair, truth = folder / "bench_flair.nii.gz", folder / "bench_truth.nii.gz"
+    sitk.WriteImage(case.flair, str(flair), True)
+    sitk.WriteImage(case.truth, str(truth), True)
+    return flair, truth
+
+
+def run_config(args: argparse.Namespace) -> dict:
+    """Child process: time one configuration and report JSON on stdout."""
+    import SimpleITK as sitk
+    import torch
+
+    from deepwml.evaluation.metrics import dice
+    from deepwml.model_files import LoadedModel, load_model
+    from deepwml.pipeline import segment_file
+    from deepwml.segmenter import Segmenter
+    from deepwml.unet import UNet2D, UNetConfig
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.model == "paper-random":
+        torch.manual_seed(0)
+        net = UNet2D(UNetConfig(base_channels=64))
+        model = LoadedModel(net.eval(), {"name": "paper-unet64-random", "version": "-"}, Path("random"))
+        trained = False
+    else:
+        model = load_model(None if args.model == "default" else args.model)
+        trained = True
+    seg = Segmenter(model, device=args.device, precision=args.precision, batch_size=args.batch)
+    flair = Path(args.flair)
+    out = Path(tempfile.mkdtemp())
+    # warm-up (model to device, kernels, allocator)
+    segment_file(flair, out, seg, overwrite=True)
+    end_to_end, network = [], []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        summary = segment_file(flair, out, seg, overwrite=True)
+        end_to_end.append(time.perf_counter() - t0)
+        network.append(summary["timings_s"]["network"])
+    result = {"config": args.label, "device": str(seg.device), "precision": seg.precision_name,
+              "end_to_end_s": float(np.median(end_to_end)), "network_s": float(np.median(network)),
+              "slices": ACQUISITION["slices"], "model": model.model_id}
+    if trained:
+        truth = sitk.GetArrayFromImage(sitk.ReadImage(args.truth)) > 0
+        pred = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "bench_flair.seg.nrrd"))) > 0
+        result["dice"] = float(dice(truth, pred))
+    if seg.device.type == "cuda":
+        result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
+        x = torch.randn(256, 1, 256, 256, device="cuda")
+        with torch.inference_mode(), seg._autocast():
+            for _ in range(3):
+                seg.model.network(x)
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            for _ in range(5):
+                seg.model.network(x)
+            torch.cuda.synchronize()
+        result["gpu_slices_per_s"] = 5 * 256 / (time.perf_counter() - t0)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--baseline-model", default="paper-random")
+    parser.add_argument("--json", default=None)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    for name in ("model", "device", "precision", "label", "flair", "truth"):
+        parser.add_argument(f"--{name}", help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, default=8, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(run_config(args)))
+        return 0
+
+    import torch
+
+    folder = Path(tempfile.mkdtemp())
+    flair, truth = make_volume(folder)
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    configs = []
+    for device in devices:
+        configs += [("paper U-Net float32 (baseline)", args.baseline_model, device, "float32"),
+                    ("default model float32", "default", device, "float32"),
+                    ("default model, default precision", "default", device, "auto")]
+    results = []
+    for label, model, device, precision in configs:
+        cmd = [sys.executable, __file__, "--child", "--model", model, "--device", device,
+               "--precision", precision, "--label", label, "--flair", str(flair), "--truth", str(truth),
+               "--repeats", str(args.repeats), "--threads", str(args.threads)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(proc.stderr[-3000:], file=sys.stderr)
+            return 1
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    print(f"\nDeepWML inference benchmark, {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs, torch {torch.__version__}; volume {ACQUISITION['slices']} slices of "
+          f"{ACQUISITION['matrix']}x{ACQUISITION['matrix']}, median of {args.repeats}")
+    header = f"{'configuration':36} {'dev':5} {'prec':8} {'ms/slice':>9} {'net s/vol':>9} {'e2e s/vol':>9} " \
+             f"{'peak MB':>8} {'speed-up':>8} {'Dice':>6}"
+    print(header)
+    print("-" * len(header))
+    for device in devices:
+        base = next(r for r in results if r["device"].startswith(device) and "baseline" in r["config"])
+        for r in (x for x in results if x["device"].startswith(device)):
+            r["speedup_vs_baseline"] = base["end_to_end_s"] / r["end_to_end_s"]
+            print(f"{r['config']:36} {device:5} {r['precision']:8} {1000 * r['network_s'] / r['slices']:9.1f} "
+                  f"{r['network_s']:9.2f} {r['end_to_end_s']:9.2f} {r['peak_rss_mb']:8.0f} "
+                  f"{r['speedup_vs_baseline']:7.1f}x {r.get('dice', float('nan')):6.3f}")
+            if "gpu_slices_per_s" in r:
+                print(f"{'':36} GPU batched throughput {r['gpu_slices_per_s']:.0f} slices/s, "
+                      f"peak GPU memory {r['peak_gpu_mb']:.0f} MB")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -19,8 +19,10 @@ from .phantom.generator import make_case
 from .pipeline import segment_file
 from .segmenter import Segmenter
 
-#: A CSVD case from center C7 (Philips 1.5T, 6.5-7 mm slices), not in the training set's seed.
-DEMO_CASE, DEMO_SEED = 6, 2026
+#: An MS case from center C3 (Siemens Skyra 3T, 6.5 mm slices), from a seed the bundled model
+#: never saw. Chosen as typical, not best: its Dice (~0.81) is near the MS median of the held-out
+#: phantom test split (0.77); small-lesion and CSVD cases score lower (see the README).
+DEMO_CASE, DEMO_SEED = 2, 2026
 
 
 def main(argv: list[str] | None = None) -> int:

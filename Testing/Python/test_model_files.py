@@ -18,6 +18,13 @@ def copy_model(src, tmp_path):
     return dst
 
 
+def edit_card(model, edit) -> None:
+    """Apply ``edit(card)`` to a copied model's card in place."""
+    card = json.loads((model / "model.json").read_text(encoding="utf-8"))
+    edit(card)
+    (model / "model.json").write_text(json.dumps(card), encoding="utf-8")
+
+
 def test_round_trip_gives_identical_weights(tiny_model_dir):
     a = load_model(tiny_model_dir)
     b = load_model(tiny_model_dir / "model.json")
@@ -45,9 +52,7 @@ def test_truncated_weights_are_refused(tiny_model_dir, tmp_path):
 
 def test_wrong_architecture_is_refused_even_with_matching_checksum(tiny_model_dir, tmp_path):
     model = copy_model(tiny_model_dir, tmp_path)
-    card = json.loads((model / "model.json").read_text(encoding="utf-8"))
-    card["architecture"]["base_channels"] = 8
-    (model / "model.json").write_text(json.dumps(card), encoding="utf-8")
+    edit_card(model, lambda card: card["architecture"].update(base_channels=8))
     with pytest.raises(ModelFileError, match="do not fit the architecture"):
         load_model(model)
 
@@ -55,9 +60,7 @@ def test_wrong_architecture_is_refused_even_with_matching_checksum(tiny_model_di
 def test_garbage_with_matching_checksum_is_refused(tiny_model_dir, tmp_path):
     model = copy_model(tiny_model_dir, tmp_path)
     (model / WEIGHTS_NAME).write_bytes(b"\x80\x04 pickle-looking bytes" * 10)
-    card = json.loads((model / "model.json").read_text(encoding="utf-8"))
-    card["weights_sha256"] = sha256_of(model / WEIGHTS_NAME)
-    (model / "model.json").write_text(json.dumps(card), encoding="utf-8")
+    edit_card(model, lambda card: card.update(weights_sha256=sha256_of(model / WEIGHTS_NAME)))
     with pytest.raises(ModelFileError, match="cannot be read as model weights"):
         load_model(model)
 
@@ -77,8 +80,6 @@ def test_missing_model_is_refused(tmp_path):
 
 def test_model_from_another_preprocessing_version_is_refused(tiny_model_dir, tmp_path):
     model = copy_model(tiny_model_dir, tmp_path)
-    card = json.loads((model / "model.json").read_text(encoding="utf-8"))
-    card["preprocessing"]["version"] = 1
-    (model / "model.json").write_text(json.dumps(card), encoding="utf-8")
+    edit_card(model, lambda card: card["preprocessing"].update(version=1))
     with pytest.raises(ModelFileError, match="preprocessing version 1"):
         load_model(model)

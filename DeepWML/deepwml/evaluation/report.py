@@ -12,7 +12,6 @@ predicts nothing (those slices have Dice 0 and sensitivity 0 and stay in those m
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import logging
 import math
@@ -30,7 +29,7 @@ from ..model_files import record_in_card as record_in_card_file
 from ..segmenter import Segmenter
 from ..slice_layout import plan_slices
 from ..training.dataset import read_label
-from ..training.manifest import Case, read_manifest
+from ..training.manifest import Case, manifest_sha256, read_manifest
 from ..training.split import cases_in, load_split, slice_selection
 from .metrics import slice_metrics, volume_metrics
 from .plots import plot_boxplots, plot_lv_groups, plot_overlays, plot_timings
@@ -66,9 +65,7 @@ def choose_cases(manifest: Path, cases: list[Case], model_card: dict, model_path
     split_path = Path(split) if split.endswith(".json") else model_path.parent.parent / "split.json"
     name = "test" if split == "auto" or split.endswith(".json") else split
     trained_on = model_card.get("training", {}).get("manifest_sha256")
-    manifest_file = manifest / "manifest.csv" if manifest.is_dir() else manifest
-    same_manifest = manifest_file.is_file() and trained_on == hashlib.sha256(
-        manifest_file.read_bytes()).hexdigest()
+    same_manifest = bool(trained_on) and trained_on == manifest_sha256(manifest)
     if split == "auto" and not same_manifest:
         return cases, None, ("all cases: the model was not trained on this manifest, so none of "
                              "its cases was seen in training")

@@ -43,6 +43,17 @@ def _path(base: Path, value: str | None) -> Path | None:
     return p if p.is_absolute() else base / p
 
 
+def manifest_sha256(path: str | Path) -> str:
+    """Fingerprint of a manifest file ("" for a folder): recorded in model cards, so evaluation
+    can tell whether it is looking at the data a model was trained on."""
+    from ..model_files import sha256_of
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "manifest.csv"
+    return sha256_of(path) if path.is_file() else ""
+
+
 def read_manifest(path: str | Path, need_labels: bool = True) -> list[Case]:
     """Read a manifest CSV or a MICCAI WMH 2017 folder; every named file must exist."""
     path = Path(path)

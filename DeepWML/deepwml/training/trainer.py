@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
-import hashlib
 import json
 import logging
 import math
@@ -31,7 +30,7 @@ from ..unet import UNet2D, UNetConfig
 from .augment import flip_rotate, intensity, random_crop
 from .dataset import SliceDataset, load_canvas_case
 from .loss import bce_dice_loss
-from .manifest import read_manifest
+from .manifest import manifest_sha256, read_manifest
 from .split import SPLITS, cases_in, load_split, make_split, save_split, slice_selection
 
 log = logging.getLogger(__name__)
@@ -66,10 +65,6 @@ def _distributed() -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     return rank, world
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
 
 
 def _atomic_torch_save(obj: dict, path: Path) -> None:
@@ -260,7 +255,7 @@ def train(manifest: Path, out_dir: Path, config: TrainConfig, resume: bool = Tru
         if is_main:
             if improved:
                 card = ModelCard(config.name, config.version, net.config, training={
-                    "manifest": str(manifest), "manifest_sha256": _sha256(Path(manifest)),
+                    "manifest": str(manifest), "manifest_sha256": manifest_sha256(manifest),
                     "cases": {s: len(cases_in(split, cases, s)) for s in SPLITS},
                     "slices": {s: len(data[s]) for s in SPLITS},
                     "centers": sorted({c.center for c in cases}),

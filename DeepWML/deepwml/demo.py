@@ -20,8 +20,8 @@ from .pipeline import segment_file
 from .segmenter import Segmenter
 
 #: An MS case from center C3 (Siemens Skyra 3T, 6.5 mm slices), from a seed the bundled model
-#: never saw. Chosen as typical, not best: its Dice (~0.81) is near the MS median of the held-out
-#: phantom test split (0.77); small-lesion and CSVD cases score lower (see the README).
+#: never saw. Chosen as typical, not best: its Dice (0.72 with model 0.2.0) is near the MS median
+#: of the held-out phantom test split (0.73); the model overestimates small MS lesion volume.
 DEMO_CASE, DEMO_SEED = 2, 2026
 
 

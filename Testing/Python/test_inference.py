@@ -102,16 +102,22 @@ def test_cli_end_to_end(phantom_flair, tmp_path, capsys):
 
 
 def test_bundled_model_finds_phantom_lesions(phantom_set):
-    """The shipped model on a phantom it never saw (a different seed than its training set)."""
+    """The shipped model on phantoms it never saw (another seed than its training set): every case
+    with at least 0.5 ml of lesion; a phantom can have almost none, where Dice means little."""
+    import csv
+
     from deepwml.evaluation.metrics import dice
 
     seg = Segmenter(device="cpu")
     scores = []
-    for case in ("case0002", "case0005", "case0007"):
-        img = load_flair(phantom_set.parent / case / "flair.nii.gz")
-        truth = sitk.GetArrayFromImage(sitk.ReadImage(str(phantom_set.parent / case / "label.nii.gz"))) > 0
+    for row in csv.DictReader(open(phantom_set, encoding="utf-8")):
+        img = load_flair(phantom_set.parent / row["flair"])
+        truth = sitk.GetArrayFromImage(sitk.ReadImage(str(phantom_set.parent / row["label"]))) > 0
+        if truth.sum() * np.prod(img.GetSpacing()) / 1000 < 0.5:
+            continue
         pred = sitk.GetArrayFromImage(seg.segment(img).mask) > 0
         scores.append(dice(truth, pred))
+    assert len(scores) >= 3
     assert np.median(scores) > 0.5, scores
 
 

@@ -41,6 +41,21 @@ def test_phantoms_are_deterministic_and_flair_like():
     assert np.median(flair[truth]) > np.median(flair[brain & ~truth])  # lesions are hyperintense
 
 
+def test_anatomy_has_skull_and_scalp_around_the_brain():
+    """No skull stripping: the brain-extracted template gets a dark skull and a bright scalp shell."""
+    from scipy import ndimage
+
+    from deepwml.phantom.anatomy import load_anatomy
+
+    a = load_anatomy()
+    inside = a.intracranial > 0.5
+    outside_mm = ndimage.distance_transform_edt(~inside)
+    skull, scalp = a.skull > 0.5, a.scalp > 0.5
+    assert skull.sum() > 1e5 and scalp.sum() > 1e5
+    assert (skull & inside).sum() < 0.05 * skull.sum() and not (scalp & inside).any()  # edges are soft
+    assert np.median(outside_mm[skull]) < np.median(outside_mm[scalp])  # scalp lies outside the skull
+
+
 def test_lesion_volume_groups_and_rater_disagreement_cover_the_papers_range():
     groups, dices = set(), []
     for i in range(18):

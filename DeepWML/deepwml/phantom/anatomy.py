@@ -1,7 +1,7 @@
 """Tissue maps of a real brain (MNI ICBM152 2009a, shipped inside nilearn's wheel).
 
-Loaded once per process: T1 (for scalp, fat and bone outside the skull), grey and white
-matter probabilities, an intracranial CSF map derived from them, the lateral ventricles and
+Loaded once per process: T1, grey and white matter probabilities, a skull and scalp shell
+added around the (brain-extracted) template, an intracranial CSF map derived from them, the lateral ventricles and
 the distance to them (periventricular lesions), and the white matter next to cortex
 (juxtacortical lesions). All arrays are on the template's 1 mm RAS grid, ``[x, y, z]``.
 """
@@ -35,6 +35,8 @@ class Anatomy:
     deep_wm: np.ndarray  # bool
     ventricles: np.ndarray  # bool
     origin_ras: np.ndarray  # mm of voxel (0, 0, 0)
+    skull: np.ndarray  # soft 0..1: cortical bone, dark on FLAIR
+    scalp: np.ndarray  # soft 0..1: subcutaneous fat and skin, bright on FLAIR
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -70,7 +72,12 @@ def load_anatomy() -> Anatomy:
     smooth = ndimage.gaussian_filter(distance, 1.5)
     grad = np.stack(np.gradient(smooth)).astype(np.float32)
     grad /= np.linalg.norm(grad, axis=0, keepdims=True) + 1e-6
+    # The template is brain-extracted; clinical FLAIR is not. Add a skull (about 5 mm of dark
+    # bone) and a scalp (about 6 mm of bright fat and skin) around the intracranial space.
+    outside_mm = ndimage.distance_transform_edt(~intracranial_hard).astype(np.float32)
+    skull = ndimage.gaussian_filter(((outside_mm > 0) & (outside_mm <= 5)).astype(np.float32), 0.8)
+    scalp = ndimage.gaussian_filter(((outside_mm > 5) & (outside_mm <= 11)).astype(np.float32), 0.8)
     juxta = (wm > 0.4) & (ndimage.maximum_filter(gm, size=3) > 0.6) & (distance > 10)
     deep_wm = (wm > 0.85) & (distance > 4)
     return Anatomy(t1, gm, wm, csf, intracranial, distance, grad, juxta, deep_wm, ventricles,
-                   affine[:3, 3].astype(float))
+                   affine[:3, 3].astype(float), skull, scalp)

@@ -117,8 +117,12 @@ def save_model(network: UNet2D, card: ModelCard, out_dir: str | Path) -> Path:
                        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")},
     }
     card_path = out_dir / CARD_NAME
-    write_with(card_path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8"))
+    _write_card(data, card_path)
     return card_path
+
+
+def _write_card(card: dict[str, Any], card_path: Path) -> None:
+    write_with(card_path, lambda tmp: tmp.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8"))
 
 
 def record_in_card(path: str | Path, key: str, value: Any) -> Path:
@@ -126,7 +130,7 @@ def record_in_card(path: str | Path, key: str, value: Any) -> Path:
     still holds); used to record held-out evaluation results where the model travels."""
     card, card_path = read_card(path)
     card.setdefault("metrics", {})[key] = value
-    write_with(card_path, lambda tmp: tmp.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8"))
+    _write_card(card, card_path)
     return card_path
 
 

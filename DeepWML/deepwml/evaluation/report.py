@@ -144,9 +144,9 @@ def evaluate(manifest: Path, out_dir: Path, model: str | None = None, device: st
             overlays.append({"case": case.case, "disease": case.disease, "slice": best_slice,
                              "image": np.array(f_sl[best_slice]), "truth": t_sl[best_slice].copy(),
                              "pred": p_sl[best_slice].copy()})
-    report = _write_report(out_dir, slice_rows, volume_rows, overlays, dict(counts), why, segmenter, card)
+    report, summary = _write_report(out_dir, slice_rows, volume_rows, overlays, dict(counts), why,
+                                    segmenter, card)
     if record_in_card:
-        summary = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
         record_in_card_file(card_path, "evaluation", {
             "data": f"{manifest} ({why})", "volumes": summary["volumes"], "counts": summary["counts"],
             "per_slice_median": {m: summary["overall"].get(f"median_{m}") for m in METRICS},
@@ -211,7 +211,8 @@ def _stats_rows(statistics: dict) -> list[dict]:
 
 def _write_report(out_dir: Path, slice_rows: list[dict], volume_rows: list[dict],
                   overlays: list[dict], counts: dict, why: str, segmenter: Segmenter,
-                  card: dict) -> Path:
+                  card: dict) -> tuple[Path, dict]:
+    """Write every table, figure and the HTML; return the report path and the summary."""
     table2 = _table2(slice_rows)
     statistics = {
         "disease": {m: compare_groups({d: [r[m] for r in slice_rows if r["disease"] == d]
@@ -274,8 +275,9 @@ statistics.json/.md, {', '.join(figures)}.</p>
 """
     report = out_dir / "report.html"
     report.write_text(html_page("DeepWML evaluation", body), encoding="utf-8")
-    (out_dir / "summary.json").write_text(json.dumps({
-        "evaluated": why, "volumes": len(volume_rows), "counts": counts, "overall": overall,
-        "per_volume": volume_summary, "model": segmenter.model.model_id,
-        "device": str(segmenter.device)}, indent=1, default=float) + "\n", encoding="utf-8")
-    return report
+    summary = {"evaluated": why, "volumes": len(volume_rows), "counts": counts, "overall": overall,
+               "per_volume": volume_summary, "model": segmenter.model.model_id,
+               "device": str(segmenter.device)}
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=float) + "\n",
+                                          encoding="utf-8")
+    return report, summary

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ManifestError
+from ..model_files import sha256_of
 
 REQUIRED = ("case", "center", "disease", "flair")
 
@@ -46,8 +47,6 @@ def _path(base: Path, value: str | None) -> Path | None:
 def manifest_sha256(path: str | Path) -> str:
     """Fingerprint of a manifest file ("" for a folder): recorded in model cards, so evaluation
     can tell whether it is looking at the data a model was trained on."""
-    from ..model_files import sha256_of
-
     path = Path(path)
     if path.is_dir():
         path = path / "manifest.csv"

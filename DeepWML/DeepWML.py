@@ -20,7 +20,7 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
 
 #: Python packages the engine needs beyond what 3D Slicer ships (name -> pip requirement).
 ENGINE_REQUIREMENTS = {"torch": "torch", "safetensors": "safetensors", "scipy": "scipy",
-                       "slicerio": "slicerio", "tqdm": "tqdm"}
+                       "slicerio": "slicerio", "tqdm": "tqdm", "onnxruntime": "onnxruntime"}
 #: Attribute on segmentation nodes written by DeepWML: a hash of the mask as written, so a
 #: re-run can tell whether the radiologist has edited it since.
 MASK_HASH_ATTRIBUTE = "DeepWML.MaskHash"

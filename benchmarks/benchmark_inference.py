@@ -3,12 +3,17 @@
 One run times, for each configuration, the full path (read file -> preprocess -> network ->
 write .seg.nrrd) and the network alone, on a 24-slice 512x512 phantom, on the CPU and on CUDA
 when present; peak memory is the peak resident set of a fresh process per configuration (the
-only honest number for "how much RAM does segmenting need"). Dice against the phantom truth is
-printed for every configuration that has trained weights, so speed is never bought with
-accuracy unseen. The paper-architecture baseline has random weights unless --baseline-model
-names a trained one (its speed does not depend on the weights).
+only honest number for "how much RAM does segmenting need"). Rows, so that each step's gain is
+visible: the paper-width network in PyTorch float32 on the whole canvas (the baseline); the
+shipped width-16 model the same way (the width's gain); the shipped model as shipped (backend
+and precision ``auto``, head window: the engine's gain); and the latter on a 30-slice volume,
+the largest routine acquisition, for its peak memory. Dice against the phantom truth is printed
+for every configuration with trained weights, so speed is never bought with accuracy unseen.
+The baseline has random weights unless --baseline-model names a trained one (its speed does
+not depend on the weights).
 
     .venv/bin/python benchmarks/benchmark_inference.py [--repeats 3] [--threads N] [--json out.json]
+        [--baseline-model RUN/model] [--slices 24] [--memory-slices 30]
 """
 
 from __future__ import annotations
@@ -30,16 +35,32 @@ ACQUISITION = {"matrix": 512, "pixel_mm": 0.4688, "slices": 24, "slice_thickness
                "slice_spacing_mm": 6.0}
 
 
-def make_volume(folder: Path) -> tuple[Path, Path]:
+def make_volume(folder: Path, slices: int) -> tuple[Path, Path]:
+    """A CSVD phantom (center C6) of ``slices`` 512x512 slices and its truth, as NIfTI."""
     import SimpleITK as sitk
 
     from deepwml.phantom.generator import make_case
 
-    case = make_case(5, 99, acquisition=ACQUISITION)  # a CSVD case, center C6
-    flair, truth = folder / "bench_flair.nii.gz", folder / "bench_truth.nii.gz"
+    case = make_case(5, 99, acquisition={**ACQUISITION, "slices": slices})
+    flair, truth = folder / f"bench_flair_{slices}.nii.gz", folder / f"bench_truth_{slices}.nii.gz"
     sitk.WriteImage(case.flair, str(flair), True)
     sitk.WriteImage(case.truth, str(truth), True)
     return flair, truth
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak resident memory.
+
+    Not ``getrusage().ru_maxrss``: Linux carries the parent's peak across fork+exec into it, so
+    every child would report at least the parent's size (the phantom generator's ~1.2 GB).
+    ``VmHWM`` belongs to the process image itself.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_config(args: argparse.Namespace) -> dict:
@@ -63,7 +84,8 @@ def run_config(args: argparse.Namespace) -> dict:
     else:
         model = load_model(None if args.model == "default" else args.model)
         trained = True
-    seg = Segmenter(model, device=args.device, precision=args.precision, batch_size=args.batch)
+    seg = Segmenter(model, device=args.device, precision=args.precision, batch_size=args.batch,
+                    head_crop=not args.whole_canvas, backend=args.backend)
     flair = Path(args.flair)
     out = Path(tempfile.mkdtemp())
     # warm-up (model to device, kernels, allocator)
@@ -75,11 +97,12 @@ def run_config(args: argparse.Namespace) -> dict:
         end_to_end.append(time.perf_counter() - t0)
         network.append(summary["timings_s"]["network"])
     result = {"config": args.label, "device": str(seg.device), "precision": seg.precision_name,
+              "backend": seg.backend, "head_crop": seg.head_crop,
               "end_to_end_s": float(np.median(end_to_end)), "network_s": float(np.median(network)),
-              "slices": ACQUISITION["slices"], "model": model.model_id}
+              "slices": min(summary["size"]), "model": model.model_id}
     if trained:
         truth = sitk.GetArrayFromImage(sitk.ReadImage(args.truth)) > 0
-        pred = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "bench_flair.seg.nrrd"))) > 0
+        pred = sitk.GetArrayFromImage(sitk.ReadImage(str(out / (flair.name[:-7] + ".seg.nrrd")))) > 0
         result["dice"] = float(dice(truth, pred))
     if seg.device.type == "cuda":
         result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
@@ -93,7 +116,7 @@ def run_config(args: argparse.Namespace) -> dict:
                 seg.model.network(x)
             torch.cuda.synchronize()
         result["gpu_slices_per_s"] = 5 * 256 / (time.perf_counter() - t0)
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"] = peak_rss_mb()
     return result
 
 
@@ -103,9 +126,13 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--baseline-model", default="paper-random")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--slices", type=int, default=ACQUISITION["slices"], help="slices of the timed volume")
+    parser.add_argument("--memory-slices", type=int, default=30,
+                        help="slices of the extra memory-check volume (0: skip)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    for name in ("model", "device", "precision", "label", "flair", "truth"):
+    for name in ("model", "device", "precision", "label", "flair", "truth", "backend"):
         parser.add_argument(f"--{name}", help=argparse.SUPPRESS)
+    parser.add_argument("--whole-canvas", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=8, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -115,35 +142,46 @@ def main() -> int:
     import torch
 
     folder = Path(tempfile.mkdtemp())
-    flair, truth = make_volume(folder)
+    volumes = {args.slices: make_volume(folder, args.slices)}
+    if args.memory_slices:
+        volumes.setdefault(args.memory_slices, make_volume(folder, args.memory_slices))
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     configs = []
     for device in devices:
-        configs += [("paper U-Net float32 (baseline)", args.baseline_model, device, "float32"),
-                    ("default model float32", "default", device, "float32"),
-                    ("default model, default precision", "default", device, "auto")]
+        # (label, model, device, precision, backend, whole canvas, slices)
+        configs += [("paper U-Net, whole canvas (baseline)", args.baseline_model, device, "float32", "torch",
+                     True, args.slices),
+                    ("default model, whole canvas", "default", device, "float32", "torch", True, args.slices),
+                    ("default model as shipped", "default", device, "auto", "auto", False, args.slices)]
+        if args.memory_slices:
+            configs.append((f"as shipped, {args.memory_slices}-slice volume", "default", device, "auto", "auto",
+                            False, args.memory_slices))
     results = []
-    for label, model, device, precision in configs:
+    for label, model, device, precision, backend, whole_canvas, slices in configs:
+        flair, truth = volumes[slices]
         cmd = [sys.executable, __file__, "--child", "--model", model, "--device", device,
-               "--precision", precision, "--label", label, "--flair", str(flair), "--truth", str(truth),
-               "--repeats", str(args.repeats), "--threads", str(args.threads)]
+               "--precision", precision, "--backend", backend, "--label", label, "--flair", str(flair),
+               "--truth", str(truth), "--repeats", str(args.repeats), "--threads", str(args.threads)]
+        cmd += ["--whole-canvas"] if whole_canvas else []
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             print(proc.stderr[-3000:], file=sys.stderr)
             return 1
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     print(f"\nDeepWML inference benchmark, {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, torch {torch.__version__}; volume {ACQUISITION['slices']} slices of "
-          f"{ACQUISITION['matrix']}x{ACQUISITION['matrix']}, median of {args.repeats}")
-    header = f"{'configuration':36} {'dev':5} {'prec':8} {'ms/slice':>9} {'net s/vol':>9} {'e2e s/vol':>9} " \
+          f"{os.cpu_count()} CPUs, torch {torch.__version__}; volume {args.slices} slices of "
+          f"{ACQUISITION['matrix']}x{ACQUISITION['matrix']} unless named, median of {args.repeats}")
+    header = f"{'configuration':36} {'dev':5} {'prec':8} {'backend':7} {'ms/slice':>9} {'net s/vol':>9} {'e2e s/vol':>9} " \
              f"{'peak MB':>8} {'speed-up':>8} {'Dice':>6}"
     print(header)
     print("-" * len(header))
     for device in devices:
         base = next(r for r in results if r["device"].startswith(device) and "baseline" in r["config"])
         for r in (x for x in results if x["device"].startswith(device)):
-            r["speedup_vs_baseline"] = base["end_to_end_s"] / r["end_to_end_s"]
-            print(f"{r['config']:36} {device:5} {r['precision']:8} {1000 * r['network_s'] / r['slices']:9.1f} "
+            # per slice, so the 30-slice memory row compares fairly with the 24-slice baseline
+            r["speedup_vs_baseline"] = (base["end_to_end_s"] / base["slices"]) / (r["end_to_end_s"] / r["slices"])
+            print(f"{r['config']:36} {device:5} {r['precision']:8} {r['backend']:7} "
+                  f"{1000 * r['network_s'] / r['slices']:9.1f} "
                   f"{r['network_s']:9.2f} {r['end_to_end_s']:9.2f} {r['peak_rss_mb']:8.0f} "
                   f"{r['speedup_vs_baseline']:7.1f}x {r.get('dice', float('nan')):6.3f}")
             if "gpu_slices_per_s" in r:

@@ -57,7 +57,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
         refuse_existing(Path(args.summary), args.overwrite)
     try:
         segmenter = Segmenter(args.model, device=args.device, precision=args.precision,
-                              batch_size=args.batch_size, flip_tta=args.tta)
+                              batch_size=args.batch_size, flip_tta=args.tta, head_crop=not args.whole_canvas,
+                              backend=args.backend)
     except RuntimeError as err:
         raise DeepWMLError(None, str(err)) from None
     summaries, failures = [], 0
@@ -106,6 +107,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    from .model_files import load_model
+    from .onnx_backend import export_onnx
+
+    out = export_onnx(load_model(args.model))
+    print(f"ONNX export: {out}")
+    return 0
+
+
 def cmd_consensus(args: argparse.Namespace) -> int:
     from .evaluation.consensus import run_consensus
 
@@ -142,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--precision", default="auto", choices=["auto", "float32", "bf16", "fp16"])
     seg.add_argument("--batch-size", type=int, default=8)
     seg.add_argument("--tta", action="store_true", help="average with the left-right flipped slice")
+    seg.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"],
+                     help="auto: ONNX Runtime for float32 on the CPU when the model has an ONNX export, "
+                          "else PyTorch")
+    seg.add_argument("--whole-canvas", action="store_true",
+                     help="run the network on the whole 256x256 canvas of every slice, not just the head's "
+                          "window (slower; for checking)")
     seg.add_argument("--probabilities", action="store_true", help="also write the probability map")
     seg.add_argument("--labelmap", action="store_true", help="also write a binary NIfTI labelmap")
     seg.add_argument("--summary", default=None, help="one summary of all inputs (.json or .csv)")
@@ -177,6 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--notes", default="", help="free text for the model card (training data!)")
     tr.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     tr.set_defaults(func=cmd_train)
+
+    ex = sub.add_parser("export-onnx", parents=[common],
+                        help="write model.onnx beside a model's weights (fast CPU inference)")
+    ex.add_argument("model", help="model folder or model.json")
+    ex.set_defaults(func=cmd_export_onnx)
 
     co = sub.add_parser("consensus", parents=[common], help="inter-rater Dice check and consensus labels")
     co.add_argument("manifest")

@@ -117,11 +117,12 @@ def save_model(network: UNet2D, card: ModelCard, out_dir: str | Path) -> Path:
                        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")},
     }
     card_path = out_dir / CARD_NAME
-    _write_card(data, card_path)
+    write_card(data, card_path)
     return card_path
 
 
-def _write_card(card: dict[str, Any], card_path: Path) -> None:
+def write_card(card: dict[str, Any], card_path: Path) -> None:
+    """Write a model card atomically (the weights it describes are not touched)."""
     write_with(card_path, lambda tmp: tmp.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8"))
 
 
@@ -130,7 +131,7 @@ def record_in_card(path: str | Path, key: str, value: Any) -> Path:
     still holds); used to record held-out evaluation results where the model travels."""
     card, card_path = read_card(path)
     card.setdefault("metrics", {})[key] = value
-    _write_card(card, card_path)
+    write_card(card, card_path)
     return card_path
 
 

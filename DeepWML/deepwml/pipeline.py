@@ -84,6 +84,8 @@ def segment_file(input_path: str | Path, out_dir: str | Path, segmenter: Segment
                       "write": round(write_s, 4), "end_to_end": round(time.perf_counter() - t0, 4)},
         "device": result.device,
         "precision": result.precision,
+        "head_crop": segmenter.head_crop,
+        "backend": result.backend,
         "model": {"id": segmenter.model.model_id, "path": str(segmenter.model.path),
                   "weights_sha256": segmenter.model.card.get("weights_sha256")},
         "engine_version": __version__,

@@ -13,6 +13,7 @@ import SimpleITK as sitk
 import torch
 
 from .model_files import LoadedModel, load_model
+from .onnx_backend import OnnxNetwork, onnx_file_of, onnxruntime_available
 from .preprocessing import volume_to_canvas
 from .slice_layout import image_from_slices, plan_slices
 
@@ -24,6 +25,34 @@ ProgressCallback = Callable[[int, int], bool | None]
 
 class Cancelled(Exception):
     """The caller's progress callback asked to stop."""
+
+
+#: Canvas pixels (about 1 mm each at a 240 mm field of view) of air kept around the head.
+HEAD_MARGIN = 16
+
+
+def head_window(canvas: torch.Tensor, divisor: int, margin: int = HEAD_MARGIN) -> tuple[slice, slice]:
+    """The rows and columns of ``[N, 1, C, C]`` canvas slices that hold the head, plus a margin.
+
+    Normalisation maps everything darker than the head's 1st percentile (air, zero padding)
+    to exactly 0, so the head is where any slice is > 0. One window for the whole volume keeps
+    results independent of the batch size; its sides are multiples of the network's divisor.
+    A routine 512x512 FLAIR with a 220-240 mm field of view leaves roughly half the canvas as
+    air, and the network's time is proportional to the pixels it sees.
+    """
+    size = canvas.shape[-1]
+    foreground = (canvas > 0).flatten(0, -3).any(0)
+    windows = []
+    for axis in (1, 0):  # any over columns -> rows in use; over rows -> columns in use
+        used = foreground.any(axis).nonzero()[:, 0]
+        if used.numel() == 0:
+            windows.append(slice(0, size))
+            continue
+        lo, hi = int(used[0]) - margin, int(used[-1]) + 1 + margin
+        length = min(size, -(-(hi - lo) // divisor) * divisor)
+        start = min(max(0, (lo + hi - length) // 2), size - length)
+        windows.append(slice(start, start + length))
+    return windows[0], windows[1]
 
 
 def resolve_device(device: str) -> torch.device:
@@ -62,6 +91,34 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     raise ValueError(f"unknown precision {precision!r} (auto, float32, bf16, fp16)")
 
 
+def resolve_backend(backend: str, model: LoadedModel, device: torch.device,
+                    autocast_dtype: torch.dtype | None) -> str:
+    """``torch`` or ``onnx`` for ``backend`` (auto|torch|onnx).
+
+    ``auto`` takes ONNX Runtime for float32 on the CPU when the model carries a verified
+    ``model.onnx`` and onnxruntime is installed (measured ~1.7x faster than PyTorch there),
+    PyTorch otherwise (CUDA, bf16/fp16, models without an ONNX export).
+    """
+    if backend == "torch":
+        return "torch"
+    if backend not in ("auto", "onnx"):
+        raise ValueError(f"unknown backend {backend!r} (auto, torch, onnx)")
+    usable = device.type == "cpu" and autocast_dtype is None
+    if backend == "onnx":
+        if not usable:
+            raise RuntimeError("the ONNX backend runs float32 on the CPU only (use --backend torch for "
+                               "CUDA or bf16/fp16)")
+        if not onnxruntime_available():
+            raise RuntimeError("the ONNX backend needs the onnxruntime package (pip install onnxruntime)")
+        if onnx_file_of(model) is None:
+            raise RuntimeError(f"model {model.model_id} has no ONNX export (run 'deepwml export-onnx "
+                               f"{model.path.parent}' or use --backend torch)")
+        return "onnx"
+    if usable and onnxruntime_available() and onnx_file_of(model) is not None:
+        return "onnx"
+    return "torch"
+
+
 @dataclass
 class SegmentationResult:
     """Everything one run produces, on the input's voxel grid."""
@@ -71,6 +128,7 @@ class SegmentationResult:
     timings_s: dict[str, float] = field(default_factory=dict)
     device: str = "cpu"
     precision: str = "float32"
+    backend: str = "torch"
     slice_thickness_mm: float = 0.0
     slice_axis: int = 0
 
@@ -83,13 +141,26 @@ class Segmenter:
     """A loaded model bound to a device; reuse one instance for many volumes."""
 
     def __init__(self, model: LoadedModel | str | None = None, device: str = "auto",
-                 precision: str = "auto", batch_size: int = 8, flip_tta: bool = False) -> None:
+                 precision: str = "auto", batch_size: int = 8, flip_tta: bool = False,
+                 head_crop: bool = True, backend: str = "auto") -> None:
         self.device = resolve_device(device)
         self.model = model if isinstance(model, LoadedModel) else load_model(model, self.device)
         self.model.network.to(self.device).eval()
         self.autocast_dtype = resolve_precision(precision, self.device)
+        self.backend = resolve_backend(backend, self.model, self.device, self.autocast_dtype)
+        self.network: Callable[[torch.Tensor], torch.Tensor]
+        if self.backend == "onnx":
+            self.network = OnnxNetwork(onnx_file_of(self.model), self.model.network.divisor)  # type: ignore[arg-type]
+        else:
+            self.network = self.model.network
+            if self.device.type == "cpu":
+                # NHWC convolutions: 1.4x faster than NCHW on this CPU for the same float32 math
+                self.model.network.to(memory_format=torch.channels_last)
         self.batch_size = batch_size
         self.flip_tta = flip_tta
+        #: Run the network only on slices with head and only on the head's window (see
+        #: :func:`head_window`); outside it the lesion probability is 0. False: whole canvas.
+        self.head_crop = head_crop
 
     @property
     def precision_name(self) -> str:
@@ -106,19 +177,32 @@ class Segmenter:
     def predict_canvas(self, canvas: torch.Tensor,
                        progress: ProgressCallback | None = None) -> torch.Tensor:
         """Probabilities for ``[N, 1, C, C]`` canvas slices, in batches (float32, on the CPU)."""
-        out = torch.empty(canvas.shape, dtype=torch.float32)
-        net = self.model.network
-        total = canvas.shape[0]
+        net = self.network
+        if self.head_crop:
+            out = torch.zeros(canvas.shape, dtype=torch.float32)
+            todo = (canvas.flatten(1) > 0).any(1).nonzero()[:, 0]
+            rows, cols = (head_window(canvas[todo], self.model.network.divisor) if todo.numel()
+                          else (slice(0), slice(0)))
+        else:
+            out = torch.empty(canvas.shape, dtype=torch.float32)
+            todo = torch.arange(canvas.shape[0])
+            rows = cols = slice(None)
+        total = todo.numel()
         with torch.inference_mode(), self._autocast():
             for start in range(0, total, self.batch_size):
-                batch = canvas[start:start + self.batch_size].to(self.device, non_blocking=True)
+                picked = todo[start:start + self.batch_size]
+                batch = canvas[picked][..., rows, cols].to(self.device, non_blocking=True)
+                if self.backend == "torch" and self.device.type == "cpu":
+                    batch = batch.contiguous(memory_format=torch.channels_last)
                 logits = net(batch).float()
                 if self.flip_tta:
                     logits = 0.5 * (logits + net(batch.flip(-1)).float().flip(-1))
-                out[start:start + batch.shape[0]] = torch.sigmoid(logits).cpu()
+                out[picked, :, rows, cols] = torch.sigmoid(logits).cpu()
                 done = min(start + self.batch_size, total)
                 if progress is not None and progress(done, total) is False:
                     raise Cancelled("segmentation cancelled")
+        if progress is not None and total == 0:
+            progress(0, 0)
         return out
 
     def segment(self, image: sitk.Image, threshold: float | None = None,
@@ -142,8 +226,8 @@ class Segmenter:
         prob_image = image_from_slices(native.astype(np.float32), layout, image)
         timings["postprocess"] = time.perf_counter() - t2
         timings["total"] = time.perf_counter() - t0
-        log.info("segmented %d slices in %.2f s on %s (%s)", slices.shape[0], timings["total"],
-                 self.device, self.precision_name)
+        log.info("segmented %d slices in %.2f s on %s (%s, %s)", slices.shape[0], timings["total"],
+                 self.device, self.precision_name, self.backend)
         return SegmentationResult(prob_image, self.model.threshold if threshold is None else threshold,
-                                  timings, str(self.device), self.precision_name,
+                                  timings, str(self.device), self.precision_name, self.backend,
                                   layout.slice_thickness_mm, layout.slice_axis)

@@ -16,13 +16,13 @@ from deepwml.cli import main
 from deepwml.image_io import load_flair
 from deepwml.model_files import load_model
 from deepwml.preprocessing import volume_to_canvas
-from deepwml.segmenter import Segmenter
+from deepwml.segmenter import Segmenter, head_window
 from deepwml.slice_layout import plan_slices
 
 
 def test_cpu_float32_matches_float64_reference(tiny_model_dir):
     img = synthetic_flair(size=(80, 64, 6))
-    seg = Segmenter(str(tiny_model_dir), device="cpu", precision="float32", batch_size=4)
+    seg = Segmenter(str(tiny_model_dir), device="cpu", precision="float32", batch_size=4, head_crop=False)
     layout = plan_slices(img)
     canvas, _ = volume_to_canvas(layout.to_slices(sitk.GetArrayFromImage(img)), layout.in_plane_spacing_mm)
     fast = seg.predict_canvas(canvas)
@@ -61,9 +61,54 @@ def test_bundled_model_bf16_agrees_with_float32(phantom_flair):
     assert 2 * (m32 & m16).sum() / (m32.sum() + m16.sum()) > 0.97
 
 
+def test_head_window_covers_the_head_in_network_sized_steps():
+    canvas = torch.zeros(3, 1, 256, 256)
+    canvas[1, 0, 100:141, 50:61] = 1.0
+    canvas[2, 0, 120:130, 200:203] = 0.5
+    rows, cols = head_window(canvas, divisor=16, margin=16)
+    assert rows.start <= 100 - 16 and rows.stop >= 141 + 16
+    assert cols.start <= 50 - 16 and cols.stop >= 203 + 16
+    assert (rows.stop - rows.start) % 16 == 0 and (cols.stop - cols.start) % 16 == 0
+    assert 0 <= rows.start and rows.stop <= 256 and 0 <= cols.start and cols.stop <= 256
+    assert rows.stop - rows.start < 128
+    # a head touching the border: the window is clamped inside the canvas, not shrunk
+    canvas[1, 0, 0:10, 240:256] = 1.0
+    rows, cols = head_window(canvas, divisor=16, margin=16)
+    assert rows.start == 0 and cols.stop == 256 and (cols.stop - cols.start) % 16 == 0
+
+
+def test_head_crop_matches_whole_canvas_and_skips_empty_slices(phantom_flair):
+    """The default head window gives the whole-canvas answer, and slices without head cost nothing.
+
+    The phantom is shrunk into the middle of the canvas (as a 240 mm field of view around a
+    small head would be), so the window is well inside it; an all-air slice is appended.
+    """
+    img = load_flair(phantom_flair)
+    layout = plan_slices(img)
+    canvas, _ = volume_to_canvas(layout.to_slices(sitk.GetArrayFromImage(img)), layout.in_plane_spacing_mm)
+    small = torch.zeros(canvas.shape[0] + 1, 1, 256, 256)
+    small[:-1, :, 48:208, 48:208] = torch.nn.functional.interpolate(canvas, size=(160, 160), mode="area")
+    whole = Segmenter(device="cpu", precision="float32", head_crop=False, backend="torch")
+    crop = Segmenter(whole.model, device="cpu", precision="float32", backend="torch")
+    seen: list[tuple[int, ...]] = []
+    hook = crop.model.network.register_forward_hook(lambda _m, inputs, _o: seen.append(tuple(inputs[0].shape)))
+    try:
+        p_crop = crop.predict_canvas(small)
+    finally:
+        hook.remove()
+    p_whole = whole.predict_canvas(small)
+    assert sum(shape[0] for shape in seen) == canvas.shape[0]  # the air slice never reached the network
+    assert all(shape[-1] < 256 and shape[-2] < 256 for shape in seen)
+    assert float(p_crop[-1].max()) == 0.0
+    m_crop, m_whole = p_crop >= 0.5, p_whole >= 0.5
+    assert m_whole.sum() > 50
+    assert 2 * (m_crop & m_whole).sum() / (m_crop.sum() + m_whole.sum()) > 0.99
+    assert (p_crop - p_whole).abs().max() < 0.05
+
+
 def test_flip_tta_is_symmetric(tiny_model_dir):
     img = synthetic_flair()
-    seg = Segmenter(str(tiny_model_dir), device="cpu", precision="float32", flip_tta=True)
+    seg = Segmenter(str(tiny_model_dir), device="cpu", precision="float32", flip_tta=True, head_crop=False)
     layout = plan_slices(img)
     canvas, _ = volume_to_canvas(layout.to_slices(sitk.GetArrayFromImage(img)), layout.in_plane_spacing_mm)
     a = seg.predict_canvas(canvas)

@@ -25,6 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..errors import DeepWMLError
 from ..model_files import ModelCard, save_model
+from ..onnx_backend import export_after_training
 from ..segmenter import resolve_device
 from ..unet import UNet2D, UNetConfig
 from .augment import flip_rotate, intensity, random_crop
@@ -281,4 +282,6 @@ def train(manifest: Path, out_dir: Path, config: TrainConfig, resume: bool = Tru
             dist.barrier()
     if world > 1:
         dist.destroy_process_group()
+    if is_main and (model_dir / "model.json").exists():
+        export_after_training(model_dir)
     return model_dir

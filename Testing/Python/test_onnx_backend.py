@@ -1,0 +1,102 @@
+"""ONNX Runtime backend: same answers as PyTorch, chosen automatically on the CPU, refused when
+the ONNX file does not belong to the weights."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import SimpleITK as sitk
+
+from conftest import synthetic_flair
+from deepwml.cli import main
+from deepwml.errors import ModelFileError
+from deepwml.image_io import load_flair
+from deepwml.model_files import DEFAULT_MODEL_DIR, load_model
+from deepwml.onnx_backend import ONNX_NAME, export_onnx
+from deepwml.preprocessing import volume_to_canvas
+from deepwml.segmenter import Segmenter
+from deepwml.slice_layout import plan_slices
+
+
+@pytest.fixture()
+def exported_tiny(tiny_model_dir, tmp_path):
+    model_dir = tmp_path / "tiny"
+    shutil.copytree(tiny_model_dir, model_dir)
+    export_onnx(load_model(model_dir))
+    return model_dir
+
+
+def test_bundled_model_ships_onnx_and_auto_uses_it_on_cpu(phantom_flair):
+    card = json.loads((DEFAULT_MODEL_DIR / "model.json").read_text())
+    assert card["onnx"]["exported_from_weights_sha256"] == card["weights_sha256"]
+    onnx = Segmenter(device="cpu", precision="float32")
+    assert onnx.backend == "onnx"
+    torch_seg = Segmenter(onnx.model, device="cpu", precision="float32", backend="torch")
+    img = load_flair(phantom_flair)
+    layout = plan_slices(img)
+    canvas, _ = volume_to_canvas(layout.to_slices(sitk.GetArrayFromImage(img)), layout.in_plane_spacing_mm)
+    p_onnx, p_torch = onnx.predict_canvas(canvas), torch_seg.predict_canvas(canvas)
+    assert (p_onnx - p_torch).abs().max() < 1e-3
+    m_onnx, m_torch = p_onnx >= 0.5, p_torch >= 0.5
+    assert m_torch.sum() > 50
+    assert (m_onnx != m_torch).sum() <= 0.001 * m_torch.sum() + 2
+
+
+def test_export_round_trip_records_provenance(exported_tiny):
+    card = json.loads((exported_tiny / "model.json").read_text())
+    assert card["onnx"]["file"] == ONNX_NAME and card["onnx"]["max_abs_logit_difference"] < 1e-3
+    img = synthetic_flair()
+    a = Segmenter(str(exported_tiny), device="cpu", backend="onnx").segment(img).probabilities
+    b = Segmenter(str(exported_tiny), device="cpu", backend="torch").segment(img).probabilities
+    diff = sitk.GetArrayFromImage(a) - sitk.GetArrayFromImage(b)
+    assert abs(diff).max() < 1e-4
+
+
+def test_altered_onnx_file_is_refused(exported_tiny, tmp_path, capsys):
+    onnx = exported_tiny / ONNX_NAME
+    data = bytearray(onnx.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    onnx.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="SHA-256"):
+        Segmenter(str(exported_tiny), device="cpu")
+    flair = tmp_path / "flair.nii.gz"
+    sitk.WriteImage(synthetic_flair(), str(flair))
+    assert main(["segment", str(flair), "-o", str(tmp_path / "out"), "--model", str(exported_tiny), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "model.onnx" in err and "Traceback" not in err
+    assert not (tmp_path / "out" / "flair.seg.nrrd").exists()
+
+
+def test_onnx_of_other_weights_is_refused(exported_tiny):
+    card_path = exported_tiny / "model.json"
+    card = json.loads(card_path.read_text())
+    card["onnx"]["exported_from_weights_sha256"] = "0" * 64
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(ModelFileError, match="other weights"):
+        Segmenter(str(exported_tiny), device="cpu")
+
+
+def test_onnx_backend_needs_an_export(tiny_model_dir, tmp_path, capsys):
+    assert Segmenter(str(tiny_model_dir), device="cpu").backend == "torch"  # auto falls back
+    with pytest.raises(RuntimeError, match="no ONNX export"):
+        Segmenter(str(tiny_model_dir), device="cpu", backend="onnx")
+    flair = tmp_path / "flair.nii.gz"
+    sitk.WriteImage(synthetic_flair(), str(flair))
+    code = main(["segment", str(flair), "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir),
+                 "--backend", "onnx", "-q"])
+    assert code == 2
+    assert "export-onnx" in capsys.readouterr().err
+
+
+def test_cli_export_onnx(tiny_model_dir, tmp_path, capsys):
+    model_dir = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, model_dir)
+    assert main(["export-onnx", str(model_dir)]) == 0
+    assert (model_dir / ONNX_NAME).exists()
+    assert Segmenter(str(model_dir), device="cpu").backend == "onnx"
+    before = json.loads((tiny_model_dir / "model.json").read_text())
+    after = json.loads((model_dir / "model.json").read_text())
+    assert after["weights_sha256"] == before["weights_sha256"]  # weights untouched, card extended
+    assert "onnx" in after and "onnx" not in before

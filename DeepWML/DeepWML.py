@@ -210,6 +210,7 @@ class DeepWMLLogic(ScriptedLoadableModuleLogic):
         self.writeMask(mask, volumeNode, segmentationNode)
         summary = lesion_summary(result.mask)
         summary.update(timings_s=result.timings_s, device=result.device, precision=result.precision,
+                       backend=result.backend,
                        model=self.segmenter(modelPath, device).model.model_id,
                        seconds=time.perf_counter() - t0)
         return segmentationNode, summary
@@ -289,7 +290,7 @@ class DeepWMLWidget(ScriptedLoadableModuleWidget):
                 self.ui.outputSelector.setCurrentNode(node)
                 self.ui.resultLabel.text = (
                     f"{summary['total_volume_ml']:.2f} ml in {summary['lesion_count']} lesions, "
-                    f"{summary['seconds']:.1f} s on {summary['device']}")
+                    f"{summary['seconds']:.1f} s on {summary['device']} ({summary['backend']})")
         finally:
             dialog.close()
 

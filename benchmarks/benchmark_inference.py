@@ -5,8 +5,9 @@ write .seg.nrrd) and the network alone, on a 24-slice 512x512 phantom, on the CP
 when present; peak memory is the peak resident set of a fresh process per configuration (the
 only honest number for "how much RAM does segmenting need"). Rows, so that each step's gain is
 visible: the paper-width network in PyTorch float32 on the whole canvas (the baseline); the
-shipped width-16 model the same way (the width's gain); the shipped model as shipped (backend
-and precision ``auto``, head window: the engine's gain); and the latter on a 30-slice volume,
+shipped width-16 model the same way (the width's gain); the same in PyTorch on the head window
+only; the shipped model as shipped (backend and precision ``auto``, i.e. ONNX Runtime float32 on
+a CPU, head window); and the latter on a 30-slice volume,
 the largest routine acquisition, for its peak memory. Dice against the phantom truth is printed
 for every configuration with trained weights, so speed is never bought with accuracy unseen.
 The baseline has random weights unless --baseline-model names a trained one (its speed does
@@ -152,6 +153,7 @@ def main() -> int:
         configs += [("paper U-Net, whole canvas (baseline)", args.baseline_model, device, "float32", "torch",
                      True, args.slices),
                     ("default model, whole canvas", "default", device, "float32", "torch", True, args.slices),
+                    ("default model, PyTorch, head window", "default", device, "auto", "torch", False, args.slices),
                     ("default model as shipped", "default", device, "auto", "auto", False, args.slices)]
         if args.memory_slices:
             configs.append((f"as shipped, {args.memory_slices}-slice volume", "default", device, "auto", "auto",

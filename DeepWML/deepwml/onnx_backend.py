@@ -1,9 +1,9 @@
-"""ONNX Runtime for CPU inference: the same network, about 1.7x faster than PyTorch eager on CPU.
+"""ONNX Runtime for CPU inference: the same network and weights, faster than PyTorch on a CPU.
 
 Why: most reading-room workstations have no CUDA GPU, and the radiologist waits for the button.
 On the project's 2-core CPU, 24 slices of 256x256 through the width-16 network took 1.73 s in
-PyTorch float32 and 0.99 s in ONNX Runtime (max |difference| 1.4e-4 in logits; see
-benchmarks/RESULTS.md). The model folder carries ``model.onnx`` exported from its own
+PyTorch float32 (NCHW), 1.22 s in PyTorch channels-last and 0.99 s in ONNX Runtime (max
+|difference| 1.4e-4 in logits); end-to-end figures are in benchmarks/RESULTS.md. The model folder carries ``model.onnx`` exported from its own
 safetensors weights; the card records the ONNX file's SHA-256 *and* the weights SHA-256 it was
 exported from, so an ONNX file that does not belong to these weights is refused like a
 tampered weights file. ONNX is a protobuf graph: loading it runs no Python code.

@@ -12,6 +12,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
+from .errors import ModelFileError
 from .model_files import LoadedModel, load_model
 from .onnx_backend import OnnxNetwork, onnx_file_of, onnxruntime_available
 from .preprocessing import volume_to_canvas
@@ -96,7 +97,7 @@ def resolve_backend(backend: str, model: LoadedModel, device: torch.device,
     """``torch`` or ``onnx`` for ``backend`` (auto|torch|onnx).
 
     ``auto`` takes ONNX Runtime for float32 on the CPU when the model carries a verified
-    ``model.onnx`` and onnxruntime is installed (measured ~1.7x faster than PyTorch there),
+    ``model.onnx`` and onnxruntime is installed (faster than PyTorch there: see onnx_backend),
     PyTorch otherwise (CUDA, bf16/fp16, models without an ONNX export).
     """
     if backend == "torch":
@@ -148,14 +149,19 @@ class Segmenter:
         self.model.network.to(self.device).eval()
         self.autocast_dtype = resolve_precision(precision, self.device)
         self.backend = resolve_backend(backend, self.model, self.device, self.autocast_dtype)
-        self.network: Callable[[torch.Tensor], torch.Tensor]
+        self.network: Callable[[torch.Tensor], torch.Tensor] = self.model.network
         if self.backend == "onnx":
-            self.network = OnnxNetwork(onnx_file_of(self.model), self.model.network.divisor)  # type: ignore[arg-type]
-        else:
-            self.network = self.model.network
-            if self.device.type == "cpu":
-                # NHWC convolutions: 1.4x faster than NCHW on this CPU for the same float32 math
-                self.model.network.to(memory_format=torch.channels_last)
+            try:
+                self.network = OnnxNetwork(onnx_file_of(self.model), self.model.network.divisor)  # type: ignore[arg-type]
+            except ModelFileError as err:
+                if backend == "onnx":
+                    raise
+                # a verified file this onnxruntime cannot run (too old, broken install): slower, not wrong
+                log.warning("%s; using PyTorch instead", err)
+                self.backend = "torch"
+        if self.backend == "torch" and self.device.type == "cpu":
+            # NHWC convolutions: 1.4x faster than NCHW on this CPU for the same float32 math
+            self.model.network.to(memory_format=torch.channels_last)
         self.batch_size = batch_size
         self.flip_tta = flip_tta
         #: Run the network only on slices with head and only on the head's window (see

@@ -100,3 +100,16 @@ def test_cli_export_onnx(tiny_model_dir, tmp_path, capsys):
     after = json.loads((model_dir / "model.json").read_text())
     assert after["weights_sha256"] == before["weights_sha256"]  # weights untouched, card extended
     assert "onnx" in after and "onnx" not in before
+
+
+def test_auto_falls_back_to_torch_when_onnxruntime_cannot_run_the_file(exported_tiny, monkeypatch):
+    """A verified file that this onnxruntime cannot load costs speed, not the result."""
+    import deepwml.segmenter as segmenter_module
+
+    def refuse(path, *_args, **_kwargs):
+        raise ModelFileError(path, "cannot be loaded by ONNX Runtime (opset too new)")
+
+    monkeypatch.setattr(segmenter_module, "OnnxNetwork", refuse)
+    assert Segmenter(str(exported_tiny), device="cpu").backend == "torch"
+    with pytest.raises(ModelFileError, match="ONNX Runtime"):
+        Segmenter(str(exported_tiny), device="cpu", backend="onnx")

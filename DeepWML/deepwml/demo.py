@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
           f"(phantom truth {truth.sum() * np.prod(case.flair.GetSpacing()) / 1000:.2f} ml); "
           f"Dice vs truth {dice(truth, pred):.3f}")
     print(f"time: {summary['timings_s']['end_to_end']:.2f} s end to end on {summary['device']} "
-          f"({summary['precision']}), model {summary['model']['id']}")
+          f"({summary['precision']}, {summary['backend']}), model {summary['model']['id']}")
     return 0
 
 

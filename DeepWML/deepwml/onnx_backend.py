@@ -3,8 +3,8 @@
 Why: most reading-room workstations have no CUDA GPU, and the radiologist waits for the button.
 On the project's 2-core CPU, 24 slices of 256x256 through the width-16 network took 1.73 s in
 PyTorch float32 (NCHW), 1.22 s in PyTorch channels-last and 0.99 s in ONNX Runtime (max
-|difference| 1.4e-4 in logits); end-to-end figures are in benchmarks/RESULTS.md. The model folder carries ``model.onnx`` exported from its own
-safetensors weights; the card records the ONNX file's SHA-256 *and* the weights SHA-256 it was
+|difference| 1.4e-4 in logits); end-to-end figures are in benchmarks/RESULTS.md. The model
+folder carries ``model.onnx`` exported from its own safetensors weights; the card records the ONNX file's SHA-256 *and* the weights SHA-256 it was
 exported from, so an ONNX file that does not belong to these weights is refused like a
 tampered weights file. ONNX is a protobuf graph: loading it runs no Python code.
 
@@ -24,7 +24,7 @@ import torch
 
 from .errors import ModelFileError
 from .image_io import write_with
-from .model_files import LoadedModel, write_card, read_card, sha256_of
+from .model_files import LoadedModel, load_model, read_card, sha256_of, write_card
 
 log = logging.getLogger(__name__)
 
@@ -54,22 +54,16 @@ def export_onnx(model: LoadedModel) -> Path:
     network = model.network.to("cpu").eval().float()
     example = torch.rand(2, 1, 64, 64) * 2.0
 
-    def write(tmp: Path) -> None:
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        candidate = Path(tmp_dir) / ONNX_NAME
         # The TorchScript exporter (dynamo=False) needs only the onnx package; torch 2.13 marks it
         # deprecated, which is not news to the user exporting a model.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            _export(tmp)
-
-    def _export(tmp: Path) -> None:
-        torch.onnx.export(network, example, str(tmp), dynamo=False, opset_version=OPSET,
-                          input_names=["canvas"], output_names=["logits"],
-                          dynamic_axes={"canvas": {0: "slices", 2: "rows", 3: "cols"},
-                                        "logits": {0: "slices", 2: "rows", 3: "cols"}})
-
-    with tempfile.TemporaryDirectory() as tmp_dir:
-        candidate = Path(tmp_dir) / ONNX_NAME
-        write(candidate)
+            torch.onnx.export(network, example, str(candidate), dynamo=False, opset_version=OPSET,
+                              input_names=["canvas"], output_names=["logits"],
+                              dynamic_axes={"canvas": {0: "slices", 2: "rows", 3: "cols"},
+                                            "logits": {0: "slices", 2: "rows", 3: "cols"}})
         check = torch.rand(3, 1, 96, 80) * 2.0
         with torch.inference_mode():
             expected = network(check).numpy()
@@ -131,8 +125,6 @@ class OnnxNetwork:
 
 def export_after_training(model_dir: Path) -> Path | None:
     """Export a freshly trained model for fast CPU inference; a failure only costs speed."""
-    from .model_files import load_model
-
     try:
         return export_onnx(load_model(model_dir))
     except (ImportError, ModelFileError, RuntimeError, ValueError) as err:

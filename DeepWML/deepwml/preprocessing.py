@@ -24,8 +24,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
+
+from .slice_layout import SliceLayout, plan_slices
 
 CANVAS = 256
 #: Bumped whenever normalisation or resampling changes: models record it and the loader
@@ -125,6 +128,15 @@ def volume_to_canvas(slices: np.ndarray, spacing_mm: tuple[float, float],
     mapping = CanvasMapping.for_slices(slices.shape[1:], spacing_mm, canvas)
     x = torch.from_numpy(np.ascontiguousarray(normalize_intensity(slices)))[:, None]
     return mapping.to_canvas(x), mapping
+
+
+def image_to_canvas(image: sitk.Image) -> tuple[torch.Tensor, CanvasMapping, SliceLayout]:
+    """A 3D FLAIR's acquisition slices, normalised, on the canvas, with the layout and mapping
+    that lead back to its voxel grid. Training and inference both start here."""
+    layout = plan_slices(image)
+    canvas, mapping = volume_to_canvas(layout.to_slices(sitk.GetArrayViewFromImage(image)),
+                                       layout.in_plane_spacing_mm)
+    return canvas, mapping, layout
 
 
 def mask_to_canvas(mask: np.ndarray, mapping: CanvasMapping) -> torch.Tensor:

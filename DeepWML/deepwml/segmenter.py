@@ -6,6 +6,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
@@ -15,8 +16,8 @@ import torch
 from .errors import ModelFileError
 from .model_files import LoadedModel, load_model
 from .onnx_backend import OnnxNetwork, onnx_file_of, onnxruntime_available
-from .preprocessing import volume_to_canvas
-from .slice_layout import image_from_slices, plan_slices
+from .preprocessing import image_to_canvas
+from .slice_layout import image_from_slices
 
 log = logging.getLogger(__name__)
 
@@ -92,16 +93,17 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     raise ValueError(f"unknown precision {precision!r} (auto, float32, bf16, fp16)")
 
 
-def resolve_backend(backend: str, model: LoadedModel, device: torch.device,
-                    autocast_dtype: torch.dtype | None) -> str:
-    """``torch`` or ``onnx`` for ``backend`` (auto|torch|onnx).
+def resolve_onnx_file(backend: str, model: LoadedModel, device: torch.device,
+                      autocast_dtype: torch.dtype | None) -> Path | None:
+    """The verified ``model.onnx`` to run for ``backend`` (auto|torch|onnx); None means PyTorch.
 
     ``auto`` takes ONNX Runtime for float32 on the CPU when the model carries a verified
     ``model.onnx`` and onnxruntime is installed (faster than PyTorch there: see onnx_backend),
-    PyTorch otherwise (CUDA, bf16/fp16, models without an ONNX export).
+    PyTorch otherwise (CUDA, bf16/fp16, models without an ONNX export). The file is hashed
+    once, here.
     """
     if backend == "torch":
-        return "torch"
+        return None
     if backend not in ("auto", "onnx"):
         raise ValueError(f"unknown backend {backend!r} (auto, torch, onnx)")
     usable = device.type == "cpu" and autocast_dtype is None
@@ -111,13 +113,12 @@ def resolve_backend(backend: str, model: LoadedModel, device: torch.device,
                                "CUDA or bf16/fp16)")
         if not onnxruntime_available():
             raise RuntimeError("the ONNX backend needs the onnxruntime package (pip install onnxruntime)")
-        if onnx_file_of(model) is None:
+        path = onnx_file_of(model)
+        if path is None:
             raise RuntimeError(f"model {model.model_id} has no ONNX export (run 'deepwml export-onnx "
                                f"{model.path.parent}' or use --backend torch)")
-        return "onnx"
-    if usable and onnxruntime_available() and onnx_file_of(model) is not None:
-        return "onnx"
-    return "torch"
+        return path
+    return onnx_file_of(model) if usable and onnxruntime_available() else None
 
 
 @dataclass
@@ -148,19 +149,21 @@ class Segmenter:
         self.model = model if isinstance(model, LoadedModel) else load_model(model, self.device)
         self.model.network.to(self.device).eval()
         self.autocast_dtype = resolve_precision(precision, self.device)
-        self.backend = resolve_backend(backend, self.model, self.device, self.autocast_dtype)
         self.network: Callable[[torch.Tensor], torch.Tensor] = self.model.network
-        if self.backend == "onnx":
+        self.backend = "torch"
+        onnx_file = resolve_onnx_file(backend, self.model, self.device, self.autocast_dtype)
+        if onnx_file is not None:
             try:
-                self.network = OnnxNetwork(onnx_file_of(self.model), self.model.network.divisor)  # type: ignore[arg-type]
+                self.network = OnnxNetwork(onnx_file, self.model.network.divisor)
+                self.backend = "onnx"
             except ModelFileError as err:
                 if backend == "onnx":
                     raise
                 # a verified file this onnxruntime cannot run (too old, broken install): slower, not wrong
                 log.warning("%s; using PyTorch instead", err)
-                self.backend = "torch"
-        if self.backend == "torch" and self.device.type == "cpu":
-            # NHWC convolutions: 1.4x faster than NCHW on this CPU for the same float32 math
+        #: NHWC convolutions: 1.4x faster than NCHW on this CPU for the same float32 math
+        self.channels_last = self.backend == "torch" and self.device.type == "cpu"
+        if self.channels_last:
             self.model.network.to(memory_format=torch.channels_last)
         self.batch_size = batch_size
         self.flip_tta = flip_tta
@@ -184,13 +187,12 @@ class Segmenter:
                        progress: ProgressCallback | None = None) -> torch.Tensor:
         """Probabilities for ``[N, 1, C, C]`` canvas slices, in batches (float32, on the CPU)."""
         net = self.network
+        out = torch.zeros(canvas.shape, dtype=torch.float32)
         if self.head_crop:
-            out = torch.zeros(canvas.shape, dtype=torch.float32)
             todo = (canvas.flatten(1) > 0).any(1).nonzero()[:, 0]
             rows, cols = (head_window(canvas[todo], self.model.network.divisor) if todo.numel()
                           else (slice(0), slice(0)))
         else:
-            out = torch.empty(canvas.shape, dtype=torch.float32)
             todo = torch.arange(canvas.shape[0])
             rows = cols = slice(None)
         total = todo.numel()
@@ -198,7 +200,7 @@ class Segmenter:
             for start in range(0, total, self.batch_size):
                 picked = todo[start:start + self.batch_size]
                 batch = canvas[picked][..., rows, cols].to(self.device, non_blocking=True)
-                if self.backend == "torch" and self.device.type == "cpu":
+                if self.channels_last:
                     batch = batch.contiguous(memory_format=torch.channels_last)
                 logits = net(batch).float()
                 if self.flip_tta:
@@ -216,9 +218,7 @@ class Segmenter:
         """Segment a validated 3D FLAIR ``image`` (see :func:`deepwml.image_io.load_flair`)."""
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        layout = plan_slices(image)
-        slices = layout.to_slices(sitk.GetArrayViewFromImage(image))
-        canvas, mapping = volume_to_canvas(slices, layout.in_plane_spacing_mm)
+        canvas, mapping, layout = image_to_canvas(image)
         timings["preprocess"] = time.perf_counter() - t0
 
         t1 = time.perf_counter()
@@ -232,7 +232,7 @@ class Segmenter:
         prob_image = image_from_slices(native.astype(np.float32), layout, image)
         timings["postprocess"] = time.perf_counter() - t2
         timings["total"] = time.perf_counter() - t0
-        log.info("segmented %d slices in %.2f s on %s (%s, %s)", slices.shape[0], timings["total"],
+        log.info("segmented %d slices in %.2f s on %s (%s, %s)", canvas.shape[0], timings["total"],
                  self.device, self.precision_name, self.backend)
         return SegmentationResult(prob_image, self.model.threshold if threshold is None else threshold,
                                   timings, str(self.device), self.precision_name, self.backend,

@@ -15,16 +15,14 @@ from conftest import synthetic_flair
 from deepwml.cli import main
 from deepwml.image_io import load_flair
 from deepwml.model_files import load_model
-from deepwml.preprocessing import volume_to_canvas
+from deepwml.preprocessing import image_to_canvas
 from deepwml.segmenter import Segmenter, head_window
-from deepwml.slice_layout import plan_slices
 
 
 def test_cpu_float32_matches_float64_reference(tiny_model_dir):
     img = synthetic_flair(size=(80, 64, 6))
     seg = Segmenter(str(tiny_model_dir), device="cpu", precision="float32", batch_size=4, head_crop=False)
-    layout = plan_slices(img)
-    canvas, _ = volume_to_canvas(layout.to_slices(sitk.GetArrayFromImage(img)), layout.in_plane_spacing_mm)
+    canvas, _, _ = image_to_canvas(img)
     fast = seg.predict_canvas(canvas)
     ref_net = load_model(tiny_model_dir).network.double()
     with torch.no_grad():
@@ -48,8 +46,7 @@ def test_bundled_model_bf16_agrees_with_float32(phantom_flair):
     takes seconds in bf16 (which is why ``auto`` picks float32 there).
     """
     img = load_flair(phantom_flair)
-    layout = plan_slices(img)
-    canvas, _ = volume_to_canvas(layout.to_slices(sitk.GetArrayFromImage(img)), layout.in_plane_spacing_mm)
+    canvas, _, _ = image_to_canvas(img)
     f32 = Segmenter(device="cpu", precision="float32")
     bf16 = Segmenter(f32.model, device="cpu", precision="bf16")
     p32_all = f32.predict_canvas(canvas)
@@ -84,8 +81,7 @@ def test_head_crop_matches_whole_canvas_and_skips_empty_slices(phantom_flair):
     small head would be), so the window is well inside it; an all-air slice is appended.
     """
     img = load_flair(phantom_flair)
-    layout = plan_slices(img)
-    canvas, _ = volume_to_canvas(layout.to_slices(sitk.GetArrayFromImage(img)), layout.in_plane_spacing_mm)
+    canvas, _, _ = image_to_canvas(img)
     small = torch.zeros(canvas.shape[0] + 1, 1, 256, 256)
     small[:-1, :, 48:208, 48:208] = torch.nn.functional.interpolate(canvas, size=(160, 160), mode="area")
     whole = Segmenter(device="cpu", precision="float32", head_crop=False, backend="torch")
@@ -109,8 +105,7 @@ def test_head_crop_matches_whole_canvas_and_skips_empty_slices(phantom_flair):
 def test_flip_tta_is_symmetric(tiny_model_dir):
     img = synthetic_flair()
     seg = Segmenter(str(tiny_model_dir), device="cpu", precision="float32", flip_tta=True, head_crop=False)
-    layout = plan_slices(img)
-    canvas, _ = volume_to_canvas(layout.to_slices(sitk.GetArrayFromImage(img)), layout.in_plane_spacing_mm)
+    canvas, _, _ = image_to_canvas(img)
     a = seg.predict_canvas(canvas)
     b = seg.predict_canvas(canvas.flip(-1)).flip(-1)
     torch.testing.assert_close(a, b, atol=1e-5, rtol=0)

@@ -15,9 +15,8 @@ from deepwml.errors import ModelFileError
 from deepwml.image_io import load_flair
 from deepwml.model_files import DEFAULT_MODEL_DIR, load_model
 from deepwml.onnx_backend import ONNX_NAME, export_onnx
-from deepwml.preprocessing import volume_to_canvas
+from deepwml.preprocessing import image_to_canvas
 from deepwml.segmenter import Segmenter
-from deepwml.slice_layout import plan_slices
 
 
 @pytest.fixture()
@@ -35,8 +34,7 @@ def test_bundled_model_ships_onnx_and_auto_uses_it_on_cpu(phantom_flair):
     assert onnx.backend == "onnx"
     torch_seg = Segmenter(onnx.model, device="cpu", precision="float32", backend="torch")
     img = load_flair(phantom_flair)
-    layout = plan_slices(img)
-    canvas, _ = volume_to_canvas(layout.to_slices(sitk.GetArrayFromImage(img)), layout.in_plane_spacing_mm)
+    canvas, _, _ = image_to_canvas(img)
     p_onnx, p_torch = onnx.predict_canvas(canvas), torch_seg.predict_canvas(canvas)
     assert (p_onnx - p_torch).abs().max() < 1e-3
     m_onnx, m_torch = p_onnx >= 0.5, p_torch >= 0.5

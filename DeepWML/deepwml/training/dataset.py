@@ -11,8 +11,7 @@ import torch
 
 from ..errors import ManifestError
 from ..image_io import load_flair, read_image
-from ..preprocessing import mask_to_canvas, volume_to_canvas
-from ..slice_layout import plan_slices
+from ..preprocessing import image_to_canvas, mask_to_canvas
 from .manifest import Case
 
 log = logging.getLogger(__name__)
@@ -39,9 +38,7 @@ class CanvasCase:
 
 def load_canvas_case(case: Case, label_path=None) -> CanvasCase:
     flair = load_flair(case.flair)
-    layout = plan_slices(flair)
-    slices = layout.to_slices(sitk.GetArrayViewFromImage(flair))
-    images, mapping = volume_to_canvas(slices, layout.in_plane_spacing_mm)
+    images, mapping, layout = image_to_canvas(flair)
     path = label_path or case.label
     if path is None:
         raise ManifestError(case.flair, f"case {case.case} has no label")

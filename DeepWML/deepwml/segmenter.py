@@ -77,19 +77,17 @@ def cpu_has_fast_bf16() -> bool:
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``precision`` (auto|float32|bf16|fp16) on ``device``; None = float32.
 
-    ``auto`` takes bf16 on CUDA and on CPUs with native bf16, where it roughly halves the time
-    and the masks agree with float32 (checked by the test suite), else float32.
+    ``auto`` is float32 on every device: the default mask must not depend on which CPU or GPU
+    a radiologist's scan happened to run on (bf16 autocast is used on some CPUs and not on
+    others, and its masks differ in boundary voxels). bf16/fp16 are there on request, for
+    speed on a GPU or a CPU with native bf16 (:func:`cpu_has_fast_bf16`).
     """
-    if precision == "float32":
+    if precision in ("auto", "float32"):
         return None
     if precision == "bf16":
         return torch.bfloat16
     if precision == "fp16":
         return torch.float16
-    if precision == "auto":
-        if device.type == "cuda" or cpu_has_fast_bf16():
-            return torch.bfloat16
-        return None
     raise ValueError(f"unknown precision {precision!r} (auto, float32, bf16, fp16)")
 
 

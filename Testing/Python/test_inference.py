@@ -40,10 +40,10 @@ def test_cpu_inference_is_deterministic(tiny_model_dir):
 
 
 def test_bundled_model_bf16_agrees_with_float32(phantom_flair):
-    """bf16 autocast (used by ``auto`` on CUDA and bf16-capable CPUs) gives the same masks.
+    """bf16 autocast (on request: ``--precision bf16``) gives the same masks as float32.
 
     Checked on the four slices with the most lesion: on a CPU without native bf16 each slice
-    takes seconds in bf16 (which is why ``auto`` picks float32 there).
+    takes seconds in bf16.
     """
     img = load_flair(phantom_flair)
     canvas, _, _ = image_to_canvas(img)

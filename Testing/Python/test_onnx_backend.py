@@ -111,3 +111,22 @@ def test_auto_falls_back_to_torch_when_onnxruntime_cannot_run_the_file(exported_
     assert Segmenter(str(exported_tiny), device="cpu").backend == "torch"
     with pytest.raises(ModelFileError, match="ONNX Runtime"):
         Segmenter(str(exported_tiny), device="cpu", backend="onnx")
+
+
+@pytest.mark.parametrize("fast_bf16", [True, False], ids=["host-bf16", "host-no-bf16"])
+def test_default_is_float32_and_onnx_whatever_the_cpu(monkeypatch, exported_tiny, fast_bf16):
+    """The default mask must not depend on the CPU: ``auto`` is float32 (ONNX Runtime) both
+    on CPUs with native bf16 and without, and ``--backend onnx`` runs unless bf16 is asked for."""
+    import deepwml.segmenter as segmenter_module
+
+    monkeypatch.setattr(segmenter_module, "cpu_has_fast_bf16", lambda: fast_bf16)
+    auto = Segmenter(str(exported_tiny), device="cpu")
+    assert auto.precision_name == "float32" and auto.backend == "onnx"
+    forced = Segmenter(auto.model, device="cpu", backend="onnx")
+    assert forced.precision_name == "float32" and forced.backend == "onnx"
+    img = synthetic_flair()
+    a = sitk.GetArrayFromImage(auto.segment(img).probabilities)
+    b = sitk.GetArrayFromImage(forced.segment(img).probabilities)
+    assert (a == b).all()
+    with pytest.raises(RuntimeError, match="float32"):
+        Segmenter(auto.model, device="cpu", precision="bf16", backend="onnx")

@@ -7,7 +7,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 import SimpleITK as sitk
@@ -21,8 +21,9 @@ from .slice_layout import image_from_slices
 
 log = logging.getLogger(__name__)
 
-#: Called with (slices done, slices total); return False to cancel.
-ProgressCallback = Callable[[int, int], bool | None]
+#: Called with (slices done, slices total); return False to cancel. ``Optional``, not
+#: ``bool | None``: this alias is evaluated at import, and Slicer 5.6/5.8 embed Python 3.9.
+ProgressCallback = Callable[[int, int], Optional[bool]]
 
 
 class Cancelled(Exception):

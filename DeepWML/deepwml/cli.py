@@ -1,7 +1,8 @@
 """``deepwml`` command line: segment, phantom, train, consensus, evaluate.
 
 Errors a user can act on print one line (``deepwml: error: FILE: problem``) and exit 2;
-a batch goes on past a bad file and exits 1 at the end if any failed.
+a batch goes on past a bad file and exits 1 at the end if some inputs failed and others were
+done, 2 if none was (so a single bad input exits 2, like any command that could not run).
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
         _write_batch_summary(Path(args.summary), summaries, args.overwrite)
         if not args.quiet:
             print(f"summary of {len(summaries)} volume(s): {args.summary}")
+    if failures and not summaries:
+        return 2  # no input was segmented: the command could not do its job
     return 1 if failures else 0
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import InputImageError, OutputExistsError
+from .intensity import intensity_problems
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,11 @@ def validate_flair(image: sitk.Image, path: str | Path) -> sitk.Image:
     if hi == lo:
         what = "empty (every voxel is 0)" if hi == 0 else f"constant (every voxel is {hi:g})"
         raise InputImageError(path, f"image is {what}: nothing to segment")
+    refusal, warning = intensity_problems(arr)
+    if refusal:
+        raise InputImageError(path, refusal)
+    if warning:
+        log.warning("%s: %s", path, warning)
     thick = max(spacing)
     in_plane = sorted(spacing)[:2]
     if not (PLAUSIBLE_SLICE_MM[0] <= thick <= PLAUSIBLE_SLICE_MM[1]) or not all(

@@ -28,6 +28,7 @@ import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
 
+from .intensity import air_level
 from .slice_layout import SliceLayout, plan_slices
 
 CANVAS = 256
@@ -42,18 +43,24 @@ REFERENCE_PERCENTILE = 50.0
 CLIP_MAX = 4.0
 
 
-def head_mask(volume: np.ndarray) -> np.ndarray:
-    """Voxels brighter than a tenth of the robust maximum: head, not air (no skull stripping)."""
-    positive = volume[volume > 0]
+def head_mask(volume: np.ndarray, zero: float = 0.0) -> np.ndarray:
+    """Voxels brighter than a tenth of the robust maximum above ``zero`` (the air level, see
+    :func:`deepwml.intensity.air_level`): head, not air (no skull stripping)."""
+    shifted = volume - np.float32(zero) if zero else volume
+    positive = shifted[shifted > 0]
     if positive.size == 0:
         return np.ones(volume.shape, dtype=bool)
-    return volume > 0.1 * np.percentile(positive, 99.5)
+    return shifted > 0.1 * np.percentile(positive, 99.5)
 
 
 def normalize_intensity(volume: np.ndarray) -> np.ndarray:
-    """Map the head's 1st percentile to 0 and its median to 1; clip to [0, CLIP_MAX]."""
+    """Map the head's 1st percentile to 0 and its median to 1; clip to [0, CLIP_MAX].
+
+    Invariant to an offset and a positive scale of the intensities (within float rounding):
+    the head is found relative to the air level read from the volume's edges, not to 0.
+    """
     volume = np.asarray(volume, dtype=np.float32)
-    head = volume[head_mask(volume)]
+    head = volume[head_mask(volume, air_level(volume))]
     lo, hi = np.percentile(head, [LOW_PERCENTILE, REFERENCE_PERCENTILE])
     if hi <= lo:
         hi = lo + max(float(np.abs(lo)), 1.0)

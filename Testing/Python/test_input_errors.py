@@ -55,7 +55,7 @@ def test_bad_input_is_one_clear_line(kind, tmp_path, capsys, tiny_model_dir):
     path, problem = bad_inputs(tmp_path)[kind]
     out = tmp_path / "out"
     code, err = run_cli(["segment", path, "-o", out, "--model", tiny_model_dir, "--device", "cpu"], capsys)
-    assert code == 1  # a batch reports per-file errors and fails at the end
+    assert code == 2  # no input was segmented (1 is for a batch where only some failed)
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1, err
     assert str(path) in lines[0] and problem in lines[0]
@@ -71,7 +71,7 @@ def test_existing_output_is_refused_then_overwritten_on_request(tmp_path, capsys
     seg = out / "flair.seg.nrrd"
     seg.write_bytes(b"radiologist's edited segmentation")
     code, err = run_cli(args, capsys)
-    assert code == 1 and "already exists" in err and str(seg) in err
+    assert code == 2 and "already exists" in err and str(seg) in err
     assert seg.read_bytes() == b"radiologist's edited segmentation"
     assert run_cli(args + ["--overwrite"], capsys)[0] == 0
     assert seg.read_bytes() != b"radiologist's edited segmentation"

@@ -93,3 +93,20 @@ def test_negated_flair_is_refused(tmp_path, capsys, tiny_model_dir):
     line = one_error_line(err)
     assert code == 2 and str(path) in line and "inverted" in line
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+# -- 8: NaN / Inf in NIfTI -----------------------------------------------------------------------
+
+def test_nan_and_inf_in_nifti_are_refused_with_slice_numbers(tmp_path, capsys, tiny_model_dir):
+    """SimpleITK reads NaN and Inf in NIfTI as 0, so the NaN refusal never fired for NIfTI."""
+    image = synthetic_flair()
+    arr = sitk.GetArrayFromImage(image)
+    arr[3:5] = np.nan
+    arr[7, 10, 10] = np.inf
+    path = tmp_path / "nan.nii.gz"
+    sitk.WriteImage(like(arr, image), str(path))
+    code, err = run_cli(["segment", path, "-o", tmp_path / "out", "--model", tiny_model_dir,
+                         "--device", "cpu"], capsys)
+    line = one_error_line(err)
+    assert code == 2 and str(path) in line and "NaN" in line and "slice(s) 3, 4, 7 of 12" in line
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

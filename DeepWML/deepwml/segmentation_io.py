@@ -20,10 +20,12 @@ SEGMENT_ID = "WMH"
 #: colour-blind-safe orange that stands out on grey FLAIR.
 SEGMENT_COLOR = (0.95, 0.55, 0.1)
 TERMINOLOGY = {
-    "contextName": "Segmentation category and type - 3D Slicer General Anatomy list",
+    # Contexts shipped with the Slicer extension (DeepWML/Resources/Terminology/*.term.json,
+    # loaded at start-up): SCT Lesion is not in this category of Slicer's General Anatomy list.
+    "contextName": "Segmentation category and type - DeepWML",
     "category": ["SCT", "49755003", "Morphologically Altered Structure"],
     "type": ["SCT", "52988006", "Lesion"],
-    "anatomicContextName": "Anatomic codes - DICOM master list",
+    "anatomicContextName": "Anatomic codes - DeepWML",
     "anatomicRegion": ["SCT", "68523003", "Cerebral white matter"],
 }
 

@@ -1,0 +1,40 @@
+"""The DeepWML panel's parameter node: what a saved scene restores.
+
+``parameterNodeWrapper`` (Slicer 5.2+) evaluates these annotations at run time, so this file
+uses ``Optional``/``Annotated`` only (no ``X | Y``: Slicer 5.6/5.8 run Python 3.9) and no
+``from __future__ import annotations``. Each field is bound to the .ui widget whose
+``SlicerParameterName`` property names it. Without the application (tests, batch) the class
+stays a plain annotated class and :data:`FIELDS` lists its defaults.
+"""
+
+from typing import Annotated, Optional
+
+import slicer
+
+try:
+    from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+except ImportError:  # headless MRML: no parameter node wrapper, same class without it
+    def parameterNodeWrapper(cls):
+        return cls
+
+    class _Marker:
+        def __init__(self, *args) -> None:
+            self.args = args
+
+    Choice = WithinRange = _Marker
+
+DEVICES = ["auto", "cpu", "cuda"]
+BACKENDS = ["auto", "torch", "onnx"]
+
+
+@parameterNodeWrapper
+class DeepWMLParameterNode:
+    inputVolume: Optional[slicer.vtkMRMLScalarVolumeNode] = None
+    outputSegmentation: Optional[slicer.vtkMRMLSegmentationNode] = None
+    device: Annotated[str, Choice(DEVICES)] = "auto"
+    backend: Annotated[str, Choice(BACKENDS)] = "auto"
+    threshold: Annotated[float, WithinRange(0.05, 0.95)] = 0.5
+
+
+FIELDS = {"inputVolume": None, "outputSegmentation": None, "device": "auto", "backend": "auto",
+          "threshold": 0.5}

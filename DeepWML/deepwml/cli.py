@@ -13,10 +13,12 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 from . import __version__
 from .errors import DeepWMLError
+from .options import (argtype, check_count, check_crop, check_fraction, check_positive,
+                      check_positive_int, check_threshold)
 
 log = logging.getLogger("deepwml")
 
@@ -83,6 +85,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
             print(f"summary of {len(summaries)} volume(s): {args.summary}")
     if failures and not summaries:
         return 2  # no input was segmented: the command could not do its job
+    if failures and not summaries:
+        return 2  # no input was segmented: the command could not do its job
     return 1 if failures else 0
 
 
@@ -138,10 +142,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors in one line, like every other error of this command (exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="deepwml", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="deepwml", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"deepwml {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
+    common = OneLineParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -151,9 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("-o", "--output", required=True, help="output folder")
     seg.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     seg.add_argument("--model", default=None, help="model folder or model.json (default: bundled)")
-    seg.add_argument("--threshold", type=float, default=None, help="probability threshold (model's, 0.5)")
+    seg.add_argument("--threshold", type=argtype(check_threshold, "--threshold"), default=None,
+                     help="probability threshold, strictly between 0 and 1 (default: the model's, 0.5)")
     seg.add_argument("--precision", default="auto", choices=["auto", "float32", "bf16", "fp16"])
-    seg.add_argument("--batch-size", type=int, default=8)
+    seg.add_argument("--batch-size", type=argtype(check_positive_int, "--batch-size"), default=8)
     seg.add_argument("--tta", action="store_true", help="average with the left-right flipped slice")
     seg.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"],
                      help="auto: ONNX Runtime for float32 on the CPU when the model has an ONNX export, "
@@ -169,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ph = sub.add_parser("phantom", parents=[common], help="generate multi-center FLAIR phantoms with two raters")
     ph.add_argument("output", help="output folder")
-    ph.add_argument("--cases", type=int, default=18)
+    ph.add_argument("--cases", type=argtype(check_positive_int, "--cases"), default=18)
     ph.add_argument("--seed", type=int, default=0)
     ph.add_argument("--overwrite", action="store_true")
     ph.set_defaults(func=cmd_phantom)
@@ -177,19 +189,22 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", parents=[common], help="train a model from a manifest (or MICCAI WMH 2017 folder)")
     tr.add_argument("manifest", help="manifest.csv or a MICCAI WMH 2017 folder")
     tr.add_argument("-o", "--output", required=True, help="model/run folder (resumed if present)")
-    tr.add_argument("--epochs", type=int, default=200)
-    tr.add_argument("--base-channels", type=int, default=64, help="U-Net width (paper: 64)")
-    tr.add_argument("--lr", type=float, default=1e-4)
-    tr.add_argument("--batch-size", type=int, default=8)
+    tr.add_argument("--epochs", type=argtype(check_positive_int, "--epochs"), default=200)
+    tr.add_argument("--base-channels", type=argtype(check_positive_int, "--base-channels"), default=64,
+                    help="U-Net width (paper: 64)")
+    tr.add_argument("--lr", type=argtype(check_positive, "--lr"), default=1e-4)
+    tr.add_argument("--batch-size", type=argtype(check_positive_int, "--batch-size"), default=8)
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--device", default="auto")
     tr.add_argument("--split-level", default="patient", choices=["patient", "image"],
                     help="patient (default, no leakage) or image (the paper's, leaks neighbours)")
     tr.add_argument("--augment-intensity", action="store_true",
                     help="add gamma/contrast/blur augmentation to flip+rotation")
-    tr.add_argument("--crop", type=int, default=0, help="train on random crops of this size (0: full)")
-    tr.add_argument("--steps-per-epoch", type=int, default=0, help="cap batches per epoch (0: all)")
-    tr.add_argument("--val-slices", type=int, default=0,
+    tr.add_argument("--crop", type=argtype(check_crop, "--crop"), default=0,
+                    help="train on random crops of this size, a multiple of 16 (0: full)")
+    tr.add_argument("--steps-per-epoch", type=argtype(check_count, "--steps-per-epoch"), default=0,
+                    help="cap batches per epoch (0: all)")
+    tr.add_argument("--val-slices", type=argtype(check_count, "--val-slices"), default=0,
                     help="validate on at most this many evenly spaced slices (0: all)")
     tr.add_argument("--name", default="deepwml")
     tr.add_argument("--model-version", default="0.1.0")
@@ -205,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     co = sub.add_parser("consensus", parents=[common], help="inter-rater Dice check and consensus labels")
     co.add_argument("manifest")
     co.add_argument("-o", "--output", required=True)
-    co.add_argument("--min-dice", type=float, default=0.85)
+    co.add_argument("--min-dice", type=argtype(check_fraction, "--min-dice"), default=0.85)
     co.add_argument("--method", default="staple", choices=["staple", "intersection", "union"])
     co.add_argument("--overwrite", action="store_true")
     co.set_defaults(func=cmd_consensus)
@@ -218,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="auto",
                     help="auto (test split if the model was trained on this manifest, else all) | "
                          "test | val | train | all | a split.json")
-    ev.add_argument("--max-cases", type=int, default=0)
+    ev.add_argument("--max-cases", type=argtype(check_count, "--max-cases"), default=0)
     ev.add_argument("--record-in-card", action="store_true",
                     help="write the results into the model card (metrics.evaluation)")
     ev.add_argument("--overwrite", action="store_true")

@@ -28,3 +28,7 @@ class OutputExistsError(DeepWMLError):
 
 class ManifestError(DeepWMLError):
     """A manifest (case list) is missing columns or names files that do not exist."""
+
+
+class OptionError(DeepWMLError, ValueError):
+    """An option or model-card setting is out of range (checked before any work starts)."""

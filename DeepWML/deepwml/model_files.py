@@ -21,8 +21,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from . import __version__
-from .errors import ModelFileError
+from .errors import ModelFileError, OptionError
 from .image_io import write_with
+from .options import check_threshold
 from .preprocessing import CANVAS, CLIP_MAX, LOW_PERCENTILE, PREPROCESSING_VERSION, REFERENCE_PERCENTILE
 from .unet import UNet2D, UNetConfig
 
@@ -158,6 +159,10 @@ def read_card(path: str | Path) -> tuple[dict[str, Any], Path]:
     for key in ("architecture", "weights_file", "weights_sha256"):
         if key not in card:
             raise ModelFileError(card_path, f"model card lacks '{key}'")
+    try:
+        check_threshold(card.get("threshold", 0.5), "its threshold")
+    except OptionError as err:
+        raise ModelFileError(card_path, f"model card is invalid: {err.problem}") from None
     return card, card_path
 
 

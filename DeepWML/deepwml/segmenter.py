@@ -16,6 +16,7 @@ import torch
 from .errors import ModelFileError
 from .model_files import LoadedModel, load_model
 from .onnx_backend import OnnxNetwork, onnx_file_of, onnxruntime_available
+from .options import check_positive_int, check_threshold
 from .preprocessing import image_to_canvas
 from .slice_layout import image_from_slices
 
@@ -144,6 +145,7 @@ class Segmenter:
     def __init__(self, model: LoadedModel | str | None = None, device: str = "auto",
                  precision: str = "auto", batch_size: int = 8, flip_tta: bool = False,
                  head_crop: bool = True, backend: str = "auto") -> None:
+        self.batch_size = check_positive_int(batch_size, "batch size")
         self.device = resolve_device(device)
         self.model = model if isinstance(model, LoadedModel) else load_model(model, self.device)
         self.model.network.to(self.device).eval()
@@ -164,7 +166,6 @@ class Segmenter:
         self.channels_last = self.backend == "torch" and self.device.type == "cpu"
         if self.channels_last:
             self.model.network.to(memory_format=torch.channels_last)
-        self.batch_size = batch_size
         self.flip_tta = flip_tta
         #: Run the network only on slices with head and only on the head's window (see
         #: :func:`head_window`); outside it the lesion probability is 0. False: whole canvas.
@@ -215,6 +216,7 @@ class Segmenter:
     def segment(self, image: sitk.Image, threshold: float | None = None,
                 progress: ProgressCallback | None = None) -> SegmentationResult:
         """Segment a validated 3D FLAIR ``image`` (see :func:`deepwml.image_io.load_flair`)."""
+        threshold = self.model.threshold if threshold is None else check_threshold(threshold)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         canvas, mapping, layout = image_to_canvas(image)
@@ -233,6 +235,6 @@ class Segmenter:
         timings["total"] = time.perf_counter() - t0
         log.info("segmented %d slices in %.2f s on %s (%s, %s)", canvas.shape[0], timings["total"],
                  self.device, self.precision_name, self.backend)
-        return SegmentationResult(prob_image, self.model.threshold if threshold is None else threshold,
+        return SegmentationResult(prob_image, threshold,
                                   timings, str(self.device), self.precision_name, self.backend,
                                   layout.slice_thickness_mm, layout.slice_axis)

@@ -13,14 +13,21 @@ import pytest
 import SimpleITK as sitk
 
 from conftest import synthetic_flair
+from test_model_files import copy_model, edit_card
 from deepwml.cli import main
+from deepwml.errors import ModelFileError, OptionError
 from deepwml.image_io import load_flair
 from deepwml.preprocessing import head_mask, normalize_intensity
+from deepwml.model_files import load_model
+from deepwml.segmenter import Segmenter
 from deepwml.slice_layout import plan_slices
 
 
 def run_cli(args, capsys) -> tuple[int, str]:
-    code = main([str(a) for a in args])
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exit_:  # argparse refuses bad options this way
+        code = exit_.code
     return code, capsys.readouterr().err
 
 
@@ -110,3 +117,46 @@ def test_nan_and_inf_in_nifti_are_refused_with_slice_numbers(tmp_path, capsys, t
     line = one_error_line(err)
     assert code == 2 and str(path) in line and "NaN" in line and "slice(s) 3, 4, 7 of 12" in line
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+# -- 10: options and card values -----------------------------------------------------------------
+
+@pytest.mark.parametrize("option", [("--batch-size", "-3"), ("--batch-size", "0"), ("--batch-size", "2.5"),
+                                    ("--threshold", "-1"), ("--threshold", "0"), ("--threshold", "1"),
+                                    ("--threshold", "1.5"), ("--threshold", "nan"), ("--threshold", "inf")])
+def test_out_of_range_segment_options_are_refused(option, tmp_path, capsys, tiny_model_dir):
+    """--batch-size -3 ran no slice and reported 0 ml; thresholds <= 0 or >= 1 gave all or nothing."""
+    flair = tmp_path / "flair.nii.gz"
+    sitk.WriteImage(synthetic_flair(), str(flair))
+    out = tmp_path / "out"
+    code, err = run_cli(["segment", flair, "-o", out, "--model", tiny_model_dir, "--device", "cpu", *option], capsys)
+    line = one_error_line(err)
+    assert code == 2 and option[0] in line and repr(option[1]) in line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command", [["train", "m.csv", "-o", "run", "--epochs", "0"],
+                                     ["train", "m.csv", "-o", "run", "--lr", "-1e-4"],
+                                     ["train", "m.csv", "-o", "run", "--crop", "100"],
+                                     ["train", "m.csv", "-o", "run", "--steps-per-epoch", "-1"],
+                                     ["consensus", "m.csv", "-o", "c", "--min-dice", "1.5"],
+                                     ["evaluate", "m.csv", "-o", "e", "--max-cases", "-2"],
+                                     ["phantom", "p", "--cases", "0"]])
+def test_out_of_range_options_of_other_commands_are_refused(command, capsys):
+    code, err = run_cli(command, capsys)
+    assert code == 2 and command[-2] in one_error_line(err)
+
+
+@pytest.mark.parametrize("threshold", [-1, 0, 1, 1.5, "abc", None, True])
+def test_card_threshold_must_be_a_probability(threshold, tiny_model_dir, tmp_path):
+    model = copy_model(tiny_model_dir, tmp_path)
+    edit_card(model, lambda card: card.update(threshold=threshold))
+    with pytest.raises(ModelFileError, match="threshold"):
+        load_model(model)
+
+
+def test_segmenter_refuses_bad_batch_size_and_threshold(tiny_model_dir):
+    with pytest.raises(OptionError):
+        Segmenter(str(tiny_model_dir), device="cpu", batch_size=0)
+    with pytest.raises(OptionError):
+        Segmenter(str(tiny_model_dir), device="cpu").segment(synthetic_flair(), threshold=float("nan"))

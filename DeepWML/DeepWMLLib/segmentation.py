@@ -152,7 +152,7 @@ def new_segmentation_node(volumeNode):
     shNode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
     if shNode is not None:
         volumeItem = shNode.GetItemByDataNode(volumeNode)
-        parent = shNode.GetItemParent(volumeItem)
+        parent = shNode.GetItemParent(volumeItem) if volumeItem else 0
         if parent and parent != shNode.GetSceneItemID():
             shNode.SetItemParent(shNode.GetItemByDataNode(node), parent)
     return node

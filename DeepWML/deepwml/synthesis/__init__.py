@@ -1,0 +1,1 @@
+"""Training images synthesised from real anatomy: anatomy -> lesions -> appearance -> acquisition."""

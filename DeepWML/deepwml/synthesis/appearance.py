@@ -1,0 +1,142 @@
+"""FLAIR-like, randomised appearance of a label map (the SynthSeg idea, FLAIR-specific).
+
+Every label gets its own intensity, drawn per case from a wide range around what FLAIR
+shows (white matter = 1): fluid suppressed (dark), cortex and deep grey matter brighter than
+white matter, scalp fat bright, bone dark, everything else outside the brain anywhere from
+dark to bright. The network then cannot rely on one contrast and must learn that a lesion
+is a bright spot *in white matter*: bright cortex, fat, eyes and flow artefacts are not.
+Normal FLAIR bright spots that radiologists do not call lesions are drawn too (thin
+periventricular lining, choroid plexus, flow artefacts in the CSF spaces) and are never
+labelled. All ranges live in :data:`RANGES`, in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from ..phantom.lesions import _draw_ellipsoid, _random_axes
+from .anatomy import (CEREBELLAR_CORTEX, CEREBELLAR_WM, CEREBRAL_WM, CORTEX, DEEP_GREY, FLUID,
+                      LATERAL_VENTRICLES, SubjectAnatomy)
+
+
+@dataclass(frozen=True)
+class Ranges:
+    """Uniform ranges (low, high) of every random appearance setting, relative to WM = 1."""
+
+    cortex: tuple[float, float] = (1.05, 1.55)
+    deep_grey: tuple[float, float] = (0.95, 1.4)
+    fluid: tuple[float, float] = (0.02, 0.4)
+    scalp: tuple[float, float] = (0.7, 2.4)  # outer soft tissue: fat, skin
+    bone: tuple[float, float] = (0.0, 0.3)
+    other_outside: tuple[float, float] = (0.0, 1.9)  # muscles, eyes, marrow, sinuses, unknown
+    other_brain: tuple[float, float] = (0.4, 1.5)  # vessels, chiasm, small labels
+    #: lesion brightness over the case's cortex level (mostly above cortex, sometimes faint)
+    lesion_over_cortex: tuple[float, float] = (1.0, 1.6)
+    faint_lesion_over_wm: tuple[float, float] = (1.15, 1.4)
+    faint_lesion_probability: float = 0.15
+    texture_std: tuple[float, float] = (0.0, 0.08)  # per-voxel tissue texture
+    lining_gain: tuple[float, float] = (1.0, 1.4)  # periventricular lining over white matter
+    choroid: tuple[float, float] = (0.5, 1.4)
+    flow: tuple[float, float] = (0.6, 2.0)
+    flow_probability: float = 0.35
+    blur_mm: tuple[float, float] = (0.3, 0.9)  # partial volume at tissue borders
+
+
+RANGES = Ranges()
+#: Extracerebral classes of SynthSeg's maps whose FLAIR look we know from their place.
+SCALP_LABELS = (511,)
+BONE_LABELS = (515,)
+
+
+def _u(rng: np.random.Generator, r: tuple[float, float]) -> float:
+    return float(rng.uniform(*r))
+
+
+def label_intensities(labels: np.ndarray, rng: np.random.Generator,
+                      ranges: Ranges = RANGES) -> tuple[np.ndarray, float, float]:
+    """Lookup table ``value[label]`` for one case; also its cortex and white-matter levels."""
+    lut = np.zeros(int(labels.max()) + 1, np.float32)
+    cortex = _u(rng, ranges.cortex)
+    deep = _u(rng, ranges.deep_grey)
+    fluid = _u(rng, ranges.fluid)
+    for value in np.unique(labels):
+        v = int(value)
+        if v == 0:
+            lut[v] = 0.0
+        elif v in CEREBRAL_WM or v in CEREBELLAR_WM:
+            lut[v] = 1.0 * rng.uniform(0.95, 1.05)
+        elif v in CORTEX or v in CEREBELLAR_CORTEX:
+            lut[v] = cortex * rng.uniform(0.95, 1.05)
+        elif v in DEEP_GREY:
+            lut[v] = deep * rng.uniform(0.9, 1.1)
+        elif v in FLUID:
+            lut[v] = fluid * rng.uniform(0.8, 1.2)
+        elif v in SCALP_LABELS:
+            lut[v] = _u(rng, ranges.scalp)
+        elif v in BONE_LABELS:
+            lut[v] = _u(rng, ranges.bone)
+        elif v >= 500:
+            lut[v] = _u(rng, ranges.other_outside)
+        else:
+            lut[v] = _u(rng, ranges.other_brain)
+    return lut, cortex, 1.0
+
+
+def normal_bright_spots(subject: SubjectAnatomy, image: np.ndarray, rng: np.random.Generator,
+                        ranges: Ranges = RANGES) -> None:
+    """Paint, in place, the bright spots of a normal FLAIR that are not lesions."""
+    labels = subject.labels
+    ventricles = np.isin(labels, LATERAL_VENTRICLES)
+    # thin periventricular lining (1-2 mm of slightly bright white matter around the ventricles)
+    width = rng.uniform(0.8, 2.2)
+    lining = (subject.tissue.ventricle_distance_mm > 0) & (subject.tissue.ventricle_distance_mm <= width)
+    lining &= np.isin(labels, CEREBRAL_WM)
+    image[lining] *= np.float32(_u(rng, ranges.lining_gain))
+    # choroid plexus: a few blobs in the ventricles' atria (posterior half of the ventricles)
+    vent_idx = np.argwhere(ventricles)
+    if len(vent_idx):
+        level = np.float32(_u(rng, ranges.choroid))
+        blobs = np.zeros(labels.shape, np.float32)
+        for _ in range(int(rng.integers(0, 5))):
+            centre = vent_idx[rng.integers(len(vent_idx))].astype(float)
+            _draw_ellipsoid(blobs, centre, rng.uniform(1.0, 3.0, 3), _random_axes(rng))
+        blobs *= ventricles
+        image[:] = image * (1 - blobs) + level * blobs
+    # CSF flow artefacts: bright patches in the 3rd/4th ventricles and the basal cisterns
+    if rng.random() < ranges.flow_probability:
+        fluid = np.isin(labels, (14, 15, 24))
+        idx = np.argwhere(fluid & (np.abs(np.arange(labels.shape[2]) - labels.shape[2] / 2)[None, None, :] < 25))
+        if len(idx):
+            level = np.float32(_u(rng, ranges.flow))
+            blobs = np.zeros(labels.shape, np.float32)
+            for _ in range(int(rng.integers(1, 4))):
+                centre = idx[rng.integers(len(idx))].astype(float)
+                _draw_ellipsoid(blobs, centre, rng.uniform(1.5, 5.0, 3), _random_axes(rng))
+            blobs *= fluid
+            image[:] = image * (1 - blobs) + level * blobs
+
+
+def paint(subject: SubjectAnatomy, lesions: np.ndarray, rng: np.random.Generator,
+          ranges: Ranges = RANGES) -> np.ndarray:
+    """A FLAIR-like 1 mm volume (white matter about 1) with ``lesions`` (soft 0..1) painted in."""
+    lut, cortex, wm = label_intensities(subject.labels, rng, ranges)
+    image = lut[subject.labels]
+    texture = _u(rng, ranges.texture_std)
+    if texture > 0:
+        image *= 1 + np.float32(texture) * rng.standard_normal(image.shape, dtype=np.float32)
+    normal_bright_spots(subject, image, rng, ranges)
+    if lesions.any():
+        if rng.random() < ranges.faint_lesion_probability:
+            level = wm * _u(rng, ranges.faint_lesion_over_wm)
+        else:
+            level = max(cortex * _u(rng, ranges.lesion_over_cortex), 1.2 * wm)
+        # lesions are not uniform: +-15 % smooth variation within and between lesions
+        variation = 1 + 0.15 * np.tanh(ndimage.gaussian_filter(
+            rng.standard_normal([max(2, s // 4) for s in image.shape]).astype(np.float32), 1.0) * 3)
+        variation = ndimage.zoom(variation, [a / b for a, b in zip(image.shape, variation.shape)], order=1)
+        lesion_level = (np.float32(level) * variation[tuple(slice(0, s) for s in image.shape)]).astype(np.float32)
+        image = image * (1 - lesions) + lesion_level * lesions
+    return ndimage.gaussian_filter(image, _u(rng, ranges.blur_mm)).astype(np.float32)

@@ -1,0 +1,100 @@
+"""Lesions for a synthetic case: real MS lesion masks brought into the subject, or patterns.
+
+Real masks: 27 MS patients' 3-rater consensus masks in MNI space (Lesjak et al. 2018, CC-BY;
+``../shared/data/lesjak2017-ms-lesion-masks-mni``). Each subject gets one affine registration
+of the MNI ICBM152 white-matter map (shipped in nilearn's wheel) to its own cerebral white
+matter (mean squares on smoothed maps, moments initialisation, 4 and 2 mm levels): a few
+seconds, and it puts periventricular lesions at the ventricles and juxtacortical ones under
+the cortex of *this* brain. Lesion voxels are then kept only where white matter (or brain
+stem) is, so an imperfect alignment cannot paint lesion into a ventricle or the cortex.
+Patterns: the phantom's MS / NMOSD / CSVD makers, drawn on the subject's own maps.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from ..phantom.anatomy import _template_dir
+from ..phantom.lesions import LESION_MAKERS
+from .anatomy import SHARED_DATA, SubjectAnatomy
+
+log = logging.getLogger(__name__)
+
+LESION_MASK_DIR = SHARED_DATA / "lesjak2017-ms-lesion-masks-mni"
+
+
+def lesion_mask_paths(folder: Path = LESION_MASK_DIR) -> list[Path]:
+    paths = sorted(Path(folder).glob("patient*_lesions_mni.nii.gz"))
+    if not paths:
+        raise FileNotFoundError(f"{folder}: no MNI lesion masks (patient*_lesions_mni.nii.gz)")
+    return paths
+
+
+@functools.lru_cache(maxsize=1)
+def _mni_white_matter() -> sitk.Image:
+    path = _template_dir() / "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz"
+    return sitk.SmoothingRecursiveGaussian(sitk.Cast(sitk.ReadImage(str(path)), sitk.sitkFloat32) / 255.0, 1.0)
+
+
+_REGISTRATIONS: dict[str, sitk.Transform] = {}
+
+
+def mni_to_subject(subject: SubjectAnatomy) -> sitk.Transform:
+    """Affine map from subject space to MNI (ITK's fixed->moving), by white-matter matching.
+
+    Computed once per subject and process."""
+    if subject.name not in _REGISTRATIONS:
+        _REGISTRATIONS[subject.name] = _register(subject)
+    return _REGISTRATIONS[subject.name]
+
+
+def _register(subject: SubjectAnatomy) -> sitk.Transform:
+    wm = np.isin(subject.labels, (2, 41)).astype(np.float32)
+    fixed = sitk.GetImageFromArray(wm)
+    fixed.CopyInformation(subject.image)
+    fixed = sitk.SmoothingRecursiveGaussian(fixed, 1.0)
+    moving = _mni_white_matter()
+    init = sitk.CenteredTransformInitializer(fixed, moving, sitk.AffineTransform(3),
+                                             sitk.CenteredTransformInitializerFilter.MOMENTS)
+    reg = sitk.ImageRegistrationMethod()
+    reg.SetMetricAsMeanSquares()
+    reg.SetMetricSamplingStrategy(reg.RANDOM)
+    reg.SetMetricSamplingPercentage(0.05, seed=1)
+    reg.SetInterpolator(sitk.sitkLinear)
+    reg.SetOptimizerAsRegularStepGradientDescent(learningRate=1.0, minStep=1e-3, numberOfIterations=150,
+                                                 relaxationFactor=0.6)
+    reg.SetOptimizerScalesFromPhysicalShift()
+    reg.SetShrinkFactorsPerLevel([4, 2])
+    reg.SetSmoothingSigmasPerLevel([2, 1])
+    reg.SetInitialTransform(init, inPlace=False)
+    transform = reg.Execute(fixed, moving)
+    log.debug("registered MNI to %s: metric %.4f", subject.name, reg.GetMetricValue())
+    return transform
+
+
+def real_lesions(subject: SubjectAnatomy, mask_path: Path, rng: np.random.Generator) -> np.ndarray:
+    """A real MS lesion mask in the subject's grid, as a soft map restricted to white matter."""
+    mask = sitk.Cast(sitk.ReadImage(str(mask_path)), sitk.sitkFloat32)
+    transform = mni_to_subject(subject)
+    if rng.random() < 0.5:  # mirror left-right in MNI space: twice the shapes
+        flip = sitk.AffineTransform(3)
+        flip.SetMatrix((-1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0))
+        # ITK applies a composite's last transform first: subject -> MNI, then the mirror (x = 0
+        # is MNI's midline)
+        transform = sitk.CompositeTransform([flip, transform])
+    warped = sitk.Resample(mask, subject.image, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    soft = sitk.GetArrayFromImage(warped)
+    allowed = ndimage.gaussian_filter(subject.lesion_allowed.astype(np.float32), 0.6)
+    return np.clip(soft * allowed, 0.0, 1.0).astype(np.float32)
+
+
+def pattern_lesions(subject: SubjectAnatomy, disease: str, rng: np.random.Generator) -> np.ndarray:
+    """The MS / NMOSD / CSVD pattern makers on the subject's own white matter and ventricles."""
+    soft = LESION_MAKERS[disease](subject.tissue, rng)
+    return (soft * subject.lesion_allowed).astype(np.float32)

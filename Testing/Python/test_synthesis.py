@@ -1,0 +1,81 @@
+"""Synthesis from real anatomy: deterministic, on one grid, lesions only in brain white matter,
+FLAIR-like ordering of tissue intensities, healthy heads without lesion, the CLI writes a
+manifest the trainer reads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from scipy import ndimage
+
+from deepwml.synthesis.anatomy import LABEL_MAP_DIR, load_subject, label_map_paths
+from deepwml.synthesis.lesions import LESION_MASK_DIR
+
+pytestmark = pytest.mark.skipif(not LABEL_MAP_DIR.is_dir() or not LESION_MASK_DIR.is_dir(),
+                                reason=f"shared data not found at {LABEL_MAP_DIR.parent}")
+
+
+def _arrays(case):
+    return (sitk.GetArrayFromImage(case.flair), sitk.GetArrayFromImage(case.truth),
+            sitk.GetArrayFromImage(case.brain))
+
+
+def _case_with(source: str, seed: int = 5, tries: int = 60):
+    from deepwml.synthesis.generator import LESION_SOURCES, _pick, make_case
+
+    for index in range(tries):
+        if _pick(np.random.default_rng([seed, index]), LESION_SOURCES) == source:
+            return index, make_case(index, seed)
+    raise AssertionError(f"no {source} case among {tries}")
+
+
+def test_real_lesion_case_is_deterministic_on_one_grid_and_lesions_lie_in_brain():
+    from deepwml.synthesis.generator import make_case
+
+    index, case = _case_with("real")
+    flair, truth, brain = _arrays(case)
+    again = _arrays(make_case(index, 5))
+    assert all((a == b).all() for a, b in zip((flair, truth, brain), again))
+    for other in (case.truth, case.brain):
+        assert other.GetSize() == case.flair.GetSize() and other.GetSpacing() == case.flair.GetSpacing()
+    info = case.info
+    assert info["lesion_source"].startswith("real:patient")
+    assert 1.0 <= info["slice_thickness_mm"] <= 8.0 and 0.39 <= info["pixel_mm"] <= 1.1
+    assert truth.sum() > 0
+    # every lesion voxel lies in the brain (2-voxel tolerance for partial volume at the border)
+    near_brain = ndimage.binary_dilation(brain > 0, iterations=2)
+    assert (truth.astype(bool) & ~near_brain).sum() == 0
+    # lesions are brighter than the brain around them, and the head is not skull-stripped
+    assert np.median(flair[truth > 0]) > np.median(flair[(brain > 0) & (truth == 0)])
+    assert (flair[(brain == 0)] > np.percentile(flair[brain > 0], 50)).sum() > 1000
+
+
+def test_healthy_case_has_no_lesion():
+    _, case = _case_with("none")
+    _, truth, brain = _arrays(case)
+    assert truth.sum() == 0 and brain.sum() > 0
+
+
+def test_label_intensities_are_flair_like():
+    from deepwml.synthesis.appearance import label_intensities
+
+    subject = load_subject(label_map_paths()[0])
+    for seed in range(5):
+        lut, cortex, wm = label_intensities(subject.labels, np.random.default_rng(seed))
+        assert lut[3] > lut[2] * 0.99 and lut[42] > lut[41] * 0.99  # cortex brighter than white matter
+        assert lut[4] < 0.5 * lut[2] and lut[24] < 0.5 * lut[2]  # fluid suppressed
+        assert cortex > wm and lut[0] == 0
+
+
+def test_synth_command_writes_a_manifest_the_trainer_reads(tmp_path):
+    from deepwml.cli import main
+    from deepwml.training.dataset import load_canvas_case
+    from deepwml.training.manifest import read_manifest
+
+    assert main(["synth", str(tmp_path / "s"), "--cases", "2", "--seed", "3", "-q"]) == 0
+    cases = read_manifest(tmp_path / "s" / "manifest.csv")
+    assert [c.case for c in cases] == ["synth0000", "synth0001"]
+    loaded = load_canvas_case(cases[0])
+    assert loaded.images.shape[1:] == (1, 256, 256) and loaded.labels.shape == loaded.images.shape
+    assert main(["synth", str(tmp_path / "s"), "--cases", "2", "-q"]) == 2  # never overwritten

@@ -11,7 +11,9 @@ import argparse
 import csv
 import json
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
@@ -50,13 +52,16 @@ def _write_batch_summary(path: Path, summaries: list[dict[str, Any]], overwrite:
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from .image_io import refuse_existing
-    from .pipeline import segment_file
+    from .output_folder import output_lock, prepare_output_folder, refuse_clash, unique_case_names
+    from .output_files import refuse_existing
+    from .pipeline import OutputPaths, case_name
     from .segmenter import Segmenter
 
+    names = unique_case_names(args.inputs, [case_name(Path(p)) for p in args.inputs])
     if args.summary:
+        planned = [path for name in names for path in
+                   OutputPaths.for_case(Path(args.output), name, args.labelmap, args.probabilities).all()]
+        refuse_clash(Path(args.summary), planned, "--summary file")
         refuse_existing(Path(args.summary), args.overwrite)
     try:
         segmenter = Segmenter(args.model, device=args.device, precision=args.precision,
@@ -64,12 +69,24 @@ def cmd_segment(args: argparse.Namespace) -> int:
                               backend=args.backend)
     except RuntimeError as err:
         raise DeepWMLError(None, str(err)) from None
+    prepare_output_folder(args.output)
+    with output_lock(args.output, "deepwml segment"):
+        return _segment_all(args, segmenter, names)
+
+
+def _segment_all(args: argparse.Namespace, segmenter: Any, names: list[str]) -> int:
+    """The batch loop of ``segment`` (inside the output folder's lock)."""
+    from tqdm import tqdm
+
+    from .pipeline import segment_file
+
     summaries, failures = [], 0
-    bar = tqdm(args.inputs, desc="segment", unit="volume", disable=args.quiet or len(args.inputs) < 2)
-    for path in bar:
+    bar = tqdm(list(zip(args.inputs, names)), desc="segment", unit="volume",
+               disable=args.quiet or len(args.inputs) < 2)
+    for path, name in bar:
         try:
             summary = segment_file(path, args.output, segmenter, args.threshold, args.labelmap,
-                                   args.probabilities, args.overwrite)
+                                   args.probabilities, args.overwrite, name=name)
         except DeepWMLError as err:
             failures += 1
             print(f"deepwml: error: {err}", file=sys.stderr)
@@ -83,8 +100,6 @@ def cmd_segment(args: argparse.Namespace) -> int:
         _write_batch_summary(Path(args.summary), summaries, args.overwrite)
         if not args.quiet:
             print(f"summary of {len(summaries)} volume(s): {args.summary}")
-    if failures and not summaries:
-        return 2  # no input was segmented: the command could not do its job
     if failures and not summaries:
         return 2  # no input was segmented: the command could not do its job
     return 1 if failures else 0
@@ -246,14 +261,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="deepwml: %(levelname)s: %(message)s")
+    previous = _stop_cleanly_on_sigterm()
     try:
         return int(args.func(args) or 0)
     except DeepWMLError as err:
         print(f"deepwml: error: {err}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("deepwml: terminated; unfinished outputs were removed", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("deepwml: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived; raised like Ctrl-C so that every ``finally`` removes its temporary files
+    (the default SIGTERM action kills the process and leaves hidden temporaries behind)."""
+
+
+def _stop_cleanly_on_sigterm() -> Any:
+    """Turn SIGTERM into :class:`Terminated`; return the previous handler (None if not set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated()
+    return signal.signal(signal.SIGTERM, handler)
 
 
 if __name__ == "__main__":

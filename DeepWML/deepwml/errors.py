@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 
@@ -26,9 +27,31 @@ class OutputExistsError(DeepWMLError):
     """An output would overwrite a file the user made; refused unless asked to overwrite."""
 
 
+class OutputWriteError(DeepWMLError):
+    """An output could not be written completely (full disk, permissions); nothing was published."""
+
+
 class ManifestError(DeepWMLError):
     """A manifest (case list) is missing columns or names files that do not exist."""
 
 
 class OptionError(DeepWMLError, ValueError):
     """An option or model-card setting is out of range (checked before any work starts)."""
+
+
+#: Lines of an ITK exception that say where, not what ("Exception thrown in ... .cxx:99:").
+_ITK_LOCATION = re.compile(r"^(Exception thrown in .*|.*\.(cxx|hxx|h|cpp):\d+:?)$")
+_ITK_PREFIX = re.compile(r"^(sitk::ERROR:|ITK ERROR:|Description:)\s*(\w+\(0x[0-9a-f]+\):\s*)?", re.I)
+
+
+def itk_reason(err: BaseException, limit: int = 200) -> str:
+    """The reason of a SimpleITK/ITK error in one line, without source locations.
+
+    ITK puts a source location on the first line ("Exception thrown in ... .cxx:99:") and the
+    reason ("Unable to determine ImageIO reader", "ITK only supports orthonormal direction
+    cosines") on the next ones; users need the reason.
+    """
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    reasons = [_ITK_PREFIX.sub("", ln) for ln in lines if not _ITK_LOCATION.match(ln)]
+    reason = " ".join(r for r in reasons if r) or (lines[0] if lines else "unknown error")
+    return reason if len(reason) <= limit else reason[:limit - 3] + "..."

@@ -9,11 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import SimpleITK as sitk
+
 from . import __version__
-from .image_io import load_flair, refuse_existing, write_with
+from .image_io import load_flair
+from .output_files import publish_together, refuse_existing, write_with
 from .lesion_summary import lesion_summary
 from .segmentation_io import write_labelmap, write_probabilities, write_seg_nrrd
-from .segmenter import ProgressCallback, Segmenter
+from .segmenter import ProgressCallback, SegmentationResult, Segmenter
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +52,16 @@ class OutputPaths:
 def segment_file(input_path: str | Path, out_dir: str | Path, segmenter: Segmenter,
                  threshold: float | None = None, labelmap: bool = False,
                  probabilities: bool = False, overwrite: bool = False,
-                 progress: ProgressCallback | None = None) -> dict[str, Any]:
+                 progress: ProgressCallback | None = None, name: str | None = None) -> dict[str, Any]:
     """Read, segment and write one volume; return its summary (also written as JSON).
 
-    All outputs are checked before any is written, so a refusal leaves nothing behind.
+    All outputs are checked before any is written, so a refusal leaves nothing behind, and
+    they are published together (all or none). ``name`` replaces the input's file name as the
+    outputs' stem (a batch uses it to keep same-named inputs apart).
     """
     input_path = Path(input_path)
     out_dir = Path(out_dir)
-    paths = OutputPaths.for_case(out_dir, case_name(input_path), labelmap, probabilities)
+    paths = OutputPaths.for_case(out_dir, name or case_name(input_path), labelmap, probabilities)
     for path in paths.all():
         refuse_existing(path, overwrite)
     t0 = time.perf_counter()
@@ -65,11 +70,21 @@ def segment_file(input_path: str | Path, out_dir: str | Path, segmenter: Segment
     result = segmenter.segment(image, threshold, progress)
     t1 = time.perf_counter()
     mask = result.mask
-    write_seg_nrrd(mask, paths.segmentation)
-    if paths.labelmap:
-        write_labelmap(mask, paths.labelmap)
-    if paths.probabilities:
-        write_probabilities(result.probabilities, paths.probabilities)
+    with publish_together():
+        write_seg_nrrd(mask, paths.segmentation)
+        if paths.labelmap:
+            write_labelmap(mask, paths.labelmap)
+        if paths.probabilities:
+            write_probabilities(result.probabilities, paths.probabilities)
+        summary = _summary(input_path, paths, image, result, segmenter, read_s, t0, t1)
+        write_with(paths.summary, lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8"))
+    return summary
+
+
+def _summary(input_path: Path, paths: OutputPaths, image: sitk.Image, result: SegmentationResult,
+             segmenter: Segmenter, read_s: float, t0: float, t1: float) -> dict[str, Any]:
+    """The per-case summary (written as JSON and returned for batch summaries)."""
+    mask = result.mask
     write_s = time.perf_counter() - t1
     summary = {
         "input": str(input_path),
@@ -90,5 +105,4 @@ def segment_file(input_path: str | Path, out_dir: str | Path, segmenter: Segment
                   "weights_sha256": segmenter.model.card.get("weights_sha256")},
         "engine_version": __version__,
     }
-    write_with(paths.summary, lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8"))
     return summary

@@ -160,3 +160,168 @@ def test_segmenter_refuses_bad_batch_size_and_threshold(tiny_model_dir):
         Segmenter(str(tiny_model_dir), device="cpu", batch_size=0)
     with pytest.raises(OptionError):
         Segmenter(str(tiny_model_dir), device="cpu").segment(synthetic_flair(), threshold=float("nan"))
+
+
+# -- 1, 2, 3, 13, 14: the segment command's output folder ----------------------------------------
+
+def flair_files(tmp_path: Path, *relative: str) -> list[Path]:
+    paths = []
+    for i, rel in enumerate(relative):
+        path = tmp_path / "in" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sitk.WriteImage(synthetic_flair(seed=i), str(path))
+        paths.append(path)
+    return paths
+
+
+def segment_args(inputs, out, model, *extra) -> list:
+    return ["segment", *inputs, "-o", out, "--model", model, "--device", "cpu", "-q", *extra]
+
+
+def all_files(folder: Path) -> list[str]:
+    """Every file left in ``folder``, hidden ones (temporaries, locks) included."""
+    return sorted(p.name for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+def test_same_file_name_in_one_batch_gets_unique_outputs(tmp_path, capsys, tiny_model_dir):
+    """Item 1: phantom and MICCAI layouts repeat the file name; one output held the last case."""
+    inputs = flair_files(tmp_path, "case0000/flair.nii.gz", "case0001/flair.nii.gz", "Utrecht/0/pre/FLAIR.nii.gz",
+                         "Singapore/0/pre/FLAIR.nii.gz", "other.nii.gz")
+    out = tmp_path / "out"
+    code, err = run_cli(segment_args(inputs, out, tiny_model_dir, "--summary", out / "all.json"), capsys)
+    assert code == 0, err
+    rows = json.loads((out / "all.json").read_text())
+    assert [Path(r["segmentation"]).name for r in rows] == [
+        "case0000_flair.seg.nrrd", "case0001_flair.seg.nrrd", "Utrecht_0_pre_FLAIR.seg.nrrd",
+        "Singapore_0_pre_FLAIR.seg.nrrd", "other.seg.nrrd"]
+    assert [r["input"] for r in rows] == [str(p) for p in inputs]
+
+
+def test_an_input_listed_twice_is_refused_before_running(tmp_path, capsys, tiny_model_dir):
+    (flair,) = flair_files(tmp_path, "a/flair.nii.gz")
+    code, err = run_cli(segment_args([flair, tmp_path / "in" / "a" / ".." / "a" / "flair.nii.gz"],
+                                     tmp_path / "out", tiny_model_dir), capsys)
+    assert code == 2 and "listed twice" in one_error_line(err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_summary_path_clashing_with_a_case_summary_is_refused_before_writing(tmp_path, capsys, tiny_model_dir):
+    (flair,) = flair_files(tmp_path, "flair.nii.gz")
+    out = tmp_path / "out"
+    code, err = run_cli(segment_args([flair], out, tiny_model_dir, "--summary", out / "flair.summary.json"), capsys)
+    assert code == 2 and "per-case output" in one_error_line(err)
+    assert all_files(out) == []
+
+
+def test_second_run_into_a_busy_folder_is_refused_and_a_dead_runs_lock_is_taken_over(tmp_path, capsys,
+                                                                                     tiny_model_dir):
+    """Item 2: two runs into one folder both exited 0, one replacing the other's outputs."""
+    import socket
+    import subprocess
+    import sys
+
+    from deepwml.output_folder import LOCK_NAME
+
+    (flair,) = flair_files(tmp_path, "flair.nii.gz")
+    out = tmp_path / "out"
+    out.mkdir()
+    lock = out / LOCK_NAME
+    lock.write_text(json.dumps({"pid": __import__("os").getpid(), "host": socket.gethostname(),
+                                "command": "deepwml segment", "started": "now"}))
+    code, err = run_cli(segment_args([flair], out, tiny_model_dir), capsys)
+    assert code == 2 and "in use by 'deepwml segment'" in one_error_line(err)
+    assert all_files(out) == [LOCK_NAME]
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock.write_text(json.dumps({"pid": int(ended.stdout), "host": socket.gethostname()}))
+    code, err = run_cli(segment_args([flair], out, tiny_model_dir), capsys)
+    assert code == 0 and all_files(out) == ["flair.seg.nrrd", "flair.summary.json"]
+
+
+def test_unwritable_output_folder_is_refused_before_inference(tmp_path, capsys, tiny_model_dir, monkeypatch):
+    """Item 13: a read-only folder was noticed only after inference, with a traceback (tested by
+    refusing the probe file: the tests may run as root, who can write anywhere)."""
+    import deepwml.output_folder as output_folder
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(output_folder.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(Segmenter, "segment", lambda *a, **k: pytest.fail("inference ran"))
+    (flair,) = flair_files(tmp_path, "flair.nii.gz")
+    code, err = run_cli(segment_args([flair], tmp_path / "out", tiny_model_dir), capsys)
+    assert code == 2 and "cannot be written (Permission denied)" in one_error_line(err)
+
+
+def test_output_naming_an_existing_file_is_one_line(tmp_path, capsys, tiny_model_dir):
+    (flair,) = flair_files(tmp_path, "flair.nii.gz")
+    (tmp_path / "afile").write_text("user data")
+    code, err = run_cli(segment_args([flair], tmp_path / "afile", tiny_model_dir), capsys)
+    assert code == 2 and "is a file, not a folder" in one_error_line(err)
+    assert (tmp_path / "afile").read_text() == "user data"
+
+
+def test_silently_truncated_write_is_never_published(tmp_path, capsys, tiny_model_dir, monkeypatch):
+    """Item 3: SimpleITK's gzip writer did not report a full disk; the truncated file was renamed
+    into place. Now it is verified first and the case's outputs are published all or none."""
+    real_write = sitk.WriteImage
+
+    def write_then_lose_the_end(image, path, *args):
+        real_write(image, path, *args)
+        data = Path(path).read_bytes()
+        Path(path).write_bytes(data[:len(data) // 2])
+
+    (flair,) = flair_files(tmp_path, "flair.nii.gz")
+    monkeypatch.setattr(sitk, "WriteImage", write_then_lose_the_end)
+    out = tmp_path / "out"
+    code, err = run_cli(segment_args([flair], out, tiny_model_dir, "--probabilities"), capsys)
+    line = one_error_line(err)
+    assert code == 2 and "flair_probabilities.nii.gz" in line and "not written completely" in line
+    assert all_files(out) == []  # no segmentation without its map, no temporaries, no lock
+
+
+def test_full_disk_is_one_line_and_leaves_nothing(tmp_path, capsys, tiny_model_dir, monkeypatch):
+    import errno
+
+    import slicerio
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(slicerio, "write_segmentation", full)
+    (flair,) = flair_files(tmp_path, "flair.nii.gz")
+    out = tmp_path / "out"
+    code, err = run_cli(segment_args([flair], out, tiny_model_dir), capsys)
+    line = one_error_line(err)
+    assert code == 2 and "flair.seg.nrrd" in line and "No space left on device" in line
+    assert all_files(out) == []
+
+
+def test_sigterm_removes_temporary_files_and_the_lock(tmp_path, tiny_model_dir):
+    """Item 3: a kill during writing left a hidden temporary file (no SIGTERM handler)."""
+    import subprocess
+    import sys
+
+    (flair,) = flair_files(tmp_path, "flair.nii.gz")
+    out = tmp_path / "out"
+    script = (
+        "import os, signal, sys, SimpleITK as sitk\n"
+        "real = sitk.WriteImage\n"
+        "def write_and_get_killed(*a):\n"
+        "    real(*a)\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "sitk.WriteImage = write_and_get_killed\n"
+        "from deepwml.cli import main\n"
+        f"sys.exit(main(['segment', {str(flair)!r}, '-o', {str(out)!r}, '--model', {str(tiny_model_dir)!r},"
+        " '--device', 'cpu', '-q', '--probabilities']))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 143 and "terminated" in done.stderr, done.stderr
+    assert all_files(out) == []
+
+
+def test_itk_read_error_gives_the_reason_not_the_source_location(tmp_path, capsys, tiny_model_dir):
+    """Item 14: the message showed only 'Exception thrown in ... sitkImageReaderBase.cxx:99:'."""
+    path = tmp_path / "notes.txt"
+    path.write_text("not an image")
+    code, err = run_cli(segment_args([path], tmp_path / "out", tiny_model_dir), capsys)
+    line = one_error_line(err)
+    assert code == 2 and "Unable to determine ImageIO reader" in line and ".cxx" not in line

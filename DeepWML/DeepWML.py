@@ -73,9 +73,9 @@ def registerSampleData(moduleDir: Optional[str] = None) -> None:
 
     path = sampleDataPath(moduleDir)
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
-        category="DeepWML", sampleName=SAMPLE_NAME, uris=pathlib.Path(path).as_uri(), fileNames=SAMPLE_FILE,
-        nodeNames="MS_FLAIR", thumbnailFileName=os.path.join(os.path.dirname(path), "..", "Icons", "DeepWML.png"),
-        checksums=f"SHA256:{SAMPLE_SHA256}")
+        category="DeepWML", sampleName=SAMPLE_NAME, uris=[pathlib.Path(path).as_uri()], fileNames=[SAMPLE_FILE],
+        nodeNames=["MS_FLAIR"], thumbnailFileName=os.path.join(os.path.dirname(path), "..", "Icons", "DeepWML.png"),
+        checksums=[f"SHA256:{SAMPLE_SHA256}"])
 
 
 @dataclass

@@ -263,3 +263,23 @@ def test_modules_use_the_one_dependency_list(module):
                and any("tryWithErrorDisplay" in ast.unparse(item.context_expr) for item in w.items)
                for c in ast.walk(w)}
     assert calls and all(id(c) in guarded for c in calls), "a failed install must show a dialog"
+
+
+@pytest.mark.parametrize("module", ["DeepWML/DeepWML.py", "DeepWMLTraining/DeepWMLTraining.py"])
+def test_widgets_end_their_jobs_on_cleanup(module):
+    """Slicer calls Widget.cleanup() on exit and reload: a running job must not outlive it."""
+    tree = ast.parse((ROOT / module).read_text(encoding="utf-8"))
+    widget = next(c for c in tree.body if isinstance(c, ast.ClassDef) and c.name.endswith("Widget"))
+    cleanup = next((f for f in widget.body if isinstance(f, ast.FunctionDef) and f.name == "cleanup"), None)
+    assert cleanup is not None, f"{widget.name} has no cleanup()"
+    assert "cancel(" in ast.unparse(cleanup)
+
+
+@pytest.mark.parametrize("script", sorted((MODULE_DIR / "DeepWMLLib").glob("*.py")), ids=lambda p: p.name)
+def test_shared_lib_has_no_module_level_qt(script):
+    """DeepWMLLib is imported by logic classes and tests: Qt only inside functions."""
+    tree = ast.parse(script.read_text(encoding="utf-8"))
+    top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    names = {a.name for n in top if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module for n in top if isinstance(n, ast.ImportFrom) and n.module}
+    assert not names & {"qt", "ctk", "PythonQt"}

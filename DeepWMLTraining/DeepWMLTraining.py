@@ -17,7 +17,7 @@ from typing import List, Optional
 import slicer
 from DeepWMLLib import dependencies, panel
 from DeepWMLLib.jobs import CANCELLED, FINISHED, RUNNING, BackgroundJob, job_environment, python_command
-from DeepWMLLib.settings import ModelChoice
+from DeepWMLLib.settings import MemoryStore, ModelChoice
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 
@@ -306,7 +306,7 @@ class DeepWMLTrainingTest(ScriptedLoadableModuleTest):
         self.assertTrue((work / "evaluation" / "report.html").exists())
 
         self.delayDisplay("Choosing the trained model for DeepWML, then the bundled one again")
-        store = _DictSettings()
+        store = MemoryStore()
         logic.useModel(str(model), store)
         self.assertEqual(ModelChoice(store).current(), str(model.resolve()))
         steps = panel.training_steps(manifest, str(work), False, ModelChoice(store).current())
@@ -315,15 +315,3 @@ class DeepWMLTrainingTest(ScriptedLoadableModuleTest):
         self.assertIsNone(ModelChoice(store).current())
         self.delayDisplay("DeepWMLTraining self-test passed")
 
-
-class _DictSettings(dict):
-    """QSettings' value/setValue/remove over a dict (the self-test leaves the user's settings alone)."""
-
-    def value(self, key, default=None):
-        return self.get(key, default)
-
-    def setValue(self, key, value) -> None:
-        self[key] = value
-
-    def remove(self, key) -> None:
-        self.pop(key, None)

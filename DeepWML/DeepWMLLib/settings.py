@@ -54,6 +54,19 @@ class JsonStore:
         tmp.replace(path)
 
 
+class MemoryStore(dict):
+    """QSettings' ``value``/``setValue``/``remove`` over a dict (self-tests leave the user's settings alone)."""
+
+    def value(self, key: str, default=None):
+        return self.get(key, default)
+
+    def setValue(self, key: str, value) -> None:
+        self[key] = value
+
+    def remove(self, key: str) -> None:
+        self.pop(key, None)
+
+
 def default_store():
     """Slicer's settings inside the application, the JSON file elsewhere."""
     try:

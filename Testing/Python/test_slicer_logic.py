@@ -281,22 +281,11 @@ def test_dependencies_missing_and_install_order(slicer):
 
 
 # --- model choice in Slicer's settings -----------------------------------------------------
-class DictSettings(dict):
-    def value(self, key, default=None):
-        return self.get(key, default)
-
-    def setValue(self, key, value):
-        self[key] = value
-
-    def remove(self, key):
-        self.pop(key, None)
-
-
 def test_model_choice_verifies_and_reverts(slicer, tiny_model_dir, tmp_path):
     from deepwml.errors import ModelFileError
-    from DeepWMLLib.settings import MODEL_KEY, ModelChoice
+    from DeepWMLLib.settings import MODEL_KEY, MemoryStore, ModelChoice
 
-    store = DictSettings()
+    store = MemoryStore()
     choice = ModelChoice(store)
     assert choice.current() is None
     assert choice.use(str(tiny_model_dir)) == str(tiny_model_dir.resolve())

@@ -325,3 +325,65 @@ def test_itk_read_error_gives_the_reason_not_the_source_location(tmp_path, capsy
     code, err = run_cli(segment_args([path], tmp_path / "out", tiny_model_dir), capsys)
     line = one_error_line(err)
     assert code == 2 and "Unable to determine ImageIO reader" in line and ".cxx" not in line
+
+
+# -- 11, 13, 14: manifests and model files ---------------------------------------------------------
+
+def write_manifest(tmp_path: Path, rows: list[list[str]], name: str = "manifest.csv", delimiter: str = ",",
+                   bom: bool = False) -> Path:
+    """A manifest over real files (two synthetic cases) with the given rows after the header."""
+    for case in ("a", "b"):
+        (tmp_path / case).mkdir(exist_ok=True)
+        image = synthetic_flair(seed=ord(case))
+        sitk.WriteImage(image, str(tmp_path / case / "flair.nii.gz"))
+        sitk.WriteImage(sitk.Cast(image > 800, sitk.sitkUInt8), str(tmp_path / case / "label.nii.gz"))
+    text = "\n".join(delimiter.join(row) for row in rows) + "\n"
+    path = tmp_path / name
+    path.write_bytes(("\ufeff" if bom else "").encode("utf-8") + text.encode("utf-8"))
+    return path
+
+
+HEADER = ["case", "center", "disease", "flair", "label"]
+ROW_A = ["a", "c1", "MS", "a/flair.nii.gz", "a/label.nii.gz"]
+ROW_B = ["b", "c1", "MS", "b/flair.nii.gz", "b/label.nii.gz"]
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t"])
+def test_excel_manifests_with_bom_and_semicolons_are_read(delimiter, tmp_path):
+    from deepwml.training.manifest import read_manifest
+
+    path = write_manifest(tmp_path, [HEADER, ROW_A, ROW_B], delimiter=delimiter, bom=True)
+    cases = read_manifest(path)
+    assert [c.case for c in cases] == ["a", "b"] and cases[1].label == tmp_path / "b" / "label.nii.gz"
+
+
+@pytest.mark.parametrize("rows, problem", [
+    ([HEADER[:-1], ROW_A[:-1], ROW_B[:-1]], "has no 'label' column"),
+    ([HEADER, ROW_A, ROW_B[:-1] + [""]], "line 3: empty 'label' cell"),
+    ([HEADER, ROW_A, ["a"] + ROW_B[1:]], "case ID 'a' appears twice (lines 2 and 3)"),
+])
+def test_bad_manifests_are_one_line_before_any_work(rows, problem, tmp_path, capsys, tiny_model_dir):
+    """Item 13 (no label column, empty cell: tracebacks) and item 11 (a repeated case ID paired
+    one case's FLAIR with another case's mask)."""
+    manifest = write_manifest(tmp_path, rows)
+    for command in (["evaluate", manifest, "-o", tmp_path / "ev", "--model", tiny_model_dir, "--device", "cpu"],
+                    ["train", manifest, "-o", tmp_path / "run", "--epochs", "1", "--device", "cpu"]):
+        code, err = run_cli(command, capsys)
+        line = one_error_line(err)
+        assert code == 2 and str(manifest) in line and problem in line
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_trained_weights_are_as_readable_as_the_other_outputs(tmp_path):
+    """Item 14: model.safetensors was written 0600 (its writer replaces the temporary file)."""
+    import os
+
+    from deepwml.model_files import ModelCard, save_model
+    from deepwml.unet import UNet2D, UNetConfig
+
+    net = UNet2D(UNetConfig(base_channels=4))
+    save_model(net, ModelCard("t", "0", net.config), tmp_path)
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    assert modes == {"model.safetensors": 0o666 & ~umask, "model.json": 0o666 & ~umask}

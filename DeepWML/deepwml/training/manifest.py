@@ -13,10 +13,13 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..csv_table import read_csv_rows
 from ..errors import ManifestError
 from ..model_files import sha256_of
 
 REQUIRED = ("case", "center", "disease", "flair")
+NO_LABEL_HINT = ("; training and evaluation need a lesion label per case ('deepwml consensus' makes "
+                 "them from rater1/rater2)")
 
 
 @dataclass(frozen=True)
@@ -59,19 +62,22 @@ def read_manifest(path: str | Path, need_labels: bool = True) -> list[Case]:
     if path.is_dir():
         if (path / "manifest.csv").exists():
             return read_manifest(path / "manifest.csv", need_labels)
-        return read_miccai_folder(path)
+        cases = read_miccai_folder(path)
+        unlabelled = [c for c in cases if c.label is None]
+        if need_labels and unlabelled:
+            raise ManifestError(unlabelled[0].flair.parent.parent / "wmh.nii.gz", f"not found{NO_LABEL_HINT}")
+        return cases
     if not path.exists():
         raise ManifestError(path, "manifest not found")
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ManifestError(path, f"lacks column(s) {', '.join(missing)}")
-        if need_labels and "label" not in (reader.fieldnames or []) and "rater1" not in (reader.fieldnames or []):
-            raise ManifestError(path, "has neither a 'label' nor a 'rater1' column")
-        rows = list(reader)
+    columns, rows = read_csv_rows(path)
+    missing = [c for c in REQUIRED if c not in columns]
+    if missing:
+        raise ManifestError(path, f"lacks column(s) {', '.join(missing)}")
+    if need_labels and "label" not in columns:
+        raise ManifestError(path, f"has no 'label' column{NO_LABEL_HINT}")
     if not rows:
         raise ManifestError(path, "lists no cases")
+    _check_cells(path, rows, REQUIRED + (("label",) if need_labels else ()))
     cases = []
     base = path.parent
     known = set(REQUIRED) | {"patient", "label", "rater1", "rater2"}
@@ -86,6 +92,21 @@ def read_manifest(path: str | Path, need_labels: bool = True) -> list[Case]:
                 raise ManifestError(path, f"case {case.case}: {name} file {p} does not exist")
         cases.append(case)
     return cases
+
+
+def _check_cells(path: Path, rows: list[dict[str, str]], needed: tuple[str, ...]) -> None:
+    """Refuse empty needed cells and repeated case IDs (a repeated ID paired one case's FLAIR
+    with another case's mask in scoring and training)."""
+    first_line: dict[str, int] = {}
+    for line, row in enumerate(rows, start=2):
+        for column in needed:
+            if not row.get(column):
+                hint = NO_LABEL_HINT if column == "label" else ""
+                raise ManifestError(path, f"line {line}: empty '{column}' cell{hint}")
+        if row["case"] in first_line:
+            raise ManifestError(path, f"case ID {row['case']!r} appears twice (lines {first_line[row['case']]} "
+                                      f"and {line}); case IDs must be unique")
+        first_line[row["case"]] = line
 
 
 def read_miccai_folder(root: Path) -> list[Case]:

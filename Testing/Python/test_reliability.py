@@ -387,3 +387,131 @@ def test_trained_weights_are_as_readable_as_the_other_outputs(tmp_path):
     os.umask(umask)
     modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
     assert modes == {"model.safetensors": 0o666 & ~umask, "model.json": 0o666 & ~umask}
+
+
+# -- 4, 5, 6, 13: training runs --------------------------------------------------------------------
+
+TINY_RUN = dict(base_channels=4, batch_size=2, crop=64, max_steps_per_epoch=2, val_slices=4, lr=1e-3,
+                device="cpu", epochs=1)
+
+
+@pytest.fixture()
+def small_manifest(tmp_path) -> Path:
+    """Six synthetic cases of one center and disease: enough for a train/val/test split."""
+    rows = [["case", "center", "disease", "flair", "label"]]
+    for i in range(6):
+        folder = tmp_path / "data" / f"c{i}"
+        folder.mkdir(parents=True)
+        image = synthetic_flair(seed=i)
+        sitk.WriteImage(image, str(folder / "flair.nii.gz"))
+        sitk.WriteImage(sitk.Cast(image > 800, sitk.sitkUInt8), str(folder / "label.nii.gz"))
+        rows.append([f"c{i}", "A", "MS", f"c{i}/flair.nii.gz", f"c{i}/label.nii.gz"])
+    path = tmp_path / "data" / "manifest.csv"
+    path.write_text("\n".join(",".join(r) for r in rows) + "\n", encoding="utf-8")
+    return path
+
+
+def train_tiny(manifest: Path, run: Path, resume: bool = True, **changes) -> Path:
+    from deepwml.training.trainer import TrainConfig, train
+
+    return train(manifest, run, TrainConfig(**{**TINY_RUN, **changes}), resume=resume, progress=False)
+
+
+def test_resume_with_other_run_settings_is_refused(small_manifest, tmp_path):
+    """Item 6: resume accepted a changed crop, augmentation or steps per epoch."""
+    from deepwml.errors import DeepWMLError
+
+    run = tmp_path / "run"
+    train_tiny(small_manifest, run)
+    for change in ({"crop": 32}, {"augment_intensity": True}, {"max_steps_per_epoch": 3}, {"val_slices": 2},
+                   {"seed": 1}, {"batch_size": 4}):
+        with pytest.raises(DeepWMLError, match=f"other settings \\({next(iter(change))} "):
+            train_tiny(small_manifest, run, epochs=2, **change)
+
+
+def test_resume_keeps_the_first_settings_and_logs_each_session(small_manifest, tmp_path):
+    """Item 6: train_config.json was overwritten, losing the first epochs' settings."""
+    run = tmp_path / "run"
+    train_tiny(small_manifest, run)
+    train_tiny(small_manifest, run, epochs=2, lr=1e-4)
+    record = json.loads((run / "train_config.json").read_text())
+    assert record["config"]["lr"] == 1e-3 and record["config"]["crop"] == 64
+    assert [(s["from_epoch"], s["lr"]) for s in record["sessions"]] == [(0, 1e-3), (1, 1e-4)]
+    assert set(record["data_sha256"]) == {f"c{i}" for i in range(6)}
+
+
+def test_resume_on_other_images_under_the_same_case_ids_is_refused(small_manifest, tmp_path):
+    from deepwml.errors import DeepWMLError
+
+    run = tmp_path / "run"
+    train_tiny(small_manifest, run)
+    sitk.WriteImage(synthetic_flair(seed=99), str(small_manifest.parent / "c3" / "flair.nii.gz"))
+    with pytest.raises(DeepWMLError, match="other images or labels under the same case IDs: c3"):
+        train_tiny(small_manifest, run, epochs=2)
+
+
+def test_restart_keeps_the_previous_best_model(small_manifest, tmp_path):
+    """Item 4: --restart overwrote RUN/model (the previous best model) after one epoch."""
+    from deepwml.model_files import sha256_of
+
+    run = tmp_path / "run"
+    train_tiny(small_manifest, run)
+    best = sha256_of(run / "model" / "model.safetensors")
+    train_tiny(small_manifest, run, resume=False, seed=5)
+    (kept,) = run.glob("model.before-restart-*")
+    assert sha256_of(kept / "model.safetensors") == best
+    assert list(run.glob("checkpoint.before-restart-*.pt")) and list(run.glob("train_config.before-restart-*.json"))
+    assert json.loads((run / "train_config.json").read_text())["config"]["seed"] == 5
+
+
+def test_a_model_without_checkpoint_is_not_overwritten(small_manifest, tmp_path):
+    from deepwml.errors import DeepWMLError
+
+    run = tmp_path / "run"
+    train_tiny(small_manifest, run)
+    (run / "checkpoint.pt").unlink()
+    with pytest.raises(DeepWMLError, match="holds a model but the folder has no checkpoint"):
+        train_tiny(small_manifest, run)
+
+
+class _Hostile:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+@pytest.mark.parametrize("content", ["garbage", "truncated", "hostile"])
+def test_bad_checkpoints_are_refused_in_one_line(content, small_manifest, tmp_path, capsys):
+    """Item 13: malicious or truncated checkpoints were refused safely, but as a traceback."""
+    import torch
+
+    run = tmp_path / "run"
+    train_tiny(small_manifest, run)
+    ckpt = run / "checkpoint.pt"
+    if content == "garbage":
+        ckpt.write_bytes(b"not a checkpoint")
+    elif content == "truncated":
+        ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    else:
+        torch.save({"model": _Hostile(), "optimizer": {}, "epoch": 1}, ckpt)
+    capsys.readouterr()
+    code, err = run_cli(["train", small_manifest, "-o", run, "--epochs", "2", "--base-channels", "4",
+                         "--batch-size", "2", "--crop", "64", "--steps-per-epoch", "2", "--val-slices", "4",
+                         "--lr", "1e-3", "--device", "cpu", "-q"], capsys)
+    line = one_error_line(err)
+    assert code == 2 and str(ckpt) in line and "--restart" in line
+    assert "this must never run" not in capsys.readouterr().out
+
+
+def test_second_training_into_the_same_folder_is_refused(small_manifest, tmp_path):
+    """Item 5: two train runs into one folder both exited 0 with interleaved logs."""
+    import os
+    import socket
+
+    from deepwml.output_folder import LOCK_NAME, OutputFolderError
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / LOCK_NAME).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                             "command": "deepwml train"}))
+    with pytest.raises(OutputFolderError, match="in use by 'deepwml train'"):
+        train_tiny(small_manifest, run)

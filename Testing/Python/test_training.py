@@ -77,7 +77,7 @@ def test_tiny_training_lowers_loss_writes_a_loadable_model_and_resumes(phantom_s
     assert [r["epoch"] for r in log] == ["1", "2"]
     assert float(log[1]["train_loss"]) < float(log[0]["train_loss"])
     # changed settings are refused, not silently mixed
-    with pytest.raises(DeepWMLError, match="other base_channels"):
+    with pytest.raises(DeepWMLError, match=r"other settings \(base_channels 4 -> 8"):
         train(phantom_set, run, TrainConfig(epochs=3, **{**TINY, "base_channels": 8}), progress=False)
     # restart keeps the previous checkpoint
     train(phantom_set, run, TrainConfig(epochs=1, **TINY), resume=False, progress=False)

@@ -8,9 +8,8 @@ plus model card). Interrupt it at any time and run the same command again to con
 
 from __future__ import annotations
 
+import contextlib
 import csv
-import datetime as _dt
-import json
 import logging
 import math
 import os
@@ -24,6 +23,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from ..errors import DeepWMLError
+from ..output_folder import output_lock
 from ..model_files import ModelCard, save_model
 from ..onnx_backend import export_after_training
 from ..segmenter import resolve_device
@@ -32,6 +32,7 @@ from .augment import flip_rotate, intensity, random_crop
 from .dataset import SliceDataset, load_canvas_case
 from .loss import bce_dice_loss
 from .manifest import manifest_sha256, read_manifest
+from .run_record import RECORD_NAME, check_resume, data_fingerprint, set_aside, write_record
 from .split import SPLITS, cases_in, load_split, make_split, save_split, slice_selection
 
 log = logging.getLogger(__name__)
@@ -56,10 +57,7 @@ class TrainConfig:
     name: str = "deepwml"
     version: str = "0.1.0"
     notes: str = ""
-
-    #: settings that must not change when a run is resumed (the learning rate may: lowering it
-    #: for a second stage is a legitimate schedule)
-    FIXED = ("base_channels", "seed", "split_level", "batch_size")
+    # Which settings may change when a run is resumed: run_record.MAY_CHANGE.
 
 
 def _distributed() -> tuple[int, int]:
@@ -131,31 +129,56 @@ def _prepare_split(cases, out_dir: Path, config: TrainConfig, slice_counts: dict
     return split
 
 
-def _check_resume(out_dir: Path, config: TrainConfig, restart: bool, is_main: bool) -> Path | None:
-    """Return the checkpoint to resume from; on restart, keep the old one under a new name."""
+#: What --restart sets aside (renamed, never deleted): the previous run's best model included.
+PREVIOUS_RUN = ("checkpoint.pt", "training_log.csv", "training_curves.png", "model", RECORD_NAME)
+
+
+def _check_resume(out_dir: Path, config: TrainConfig, restart: bool, is_main: bool,
+                  fingerprint: dict) -> Path | None:
+    """Return the checkpoint to resume from, after checking that settings and data are the
+    run's own; on restart, set the previous run aside (renamed, best model included)."""
     ckpt = out_dir / "checkpoint.pt"
-    cfg_path = out_dir / "train_config.json"
-    if ckpt.exists() and restart and is_main:
-        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        ckpt.rename(out_dir / f"checkpoint.before-restart-{stamp}.pt")
-        log_path = out_dir / "training_log.csv"
-        if log_path.exists():
-            log_path.rename(out_dir / f"training_log.before-restart-{stamp}.csv")
-        log.warning("kept the previous checkpoint as checkpoint.before-restart-%s.pt", stamp)
+    if restart:
+        if is_main:
+            set_aside(out_dir, PREVIOUS_RUN)
         return None
-    if ckpt.exists() and cfg_path.exists():
-        old = json.loads(cfg_path.read_text(encoding="utf-8"))
-        changed = [k for k in TrainConfig.FIXED if old.get(k) != getattr(config, k)]
-        if changed:
-            raise DeepWMLError(out_dir, f"holds a run with other {', '.join(changed)}; resume with the "
-                                        "same settings, use another folder, or pass --restart")
+    if ckpt.exists():
+        check_resume(out_dir, config, fingerprint)
         return ckpt
+    if (out_dir / "model").exists():
+        raise DeepWMLError(out_dir / "model", "holds a model but the folder has no checkpoint to resume; "
+                                              "pass --restart to set it aside, or use another folder")
     return None
+
+
+def _load_checkpoint(path: Path) -> dict:
+    """The checkpoint's state (``weights_only``: nothing is unpickled beyond tensors), or one line."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or not {"model", "optimizer", "epoch"} <= set(state):
+            raise ValueError("not a DeepWML checkpoint")
+        return state
+    except Exception as err:  # pickle, zip and torch raise many types for a bad or hostile file
+        reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise DeepWMLError(path, f"cannot be resumed from ({reason}); pass --restart to set it aside "
+                                 "and start over") from None
 
 
 def train(manifest: Path, out_dir: Path, config: TrainConfig, resume: bool = True,
           progress: bool = True) -> Path:
-    """Train (or resume) a model; return the folder of the best model."""
+    """Train (or resume) a model; return the folder of the best model.
+
+    The run folder is locked (like segment's output folder) so that a second run into it is
+    refused instead of interleaving logs and checkpoints.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lock = output_lock(out_dir, "deepwml train") if _distributed()[0] == 0 else contextlib.nullcontext()
+    with lock:
+        return _train(manifest, out_dir, config, resume, progress)
+
+
+def _train(manifest: Path, out_dir: Path, config: TrainConfig, resume: bool, progress: bool) -> Path:
     from tqdm import tqdm
 
     rank, world = _distributed()
@@ -172,6 +195,7 @@ def train(manifest: Path, out_dir: Path, config: TrainConfig, resume: bool = Tru
     torch.manual_seed(config.seed)
 
     cases = read_manifest(manifest)
+    fingerprint = data_fingerprint(cases)
     loaded = [load_canvas_case(c) for c in tqdm(cases, desc="preprocess", unit="case",
                                                  disable=not (progress and is_main))]
     counts = {cc.case.case: cc.images.shape[0] for cc in loaded}
@@ -195,11 +219,11 @@ def train(manifest: Path, out_dir: Path, config: TrainConfig, resume: bool = Tru
     net = UNet2D(UNetConfig(base_channels=config.base_channels)).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
     start_epoch, best_dice, best_epoch = 0, -1.0, -1
-    ckpt_path = _check_resume(out_dir, config, restart=not resume, is_main=is_main)
+    ckpt_path = _check_resume(out_dir, config, restart=not resume, is_main=is_main, fingerprint=fingerprint)
     if world > 1:
         dist.barrier()
     if ckpt_path is not None:
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        state = _load_checkpoint(ckpt_path)
         net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         for group in optimizer.param_groups:
@@ -208,7 +232,7 @@ def train(manifest: Path, out_dir: Path, config: TrainConfig, resume: bool = Tru
         if is_main:
             log.warning("resuming %s after epoch %d (best validation Dice %.4f)", out_dir, start_epoch, best_dice)
     if is_main:
-        (out_dir / "train_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n", encoding="utf-8")
+        write_record(out_dir, config, fingerprint, start_epoch, manifest)
     model = DistributedDataParallel(net) if world > 1 else net
     autocast = torch.bfloat16 if device.type == "cuda" else None
     log_path = out_dir / "training_log.csv"

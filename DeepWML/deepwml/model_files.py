@@ -166,6 +166,23 @@ def read_card(path: str | Path) -> tuple[dict[str, Any], Path]:
     return card, card_path
 
 
+def file_in_model_folder(card_path: Path, name: Any, key: str) -> Path:
+    """The file a card names, which must lie inside the card's folder.
+
+    Why: a card is only JSON; ``"weights_file": "../../../../etc/passwd"`` made the loader hash
+    a file outside the model (and a card could point at any file the user can read).
+    """
+    folder = card_path.parent.resolve()
+    if not isinstance(name, str) or not name or Path(name).is_absolute():
+        raise ModelFileError(card_path, f"model card's {key} must be a file name inside the model folder, "
+                                        f"not {name!r}")
+    path = (folder / name).resolve()
+    if path.parent != folder and folder not in path.parents:
+        raise ModelFileError(card_path, f"model card's {key} {name!r} lies outside the model folder; "
+                                        "refusing it")
+    return card_path.parent / name
+
+
 def load_model(path: str | Path | None = None, device: str | torch.device = "cpu") -> LoadedModel:
     """Verify the checksum, build the network the card describes and load its weights."""
     card, card_path = read_card(path if path is not None else DEFAULT_MODEL_DIR)
@@ -174,7 +191,7 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
         raise ModelFileError(card_path, f"model was trained with preprocessing version {version}; this "
                                         f"engine implements version {PREPROCESSING_VERSION} (its inputs would "
                                         "differ from what the model learned); retrain or use a matching engine")
-    weights = card_path.parent / card["weights_file"]
+    weights = file_in_model_folder(card_path, card["weights_file"], "weights_file")
     if not weights.exists():
         raise ModelFileError(weights, "weights file named by the model card is missing")
     actual = sha256_of(weights)

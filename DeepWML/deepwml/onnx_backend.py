@@ -24,7 +24,7 @@ import torch
 
 from .errors import ModelFileError
 from .image_io import write_with
-from .model_files import LoadedModel, load_model, read_card, sha256_of, write_card
+from .model_files import LoadedModel, file_in_model_folder, load_model, read_card, sha256_of, write_card
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def onnx_file_of(model: LoadedModel) -> Path | None:
     entry: dict[str, Any] | None = model.card.get("onnx")
     if not entry:
         return None
-    path = model.path.parent / entry.get("file", ONNX_NAME)
+    path = file_in_model_folder(model.path, entry.get("file", ONNX_NAME), "onnx.file")
     if not path.exists():
         raise ModelFileError(path, "ONNX file named by the model card is missing (re-export it with "
                                    "'deepwml export-onnx MODEL' or use --backend torch)")
@@ -121,6 +121,36 @@ class OnnxNetwork:
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         array = batch.detach().to("cpu", torch.float32).contiguous().numpy()
         return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
+
+
+#: Tolerance of :func:`check_reproduces_weights` on logits (exports differ by ~2e-5).
+REPRODUCE_TOLERANCE = 1e-3
+
+
+def check_reproduces_weights(onnx: "OnnxNetwork", model: LoadedModel, path: Path) -> float:
+    """Refuse an ONNX graph that does not compute what the model's safetensors weights compute.
+
+    Why: the card's SHA-256 of ``model.onnx`` only catches corruption; whoever can replace the
+    file can update the card too (a swapped graph ran silently: 5,798 ml on a phantom, while the
+    summary named the genuine weights). The verified safetensors weights are the reference: both
+    run a fixed input before the graph is used. Returns the max |logit difference|.
+    """
+    generator = torch.Generator().manual_seed(20240611)
+    probe = torch.rand(2, 1, 64, 64, generator=generator) * 2.0
+    network = model.network
+    device = next(network.parameters()).device
+    with torch.inference_mode():
+        expected = network(probe.to(device)).float().cpu()
+    got = onnx(probe)
+    if got.shape != expected.shape:
+        raise ModelFileError(path, f"ONNX graph gives output of shape {tuple(got.shape)}, the weights "
+                                   f"{tuple(expected.shape)}: it is not this model's graph; refusing it")
+    error = float((got - expected).abs().max())
+    if not error <= REPRODUCE_TOLERANCE:
+        raise ModelFileError(path, f"ONNX graph does not reproduce the model's safetensors weights (max "
+                                   f"|logit difference| {error:.2g} on a fixed input): it was altered or "
+                                   "belongs to another model; refusing it")
+    return error
 
 
 def export_after_training(model_dir: Path) -> Path | None:

@@ -102,7 +102,7 @@ def _summary(input_path: Path, paths: OutputPaths, image: sitk.Image, result: Se
         "head_crop": segmenter.head_crop,
         "backend": result.backend,
         "model": {"id": segmenter.model.model_id, "path": str(segmenter.model.path),
-                  "weights_sha256": segmenter.model.card.get("weights_sha256")},
+                  "weights_sha256": segmenter.model.card.get("weights_sha256"), "ran": segmenter.ran_file},
         "engine_version": __version__,
     }
     return summary

@@ -15,7 +15,7 @@ import torch
 
 from .errors import ModelFileError
 from .model_files import LoadedModel, load_model
-from .onnx_backend import OnnxNetwork, onnx_file_of, onnxruntime_available
+from .onnx_backend import OnnxNetwork, check_reproduces_weights, onnx_file_of, onnxruntime_available
 from .options import check_positive_int, check_threshold
 from .preprocessing import image_to_canvas
 from .slice_layout import image_from_slices
@@ -155,8 +155,9 @@ class Segmenter:
         onnx_file = resolve_onnx_file(backend, self.model, self.device, self.autocast_dtype)
         if onnx_file is not None:
             try:
-                self.network = OnnxNetwork(onnx_file, self.model.network.divisor)
-                self.backend = "onnx"
+                network = OnnxNetwork(onnx_file, self.model.network.divisor)
+                check_reproduces_weights(network, self.model, onnx_file)
+                self.network, self.backend = network, "onnx"
             except ModelFileError as err:
                 if backend == "onnx":
                     raise
@@ -170,6 +171,15 @@ class Segmenter:
         #: Run the network only on slices with head and only on the head's window (see
         #: :func:`head_window`); outside it the lesion probability is 0. False: whole canvas.
         self.head_crop = head_crop
+
+    @property
+    def ran_file(self) -> dict[str, str]:
+        """The model file that computes the probabilities and its SHA-256 (verified at load):
+        what a summary must name, since the ONNX graph and the weights are separate files."""
+        card = self.model.card
+        if self.backend == "onnx":
+            return {"file": card["onnx"].get("file", "model.onnx"), "sha256": card["onnx"]["sha256"]}
+        return {"file": card["weights_file"], "sha256": card["weights_sha256"]}
 
     @property
     def precision_name(self) -> str:

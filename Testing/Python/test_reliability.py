@@ -515,3 +515,59 @@ def test_second_training_into_the_same_folder_is_refused(small_manifest, tmp_pat
                                              "command": "deepwml train"}))
     with pytest.raises(OutputFolderError, match="in use by 'deepwml train'"):
         train_tiny(small_manifest, run)
+
+
+# -- 12: what runs is what the summary says --------------------------------------------------------
+
+@pytest.fixture()
+def model_with_onnx(tiny_model_dir, tmp_path) -> Path:
+    from deepwml.onnx_backend import export_onnx
+
+    model = copy_model(tiny_model_dir, tmp_path)
+    export_onnx(load_model(model))
+    return model
+
+
+def test_swapped_onnx_graph_with_updated_hash_is_refused(model_with_onnx, tmp_path, caplog):
+    """A model.onnx of other weights, its hash put into the card, ran silently (5,798 ml)."""
+    import torch
+
+    from deepwml.model_files import ModelCard, save_model, sha256_of
+    from deepwml.onnx_backend import export_onnx
+    from deepwml.unet import UNet2D, UNetConfig
+
+    torch.manual_seed(1)
+    other = UNet2D(UNetConfig(base_channels=4))
+    save_model(other, ModelCard("other", "0", other.config), tmp_path / "other")
+    swapped = export_onnx(load_model(tmp_path / "other"))
+    (model_with_onnx / "model.onnx").write_bytes(swapped.read_bytes())
+    edit_card(model_with_onnx, lambda card: card["onnx"].update(sha256=sha256_of(swapped)))
+    with pytest.raises(ModelFileError, match="does not reproduce the model's safetensors weights"):
+        Segmenter(str(model_with_onnx), device="cpu", backend="onnx")
+    segmenter = Segmenter(str(model_with_onnx), device="cpu", backend="auto")
+    assert segmenter.backend == "torch" and segmenter.ran_file["file"] == "model.safetensors"
+    assert any("does not reproduce" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("backend, ran", [("onnx", "model.onnx"), ("torch", "model.safetensors")])
+def test_summary_names_the_file_that_ran(backend, ran, model_with_onnx, tmp_path, capsys):
+    from deepwml.model_files import sha256_of
+
+    (flair,) = flair_files(tmp_path, "flair.nii.gz")
+    out = tmp_path / "out"
+    assert run_cli(segment_args([flair], out, model_with_onnx, "--backend", backend), capsys)[0] == 0
+    summary = json.loads((out / "flair.summary.json").read_text())
+    assert summary["backend"] == backend
+    assert summary["model"]["ran"] == {"file": ran, "sha256": sha256_of(model_with_onnx / ran)}
+
+
+@pytest.mark.parametrize("key", ["weights_file", "onnx"])
+def test_card_cannot_name_files_outside_the_model_folder(key, model_with_onnx):
+    def escape(card):
+        if key == "weights_file":
+            card["weights_file"] = "../../../../etc/passwd"
+        else:
+            card["onnx"]["file"] = "../elsewhere/model.onnx"
+    edit_card(model_with_onnx, escape)
+    with pytest.raises(ModelFileError, match="outside the model folder"):
+        Segmenter(str(model_with_onnx), device="cpu", backend="onnx")

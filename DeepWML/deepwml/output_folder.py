@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
+import inspect
 import json
 import logging
 import os
@@ -20,7 +22,7 @@ import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 from .errors import DeepWMLError
 
@@ -143,3 +145,43 @@ def refuse_clash(path: Path, planned: Iterable[Path], what: str) -> None:
     if any(target == p.resolve() for p in planned):
         raise OutputFolderError(path, f"is also the path of a per-case output of this run; choose "
                                       f"another {what}")
+
+
+@contextlib.contextmanager
+def owned_output_folder(folder: str | Path, command: str, overwrite: bool) -> Iterator[Path]:
+    """Prepare, lock and claim ``folder`` for a command that writes many files into it.
+
+    Why: ``consensus`` and ``evaluate`` checked only their HTML report, so the user's other files
+    with the names of their CSVs and figures were replaced; ``phantom`` replaced
+    ``case0000/flair.nii.gz`` when no manifest was there. Without ``overwrite`` the folder must
+    be empty (or new); with it, the command's files replace same-named ones and nothing else
+    is touched.
+    """
+    folder = prepare_output_folder(folder)
+    with output_lock(folder, f"deepwml {command}"):
+        present = sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
+                         if p.is_file() and p.name != LOCK_NAME)
+        if present and not overwrite:
+            shown = ", ".join(present[:3]) + (f" and {len(present) - 3} more" if len(present) > 3 else "")
+            raise OutputFolderError(folder, f"is not empty ({shown}); {command} writes many files here: use a "
+                                            "new folder, or pass --overwrite to replace its earlier outputs")
+        yield folder
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def writes_output_folder(command: str, folder_arg: str = "out_dir", overwrite_arg: str = "overwrite"
+                         ) -> Callable[[F], F]:
+    """Run the decorated function inside :func:`owned_output_folder` of its ``folder_arg``."""
+    def decorate(func: F) -> F:
+        signature = inspect.signature(func)
+
+        @functools.wraps(func)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            with owned_output_folder(bound.arguments[folder_arg], command, bool(bound.arguments[overwrite_arg])):
+                return func(*args, **kwargs)
+        return run  # type: ignore[return-value]
+    return decorate

@@ -138,5 +138,5 @@ def test_evaluation_report_builds_on_phantoms(phantom_set, tmp_path):
     overall = table[-1]
     dices = [float(s["dice"]) for s in slices]
     assert float(overall["median_dice"]) == pytest.approx(np.median(dices), abs=1e-3)
-    with pytest.raises(Exception, match="already exists"):
+    with pytest.raises(Exception, match="is not empty"):
         evaluate(phantom_set, tmp_path, device="cpu", split="all", max_cases=1, progress=False)

@@ -571,3 +571,56 @@ def test_card_cannot_name_files_outside_the_model_folder(key, model_with_onnx):
     edit_card(model_with_onnx, escape)
     with pytest.raises(ModelFileError, match="outside the model folder"):
         Segmenter(str(model_with_onnx), device="cpu", backend="onnx")
+
+
+# -- 5: consensus, evaluate and phantom never replace files they did not write ---------------------
+
+@pytest.fixture()
+def rater_manifest(tmp_path) -> Path:
+    """Three cases whose raters disagree (Dice about 0.67), with a label column for evaluate."""
+    rows = ["case,center,disease,flair,label,rater1,rater2"]
+    for i in range(3):
+        folder = tmp_path / "data" / f"r{i}"
+        folder.mkdir(parents=True)
+        image = synthetic_flair(seed=i)
+        sitk.WriteImage(image, str(folder / "flair.nii.gz"))
+        r1 = np.zeros(sitk.GetArrayViewFromImage(image).shape, np.uint8)
+        r2 = r1.copy()
+        r1[4:8, 10:20, 10:30] = 1
+        r2[4:8, 10:20, 20:40] = 1
+        for name, arr in (("rater1", r1), ("rater2", r2), ("label", r1)):
+            label = sitk.GetImageFromArray(arr)
+            label.CopyInformation(image)
+            sitk.WriteImage(label, str(folder / f"{name}.nii.gz"))
+        rows.append(f"r{i},A,MS,r{i}/flair.nii.gz,r{i}/label.nii.gz,r{i}/rater1.nii.gz,r{i}/rater2.nii.gz")
+    path = tmp_path / "data" / "manifest.csv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("command", ["consensus", "evaluate", "phantom"])
+def test_user_files_in_the_output_folder_are_never_replaced(command, rater_manifest, tmp_path, capsys,
+                                                           tiny_model_dir):
+    """consensus/evaluate checked only their HTML; phantom replaced case0000/flair.nii.gz."""
+    out = tmp_path / "out"
+    mine = out / {"consensus": "consensus.csv", "evaluate": "per_slice.csv",
+                  "phantom": "case0000/flair.nii.gz"}[command]
+    mine.parent.mkdir(parents=True)
+    mine.write_text("the user's own file")
+    args = {"consensus": ["consensus", rater_manifest, "-o", out],
+            "evaluate": ["evaluate", rater_manifest, "-o", out, "--model", tiny_model_dir, "--device", "cpu"],
+            "phantom": ["phantom", out, "--cases", "1"]}[command]
+    code, err = run_cli([*args, "-q"], capsys)
+    assert code == 2 and "is not empty" in one_error_line(err)
+    assert mine.read_text() == "the user's own file"
+
+
+def test_consensus_rerun_leaves_no_stale_ground_truth(rater_manifest, tmp_path, capsys):
+    """A --overwrite rerun kept consensus_manifest.csv listing cases it now sends back."""
+    out = tmp_path / "out"
+    assert run_cli(["consensus", rater_manifest, "-o", out, "--min-dice", "0.5", "-q"], capsys)[0] == 0
+    assert (out / "consensus_manifest.csv").exists() and len(list((out / "labels").iterdir())) == 3
+    assert run_cli(["consensus", rater_manifest, "-o", out, "--min-dice", "0.9", "--overwrite", "-q"],
+                   capsys)[0] == 0
+    assert not (out / "consensus_manifest.csv").exists() and not list((out / "labels").iterdir())
+    assert len((out / "relabel.csv").read_text().splitlines()) == 4

@@ -20,6 +20,7 @@ import SimpleITK as sitk
 
 from ..errors import ManifestError, OutputExistsError
 from ..image_io import read_image
+from ..output_folder import writes_output_folder
 from ..training.dataset import read_label
 from ..training.manifest import read_manifest
 from .metrics import dice
@@ -39,6 +40,7 @@ def consensus_mask(r1: sitk.Image, r2: sitk.Image, method: str) -> sitk.Image:
     raise ValueError(f"unknown consensus method {method!r}")
 
 
+@writes_output_folder("consensus")
 def run_consensus(manifest: Path, out_dir: Path, threshold: float = 0.85, method: str = "staple",
                   overwrite: bool = False) -> Path:
     """Check every case's inter-rater Dice; return the HTML report path."""
@@ -71,6 +73,8 @@ def run_consensus(manifest: Path, out_dir: Path, threshold: float = 0.85, method
             path = out_dir / "labels" / f"{case.case}_consensus.nii.gz"
             sitk.WriteImage(mask, str(path), True)
             row["consensus"] = str(path.relative_to(out_dir))
+        else:  # never leave an earlier run's consensus mask for a case now sent back
+            (out_dir / "labels" / f"{case.case}_consensus.nii.gz").unlink(missing_ok=True)
         rows.append(row)
     fields = list(rows[0])
     _write_csv(out_dir / "consensus.csv", rows, fields)
@@ -85,6 +89,8 @@ def run_consensus(manifest: Path, out_dir: Path, threshold: float = 0.85, method
                             "label": passing[case.case], **case.extra})
     if gt_rows:
         _write_csv(out_dir / "consensus_manifest.csv", gt_rows, list(gt_rows[0]))
+    else:  # an earlier run's list would name cases this run sends back for re-labelling
+        (out_dir / "consensus_manifest.csv").unlink(missing_ok=True)
     dices = np.array([r["dice"] for r in rows])
     png = out_dir / "interrater_dice.png"
     _plot_dice(dices, threshold, png)

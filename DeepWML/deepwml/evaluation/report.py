@@ -24,6 +24,7 @@ import SimpleITK as sitk
 
 from ..errors import DeepWMLError, OutputExistsError
 from ..image_io import load_flair
+from ..output_folder import writes_output_folder
 from ..model_files import read_card
 from ..model_files import record_in_card as record_in_card_file
 from ..segmenter import Segmenter
@@ -76,6 +77,7 @@ def choose_cases(manifest: Path, cases: list[Case], model_card: dict, model_path
     return cases_in(data, cases, name), data, f"the '{name}' split of {split_path}"
 
 
+@writes_output_folder("evaluate")
 def evaluate(manifest: Path, out_dir: Path, model: str | None = None, device: str = "auto",
              split: str = "auto", overwrite: bool = False, progress: bool = True,
              max_cases: int = 0, record_in_card: bool = False) -> Path:

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from ..errors import OutputExistsError
+from ..output_folder import writes_output_folder
 from .anatomy import Anatomy, load_anatomy
 from .centers import CENTERS, Center
 from .lesions import LESION_MAKERS
@@ -180,6 +181,7 @@ def make_case(index: int, seed: int, acquisition: dict | None = None) -> Phantom
                        to_image(r1, np.uint8), to_image(r2, np.uint8), info)
 
 
+@writes_output_folder("phantom")
 def generate_dataset(out_dir: Path, cases: int, seed: int = 0, overwrite: bool = False,
                      progress: bool = True, start: int = 0) -> Path:
     """Write ``cases`` phantoms and ``manifest.csv`` into ``out_dir``; return the manifest path."""

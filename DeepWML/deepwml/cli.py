@@ -86,7 +86,7 @@ def _segment_all(args: argparse.Namespace, segmenter: Any, names: list[str]) -> 
     for path, name in bar:
         try:
             summary = segment_file(path, args.output, segmenter, args.threshold, args.labelmap,
-                                   args.probabilities, args.overwrite, name=name)
+                                   args.probabilities, args.overwrite, name=name, series=args.series or ())
         except DeepWMLError as err:
             failures += 1
             print(f"deepwml: error: {err}", file=sys.stderr)
@@ -191,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--probabilities", action="store_true", help="also write the probability map")
     seg.add_argument("--labelmap", action="store_true", help="also write a binary NIfTI labelmap")
     seg.add_argument("--summary", default=None, help="one summary of all inputs (.json or .csv)")
+    seg.add_argument("--series", action="append", metavar="UID",
+                     help="DICOM series to segment in a folder holding several (repeatable; by default "
+                          "the one series whose description says FLAIR)")
     seg.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     seg.set_defaults(func=cmd_segment)
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Collection
 
 import numpy as np
 import SimpleITK as sitk
 
+from .dicom_series import read_dicom_series
 from .errors import InputImageError, itk_reason
 from .intensity import intensity_problems
 from .nifti_check import check_nifti, nonfinite_slices
@@ -41,14 +43,16 @@ def _read_dicom_series(folder: Path) -> sitk.Image:
     return reader.Execute()
 
 
-def read_image(path: str | Path) -> sitk.Image:
-    """Read a NIfTI, NRRD, MetaImage file or a DICOM series folder, without validation."""
+def read_image(path: str | Path, series: Collection[str] = ()) -> sitk.Image:
+    """Read a NIfTI, NRRD, MetaImage file or a DICOM series folder, without validation.
+
+    ``series``: DICOM series UIDs to choose from a folder with several (see dicom_series)."""
     path = Path(path)
     if not path.exists():
         raise InputImageError(path, "file not found")
     try:
         if path.is_dir():
-            return _read_dicom_series(path)
+            return read_dicom_series(path, series)
         if path.name.lower().endswith((".nii", ".nii.gz")):
             check_nifti(path)
         return sitk.ReadImage(str(path))
@@ -109,6 +113,6 @@ def validate_flair(image: sitk.Image, path: str | Path) -> sitk.Image:
     return image
 
 
-def load_flair(path: str | Path) -> sitk.Image:
+def load_flair(path: str | Path, series: Collection[str] = ()) -> sitk.Image:
     """Read and validate a FLAIR volume in one step (what every entry point wants)."""
-    return validate_flair(read_image(path), path)
+    return validate_flair(read_image(path, series), path)

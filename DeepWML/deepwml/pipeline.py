@@ -7,7 +7,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 import SimpleITK as sitk
 
@@ -52,12 +52,14 @@ class OutputPaths:
 def segment_file(input_path: str | Path, out_dir: str | Path, segmenter: Segmenter,
                  threshold: float | None = None, labelmap: bool = False,
                  probabilities: bool = False, overwrite: bool = False,
-                 progress: ProgressCallback | None = None, name: str | None = None) -> dict[str, Any]:
+                 progress: ProgressCallback | None = None, name: str | None = None,
+                 series: Collection[str] = ()) -> dict[str, Any]:
     """Read, segment and write one volume; return its summary (also written as JSON).
 
     All outputs are checked before any is written, so a refusal leaves nothing behind, and
     they are published together (all or none). ``name`` replaces the input's file name as the
-    outputs' stem (a batch uses it to keep same-named inputs apart).
+    outputs' stem (a batch uses it to keep same-named inputs apart); ``series`` are DICOM series
+    UIDs to choose from a folder holding several.
     """
     input_path = Path(input_path)
     out_dir = Path(out_dir)
@@ -65,7 +67,7 @@ def segment_file(input_path: str | Path, out_dir: str | Path, segmenter: Segment
     for path in paths.all():
         refuse_existing(path, overwrite)
     t0 = time.perf_counter()
-    image = load_flair(input_path)
+    image = load_flair(input_path, series)
     read_s = time.perf_counter() - t0
     result = segmenter.segment(image, threshold, progress)
     t1 = time.perf_counter()

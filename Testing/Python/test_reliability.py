@@ -624,3 +624,55 @@ def test_consensus_rerun_leaves_no_stale_ground_truth(rater_manifest, tmp_path, 
                    capsys)[0] == 0
     assert not (out / "consensus_manifest.csv").exists() and not list((out / "labels").iterdir())
     assert len((out / "relabel.csv").read_text().splitlines()) == 4
+
+
+# -- 9: DICOM folders --------------------------------------------------------------------------------
+
+def write_dicom_series(folder: Path, uid: str, description: str, slices: int, skip: tuple[int, ...] = ()) -> None:
+    """A synthetic MR series (int16) with positions, orientation and a series description."""
+    folder.mkdir(parents=True, exist_ok=True)
+    image = sitk.Cast(synthetic_flair(size=(40, 32, slices), spacing=(0.8, 0.8, 6.0)), sitk.sitkInt16)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k in range(slices):
+        if k in skip:
+            continue
+        s = image[:, :, k]
+        for tag, value in {"0020|000e": uid, "0008|103e": description, "0008|0060": "MR",
+                           "0020|0032": "\\".join(map(str, image.TransformIndexToPhysicalPoint((0, 0, k)))),
+                           "0020|0037": "1\\0\\0\\0\\1\\0", "0020|0013": str(k), "0018|0050": "6.0"}.items():
+            s.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"{uid[-3:]}-{k:03d}.dcm"))
+        writer.Execute(s)
+
+
+FLAIR_UID = "1.2.826.0.1.3680043.2.1125.1.101"
+T1_UID = "1.2.826.0.1.3680043.2.1125.1.102"
+
+
+def test_dicom_folder_with_a_larger_other_series_segments_the_flair(tmp_path):
+    """The largest series was chosen: a T1 next to the FLAIR was segmented (0 ml, exit 0)."""
+    write_dicom_series(tmp_path / "study", FLAIR_UID, "AX T2 FLAIR", 5)
+    write_dicom_series(tmp_path / "study", T1_UID, "AX T1 SE", 9)
+    assert load_flair(tmp_path / "study").GetSize()[2] == 5
+
+
+def test_dicom_folder_without_a_recognisable_flair_is_refused_with_the_series_list(tmp_path, capsys,
+                                                                                  tiny_model_dir):
+    write_dicom_series(tmp_path / "study", FLAIR_UID, "AX T2 IR 2500", 5)
+    write_dicom_series(tmp_path / "study", T1_UID, "AX T1 SE", 9)
+    code, err = run_cli(segment_args([tmp_path / "study"], tmp_path / "out", tiny_model_dir), capsys)
+    line = one_error_line(err)
+    assert code == 2 and FLAIR_UID in line and T1_UID in line and "--series" in line
+    code, err = run_cli(segment_args([tmp_path / "study"], tmp_path / "out", tiny_model_dir,
+                                     "--series", FLAIR_UID), capsys)
+    assert code == 0, err
+    assert json.loads((tmp_path / "out" / "study.summary.json").read_text())["size"][2] == 5
+
+
+def test_dicom_series_with_a_missing_slice_is_refused(tmp_path, capsys, tiny_model_dir):
+    """A missing slice was read onto a stretched grid (Dice 0.87 -> 0.26)."""
+    write_dicom_series(tmp_path / "study", FLAIR_UID, "AX FLAIR", 7, skip=(3,))
+    code, err = run_cli(segment_args([tmp_path / "study"], tmp_path / "out", tiny_model_dir), capsys)
+    line = one_error_line(err)
+    assert code == 2 and "not evenly spaced" in line and "12.00 mm between slices 3 and 4" in line

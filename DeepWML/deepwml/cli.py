@@ -200,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     ph = sub.add_parser("phantom", parents=[common], help="generate multi-center FLAIR phantoms with two raters")
     ph.add_argument("output", help="output folder")
     ph.add_argument("--cases", type=argtype(check_positive_int, "--cases"), default=18)
-    ph.add_argument("--seed", type=int, default=0)
+    ph.add_argument("--seed", type=argtype(check_count, "--seed"), default=0)
     ph.add_argument("--overwrite", action="store_true")
     ph.set_defaults(func=cmd_phantom)
 
@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="U-Net width (paper: 64)")
     tr.add_argument("--lr", type=argtype(check_positive, "--lr"), default=1e-4)
     tr.add_argument("--batch-size", type=argtype(check_positive_int, "--batch-size"), default=8)
-    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--seed", type=argtype(check_count, "--seed"), default=0)
     tr.add_argument("--device", default="auto")
     tr.add_argument("--split-level", default="patient", choices=["patient", "image"],
                     help="patient (default, no leakage) or image (the paper's, leaks neighbours)")

@@ -141,7 +141,8 @@ def test_out_of_range_segment_options_are_refused(option, tmp_path, capsys, tiny
                                      ["train", "m.csv", "-o", "run", "--steps-per-epoch", "-1"],
                                      ["consensus", "m.csv", "-o", "c", "--min-dice", "1.5"],
                                      ["evaluate", "m.csv", "-o", "e", "--max-cases", "-2"],
-                                     ["phantom", "p", "--cases", "0"]])
+                                     ["phantom", "p", "--cases", "0"], ["phantom", "p", "--seed", "-1"],
+                                     ["train", "m.csv", "-o", "run", "--seed", "-2"]])
 def test_out_of_range_options_of_other_commands_are_refused(command, capsys):
     code, err = run_cli(command, capsys)
     assert code == 2 and command[-2] in one_error_line(err)
@@ -676,3 +677,14 @@ def test_dicom_series_with_a_missing_slice_is_refused(tmp_path, capsys, tiny_mod
     code, err = run_cli(segment_args([tmp_path / "study"], tmp_path / "out", tiny_model_dir), capsys)
     line = one_error_line(err)
     assert code == 2 and "not evenly spaced" in line and "12.00 mm between slices 3 and 4" in line
+
+
+@pytest.mark.parametrize("command", ["train", "consensus", "evaluate", "phantom"])
+def test_output_naming_a_file_is_one_line_for_every_command(command, rater_manifest, tmp_path, capsys):
+    target = tmp_path / "afile"
+    target.write_text("user data")
+    args = {"train": ["train", rater_manifest, "-o", target], "consensus": ["consensus", rater_manifest, "-o", target],
+            "evaluate": ["evaluate", rater_manifest, "-o", target], "phantom": ["phantom", target]}[command]
+    code, err = run_cli([*args, "-q"], capsys)
+    assert code == 2 and "is a file, not a folder" in one_error_line(err)
+    assert target.read_text() == "user data"

@@ -23,7 +23,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from ..errors import DeepWMLError
-from ..output_folder import output_lock
+from ..output_folder import output_lock, prepare_output_folder
 from ..model_files import ModelCard, save_model
 from ..onnx_backend import export_after_training
 from ..segmenter import resolve_device
@@ -171,8 +171,7 @@ def train(manifest: Path, out_dir: Path, config: TrainConfig, resume: bool = Tru
     The run folder is locked (like segment's output folder) so that a second run into it is
     refused instead of interleaving logs and checkpoints.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = prepare_output_folder(out_dir)
     lock = output_lock(out_dir, "deepwml train") if _distributed()[0] == 0 else contextlib.nullcontext()
     with lock:
         return _train(manifest, out_dir, config, resume, progress)

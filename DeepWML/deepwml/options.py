@@ -50,26 +50,24 @@ def check_fraction(value: Any, name: str) -> float:
     return number
 
 
-def check_positive_int(value: Any, name: str) -> int:
-    number = _integer(value, name)
-    if number < 1:
-        raise OptionError(None, f"{name} must be at least 1, not {value!r}")
+def _at_least(number: float, low: float, name: str, value: Any, strict: bool = False) -> float:
+    if number < low or (strict and number == low):
+        bound = f"greater than {low:g}" if strict else "0 or more" if low == 0 else f"at least {low:g}"
+        raise OptionError(None, f"{name} must be {bound}, not {value!r}")
     return number
+
+
+def check_positive_int(value: Any, name: str) -> int:
+    return int(_at_least(_integer(value, name), 1, name, value))
 
 
 def check_count(value: Any, name: str) -> int:
     """A whole number >= 0 (0 usually means "no limit")."""
-    number = _integer(value, name)
-    if number < 0:
-        raise OptionError(None, f"{name} must be 0 or more, not {value!r}")
-    return number
+    return int(_at_least(_integer(value, name), 0, name, value))
 
 
 def check_positive(value: Any, name: str) -> float:
-    number = _number(value, name)
-    if number <= 0:
-        raise OptionError(None, f"{name} must be greater than 0, not {value!r}")
-    return number
+    return _at_least(_number(value, name), 0, name, value, strict=True)
 
 
 def check_crop(value: Any, name: str = "crop", divisor: int = 16, canvas: int = 256) -> int:

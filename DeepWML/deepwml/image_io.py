@@ -29,20 +29,6 @@ PLAUSIBLE_IN_PLANE_MM = (0.1, 3.0)
 PLAUSIBLE_SLICE_MM = (0.3, 15.0)
 
 
-def _read_dicom_series(folder: Path) -> sitk.Image:
-    reader = sitk.ImageSeriesReader()
-    series_ids = reader.GetGDCMSeriesIDs(str(folder))
-    if not series_ids:
-        raise InputImageError(folder, "folder holds no DICOM series")
-    files_per_series = {sid: reader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series_ids}
-    chosen = max(files_per_series, key=lambda sid: len(files_per_series[sid]))
-    if len(series_ids) > 1:
-        log.warning("%s holds %d DICOM series; using %s (%d files)", folder, len(series_ids),
-                    chosen, len(files_per_series[chosen]))
-    reader.SetFileNames(files_per_series[chosen])
-    return reader.Execute()
-
-
 def read_image(path: str | Path, series: Collection[str] = ()) -> sitk.Image:
     """Read a NIfTI, NRRD, MetaImage file or a DICOM series folder, without validation.
 

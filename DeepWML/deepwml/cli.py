@@ -8,7 +8,6 @@ done, 2 if none was (so a single bad input exits 2, like any command that could 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import signal
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
 from . import __version__
+from .cli_realdata import add_realdata_commands, add_thin_slab_option
 from .errors import DeepWMLError
 from .options import (argtype, check_count, check_crop, check_fraction, check_positive,
                       check_positive_int, check_threshold)
@@ -34,19 +34,11 @@ def _flatten(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write_batch_summary(path: Path, summaries: list[dict[str, Any]], overwrite: bool) -> None:
-    from .image_io import refuse_existing, write_with
+    from .output_files import refuse_existing, write_csv, write_with
 
     refuse_existing(path, overwrite)
     if path.suffix.lower() == ".csv":
-        rows = [_flatten(s) for s in summaries]
-        fields = list(dict.fromkeys(k for row in rows for k in row))
-
-        def write(tmp: Path) -> None:
-            with open(tmp, "w", newline="", encoding="utf-8") as handle:
-                writer = csv.DictWriter(handle, fieldnames=fields)
-                writer.writeheader()
-                writer.writerows(rows)
-        write_with(path, write)
+        write_csv(path, [_flatten(s) for s in summaries])
     else:
         write_with(path, lambda tmp: tmp.write_text(json.dumps(summaries, indent=2) + "\n", encoding="utf-8"))
 
@@ -66,7 +58,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     try:
         segmenter = Segmenter(args.model, device=args.device, precision=args.precision,
                               batch_size=args.batch_size, flip_tta=args.tta, head_crop=not args.whole_canvas,
-                              backend=args.backend)
+                              backend=args.backend, thin_slab_mm=args.thin_slab_mm)
     except RuntimeError as err:
         raise DeepWMLError(None, str(err)) from None
     prepare_output_folder(args.output)
@@ -152,7 +144,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     report = evaluate(Path(args.manifest), Path(args.output), model=args.model, device=args.device,
                       split=args.split, overwrite=args.overwrite, progress=not args.quiet,
-                      max_cases=args.max_cases, record_in_card=args.record_in_card)
+                      max_cases=args.max_cases, record_in_card=args.record_in_card,
+                      thin_slab_mm=args.thin_slab_mm)
     print(f"evaluation report: {report}")
     return 0
 
@@ -195,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="DICOM series to segment in a folder holding several (repeatable; by default "
                           "the one series whose description says FLAIR)")
     seg.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    add_thin_slab_option(seg)
     seg.set_defaults(func=cmd_segment)
 
     ph = sub.add_parser("phantom", parents=[common], help="generate multi-center FLAIR phantoms with two raters")
@@ -255,7 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--record-in-card", action="store_true",
                     help="write the results into the model card (metrics.evaluation)")
     ev.add_argument("--overwrite", action="store_true")
+    add_thin_slab_option(ev)
     ev.set_defaults(func=cmd_evaluate)
+    add_realdata_commands(sub, common)
     return parser
 
 

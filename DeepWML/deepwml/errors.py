@@ -39,6 +39,19 @@ class OptionError(DeepWMLError, ValueError):
     """An option or model-card setting is out of range (checked before any work starts)."""
 
 
+class LabelError(DeepWMLError):
+    """A lesion label cannot be compared with its FLAIR; scoring it would give a wrong number."""
+
+
+class LabelGeometryError(LabelError):
+    """A label is not on its FLAIR's voxel grid (size, spacing, origin or direction)."""
+
+
+class LabelEncodingError(LabelError):
+    """A label is not a binary mask (probability map, several classes without a declared
+    lesion value)."""
+
+
 #: Lines of an ITK exception that say where, not what ("Exception thrown in ... .cxx:99:").
 _ITK_LOCATION = re.compile(r"^(Exception thrown in .*|.*\.(cxx|hxx|h|cpp):\d+:?)$")
 _ITK_PREFIX = re.compile(r"^(sitk::ERROR:|ITK ERROR:|Description:)\s*(\w+\(0x[0-9a-f]+\):\s*)?", re.I)

@@ -70,6 +70,11 @@ def check_positive(value: Any, name: str) -> float:
     return _at_least(_number(value, name), 0, name, value, strict=True)
 
 
+def check_non_negative(value: Any, name: str) -> float:
+    """A number >= 0 (0 usually switches something off, e.g. ``--thin-slab-mm 0``)."""
+    return _at_least(_number(value, name), 0, name, value)
+
+
 def check_crop(value: Any, name: str = "crop", divisor: int = 16, canvas: int = 256) -> int:
     """0 (no crop) or a multiple of the network's divisor up to the canvas size."""
     number = check_count(value, name)

@@ -138,3 +138,17 @@ def write_with(path: str | Path, writer: Callable[[Path], None]) -> None:
     """Run ``writer(tmp_path)`` and move the result onto ``path`` atomically."""
     with atomic_output(path) as tmp:
         writer(tmp)
+
+
+def write_csv(path: str | Path, rows: List[dict], fields: Optional[List[str]] = None) -> None:
+    """Write ``rows`` as CSV atomically; ``fields`` default to every key in order of first use."""
+    import csv
+
+    columns = fields or list(dict.fromkeys(k for row in rows for k in row))
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+    write_with(path, write)

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from .intensity import air_level
+from .reslice import THIN_SLICE_MM, average_slabs, slab_bounds, slices_per_slab
 from .slice_layout import SliceLayout, plan_slices
 
 CANVAS = 256
@@ -137,12 +138,29 @@ def volume_to_canvas(slices: np.ndarray, spacing_mm: tuple[float, float],
     return mapping.to_canvas(x), mapping
 
 
-def image_to_canvas(image: sitk.Image) -> tuple[torch.Tensor, CanvasMapping, SliceLayout]:
+def thin_slabs(thickness_mm: float, n_slices: int, slab_mm: float) -> list[tuple[int, int]] | None:
+    """Slabs (``[start, stop)`` slice ranges) to average when ``n_slices`` thin slices are to be
+    seen as thick slices of ``slab_mm``; None when the slices are used as they are (``slab_mm``
+    0, slices at least :data:`THIN_SLICE_MM` thick, or a slab would be a single slice)."""
+    if slab_mm <= 0 or thickness_mm >= THIN_SLICE_MM:
+        return None
+    per_slab = slices_per_slab(slab_mm, thickness_mm)
+    return slab_bounds(n_slices, per_slab, whole_only=False) if per_slab > 1 else None
+
+
+def image_to_canvas(image: sitk.Image, slab_mm: float = 0.0
+                    ) -> tuple[torch.Tensor, CanvasMapping, SliceLayout]:
     """A 3D FLAIR's acquisition slices, normalised, on the canvas, with the layout and mapping
-    that lead back to its voxel grid. Training and inference both start here."""
+    that lead back to its voxel grid. Training and inference both start here.
+
+    ``slab_mm`` > 0: a thin-slice volume's slices are first averaged into the slabs of
+    :func:`thin_slabs` (one canvas slice per slab), mimicking a thick 2D acquisition."""
     layout = plan_slices(image)
-    canvas, mapping = volume_to_canvas(layout.to_slices(sitk.GetArrayViewFromImage(image)),
-                                       layout.in_plane_spacing_mm)
+    slices = layout.to_slices(sitk.GetArrayViewFromImage(image))
+    bounds = thin_slabs(layout.slice_thickness_mm, slices.shape[0], slab_mm)
+    if bounds is not None:
+        slices = average_slabs(slices, bounds)
+    canvas, mapping = volume_to_canvas(slices, layout.in_plane_spacing_mm)
     return canvas, mapping, layout
 
 

@@ -16,8 +16,9 @@ import torch
 from .errors import ModelFileError
 from .model_files import LoadedModel, load_model
 from .onnx_backend import OnnxNetwork, check_reproduces_weights, onnx_file_of, onnxruntime_available
-from .options import check_positive_int, check_threshold
-from .preprocessing import image_to_canvas
+from .options import check_non_negative, check_positive_int, check_threshold
+from .preprocessing import image_to_canvas, thin_slabs
+from .reslice import THIN_SLAB_MM, interpolate_from_slabs
 from .slice_layout import image_from_slices
 
 log = logging.getLogger(__name__)
@@ -133,6 +134,8 @@ class SegmentationResult:
     backend: str = "torch"
     slice_thickness_mm: float = 0.0
     slice_axis: int = 0
+    #: Slab thickness the network saw for a thin-slice volume; 0.0 = native slices.
+    slab_mm: float = 0.0
 
     @property
     def mask(self) -> sitk.Image:
@@ -144,7 +147,8 @@ class Segmenter:
 
     def __init__(self, model: LoadedModel | str | None = None, device: str = "auto",
                  precision: str = "auto", batch_size: int = 8, flip_tta: bool = False,
-                 head_crop: bool = True, backend: str = "auto") -> None:
+                 head_crop: bool = True, backend: str = "auto",
+                 thin_slab_mm: float = THIN_SLAB_MM) -> None:
         self.batch_size = check_positive_int(batch_size, "batch size")
         self.device = resolve_device(device)
         self.model = model if isinstance(model, LoadedModel) else load_model(model, self.device)
@@ -171,6 +175,10 @@ class Segmenter:
         #: Run the network only on slices with head and only on the head's window (see
         #: :func:`head_window`); outside it the lesion probability is 0. False: whole canvas.
         self.head_crop = head_crop
+        #: Thin-slice volumes (< 2 mm) are seen as axial slabs of this thickness (mm), the
+        #: probabilities interpolated back to every slice; 0: every native slice. The model
+        #: was trained on 3-8 mm slices; see the README's "Accuracy on real scans".
+        self.thin_slab_mm = check_non_negative(thin_slab_mm, "thin slab thickness")
 
     @property
     def ran_file(self) -> dict[str, str]:
@@ -229,7 +237,9 @@ class Segmenter:
         threshold = self.model.threshold if threshold is None else check_threshold(threshold)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        canvas, mapping, layout = image_to_canvas(image)
+        canvas, mapping, layout = image_to_canvas(image, self.thin_slab_mm)
+        n_slices = image.GetSize()[2 - layout.transpose[layout.slice_axis]]  # numpy axis n = index axis 2-n
+        slabs = thin_slabs(layout.slice_thickness_mm, n_slices, self.thin_slab_mm)
         timings["preprocess"] = time.perf_counter() - t0
 
         t1 = time.perf_counter()
@@ -240,6 +250,8 @@ class Segmenter:
 
         t2 = time.perf_counter()
         native = mapping.to_native(probs)[:, 0].clamp_(0.0, 1.0).numpy()
+        if slabs is not None:
+            native = interpolate_from_slabs(native, slabs, n_slices)
         prob_image = image_from_slices(native.astype(np.float32), layout, image)
         timings["postprocess"] = time.perf_counter() - t2
         timings["total"] = time.perf_counter() - t0
@@ -247,4 +259,5 @@ class Segmenter:
                  self.device, self.precision_name, self.backend)
         return SegmentationResult(prob_image, threshold,
                                   timings, str(self.device), self.precision_name, self.backend,
-                                  layout.slice_thickness_mm, layout.slice_axis)
+                                  layout.slice_thickness_mm, layout.slice_axis,
+                                  (slabs[0][1] - slabs[0][0]) * layout.slice_thickness_mm if slabs else 0.0)

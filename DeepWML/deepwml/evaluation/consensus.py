@@ -21,7 +21,7 @@ import SimpleITK as sitk
 from ..errors import ManifestError, OutputExistsError
 from ..image_io import read_image
 from ..output_folder import writes_output_folder
-from ..training.dataset import read_label
+from ..labels import read_label
 from ..training.manifest import read_manifest
 from .metrics import dice
 from .report_html import figure_tag, html_page, table_html

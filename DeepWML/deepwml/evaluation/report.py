@@ -12,6 +12,7 @@ predicts nothing (those slices have Dice 0 and sensitivity 0 and stay in those m
 from __future__ import annotations
 
 import csv
+import html
 import json
 import logging
 import math
@@ -25,13 +26,14 @@ import SimpleITK as sitk
 from ..errors import DeepWMLError, OutputExistsError
 from ..image_io import load_flair
 from ..output_folder import writes_output_folder
+from ..labels import read_label
 from ..model_files import read_card
 from ..model_files import record_in_card as record_in_card_file
-from ..segmenter import Segmenter
+from ..segmenter import THIN_SLAB_MM, Segmenter
 from ..slice_layout import plan_slices
-from ..training.dataset import read_label
 from ..training.manifest import Case, manifest_sha256, read_manifest
 from ..training.split import cases_in, load_split, slice_selection
+from .case_overlays import MAX_CASE_FIGURES, case_samples, plot_case
 from .metrics import slice_metrics, volume_metrics
 from .plots import plot_boxplots, plot_lv_groups, plot_overlays, plot_timings
 from .report_html import figure_tag, html_page, table_html
@@ -80,8 +82,11 @@ def choose_cases(manifest: Path, cases: list[Case], model_card: dict, model_path
 @writes_output_folder("evaluate")
 def evaluate(manifest: Path, out_dir: Path, model: str | None = None, device: str = "auto",
              split: str = "auto", overwrite: bool = False, progress: bool = True,
-             max_cases: int = 0, record_in_card: bool = False) -> Path:
-    """Run the model on the selected cases and write the full report; return report.html."""
+             max_cases: int = 0, record_in_card: bool = False,
+             thin_slab_mm: float = THIN_SLAB_MM) -> Path:
+    """Run the model on the selected cases and write the full report; return report.html.
+
+    ``thin_slab_mm``: how thin-slice (< 2 mm) volumes are segmented (see :class:`Segmenter`)."""
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
@@ -90,7 +95,7 @@ def evaluate(manifest: Path, out_dir: Path, model: str | None = None, device: st
         raise OutputExistsError(report, "already exists (pass --overwrite)")
     out_dir.mkdir(parents=True, exist_ok=True)
     cases = read_manifest(manifest)
-    segmenter = Segmenter(model, device=device)
+    segmenter = Segmenter(model, device=device, thin_slab_mm=thin_slab_mm)
     card, card_path = read_card(segmenter.model.path)
     selected, split_data, why = choose_cases(Path(manifest), cases, card, card_path, split)
     if max_cases:
@@ -100,6 +105,7 @@ def evaluate(manifest: Path, out_dir: Path, model: str | None = None, device: st
     slice_rows: list[dict[str, Any]] = []
     volume_rows: list[dict[str, Any]] = []
     overlays: list[dict[str, Any]] = []
+    case_views: list[list[dict[str, Any]]] = []
     counts = defaultdict(int)
     for case in tqdm(selected, desc="evaluate", unit="case", disable=not progress):
         flair = load_flair(case.flair)
@@ -113,6 +119,7 @@ def evaluate(manifest: Path, out_dir: Path, model: str | None = None, device: st
         keep = (slice_selection(split_data, case, "test", t_sl.shape[0]) if split_data and
                 isinstance(split_data["assignment"][case.case], list) else np.ones(t_sl.shape[0], bool))
         best_slice, best_area = -1, 0
+        first_row, fp_before = len(slice_rows), counts["false_positive_slices"]
         for i in np.nonzero(keep)[0]:
             t, p = t_sl[i], p_sl[i]
             counts["slices"] += 1
@@ -139,6 +146,9 @@ def evaluate(manifest: Path, out_dir: Path, model: str | None = None, device: st
                             "slices": n_sl, "truth_ml": round(truth.sum() * np.prod(flair.GetSpacing()) / 1000, 4),
                             "pred_ml": round(pred.sum() * np.prod(flair.GetSpacing()) / 1000, 4),
                             **{k: round(v, 5) if not math.isnan(v) else math.nan for k, v in vm.items()},
+                            **_case_slice_summary(slice_rows[first_row:],
+                                                  counts["false_positive_slices"] - fp_before),
+                            "slab_mm": result.slab_mm,
                             "network_s": round(result.timings_s["network"], 4),
                             "total_s": round(result.timings_s["total"], 4),
                             "s_per_slice": round(result.timings_s["total"] / n_sl, 5)})
@@ -146,8 +156,11 @@ def evaluate(manifest: Path, out_dir: Path, model: str | None = None, device: st
             overlays.append({"case": case.case, "disease": case.disease, "slice": best_slice,
                              "image": np.array(f_sl[best_slice]), "truth": t_sl[best_slice].copy(),
                              "pred": p_sl[best_slice].copy()})
+        if len(case_views) < MAX_CASE_FIGURES:
+            case_views.append(case_samples(case.case, case.disease, f_sl, t_sl, p_sl, keep,
+                                           layout.slice_thickness_mm))
     report, summary = _write_report(out_dir, slice_rows, volume_rows, overlays, dict(counts), why,
-                                    segmenter, card)
+                                    segmenter, card, case_views)
     if record_in_card:
         record_in_card_file(card_path, "evaluation", {
             "data": f"{manifest} ({why})", "volumes": summary["volumes"], "counts": summary["counts"],
@@ -155,6 +168,12 @@ def evaluate(manifest: Path, out_dir: Path, model: str | None = None, device: st
             "per_volume_median": {r["metric"]: r["median"] for r in summary["per_volume"]},
             "device": summary["device"]})
     return report
+
+
+def _case_slice_summary(case_rows: list[dict], fp_slices: int) -> dict[str, Any]:
+    """Per-slice figures of one case: lesion slices, false-positive slices, medians."""
+    return {"lesion_slices": len(case_rows), "fp_slices": fp_slices,
+            **{f"slice_median_{m}": round(_median([r[m] for r in case_rows]), 4) for m in METRICS}}
 
 
 def _table2(slice_rows: list[dict]) -> list[dict]:
@@ -211,9 +230,24 @@ def _stats_rows(statistics: dict) -> list[dict]:
     return rows
 
 
+def _case_cap_note(volume_rows: list[dict]) -> str:
+    if len(volume_rows) <= MAX_CASE_FIGURES:
+        return ""
+    return f" Figures for the first {MAX_CASE_FIGURES} of {len(volume_rows)} cases."
+
+
+def _case_sections(folder: Path, volume_rows: list[dict], case_views: list[list[dict]]) -> str:
+    """One heading, metrics row and overlay figure per case (HTML)."""
+    parts = []
+    for row, samples in zip(volume_rows, case_views):
+        png = plot_case(samples, folder)
+        parts.append(f"<h3>{html.escape(str(row['case']))}</h3>{table_html([row])}{figure_tag(png)}")
+    return "\n".join(parts)
+
+
 def _write_report(out_dir: Path, slice_rows: list[dict], volume_rows: list[dict],
                   overlays: list[dict], counts: dict, why: str, segmenter: Segmenter,
-                  card: dict) -> tuple[Path, dict]:
+                  card: dict, case_views: list[list[dict]]) -> tuple[Path, dict]:
     """Write every table, figure and the HTML; return the report path and the summary."""
     table2 = _table2(slice_rows)
     statistics = {
@@ -241,6 +275,7 @@ def _write_report(out_dir: Path, slice_rows: list[dict], volume_rows: list[dict]
         "fig2_overlays.png": plot_overlays(overlays, out_dir / "fig2_overlays.png"),
         "timings.png": plot_timings(volume_rows, out_dir / "timings.png"),
     }
+    case_sections = _case_sections(out_dir / "cases", volume_rows, case_views)
     overall = table2[-1] if table2 else {}
     per_slice_s = [r["s_per_slice"] for r in volume_rows]
     body = f"""
@@ -268,12 +303,18 @@ recall and F1 on 26-connected 3D components. Comparable across tools, unlike per
 {table_html(volume_rows)}
 <h2>Samples: manual (red) and automatic (green)</h2>
 {figure_tag(out_dir / 'fig2_overlays.png', 'Slice with the largest manual lesion area of up to four cases per disease (cf. Fig. 2).')}
+<h2>Per case</h2>
+<p class='note'>Each case's metrics and its slices with the most manual lesion plus the slice with the
+largest false-positive area (red: manual only, green: automatic only, yellow: both). Thin-slice
+(&lt; 2 mm) volumes were segmented as {segmenter.thin_slab_mm:g} mm axial slabs mapped back to every
+slice (0: every native slice); column slab_mm says which cases.{_case_cap_note(volume_rows)}</p>
+{case_sections}
 <h2>Timing</h2>
 <p>Median {(_median(per_slice_s) * 1000):.0f} ms per slice and {_median([r['total_s'] for r in volume_rows]):.2f} s per
 volume (preprocessing + network + mapping back; reading and writing files not included).</p>
 {figure_tag(out_dir / 'timings.png')}
 <p class='note'>Files: per_slice.csv, per_volume.csv, per_volume_summary.csv, table2.csv/.md,
-statistics.json/.md, {', '.join(figures)}.</p>
+statistics.json/.md, {', '.join(figures)}, cases/*.png.</p>
 """
     report = out_dir / "report.html"
     report.write_text(html_page("DeepWML evaluation", body), encoding="utf-8")

@@ -5,26 +5,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import numpy as np
-import SimpleITK as sitk
 import torch
 
 from ..errors import ManifestError
-from ..image_io import load_flair, read_image
+from ..image_io import load_flair
+from ..labels import read_label
 from ..preprocessing import image_to_canvas, mask_to_canvas
 from .manifest import Case
 
 log = logging.getLogger(__name__)
-
-
-def read_label(path, reference: sitk.Image, label_value: int | None = None) -> np.ndarray:
-    """A label volume as a boolean array; it must lie on the FLAIR's voxel grid."""
-    image = read_image(path)
-    if image.GetSize() != reference.GetSize() or not np.allclose(image.GetSpacing(), reference.GetSpacing(), atol=1e-3):
-        raise ManifestError(path, f"label grid {image.GetSize()} / {image.GetSpacing()} differs from "
-                                  f"its FLAIR's {reference.GetSize()} / {reference.GetSpacing()}")
-    arr = sitk.GetArrayFromImage(image)
-    return arr == label_value if label_value is not None else arr > 0
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 A manifest has one row per case with at least ``case``, ``center``, ``disease``, ``flair`` and
 ``label`` (paths relative to the manifest), and optionally ``patient``, ``rater1``,
-``rater2`` and acquisition columns. A MICCAI WMH 2017 folder (``<site>/<id>/pre/FLAIR.nii.gz``
+``rater2``, ``label_value`` (the value of a multi-class label that is lesion; without it a
+label must be binary) and acquisition columns. A MICCAI WMH 2017 folder (``<site>/<id>/pre/FLAIR.nii.gz``
 with ``<site>/<id>/wmh.nii.gz``) is read as the same thing: center = site, label = class 1
 (class 2, "other pathology", is not white matter hyperintensity).
 """
@@ -56,6 +57,17 @@ def manifest_sha256(path: str | Path) -> str:
     return sha256_of(path) if path.is_file() else ""
 
 
+def _label_value(manifest: Path, row: dict) -> int | None:
+    """The optional ``label_value`` column: which value of a multi-class label is lesion."""
+    text = (row.get("label_value") or "").strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ManifestError(manifest, f"case {row['case']}: label_value {text!r} is not a whole number") from None
+
+
 def read_manifest(path: str | Path, need_labels: bool = True) -> list[Case]:
     """Read a manifest CSV or a MICCAI WMH 2017 folder; every named file must exist."""
     path = Path(path)
@@ -80,12 +92,12 @@ def read_manifest(path: str | Path, need_labels: bool = True) -> list[Case]:
     _check_cells(path, rows, REQUIRED + (("label",) if need_labels else ()))
     cases = []
     base = path.parent
-    known = set(REQUIRED) | {"patient", "label", "rater1", "rater2"}
+    known = set(REQUIRED) | {"patient", "label", "rater1", "rater2", "label_value"}
     for row in rows:
         case = Case(row["case"], row.get("patient") or row["case"], row["center"], row["disease"],
                     _path(base, row["flair"]), _path(base, row.get("label")),
                     _path(base, row.get("rater1")), _path(base, row.get("rater2")),
-                    extra={k: v for k, v in row.items() if k not in known})
+                    _label_value(path, row), extra={k: v for k, v in row.items() if k not in known})
         for name in ("flair", "label", "rater1", "rater2"):
             p = getattr(case, name)
             if p is not None and not p.exists():

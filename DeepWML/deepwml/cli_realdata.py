@@ -1,0 +1,78 @@
+"""``deepwml realdata`` and ``deepwml sanity``: the real-scan instruments on the command line.
+
+Kept beside :mod:`deepwml.cli` (which registers them) so the main parser stays readable.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .options import argtype, check_count, check_non_negative, check_positive
+
+THIN_SLAB_HELP = ("segment thin-slice (< 2 mm, e.g. 3D 1 mm) volumes as axial slabs of this thickness, "
+                  "probabilities interpolated back to every slice; 0 = every native slice "
+                  "(default: %(default)s)")
+
+
+def add_thin_slab_option(parser: argparse.ArgumentParser) -> None:
+    """``--thin-slab-mm`` with the engine's default (one definition for every command)."""
+    from .reslice import THIN_SLAB_MM
+
+    parser.add_argument("--thin-slab-mm", type=argtype(check_non_negative, "--thin-slab-mm"),
+                        default=THIN_SLAB_MM, help=THIN_SLAB_HELP)
+
+
+def cmd_realdata(args: argparse.Namespace) -> int:
+    from .evaluation.realdata import write_real_manifests
+
+    manifests = write_real_manifests(args.dataset, Path(args.output),
+                                     Path(args.data) if args.data else None, tuple(args.reslice),
+                                     overwrite=args.overwrite, progress=not args.quiet)
+    for manifest in manifests:
+        print(f"manifest: {manifest}")
+    print(f"evaluate with: deepwml evaluate {manifests[0]} -o REPORT_DIR")
+    return 0
+
+
+def cmd_sanity(args: argparse.Namespace) -> int:
+    from .evaluation.sanity import sanity_report
+
+    report = sanity_report(args.scans, Path(args.output), model=args.model, device=args.device,
+                           thin_slab_mm=args.thin_slab_mm, tolerance_mm=args.tolerance_mm, step=args.every,
+                           overwrite=args.overwrite, progress=not args.quiet)
+    print(f"sanity report: {report}")
+    return 0
+
+
+def add_realdata_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Register ``realdata`` and ``sanity`` on the main parser's subcommands."""
+    from .evaluation.brain_mask import OUTSIDE_TOLERANCE_MM
+
+    rd = sub.add_parser("realdata", parents=[common],
+                        help="write evaluate manifests for a real labelled set (native and resliced to thick "
+                             "axial slabs); evaluation only, never training")
+    rd.add_argument("dataset", choices=["lesjak2017"], help="real labelled set in the shared data folder")
+    rd.add_argument("-o", "--output", required=True, help="output folder (outside the data folder)")
+    rd.add_argument("--data", default=None,
+                    help="shared data folder (default: $DEEPWML_SHARED_DATA or ../shared/data beside the repo)")
+    rd.add_argument("--reslice", nargs="*", type=argtype(check_positive, "--reslice"), default=[3.0, 5.0],
+                    metavar="MM", help="slab thicknesses in mm for thick 2D versions (default: 3 5)")
+    rd.add_argument("--overwrite", action="store_true")
+    rd.set_defaults(func=cmd_realdata)
+
+    sa = sub.add_parser("sanity", parents=[common],
+                        help="whole-head plausibility report for unlabelled scans: volume, lesion count, "
+                             "volume outside the brain, contact sheets")
+    sa.add_argument("scans", nargs="+", help="FLAIR volume files or DICOM series folders")
+    sa.add_argument("-o", "--output", required=True, help="output folder")
+    sa.add_argument("--model", default=None, help="model folder or model.json (default: bundled)")
+    sa.add_argument("--device", default="auto")
+    sa.add_argument("--tolerance-mm", type=argtype(check_non_negative, "--tolerance-mm"),
+                    default=OUTSIDE_TOLERANCE_MM,
+                    help="lesion farther than this from the brain mask counts as outside (default: %(default)s)")
+    sa.add_argument("--every", type=argtype(check_count, "--every"), default=0,
+                    help="show every k-th slice in the contact sheets (0: about 24 slices per scan)")
+    add_thin_slab_option(sa)
+    sa.add_argument("--overwrite", action="store_true")
+    sa.set_defaults(func=cmd_sanity)

@@ -1,8 +1,9 @@
 """Write the training manifest of the bundled model: synthetic heads + the phantoms' train/val.
 
     .venv/bin/python benchmarks/training_mix.py SYNTH_DIR PHANTOM_DIR OUT.csv
+    .venv/bin/python benchmarks/training_mix.py --phantom-test PHANTOM_DIR TEST.csv
 
-SYNTH_DIR is a ``deepwml synth`` folder (its manifest.csv; or, for a set whose generation was
+SYNTH_DIR is a ``deepwml synth`` folder (or several, comma-separated) (its manifest.csv; or, for a set whose generation was
 stopped early, every complete case folder). PHANTOM_DIR is ``deepwml phantom --cases 180
 --seed 1``: its cases are split exactly as the 0.2.0 model's run split them (patient level,
 seed 0), and only the train and validation cases enter the mix, so that split's 36 test
@@ -16,7 +17,10 @@ import csv
 import sys
 from pathlib import Path
 
-from deepwml.training.manifest import read_manifest
+import numpy as np
+
+from deepwml.phantom.centers import CENTERS
+from deepwml.training.manifest import Case, read_manifest
 from deepwml.training.split import make_split
 
 FIELDS = ["case", "patient", "center", "disease", "flair", "label"]
@@ -38,17 +42,48 @@ def synth_rows(folder: Path) -> list[dict]:
     return rows
 
 
+def phantom_cases(folder: Path, count: int = 180, seed: int = 1) -> list[Case]:
+    """The ``count`` cases of ``deepwml phantom --cases count --seed seed`` as the manifest would
+    list them; center and disease are the generator's first draws, so no case is generated."""
+    cases = []
+    for i in range(count):
+        rng = np.random.default_rng([seed, i])
+        center = CENTERS[i % len(CENTERS)]
+        disease = center.diseases[0] if len(center.diseases) == 1 else str(
+            rng.choice(center.diseases, p=[0.65, 0.35]))
+        name = f"case{i:04d}"
+        cases.append(Case(name, name, center.name, disease, folder / name / "flair.nii.gz",
+                          folder / name / "label.nii.gz"))
+    return cases
+
+
 def phantom_rows(folder: Path) -> list[dict]:
-    cases = read_manifest(folder / "manifest.csv")
+    """Train and validation phantoms of model 0.2.0's split that exist in ``folder``."""
+    cases = phantom_cases(folder)
     split = make_split(cases, seed=0, level="patient")
     return [{"case": f"ph-{c.case}", "patient": f"ph-{c.patient}", "center": c.center,
              "disease": c.disease, "flair": str(c.flair.resolve()), "label": str(c.label.resolve())}
-            for c in cases if split["assignment"][c.case] in ("train", "val")]
+            for c in cases if split["assignment"][c.case] in ("train", "val") and c.label.exists()]
+
+
+def phantom_test_manifest(folder: Path, out: Path) -> None:
+    """The held-out test phantoms of that split, as a manifest for ``deepwml evaluate``."""
+    cases = phantom_cases(folder)
+    split = make_split(cases, seed=0, level="patient")
+    with open(out, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows({"case": c.case, "patient": c.patient, "center": c.center, "disease": c.disease,
+                          "flair": str(c.flair.resolve()), "label": str(c.label.resolve())}
+                         for c in cases if split["assignment"][c.case] == "test")
 
 
 def main(argv: list[str]) -> int:
+    if argv[0] == "--phantom-test":
+        phantom_test_manifest(Path(argv[1]), Path(argv[2]))
+        return 0
     synth, phantoms, out = Path(argv[0]), Path(argv[1]), Path(argv[2])
-    rows = synth_rows(synth) + phantom_rows(phantoms)
+    rows = [row for folder in str(synth).split(",") for row in synth_rows(Path(folder))] + phantom_rows(phantoms)
     with open(out, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=FIELDS)
         writer.writeheader()

@@ -106,6 +106,15 @@ def cmd_phantom(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_synth(args: argparse.Namespace) -> int:
+    from .synthesis.generator import generate_dataset
+
+    manifest = generate_dataset(Path(args.output), args.cases, args.seed, overwrite=args.overwrite,
+                                progress=not args.quiet, start=args.start)
+    print(f"synthetic set of {args.cases} case(s): {manifest}")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .training.trainer import TrainConfig, train
 
@@ -114,7 +123,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                          split_level=args.split_level, augment_intensity=args.augment_intensity,
                          crop=args.crop, max_steps_per_epoch=args.steps_per_epoch,
                          val_slices=args.val_slices, name=args.name, version=args.model_version,
-                         notes=args.notes)
+                         notes=args.notes, init=args.init)
     model_dir = train(Path(args.manifest), Path(args.output), config, resume=not args.restart,
                       progress=not args.quiet)
     print(f"model: {model_dir}")
@@ -198,6 +207,17 @@ def build_parser() -> argparse.ArgumentParser:
     ph.add_argument("--overwrite", action="store_true")
     ph.set_defaults(func=cmd_phantom)
 
+    sy = sub.add_parser("synth", parents=[common],
+                        help="synthesise whole-head FLAIR training cases from real anatomy (SynthSeg label "
+                             "maps + real MS lesion masks in ../shared/data)")
+    sy.add_argument("output", help="output folder")
+    sy.add_argument("--cases", type=argtype(check_positive_int, "--cases"), default=200)
+    sy.add_argument("--seed", type=argtype(check_count, "--seed"), default=0)
+    sy.add_argument("--start", type=argtype(check_count, "--start"), default=0,
+                    help="index of the first case (to extend a set)")
+    sy.add_argument("--overwrite", action="store_true")
+    sy.set_defaults(func=cmd_synth)
+
     tr = sub.add_parser("train", parents=[common], help="train a model from a manifest (or MICCAI WMH 2017 folder)")
     tr.add_argument("manifest", help="manifest.csv or a MICCAI WMH 2017 folder")
     tr.add_argument("-o", "--output", required=True, help="model/run folder (resumed if present)")
@@ -222,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--model-version", default="0.1.0")
     tr.add_argument("--notes", default="", help="free text for the model card (training data!)")
     tr.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    tr.add_argument("--init", default="", metavar="MODEL_DIR",
+                    help="fine-tune: start from this model's weights ('bundled' = the shipped model); "
+                         "its width replaces --base-channels")
     tr.set_defaults(func=cmd_train)
 
     ex = sub.add_parser("export-onnx", parents=[common],

@@ -122,3 +122,17 @@ def test_ddp_training_with_gloo_on_two_cpu_processes(phantom_set, tmp_path):
     model = load_model(run / "model")
     assert model.card["training"]["world_size"] == 2
     assert len(read_log(run)) == 1
+
+
+def test_fine_tuning_starts_from_the_given_model_and_records_it(phantom_set, tiny_model_dir, tmp_path):
+    """``--init`` loads the model through the checked loader, keeps its width and says so."""
+    import torch
+
+    start = load_model(tiny_model_dir)
+    config = TrainConfig(epochs=1, **{**TINY, "base_channels": 8, "lr": 1e-6}, init=str(tiny_model_dir))
+    model = load_model(train(phantom_set, tmp_path / "ft", config, progress=False))
+    assert model.network.config.base_channels == 4
+    assert model.card["training"]["initialised_from"]["weights_sha256"] == start.card["weights_sha256"]
+    # a tiny learning rate keeps the weights close to where they started (not re-initialised)
+    a, b = start.network.state_dict(), model.network.state_dict()
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-3

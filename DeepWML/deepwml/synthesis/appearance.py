@@ -33,16 +33,22 @@ class Ranges:
     bone: tuple[float, float] = (0.0, 0.3)
     other_outside: tuple[float, float] = (0.0, 1.9)  # muscles, eyes, marrow, sinuses, unknown
     other_brain: tuple[float, float] = (0.4, 1.5)  # vessels, chiasm, small labels
-    #: lesion brightness over the case's cortex level (mostly above cortex, sometimes faint)
-    lesion_over_cortex: tuple[float, float] = (1.0, 1.6)
-    faint_lesion_over_wm: tuple[float, float] = (1.15, 1.4)
-    faint_lesion_probability: float = 0.15
+    #: lesion brightness over white matter (3T FLAIR: about 1.4-2.2), and at least this much
+    #: over the case's cortex; one case in ten has faint lesions
+    lesion_over_wm: tuple[float, float] = (1.35, 2.2)
+    lesion_over_cortex: tuple[float, float] = (1.0, 1.3)
+    faint_lesion_over_wm: tuple[float, float] = (1.2, 1.4)
+    faint_lesion_probability: float = 0.1
     texture_std: tuple[float, float] = (0.0, 0.08)  # per-voxel tissue texture
     lining_gain: tuple[float, float] = (1.0, 1.4)  # periventricular lining over white matter
     choroid: tuple[float, float] = (0.5, 1.4)
     flow: tuple[float, float] = (0.6, 2.0)
     flow_probability: float = 0.35
-    blur_mm: tuple[float, float] = (0.3, 0.9)  # partial volume at tissue borders
+    blur_mm: tuple[float, float] = (0.3, 0.7)  # partial volume at tissue borders
+    #: lesion fraction painted as fully lesion / as no lesion: the visible edge then sits at
+    #: the truth's 0.4 fraction, so what is drawn bright is what is labelled (a soft, warped
+    #: mask painted linearly left small lesions barely brighter than white matter)
+    paint_ramp: tuple[float, float] = (0.15, 0.6)
 
 
 RANGES = Ranges()
@@ -132,11 +138,13 @@ def paint(subject: SubjectAnatomy, lesions: np.ndarray, rng: np.random.Generator
         if rng.random() < ranges.faint_lesion_probability:
             level = wm * _u(rng, ranges.faint_lesion_over_wm)
         else:
-            level = max(cortex * _u(rng, ranges.lesion_over_cortex), 1.2 * wm)
+            level = max(wm * _u(rng, ranges.lesion_over_wm), cortex * _u(rng, ranges.lesion_over_cortex))
         # lesions are not uniform: +-15 % smooth variation within and between lesions
         variation = 1 + 0.15 * np.tanh(ndimage.gaussian_filter(
             rng.standard_normal([max(2, s // 4) for s in image.shape]).astype(np.float32), 1.0) * 3)
         variation = ndimage.zoom(variation, [a / b for a, b in zip(image.shape, variation.shape)], order=1)
         lesion_level = (np.float32(level) * variation[tuple(slice(0, s) for s in image.shape)]).astype(np.float32)
-        image = image * (1 - lesions) + lesion_level * lesions
+        lo, hi = ranges.paint_ramp
+        weight = np.clip((lesions - lo) / (hi - lo), 0.0, 1.0)
+        image = image * (1 - weight) + lesion_level * weight
     return ndimage.gaussian_filter(image, _u(rng, ranges.blur_mm)).astype(np.float32)

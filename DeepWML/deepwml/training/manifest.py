@@ -10,7 +10,6 @@ with ``<site>/<id>/wmh.nii.gz``) is read as the same thing: center = site, label
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -57,6 +57,9 @@ class TrainConfig:
     name: str = "deepwml"
     version: str = "0.1.0"
     notes: str = ""
+    #: start from this model's weights (fine-tuning; "" = random initialisation); its
+    #: architecture replaces ``base_channels``
+    init: str = ""
     # Which settings may change when a run is resumed: run_record.MAY_CHANGE.
 
 
@@ -127,6 +130,23 @@ def _prepare_split(cases, out_dir: Path, config: TrainConfig, slice_counts: dict
     if split["level"] != config.split_level:
         raise DeepWMLError(split_path, f"was made at {split['level']} level, not {config.split_level}")
     return split
+
+
+def _initial_network(config: TrainConfig) -> tuple[UNet2D, dict]:
+    """The network to fine-tune and what it was (recorded in the new model's card).
+
+    Loaded through the checked model loader (SHA-256, safetensors, architecture from the
+    card), so fine-tuning never unpickles anything. ``bundled`` names the shipped model.
+    """
+    from ..model_files import load_model
+
+    loaded = load_model(None if config.init == "bundled" else config.init)
+    if loaded.network.config.base_channels != config.base_channels:
+        log.warning("fine-tuning %s: width %d from its card replaces --base-channels %d",
+                    loaded.model_id, loaded.network.config.base_channels, config.base_channels)
+        config.base_channels = loaded.network.config.base_channels
+    return loaded.network.train(), {"model": loaded.model_id, "path": str(loaded.path),
+                                    "weights_sha256": loaded.card.get("weights_sha256")}
 
 
 #: What --restart sets aside (renamed, never deleted): the previous run's best model included.
@@ -215,7 +235,12 @@ def _train(manifest: Path, out_dir: Path, config: TrainConfig, resume: bool, pro
         raise DeepWMLError(manifest, "too few cases for a train/validation split (need >= 3 per "
                                      "center and disease)")
 
-    net = UNet2D(UNetConfig(base_channels=config.base_channels)).to(device)
+    init_card: dict = {}
+    if config.init:
+        net, init_card = _initial_network(config)
+        net = net.to(device)
+    else:
+        net = UNet2D(UNetConfig(base_channels=config.base_channels)).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
     start_epoch, best_dice, best_epoch = 0, -1.0, -1
     ckpt_path = _check_resume(out_dir, config, restart=not resume, is_main=is_main, fingerprint=fingerprint)
@@ -285,7 +310,7 @@ def _train(manifest: Path, out_dir: Path, config: TrainConfig, resume: bool, pro
                     "centers": sorted({c.center for c in cases}),
                     "diseases": sorted({c.disease for c in cases}),
                     "config": asdict(config), "epoch": best_epoch, "world_size": world,
-                    "device": str(device),
+                    "device": str(device), **({"initialised_from": init_card} if init_card else {}),
                 }, metrics={"validation_dice_canvas": round(best_dice, 4),
                             "validation_loss": round(val_loss, 4)}, notes=config.notes)
                 save_model(net, card, model_dir)

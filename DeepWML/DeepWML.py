@@ -45,7 +45,8 @@ class DeepWML(ScriptedLoadableModule):
         parent.helpText = (
             "Segment white matter hyperintensities (MS, NMOSD, small vessel disease) on a clinical "
             "2D FLAIR volume: pick the volume, click <b>Segment lesions</b>, then correct the result "
-            "in Segment Editor. The bundled model is trained on synthetic phantoms only; see the "
+            "in Segment Editor. The bundled model is trained on synthetic images only (real anatomy, "
+            "no patient FLAIR) and under-segments large lesion loads on real scans; see the "
             "model line on the panel and the model card before any clinical use.")
         parent.acknowledgementText = (
             "Implements the DeepWML method (2D U-Net on multi-center FLAIR). Sample FLAIR: Lesjak et al., "

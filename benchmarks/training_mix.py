@@ -67,9 +67,20 @@ def phantom_rows(folder: Path) -> list[dict]:
 
 
 def phantom_test_manifest(folder: Path, out: Path) -> None:
-    """The held-out test phantoms of that split, as a manifest for ``deepwml evaluate``."""
+    """The held-out test phantoms of that split, as a manifest for ``deepwml evaluate``; test
+    cases missing from ``folder`` are generated (the generator is deterministic per case)."""
+    import SimpleITK as sitk
+
+    from deepwml.phantom.generator import make_case
+
     cases = phantom_cases(folder)
     split = make_split(cases, seed=0, level="patient")
+    for i, c in enumerate(cases):
+        if split["assignment"][c.case] == "test" and not c.label.exists():
+            case = make_case(i, 1)
+            c.flair.parent.mkdir(parents=True, exist_ok=True)
+            sitk.WriteImage(case.flair, str(c.flair), True)
+            sitk.WriteImage(case.truth, str(c.label), True)
     with open(out, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=FIELDS)
         writer.writeheader()

@@ -97,7 +97,7 @@ def test_head_crop_matches_whole_canvas_and_skips_empty_slices(phantom_flair):
     assert all(shape[-1] < 256 and shape[-2] < 256 for shape in seen)
     assert float(p_crop[-1].max()) == 0.0
     m_crop, m_whole = p_crop >= 0.5, p_whole >= 0.5
-    assert m_whole.sum() > 50
+    assert m_whole.sum() > 10  # the shrunk phantom keeps a few lesions for the comparison
     assert 2 * (m_crop & m_whole).sum() / (m_crop.sum() + m_whole.sum()) > 0.99
     assert (p_crop - p_whole).abs().max() < 0.05
 

@@ -305,7 +305,7 @@ def test_panel_lines(slicer, tiny_model_dir):
     from DeepWMLLib import panel
 
     bundled = panel.model_line(None)
-    assert "deepwml-phantom-unet16" in bundled and "(bundled)" in bundled
+    assert "deepwml-synth-unet16" in bundled and "(bundled)" in bundled
     assert "synthetic" in bundled.lower() and "Not validated on patients" in bundled
     assert "tiny-test" in panel.model_line(str(tiny_model_dir))
     line = panel.result_line({"total_volume_ml": 2.345, "lesion_count": 1, "node": "FLAIR WMH_1",

@@ -11,7 +11,6 @@ Deterministic for a seed; cases are independent (case i depends only on seed and
 
 from __future__ import annotations
 
-import csv
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from ..errors import OutputExistsError
+from ..case_set import refuse_existing_set, write_case, write_manifest
 from ..output_folder import writes_output_folder
 from .anatomy import Anatomy, load_anatomy
 from .centers import CENTERS, Center
@@ -189,26 +188,15 @@ def generate_dataset(out_dir: Path, cases: int, seed: int = 0, overwrite: bool =
 
     out_dir = Path(out_dir)
     manifest = out_dir / "manifest.csv"
-    if manifest.exists() and not overwrite:
-        raise OutputExistsError(manifest, "already exists; refusing to overwrite a phantom set "
-                                          "(pass --overwrite)")
+    refuse_existing_set(manifest, "phantom", overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for i in tqdm(range(start, start + cases), desc="phantoms", unit="case", disable=not progress):
         case = make_case(i, seed)
         name = f"case{i:04d}"
-        folder = out_dir / name
-        folder.mkdir(exist_ok=True)
-        files = {"flair": case.flair, "rater1": case.rater1, "rater2": case.rater2, "label": case.truth}
-        for key, image in files.items():
-            sitk.WriteImage(image, str(folder / f"{key}.nii.gz"), True)
+        paths = write_case(out_dir, name, {"flair": case.flair, "rater1": case.rater1,
+                                           "rater2": case.rater2, "label": case.truth})
         info = case.info
         rows.append({"case": name, "patient": name, **{k: info[k] for k in MANIFEST_FIELDS if k in info},
-                     **{k: f"{name}/{k}.nii.gz" for k in files}})
-    tmp = manifest.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=MANIFEST_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(manifest)
-    return manifest
+                     **paths})
+    return write_manifest(manifest, rows, MANIFEST_FIELDS)

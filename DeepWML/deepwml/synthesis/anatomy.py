@@ -58,6 +58,7 @@ class SubjectAnatomy:
     labels: np.ndarray  # [k, j, i] int16
     tissue: Anatomy  # wm/gm/ventricle maps for the lesion pattern makers
     lesion_allowed: np.ndarray  # bool: white matter (and brain stem) where lesions may lie
+    lesion_allowed_soft: np.ndarray  # the same, smoothed (0.6 mm): weights warped real masks
     brain_centre_lps: np.ndarray  # mm
 
     @property
@@ -99,11 +100,11 @@ def load_subject(path: Path) -> SubjectAnatomy:
     idx = np.argwhere(brain).mean(0)[::-1]  # (i, j, k)
     centre = np.asarray(image.TransformContinuousIndexToPhysicalPoint([float(v) for v in idx]))
     zeros = np.zeros(1, np.float32)
-    tissue = Anatomy(t1=zeros, gm=gm.astype(np.float32), wm=wm.astype(np.float32), csf=zeros,
+    # Anatomy.shape reads t1: a zero-strided view of the grid's shape costs no memory
+    tissue = Anatomy(t1=np.broadcast_to(np.float32(0), labels.shape), gm=gm.astype(np.float32), wm=wm.astype(np.float32), csf=zeros,
                      intracranial=zeros, ventricle_distance_mm=distance, ventricle_gradient=grad,
                      juxtacortical=juxta, deep_wm=deep_wm, ventricles=ventricles,
                      origin_ras=np.zeros(3), skull=zeros, scalp=zeros)
-    # Anatomy.shape reads t1; give the pattern makers the real grid shape
-    object.__setattr__(tissue, "t1", np.broadcast_to(np.float32(0), labels.shape))
     log.debug("anatomy %s: %s voxels", path.name, labels.shape)
-    return SubjectAnatomy(path.name.split(".")[0], image, labels, tissue, allowed, centre)
+    allowed_soft = ndimage.gaussian_filter(allowed.astype(np.float32), 0.6)
+    return SubjectAnatomy(path.name.split(".")[0], image, labels, tissue, allowed, allowed_soft, centre)

@@ -101,28 +101,28 @@ def normal_bright_spots(subject: SubjectAnatomy, image: np.ndarray, rng: np.rand
     lining = (subject.tissue.ventricle_distance_mm > 0) & (subject.tissue.ventricle_distance_mm <= width)
     lining &= np.isin(labels, CEREBRAL_WM)
     image[lining] *= np.float32(_u(rng, ranges.lining_gain))
-    # choroid plexus: a few blobs in the ventricles' atria (posterior half of the ventricles)
+    # choroid plexus: a few blobs in the lateral ventricles
     vent_idx = np.argwhere(ventricles)
     if len(vent_idx):
-        level = np.float32(_u(rng, ranges.choroid))
-        blobs = np.zeros(labels.shape, np.float32)
-        for _ in range(int(rng.integers(0, 5))):
-            centre = vent_idx[rng.integers(len(vent_idx))].astype(float)
-            _draw_ellipsoid(blobs, centre, rng.uniform(1.0, 3.0, 3), _random_axes(rng))
-        blobs *= ventricles
-        image[:] = image * (1 - blobs) + level * blobs
+        _paint_blobs(image, ventricles, vent_idx, _u(rng, ranges.choroid), (0, 5), (1.0, 3.0), rng)
     # CSF flow artefacts: bright patches in the 3rd/4th ventricles and the basal cisterns
     if rng.random() < ranges.flow_probability:
         fluid = np.isin(labels, (14, 15, 24))
         idx = np.argwhere(fluid & (np.abs(np.arange(labels.shape[2]) - labels.shape[2] / 2)[None, None, :] < 25))
         if len(idx):
-            level = np.float32(_u(rng, ranges.flow))
-            blobs = np.zeros(labels.shape, np.float32)
-            for _ in range(int(rng.integers(1, 4))):
-                centre = idx[rng.integers(len(idx))].astype(float)
-                _draw_ellipsoid(blobs, centre, rng.uniform(1.5, 5.0, 3), _random_axes(rng))
-            blobs *= fluid
-            image[:] = image * (1 - blobs) + level * blobs
+            _paint_blobs(image, fluid, idx, _u(rng, ranges.flow), (1, 4), (1.5, 5.0), rng)
+
+
+def _paint_blobs(image: np.ndarray, within: np.ndarray, centres: np.ndarray, level: float,
+                 count: tuple[int, int], radius_mm: tuple[float, float], rng: np.random.Generator) -> None:
+    """Blend, in place, a random number of soft ellipsoids of intensity ``level`` centred on
+    voxels of ``centres`` and clipped to the mask ``within``."""
+    blobs = np.zeros(image.shape, np.float32)
+    for _ in range(int(rng.integers(*count))):
+        centre = centres[rng.integers(len(centres))].astype(float)
+        _draw_ellipsoid(blobs, centre, rng.uniform(*radius_mm, 3), _random_axes(rng))
+    blobs *= within
+    image[:] = image * (1 - blobs) + np.float32(level) * blobs
 
 
 def paint(subject: SubjectAnatomy, lesions: np.ndarray, rng: np.random.Generator,

@@ -10,7 +10,6 @@ as for the phantoms. Deterministic for (seed, index); cases are independent.
 
 from __future__ import annotations
 
-import csv
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import OutputExistsError
+from ..case_set import refuse_existing_set, write_case, write_manifest
+from ..output_folder import writes_output_folder
 from ..phantom.generator import TRUTH_FRACTION
 from .acquisition import degrade, draw_acquisition, resample
 from .anatomy import BRAIN, label_map_paths, load_subject
@@ -88,6 +88,7 @@ def make_case(index: int, seed: int, label_maps: list[Path] | None = None,
                      to_image((brain_soft >= 0.5).astype(np.uint8)), info)
 
 
+@writes_output_folder("synth")
 def generate_dataset(out_dir: Path, cases: int, seed: int = 0, overwrite: bool = False,
                      progress: bool = True, start: int = 0) -> Path:
     """Write ``cases`` synthetic heads and ``manifest.csv`` into ``out_dir``; return the manifest."""
@@ -95,9 +96,7 @@ def generate_dataset(out_dir: Path, cases: int, seed: int = 0, overwrite: bool =
 
     out_dir = Path(out_dir)
     manifest = out_dir / "manifest.csv"
-    if manifest.exists() and not overwrite:
-        raise OutputExistsError(manifest, "already exists; refusing to overwrite a synthetic set "
-                                          "(pass --overwrite)")
+    refuse_existing_set(manifest, "synthetic", overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
     label_maps, lesion_masks = label_map_paths(), lesion_mask_paths()
     # subject-major order: each label map is prepared once (cached) for all its cases
@@ -106,18 +105,9 @@ def generate_dataset(out_dir: Path, cases: int, seed: int = 0, overwrite: bool =
     for i in tqdm(order, desc="synthesis", unit="case", disable=not progress):
         case = make_case(i, seed, label_maps, lesion_masks)
         name = f"synth{i:04d}"
-        folder = out_dir / name
-        folder.mkdir(exist_ok=True)
-        files = {"flair": case.flair, "label": case.truth, "brain": case.brain}
-        for key, image in files.items():
-            sitk.WriteImage(image, str(folder / f"{key}.nii.gz"), True)
+        # brain is written last: a case folder with brain.nii.gz is complete
+        paths = write_case(out_dir, name, {"flair": case.flair, "label": case.truth, "brain": case.brain})
         rows.append({"case": name, "patient": name, **{k: case.info[k] for k in MANIFEST_FIELDS if k in case.info},
-                     **{k: f"{name}/{k}.nii.gz" for k in files}})
+                     **paths})
     rows.sort(key=lambda row: row["case"])
-    tmp = manifest.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=MANIFEST_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(manifest)
-    return manifest
+    return write_manifest(manifest, rows, MANIFEST_FIELDS)

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
 
 from ..phantom.anatomy import _template_dir
 from ..phantom.lesions import LESION_MAKERS
@@ -90,8 +89,7 @@ def real_lesions(subject: SubjectAnatomy, mask_path: Path, rng: np.random.Genera
         transform = sitk.CompositeTransform([flip, transform])
     warped = sitk.Resample(mask, subject.image, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     soft = sitk.GetArrayFromImage(warped)
-    allowed = ndimage.gaussian_filter(subject.lesion_allowed.astype(np.float32), 0.6)
-    return np.clip(soft * allowed, 0.0, 1.0).astype(np.float32)
+    return np.clip(soft * subject.lesion_allowed_soft, 0.0, 1.0).astype(np.float32)
 
 
 def pattern_lesions(subject: SubjectAnatomy, disease: str, rng: np.random.Generator) -> np.ndarray:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepwml.phantom.centers import CENTERS
+from deepwml.phantom.generator import draw_center_and_disease
 from deepwml.training.manifest import Case, read_manifest
 from deepwml.training.split import make_split
 
@@ -47,10 +47,7 @@ def phantom_cases(folder: Path, count: int = 180, seed: int = 1) -> list[Case]:
     list them; center and disease are the generator's first draws, so no case is generated."""
     cases = []
     for i in range(count):
-        rng = np.random.default_rng([seed, i])
-        center = CENTERS[i % len(CENTERS)]
-        disease = center.diseases[0] if len(center.diseases) == 1 else str(
-            rng.choice(center.diseases, p=[0.65, 0.35]))
+        center, disease = draw_center_and_disease(i, np.random.default_rng([seed, i]))
         name = f"case{i:04d}"
         cases.append(Case(name, name, center.name, disease, folder / name / "flair.nii.gz",
                           folder / name / "label.nii.gz"))

@@ -118,6 +118,15 @@ def _rater(soft: np.ndarray, rng: np.random.Generator, careless: bool) -> np.nda
     return mask
 
 
+def draw_center_and_disease(index: int, rng: np.random.Generator) -> tuple[Center, str]:
+    """Case ``index``'s center and disease: the first draw of its generator, so a set's
+    manifest columns (and hence its split) can be known without generating the images."""
+    center = CENTERS[index % len(CENTERS)]
+    disease = center.diseases[0] if len(center.diseases) == 1 else str(
+        rng.choice(center.diseases, p=[0.65, 0.35]))
+    return center, disease
+
+
 def make_case(index: int, seed: int, acquisition: dict | None = None) -> PhantomCase:
     """Generate case ``index`` of the phantom set with ``seed``.
 
@@ -126,9 +135,7 @@ def make_case(index: int, seed: int, acquisition: dict | None = None) -> Phantom
     """
     rng = np.random.default_rng([seed, index])
     anatomy = load_anatomy()
-    center = CENTERS[index % len(CENTERS)]
-    disease = center.diseases[0] if len(center.diseases) == 1 else str(
-        rng.choice(center.diseases, p=[0.65, 0.35]))
+    center, disease = draw_center_and_disease(index, rng)
     acq = _acquisition(center, rng)
     acq.update(acquisition or {})
     lesions = LESION_MAKERS[disease](anatomy, rng)

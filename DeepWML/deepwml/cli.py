@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
 from . import __version__
+from .cli_cohort import add_cohort_command
 from .cli_realdata import add_realdata_commands, add_thin_slab_option
 from .errors import DeepWMLError
 from .options import (argtype, check_count, check_crop, check_fraction, check_positive,
@@ -199,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     add_thin_slab_option(seg)
     seg.set_defaults(func=cmd_segment)
+
+    add_cohort_command(sub, common)
 
     ph = sub.add_parser("phantom", parents=[common], help="generate multi-center FLAIR phantoms with two raters")
     ph.add_argument("output", help="output folder")

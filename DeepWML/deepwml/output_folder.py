@@ -148,23 +148,28 @@ def refuse_clash(path: Path, planned: Iterable[Path], what: str) -> None:
 
 
 @contextlib.contextmanager
-def owned_output_folder(folder: str | Path, command: str, overwrite: bool) -> Iterator[Path]:
+def owned_output_folder(folder: str | Path, command: str, overwrite: bool,
+                        resume_marker: str | None = None) -> Iterator[Path]:
     """Prepare, lock and claim ``folder`` for a command that writes many files into it.
 
     Why: ``consensus`` and ``evaluate`` checked only their HTML report, so the user's other files
     with the names of their CSVs and figures were replaced; ``phantom`` replaced
     ``case0000/flair.nii.gz`` when no manifest was there. Without ``overwrite`` the folder must
     be empty (or new); with it, the command's files replace same-named ones and nothing else
-    is touched.
+    is touched. A resumable command (``cohort``) names a ``resume_marker`` file: it is created
+    in the folder, and a folder holding it is the command's own and may be continued.
     """
     folder = prepare_output_folder(folder)
     with output_lock(folder, f"deepwml {command}"):
-        present = sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
-                         if p.is_file() and p.name != LOCK_NAME)
+        resuming = resume_marker is not None and (folder / resume_marker).is_file()
+        present = [] if resuming else sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
+                                             if p.is_file() and p.name != LOCK_NAME)
         if present and not overwrite:
             shown = ", ".join(present[:3]) + (f" and {len(present) - 3} more" if len(present) > 3 else "")
             raise OutputFolderError(folder, f"is not empty ({shown}); {command} writes many files here: use a "
                                             "new folder, or pass --overwrite to replace its earlier outputs")
+        if resume_marker is not None:
+            (folder / resume_marker).touch()
         yield folder
 
 

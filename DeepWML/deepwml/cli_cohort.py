@@ -1,0 +1,72 @@
+"""``deepwml cohort``: many volumes on a Dask cluster (local by default), resumable.
+
+Kept beside :mod:`deepwml.cli` (which registers it) so the main parser stays readable; the
+work is in :mod:`deepwml.cohort`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .cli_realdata import add_thin_slab_option
+from .options import argtype, check_positive_int, check_threshold
+
+
+def cmd_cohort(args: argparse.Namespace) -> int:
+    from .cohort import CohortSettings, run_cohort
+    from .cohort.table import DONE_BEFORE, FAILED, OK
+
+    settings = CohortSettings(args.model, args.device, args.precision, args.batch_size, args.tta,
+                              not args.whole_canvas, args.backend, args.thin_slab_mm, args.threshold,
+                              args.labelmap, args.probabilities, tuple(args.series or ()))
+    result = run_cohort(args.inputs, args.output, settings, bids=args.bids, workers=args.workers,
+                        threads=args.threads, scheduler=args.scheduler, overwrite=args.overwrite,
+                        progress=not args.quiet)
+    for row in result.rows:
+        if row["status"] == FAILED:
+            print(f"deepwml: error: {row['input']}: {row['error']}", file=sys.stderr)
+    print(f"cohort of {len(result.rows)} input(s): {result.count(OK)} segmented, {result.count(DONE_BEFORE)} "
+          f"done before, {result.count(FAILED)} failed; table: {result.csv}")
+    return result.exit_code
+
+
+def add_cohort_command(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Register ``deepwml cohort`` (its segmentation options mean what ``segment``'s do)."""
+    co = sub.add_parser("cohort", parents=[common],
+                        help="segment a cohort on a Dask cluster (local by default): resumable, one results "
+                             "table (cohort.csv + cohort.parquet), BIDS in and BIDS derivatives out")
+    co.add_argument("inputs", nargs="+",
+                    help="FLAIR files, folders (their image files; a folder without any is one DICOM series), "
+                         "list files (.txt: one path a line; .csv: a 'flair' column), or with --bids one "
+                         "BIDS dataset root")
+    co.add_argument("-o", "--output", required=True,
+                    help="output folder (for --bids, the derivatives go to OUTPUT/derivatives/deepwml); a "
+                         "second run into it resumes")
+    co.add_argument("--bids", action="store_true",
+                    help="the input is a BIDS dataset: segment sub-*/[ses-*/]anat/*_FLAIR.nii[.gz] and write "
+                         "a BIDS-derivatives dataset")
+    co.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                    help="address of a running Dask scheduler (tcp://host:8786); paths must be the same on "
+                         "every worker. Default: a local cluster")
+    co.add_argument("--workers", type=argtype(check_positive_int, "--workers"), default=None,
+                    help="local cluster: worker processes (default: CPU cores / --threads)")
+    co.add_argument("--threads", type=argtype(check_positive_int, "--threads"), default=1,
+                    help="local cluster: threads per worker (default 1)")
+    co.add_argument("--model", default=None, help="model folder or model.json (default: bundled)")
+    co.add_argument("--device", default="auto", help="auto | cpu | cuda, on every worker (default auto)")
+    co.add_argument("--threshold", type=argtype(check_threshold, "--threshold"), default=None,
+                    help="probability threshold, strictly between 0 and 1 (default: the model's)")
+    co.add_argument("--precision", default="auto", choices=["auto", "float32", "bf16", "fp16"])
+    co.add_argument("--batch-size", type=argtype(check_positive_int, "--batch-size"), default=8)
+    co.add_argument("--tta", action="store_true", help="average with the left-right flipped slice")
+    co.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"])
+    co.add_argument("--whole-canvas", action="store_true", help="run the network on the whole canvas (checking)")
+    co.add_argument("--probabilities", action="store_true", help="also write probability maps")
+    co.add_argument("--labelmap", action="store_true",
+                    help="also write binary NIfTI labelmaps (always written for --bids: the BIDS mask)")
+    co.add_argument("--series", action="append", metavar="UID", help="DICOM series to choose (repeatable)")
+    co.add_argument("--overwrite", action="store_true",
+                    help="segment every input again (default: skip inputs whose verified summary exists)")
+    add_thin_slab_option(co)
+    co.set_defaults(func=cmd_cohort)

@@ -1,0 +1,69 @@
+"""What a cohort run segments with: one picklable record the client sends to every worker.
+
+Why a record: a worker on another machine must build the same :class:`~deepwml.segmenter.Segmenter`
+as the client asked for, and a resumed run must recognise outputs made with other settings
+(those cases are redone, see :mod:`.resume`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..reslice import THIN_SLAB_MM
+
+
+@dataclass(frozen=True)
+class CohortSettings:
+    """Segmentation settings of a cohort; the fields mirror ``deepwml segment``'s options."""
+
+    model: str | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    batch_size: int = 8
+    tta: bool = False
+    head_crop: bool = True
+    backend: str = "auto"
+    thin_slab_mm: float = THIN_SLAB_MM
+    threshold: float | None = None
+    labelmap: bool = False
+    probabilities: bool = False
+    series: tuple[str, ...] = ()
+
+    def segmenter_key(self) -> tuple[Any, ...]:
+        """What makes two Segmenters different (a worker keeps one per key)."""
+        return (self.model, self.device, self.precision, self.batch_size, self.tta, self.head_crop,
+                self.backend, self.thin_slab_mm)
+
+    def fingerprint(self, model_threshold: float) -> dict[str, Any]:
+        """The settings that change a case's outputs, as JSON values (recorded in each summary).
+
+        Device, backend and batch size are left out: they change speed, not the mask's meaning.
+        """
+        values = asdict(self)
+        for key in ("model", "device", "backend", "batch_size"):
+            values.pop(key)
+        values["threshold"] = model_threshold if self.threshold is None else self.threshold
+        values["series"] = list(self.series)
+        return values
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """The model a cohort runs, checked once on the client before any worker starts."""
+
+    id: str
+    weights_sha256: str
+    threshold: float
+
+
+def model_identity(model: str | None) -> ModelIdentity:
+    """Load and verify the model once on the client (card, weights hash, architecture).
+
+    Why on the client: a missing or altered model must stop the run with one line before a
+    cluster starts, and the weights hash is what resumed summaries are checked against.
+    """
+    from ..model_files import load_model
+
+    loaded = load_model(model)
+    return ModelIdentity(loaded.model_id, loaded.card["weights_sha256"], loaded.threshold)

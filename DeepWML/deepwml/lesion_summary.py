@@ -6,17 +6,23 @@ from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
 
 from .slice_layout import plan_slices
 
-#: 26-connectivity, as the MICCAI 2017 WMH challenge counts lesions.
+#: 26-connectivity (for scipy.ndimage.label where labels, not only a count, are needed).
 CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
 
 
-def count_lesions(mask: np.ndarray) -> int:
-    """Number of 3D connected components (26-connected)."""
-    return int(ndimage.label(mask > 0, structure=CONNECTIVITY_26)[1])
+def count_lesions(mask: np.ndarray | sitk.Image) -> int:
+    """Number of 3D connected components, 26-connected as the MICCAI 2017 WMH challenge counts
+    lesions. SimpleITK's labelling (fully connected = 26 in 3D) rather than scipy's: same count,
+    and segmentation does not pay scipy's import (0.2 s) on every command-line run."""
+    if not isinstance(mask, sitk.Image):
+        mask = sitk.GetImageFromArray((np.asarray(mask) > 0).astype(np.uint8))
+    labeller = sitk.ConnectedComponentImageFilter()
+    labeller.SetFullyConnected(True)
+    labeller.Execute(mask)
+    return int(labeller.GetObjectCount())
 
 
 def lesion_summary(mask_image: sitk.Image) -> dict[str, Any]:
@@ -33,7 +39,7 @@ def lesion_summary(mask_image: sitk.Image) -> dict[str, Any]:
     per_slice_voxels = slices.reshape(slices.shape[0], -1).sum(axis=1)
     return {
         "total_volume_ml": round(float(mask.sum()) * voxel_ml, 4),
-        "lesion_count": count_lesions(mask),
+        "lesion_count": count_lesions(sitk.Cast(mask_image > 0, sitk.sitkUInt8)),
         "voxel_volume_ml": voxel_ml,
         "slice_thickness_mm": layout.slice_thickness_mm,
         "slices": [

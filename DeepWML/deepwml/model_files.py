@@ -3,6 +3,8 @@
 Weights are safetensors (no pickle, so a model file cannot run code). The card records the
 architecture, preprocessing, training data, config, git commit and metrics, and the SHA-256
 of the weights; a truncated or tampered file is refused before anything is built from it.
+Loading needs no PyTorch with ``framework="numpy"`` (the ONNX Runtime path): the same checks,
+the weights as numpy arrays, their names and shapes checked against the card's architecture.
 """
 
 from __future__ import annotations
@@ -14,18 +16,18 @@ import logging
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Dict, Optional
 
-import torch
+import numpy as np
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.numpy import load_file as load_numpy_file
 
 from . import __version__
 from .errors import ModelFileError, OptionError
 from .image_io import write_with
 from .options import check_threshold
 from .preprocessing import CANVAS, CLIP_MAX, LOW_PERCENTILE, PREPROCESSING_VERSION, REFERENCE_PERCENTILE
-from .unet import UNet2D, UNetConfig
+from .architecture import UNetConfig, parameter_shapes
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +68,26 @@ def preprocessing_card() -> dict[str, Any]:
 
 @dataclass
 class LoadedModel:
-    """A verified network and its card."""
+    """A verified model and its card: a PyTorch network, or (``framework="numpy"``) only its
+    weights as numpy arrays, for ONNX Runtime inference without PyTorch."""
 
-    network: UNet2D
+    network: Any  #: a deepwml.unet.UNet2D, or None when loaded without PyTorch
     card: dict[str, Any]
     path: Path
+    #: the verified weights as numpy arrays (None when loaded for PyTorch)
+    weights: Optional[Dict[str, np.ndarray]] = None
+
+    @property
+    def config(self) -> UNetConfig:
+        if self.network is not None:
+            return self.network.config
+        return UNetConfig.from_dict(self.card["architecture"])
+
+    def numpy_weights(self) -> Dict[str, np.ndarray]:
+        """The weights as float numpy arrays, from whichever form was loaded."""
+        if self.weights is not None:
+            return self.weights
+        return {k: v.detach().float().cpu().numpy() for k, v in self.network.state_dict().items()}
 
     @property
     def model_id(self) -> str:
@@ -94,8 +111,11 @@ class ModelCard:
     threshold: float = 0.5
 
 
-def save_model(network: UNet2D, card: ModelCard, out_dir: str | Path) -> Path:
+def save_model(network: Any, card: ModelCard, out_dir: str | Path) -> Path:
     """Write ``model.safetensors`` and ``model.json`` into ``out_dir``; return the card path."""
+    import torch
+    from safetensors.torch import save_file
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / WEIGHTS_NAME
@@ -183,8 +203,11 @@ def file_in_model_folder(card_path: Path, name: Any, key: str) -> Path:
     return card_path.parent / name
 
 
-def load_model(path: str | Path | None = None, device: str | torch.device = "cpu") -> LoadedModel:
-    """Verify the checksum, build the network the card describes and load its weights."""
+def load_model(path: str | Path | None = None, device: Any = "cpu", framework: str = "torch") -> LoadedModel:
+    """Verify the checksum, build the network the card describes and load its weights.
+
+    ``framework="numpy"``: the same verification, but the weights stay numpy arrays and no
+    PyTorch is imported (what ONNX Runtime inference needs)."""
     card, card_path = read_card(path if path is not None else DEFAULT_MODEL_DIR)
     version = card.get("preprocessing", {}).get("version")
     if version != PREPROCESSING_VERSION:
@@ -200,15 +223,32 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
                                       "truncated, corrupted or was altered; refusing to load it")
     try:
         config = UNetConfig.from_dict(card["architecture"])
-        state = load_file(str(weights))
+        state = load_numpy_file(str(weights))
     except (SafetensorError, ValueError, KeyError, OSError) as err:
         raise ModelFileError(weights, f"cannot be read as model weights ({err})") from None
-    network = UNet2D(config)
-    try:
-        network.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        first = str(err).splitlines()[0]
-        raise ModelFileError(weights, f"weights do not fit the architecture in the card ({first})") from None
-    network.eval().to(device)
+    misfit = _shape_misfit(state, parameter_shapes(config))
+    if misfit:
+        raise ModelFileError(weights, f"weights do not fit the architecture in the card ({misfit})")
     log.debug("loaded %s from %s", card.get("name"), card_path)
+    if framework == "numpy":
+        return LoadedModel(None, card, card_path, state)
+    import torch
+
+    from .unet import UNet2D
+
+    network = UNet2D(config)
+    network.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=True)
+    network.eval().to(device)
     return LoadedModel(network, card, card_path)
+
+
+def _shape_misfit(state: Dict[str, np.ndarray], expected: Dict[str, tuple]) -> str:
+    """A one-line description of missing, unexpected or misshapen tensors ('' when they fit)."""
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        return f"missing {missing[:3]}, unexpected {unexpected[:3]}"
+    for name, shape in expected.items():
+        if tuple(state[name].shape) != tuple(shape):
+            return f"size mismatch for {name}: {tuple(state[name].shape)} in the file, {tuple(shape)} in the card"
+    return ""

@@ -8,20 +8,22 @@ folder carries ``model.onnx`` exported from its own safetensors weights; the car
 exported from, so an ONNX file that does not belong to these weights is refused like a
 tampered weights file. ONNX is a protobuf graph: loading it runs no Python code.
 
-PyTorch stays the reference: training, CUDA and any precision other than float32 use it, and
-``backend="torch"`` (``--backend torch``) forces it.
+PyTorch is needed only to export (and for training, CUDA and any precision other than float32;
+``backend="torch"`` forces it): running and checking a graph needs numpy and onnxruntime only.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
-import torch
+import numpy as np
 
+from .architecture import reference_logits
 from .errors import ModelFileError
 from .image_io import write_with
 from .model_files import LoadedModel, file_in_model_folder, load_model, read_card, sha256_of, write_card
@@ -47,7 +49,7 @@ def export_onnx(model: LoadedModel) -> Path:
     Batch, height and width are dynamic (the segmenter feeds head-sized windows). The file is
     checked against PyTorch on a random batch before it is recorded.
     """
-    import numpy as np
+    import torch
 
     card, card_path = read_card(model.path)
     out = card_path.parent / ONNX_NAME
@@ -67,7 +69,7 @@ def export_onnx(model: LoadedModel) -> Path:
         check = torch.rand(3, 1, 96, 80) * 2.0
         with torch.inference_mode():
             expected = network(check).numpy()
-        got = OnnxNetwork(candidate, model.network.divisor)(check).numpy()
+        got = OnnxNetwork(candidate, model.network.divisor)(check.numpy())
         error = float(np.abs(got - expected).max())
         if error > 1e-3:
             raise ModelFileError(candidate, f"exported ONNX graph disagrees with PyTorch (max |diff| {error:.2e})")
@@ -102,14 +104,23 @@ def onnx_file_of(model: LoadedModel) -> Path | None:
     return path
 
 
+def cpu_threads() -> int:
+    """CPU cores this process may use (its affinity where the OS tells, e.g. under taskset)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 class OnnxNetwork:
-    """An ONNX Runtime session that is called like the PyTorch network (tensor in, tensor out)."""
+    """An ONNX Runtime session called like :class:`deepwml.torch_backend.TorchNetwork`: a
+    float32 numpy batch ``[N, 1, H, W]`` in, float32 numpy logits out."""
 
     def __init__(self, path: Path, divisor: int, threads: int | None = None) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.intra_op_num_threads = threads or cpu_threads()
         options.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -118,13 +129,16 @@ class OnnxNetwork:
         self.divisor = divisor
         self.input_name = self.session.get_inputs()[0].name
 
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        array = batch.detach().to("cpu", torch.float32).contiguous().numpy()
-        return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        array = np.ascontiguousarray(batch, dtype=np.float32)
+        return self.session.run(None, {self.input_name: array})[0]
 
 
 #: Tolerance of :func:`check_reproduces_weights` on logits (exports differ by ~2e-5).
 REPRODUCE_TOLERANCE = 1e-3
+#: The fixed probe both the graph and the weights run: one 32x32 slice (the network's four
+#: poolings leave 2x2, where every tap of every kernel still touches the image).
+PROBE_SEED, PROBE_SHAPE = 20240611, (1, 1, 32, 32)
 
 
 def check_reproduces_weights(onnx: "OnnxNetwork", model: LoadedModel, path: Path) -> float:
@@ -132,20 +146,18 @@ def check_reproduces_weights(onnx: "OnnxNetwork", model: LoadedModel, path: Path
 
     Why: the card's SHA-256 of ``model.onnx`` only catches corruption; whoever can replace the
     file can update the card too (a swapped graph ran silently: 5,798 ml on a phantom, while the
-    summary named the genuine weights). The verified safetensors weights are the reference: both
-    run a fixed input before the graph is used. Returns the max |logit difference|.
+    summary named the genuine weights). The verified safetensors weights are the reference: a
+    numpy float64 forward pass of them (:func:`deepwml.architecture.reference_logits`, no
+    PyTorch) and the graph run a fixed input before the graph is used. Returns the max
+    |logit difference|.
     """
-    generator = torch.Generator().manual_seed(20240611)
-    probe = torch.rand(2, 1, 64, 64, generator=generator) * 2.0
-    network = model.network
-    device = next(network.parameters()).device
-    with torch.inference_mode():
-        expected = network(probe.to(device)).float().cpu()
+    probe = (np.random.default_rng(PROBE_SEED).random(PROBE_SHAPE) * 2.0).astype(np.float32)
+    expected = reference_logits(model.numpy_weights(), model.config, probe)
     got = onnx(probe)
     if got.shape != expected.shape:
         raise ModelFileError(path, f"ONNX graph gives output of shape {tuple(got.shape)}, the weights "
                                    f"{tuple(expected.shape)}: it is not this model's graph; refusing it")
-    error = float((got - expected).abs().max())
+    error = float(np.abs(got - expected).max())
     if not error <= REPRODUCE_TOLERANCE:
         raise ModelFileError(path, f"ONNX graph does not reproduce the model's safetensors weights (max "
                                    f"|logit difference| {error:.2g} on a fixed input): it was altered or "

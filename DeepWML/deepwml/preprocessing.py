@@ -16,7 +16,8 @@ fills the canvas and the other is zero-padded symmetrically. Shrinking box-avera
 512 matrix becomes exact 2x2 means), enlarging is bilinear. ``to_native`` crops the padding
 and resizes back with the same pixel-centre convention, so the coordinate mapping is exactly
 inverted: masks at canvas resolution come back unchanged, and at 512 a mask of 2x2 blocks
-survives the round trip exactly (tested).
+survives the round trip exactly (tested). Resizing is numpy (:mod:`deepwml.resize`), so
+segmentation needs no PyTorch; arrays in and out are numpy ``float32``.
 """
 
 from __future__ import annotations
@@ -25,10 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
-import torch
-import torch.nn.functional as F
-
 from .intensity import air_level
+from .resize import resize
 from .reslice import THIN_SLICE_MM, average_slabs, slab_bounds, slices_per_slab
 from .slice_layout import SliceLayout, plan_slices
 
@@ -68,18 +67,6 @@ def normalize_intensity(volume: np.ndarray) -> np.ndarray:
     return np.clip((volume - lo) / (hi - lo), 0.0, CLIP_MAX).astype(np.float32)
 
 
-def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Box-average when shrinking (exact 2x2 means at the common 512 -> 256), bilinear when
-    enlarging; both with the pixel-centre (align_corners=False) convention."""
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    if size[0] <= x.shape[-2] and size[1] <= x.shape[-1]:
-        return F.adaptive_avg_pool2d(x, size)
-    if size[0] >= x.shape[-2] and size[1] >= x.shape[-1]:
-        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
-
-
 @dataclass(frozen=True)
 class CanvasMapping:
     """Geometry of one slice shape on the square canvas; shared by all slices of a volume."""
@@ -105,18 +92,18 @@ class CanvasMapping:
         return (self.native_shape[0] / self.resized_shape[0],
                 self.native_shape[1] / self.resized_shape[1])
 
-    def to_canvas(self, slices: torch.Tensor) -> torch.Tensor:
+    def to_canvas(self, slices: np.ndarray) -> np.ndarray:
         """``[N, C, rows, cols]`` native slices to ``[N, C, canvas, canvas]`` (zero padded)."""
-        x = _resize(slices, self.resized_shape)
-        out = x.new_zeros((*x.shape[:-2], self.canvas, self.canvas))
+        x = resize(slices, self.resized_shape)
+        out = np.zeros((*x.shape[:-2], self.canvas, self.canvas), dtype=np.float32)
         r0, c0 = self.offset
         out[..., r0:r0 + self.resized_shape[0], c0:c0 + self.resized_shape[1]] = x
         return out
 
-    def to_native(self, canvas: torch.Tensor) -> torch.Tensor:
+    def to_native(self, canvas: np.ndarray) -> np.ndarray:
         """Exact geometric inverse of :meth:`to_canvas`: crop the padding, resize back."""
         r0, c0 = self.offset
-        return _resize(canvas[..., r0:r0 + self.resized_shape[0], c0:c0 + self.resized_shape[1]],
+        return resize(canvas[..., r0:r0 + self.resized_shape[0], c0:c0 + self.resized_shape[1]],
                        self.native_shape)
 
     def canvas_to_native_coords(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -131,10 +118,10 @@ class CanvasMapping:
 
 
 def volume_to_canvas(slices: np.ndarray, spacing_mm: tuple[float, float],
-                     canvas: int = CANVAS) -> tuple[torch.Tensor, CanvasMapping]:
+                     canvas: int = CANVAS) -> tuple[np.ndarray, CanvasMapping]:
     """Normalise a ``[slice, row, col]`` stack and map it onto the canvas: ``[N, 1, C, C]``."""
     mapping = CanvasMapping.for_slices(slices.shape[1:], spacing_mm, canvas)
-    x = torch.from_numpy(np.ascontiguousarray(normalize_intensity(slices)))[:, None]
+    x = np.ascontiguousarray(normalize_intensity(slices))[:, None]
     return mapping.to_canvas(x), mapping
 
 
@@ -149,7 +136,7 @@ def thin_slabs(thickness_mm: float, n_slices: int, slab_mm: float) -> list[tuple
 
 
 def image_to_canvas(image: sitk.Image, slab_mm: float = 0.0
-                    ) -> tuple[torch.Tensor, CanvasMapping, SliceLayout]:
+                    ) -> tuple[np.ndarray, CanvasMapping, SliceLayout]:
     """A 3D FLAIR's acquisition slices, normalised, on the canvas, with the layout and mapping
     that lead back to its voxel grid. Training and inference both start here.
 
@@ -164,7 +151,7 @@ def image_to_canvas(image: sitk.Image, slab_mm: float = 0.0
     return canvas, mapping, layout
 
 
-def mask_to_canvas(mask: np.ndarray, mapping: CanvasMapping) -> torch.Tensor:
+def mask_to_canvas(mask: np.ndarray, mapping: CanvasMapping) -> np.ndarray:
     """A binary ``[slice, row, col]`` label stack to soft canvas targets in [0, 1]."""
-    x = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[:, None]
-    return mapping.to_canvas(x).clamp_(0.0, 1.0)
+    x = np.ascontiguousarray(mask, dtype=np.float32)[:, None]
+    return np.clip(mapping.to_canvas(x), 0.0, 1.0)

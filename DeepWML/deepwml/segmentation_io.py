@@ -30,6 +30,11 @@ TERMINOLOGY = {
 }
 
 
+#: gzip level of ``.seg.nrrd`` files. 1, not pynrrd's 9: a 24x512x512 mask wrote in 24 instead
+#: of 59 ms (a tenth of the non-network time of a volume) for files of tens of kilobytes either way.
+SEG_COMPRESSION_LEVEL = 1
+
+
 def terminology_string() -> str:
     """The segment's terminology in Slicer's tag format (what ``.seg.nrrd`` files store)."""
     t = TERMINOLOGY
@@ -62,7 +67,8 @@ def write_seg_nrrd(mask: sitk.Image, path: str | Path) -> None:
     }
     import slicerio  # imported here: the Slicer module does not need it
 
-    write_with(path, lambda tmp: slicerio.write_segmentation(str(tmp), segmentation))
+    write_with(path, lambda tmp: slicerio.write_segmentation(str(tmp), segmentation,
+                                                             compression_level=SEG_COMPRESSION_LEVEL))
 
 
 def write_labelmap(mask: sitk.Image, path: str | Path) -> None:

@@ -1,25 +1,35 @@
-"""Inference: a FLAIR volume in, a lesion probability map on the same voxel grid out."""
+"""Inference: a FLAIR volume in, a lesion probability map on the same voxel grid out.
+
+Numpy end to end around the network, which is ONNX Runtime (CPU, float32, the default where
+the model has a verified ``model.onnx``) or PyTorch (CUDA, bf16/fp16, ``--backend torch``):
+PyTorch is imported only when it runs the network (see :mod:`deepwml.torch_backend`). A volume
+goes through three steps, :meth:`Segmenter.prepare` (normalise, resample to the canvas),
+:meth:`Segmenter.run_network` and :meth:`Segmenter.finish` (back to the input's grid), so a
+batch can overlap them across volumes (:mod:`deepwml.batch`); :meth:`Segmenter.segment` runs
+the three in a row.
+"""
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import SimpleITK as sitk
-import torch
 
 from .errors import ModelFileError
 from .model_files import LoadedModel, load_model
 from .onnx_backend import OnnxNetwork, check_reproduces_weights, onnx_file_of, onnxruntime_available
 from .options import check_non_negative, check_positive_int, check_threshold
-from .preprocessing import image_to_canvas, thin_slabs
+from .preprocessing import CanvasMapping, image_to_canvas, thin_slabs
 from .reslice import THIN_SLAB_MM, interpolate_from_slabs
-from .slice_layout import image_from_slices
+from .slice_layout import SliceLayout, image_from_slices
+from .torch_backend import (TorchNetwork, check_precision, choose_device, cpu_has_fast_bf16,  # noqa: F401
+                            resolve_device)
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +46,7 @@ class Cancelled(Exception):
 HEAD_MARGIN = 16
 
 
-def head_window(canvas: torch.Tensor, divisor: int, margin: int = HEAD_MARGIN) -> tuple[slice, slice]:
+def head_window(canvas: np.ndarray, divisor: int, margin: int = HEAD_MARGIN) -> tuple[slice, slice]:
     """The rows and columns of ``[N, 1, C, C]`` canvas slices that hold the head, plus a margin.
 
     Normalisation maps everything darker than the head's 1st percentile (air, zero padding)
@@ -45,12 +55,13 @@ def head_window(canvas: torch.Tensor, divisor: int, margin: int = HEAD_MARGIN) -
     A routine 512x512 FLAIR with a 220-240 mm field of view leaves roughly half the canvas as
     air, and the network's time is proportional to the pixels it sees.
     """
+    canvas = np.asarray(canvas)
     size = canvas.shape[-1]
-    foreground = (canvas > 0).flatten(0, -3).any(0)
+    foreground = (canvas > 0).reshape(-1, *canvas.shape[-2:]).any(0)
     windows = []
     for axis in (1, 0):  # any over columns -> rows in use; over rows -> columns in use
-        used = foreground.any(axis).nonzero()[:, 0]
-        if used.numel() == 0:
+        used = np.flatnonzero(foreground.any(axis))
+        if used.size == 0:
             windows.append(slice(0, size))
             continue
         lo, hi = int(used[0]) - margin, int(used[-1]) + 1 + margin
@@ -60,54 +71,27 @@ def head_window(canvas: torch.Tensor, divisor: int, margin: int = HEAD_MARGIN) -
     return windows[0], windows[1]
 
 
-def resolve_device(device: str) -> torch.device:
-    """``auto`` picks CUDA when present, else CPU; an explicit ``cuda`` without one is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("CUDA was requested but no CUDA device is available (use --device cpu or auto)")
-    return torch.device(device)
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Float32 logistic function (exp overflows to inf for very negative logits: 1/inf = 0)."""
+    with np.errstate(over="ignore"):
+        out = np.exp(-logits, dtype=np.float32)
+    out += np.float32(1)
+    return np.reciprocal(out, out=out)
 
 
-def cpu_has_fast_bf16() -> bool:
-    """True when the CPU runs bf16 matrix work natively (AVX512-BF16 or AMX)."""
-    try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``precision`` (auto|float32|bf16|fp16) on ``device``; None = float32.
-
-    ``auto`` is float32 on every device: the default mask must not depend on which CPU or GPU
-    a radiologist's scan happened to run on (bf16 autocast is used on some CPUs and not on
-    others, and its masks differ in boundary voxels). bf16/fp16 are there on request, for
-    speed on a GPU or a CPU with native bf16 (:func:`cpu_has_fast_bf16`).
-    """
-    if precision in ("auto", "float32"):
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision == "fp16":
-        return torch.float16
-    raise ValueError(f"unknown precision {precision!r} (auto, float32, bf16, fp16)")
-
-
-def resolve_onnx_file(backend: str, model: LoadedModel, device: torch.device,
-                      autocast_dtype: torch.dtype | None) -> Path | None:
+def resolve_onnx_file(backend: str, model: LoadedModel, device: str, precision: str) -> Path | None:
     """The verified ``model.onnx`` to run for ``backend`` (auto|torch|onnx); None means PyTorch.
 
     ``auto`` takes ONNX Runtime for float32 on the CPU when the model carries a verified
-    ``model.onnx`` and onnxruntime is installed (faster than PyTorch there: see onnx_backend),
-    PyTorch otherwise (CUDA, bf16/fp16, models without an ONNX export). The file is hashed
-    once, here.
+    ``model.onnx`` and onnxruntime is installed (faster than PyTorch there, and no PyTorch
+    import: see onnx_backend), PyTorch otherwise (CUDA, bf16/fp16, models without an ONNX
+    export). The file is hashed once, here.
     """
     if backend == "torch":
         return None
     if backend not in ("auto", "onnx"):
         raise ValueError(f"unknown backend {backend!r} (auto, torch, onnx)")
-    usable = device.type == "cpu" and autocast_dtype is None
+    usable = device == "cpu" and precision == "float32"
     if backend == "onnx":
         if not usable:
             raise RuntimeError("the ONNX backend runs float32 on the CPU only (use --backend torch for "
@@ -121,6 +105,18 @@ def resolve_onnx_file(backend: str, model: LoadedModel, device: torch.device,
         return path
     return onnx_file_of(model) if usable and onnxruntime_available() else None
 
+
+@dataclass
+class PreparedVolume:
+    """A volume on the canvas, with what leads back to its voxel grid (:meth:`Segmenter.prepare`)."""
+
+    image: sitk.Image
+    canvas: np.ndarray
+    mapping: CanvasMapping
+    layout: SliceLayout
+    n_slices: int
+    slabs: Optional[list] = None
+    timings_s: dict = field(default_factory=dict)
 
 @dataclass
 class SegmentationResult:
@@ -137,29 +133,39 @@ class SegmentationResult:
     #: Slab thickness the network saw for a thin-slice volume; 0.0 = native slices.
     slab_mm: float = 0.0
 
-    @property
+    @functools.cached_property
     def mask(self) -> sitk.Image:
+        """The binary mask (computed once: the outputs and the summary all need it)."""
         return sitk.Cast(self.probabilities >= self.threshold, sitk.sitkUInt8)
 
 
 class Segmenter:
-    """A loaded model bound to a device; reuse one instance for many volumes."""
+    """A verified model bound to a device and backend; reuse one instance for many volumes."""
 
     def __init__(self, model: LoadedModel | str | None = None, device: str = "auto",
                  precision: str = "auto", batch_size: int = 8, flip_tta: bool = False,
                  head_crop: bool = True, backend: str = "auto",
                  thin_slab_mm: float = THIN_SLAB_MM) -> None:
         self.batch_size = check_positive_int(batch_size, "batch size")
-        self.device = resolve_device(device)
-        self.model = model if isinstance(model, LoadedModel) else load_model(model, self.device)
-        self.model.network.to(self.device).eval()
-        self.autocast_dtype = resolve_precision(precision, self.device)
-        self.network: Callable[[torch.Tensor], torch.Tensor] = self.model.network
+        #: Thin-slice volumes (< 2 mm) are seen as axial slabs of this thickness (mm), the
+        #: probabilities interpolated back to every slice; 0: every native slice. The model
+        #: was trained on 3-8 mm slices; see the README's "Accuracy on real scans".
+        self.thin_slab_mm = check_non_negative(thin_slab_mm, "thin slab thickness")
+        self.precision_name = check_precision(precision)
+        self.device = choose_device(device)
+        self.flip_tta = flip_tta
+        #: Run the network only on slices with head and only on the head's window (see
+        #: :func:`head_window`); outside it the lesion probability is 0. False: whole canvas.
+        self.head_crop = head_crop
+        if not isinstance(model, LoadedModel):
+            model = load_model(model, framework="numpy")  # PyTorch only if it runs the network
+        self.model = model
         self.backend = "torch"
-        onnx_file = resolve_onnx_file(backend, self.model, self.device, self.autocast_dtype)
+        self.network: Callable[[np.ndarray], np.ndarray] | None = None
+        onnx_file = resolve_onnx_file(backend, self.model, self.device, self.precision_name)
         if onnx_file is not None:
             try:
-                network = OnnxNetwork(onnx_file, self.model.network.divisor)
+                network = OnnxNetwork(onnx_file, self.model.config.divisor)
                 check_reproduces_weights(network, self.model, onnx_file)
                 self.network, self.backend = network, "onnx"
             except ModelFileError as err:
@@ -167,18 +173,10 @@ class Segmenter:
                     raise
                 # a verified file this onnxruntime cannot run (too old, broken install): slower, not wrong
                 log.warning("%s; using PyTorch instead", err)
-        #: NHWC convolutions: 1.4x faster than NCHW on this CPU for the same float32 math
-        self.channels_last = self.backend == "torch" and self.device.type == "cpu"
-        if self.channels_last:
-            self.model.network.to(memory_format=torch.channels_last)
-        self.flip_tta = flip_tta
-        #: Run the network only on slices with head and only on the head's window (see
-        #: :func:`head_window`); outside it the lesion probability is 0. False: whole canvas.
-        self.head_crop = head_crop
-        #: Thin-slice volumes (< 2 mm) are seen as axial slabs of this thickness (mm), the
-        #: probabilities interpolated back to every slice; 0: every native slice. The model
-        #: was trained on 3-8 mm slices; see the README's "Accuracy on real scans".
-        self.thin_slab_mm = check_non_negative(thin_slab_mm, "thin slab thickness")
+        if self.network is None:
+            if self.model.network is None:
+                self.model = load_model(self.model.path, self.device)
+            self.network = TorchNetwork(self.model.network, self.device, self.precision_name)
 
     @property
     def ran_file(self) -> dict[str, str]:
@@ -189,75 +187,81 @@ class Segmenter:
             return {"file": card["onnx"].get("file", "model.onnx"), "sha256": card["onnx"]["sha256"]}
         return {"file": card["weights_file"], "sha256": card["weights_sha256"]}
 
-    @property
-    def precision_name(self) -> str:
-        return {None: "float32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.autocast_dtype]
-
-    @contextlib.contextmanager
-    def _autocast(self) -> Iterator[None]:
-        if self.autocast_dtype is None:
-            yield
-        else:
-            with torch.autocast(self.device.type, dtype=self.autocast_dtype):
-                yield
-
-    def predict_canvas(self, canvas: torch.Tensor,
-                       progress: ProgressCallback | None = None) -> torch.Tensor:
-        """Probabilities for ``[N, 1, C, C]`` canvas slices, in batches (float32, on the CPU)."""
+    def predict_canvas(self, canvas: Any, progress: ProgressCallback | None = None) -> np.ndarray:
+        """Probabilities for ``[N, 1, C, C]`` canvas slices, in batches (float32 numpy)."""
         net = self.network
-        out = torch.zeros(canvas.shape, dtype=torch.float32)
+        canvas = np.asarray(canvas, dtype=np.float32)
+        out = np.zeros(canvas.shape, dtype=np.float32)
         if self.head_crop:
-            todo = (canvas.flatten(1) > 0).any(1).nonzero()[:, 0]
-            rows, cols = (head_window(canvas[todo], self.model.network.divisor) if todo.numel()
+            todo = np.flatnonzero((canvas.reshape(canvas.shape[0], -1) > 0).any(1))
+            rows, cols = (head_window(canvas[todo], self.model.config.divisor) if todo.size
                           else (slice(0), slice(0)))
         else:
-            todo = torch.arange(canvas.shape[0])
+            todo = np.arange(canvas.shape[0])
             rows = cols = slice(None)
-        total = todo.numel()
-        with torch.inference_mode(), self._autocast():
-            for start in range(0, total, self.batch_size):
-                picked = todo[start:start + self.batch_size]
-                batch = canvas[picked][..., rows, cols].to(self.device, non_blocking=True)
-                if self.channels_last:
-                    batch = batch.contiguous(memory_format=torch.channels_last)
-                logits = net(batch).float()
-                if self.flip_tta:
-                    logits = 0.5 * (logits + net(batch.flip(-1)).float().flip(-1))
-                out[picked, :, rows, cols] = torch.sigmoid(logits).cpu()
-                done = min(start + self.batch_size, total)
-                if progress is not None and progress(done, total) is False:
-                    raise Cancelled("segmentation cancelled")
+        total = int(todo.size)
+        for start in range(0, total, self.batch_size):
+            picked = todo[start:start + self.batch_size]
+            batch = np.ascontiguousarray(canvas[picked][..., rows, cols])
+            logits = net(batch)
+            if self.flip_tta:
+                logits = np.float32(0.5) * (logits + net(np.ascontiguousarray(batch[..., ::-1]))[..., ::-1])
+            out[picked, :, rows, cols] = sigmoid(logits)
+            done = min(start + self.batch_size, total)
+            if progress is not None and progress(done, total) is False:
+                raise Cancelled("segmentation cancelled")
         if progress is not None and total == 0:
             progress(0, 0)
         return out
 
-    def segment(self, image: sitk.Image, threshold: float | None = None,
-                progress: ProgressCallback | None = None) -> SegmentationResult:
-        """Segment a validated 3D FLAIR ``image`` (see :func:`deepwml.image_io.load_flair`)."""
-        threshold = self.model.threshold if threshold is None else check_threshold(threshold)
-        timings: dict[str, float] = {}
+    def prepare(self, image: sitk.Image) -> PreparedVolume:
+        """Normalise and resample a validated 3D FLAIR onto the canvas (no network; thread-safe)."""
         t0 = time.perf_counter()
         canvas, mapping, layout = image_to_canvas(image, self.thin_slab_mm)
         n_slices = image.GetSize()[2 - layout.transpose[layout.slice_axis]]  # numpy axis n = index axis 2-n
         slabs = thin_slabs(layout.slice_thickness_mm, n_slices, self.thin_slab_mm)
-        timings["preprocess"] = time.perf_counter() - t0
+        return PreparedVolume(image, canvas, mapping, layout, n_slices, slabs,
+                              {"preprocess": time.perf_counter() - t0})
 
+    def run_network(self, prepared: PreparedVolume, progress: ProgressCallback | None = None) -> np.ndarray:
+        """The canvas probabilities of a prepared volume (records the network's time)."""
         t1 = time.perf_counter()
-        probs = self.predict_canvas(canvas, progress)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-        timings["network"] = time.perf_counter() - t1
+        probs = self.predict_canvas(prepared.canvas, progress)
+        if isinstance(self.network, TorchNetwork):
+            self.network.synchronize()
+        prepared.timings_s["network"] = time.perf_counter() - t1
+        return probs
 
+    def finish(self, prepared: PreparedVolume, probs: np.ndarray,
+               threshold: float | None = None) -> SegmentationResult:
+        """Canvas probabilities back onto the input's voxel grid (no network; thread-safe)."""
+        threshold = self.model.threshold if threshold is None else check_threshold(threshold)
         t2 = time.perf_counter()
-        native = mapping.to_native(probs)[:, 0].clamp_(0.0, 1.0).numpy()
-        if slabs is not None:
-            native = interpolate_from_slabs(native, slabs, n_slices)
-        prob_image = image_from_slices(native.astype(np.float32), layout, image)
+        mapping, layout = prepared.mapping, prepared.layout
+        native = np.zeros((probs.shape[0], *mapping.native_shape), dtype=np.float32)
+        busy = np.flatnonzero(probs.reshape(probs.shape[0], -1).any(1))  # slices without head stay 0
+        if busy.size:
+            native[busy] = mapping.to_native(probs[busy])[:, 0]
+        np.clip(native, 0.0, 1.0, out=native)
+        if prepared.slabs is not None:
+            native = interpolate_from_slabs(native, prepared.slabs, prepared.n_slices)
+        prob_image = image_from_slices(native, layout, prepared.image)
+        timings = dict(prepared.timings_s)
         timings["postprocess"] = time.perf_counter() - t2
-        timings["total"] = time.perf_counter() - t0
-        log.info("segmented %d slices in %.2f s on %s (%s, %s)", canvas.shape[0], timings["total"],
+        timings["total"] = sum(timings.values())
+        log.info("segmented %d slices in %.2f s on %s (%s, %s)", probs.shape[0], timings["total"],
                  self.device, self.precision_name, self.backend)
+        slabs = prepared.slabs
         return SegmentationResult(prob_image, threshold,
-                                  timings, str(self.device), self.precision_name, self.backend,
+                                  timings, self.device, self.precision_name, self.backend,
                                   layout.slice_thickness_mm, layout.slice_axis,
                                   (slabs[0][1] - slabs[0][0]) * layout.slice_thickness_mm if slabs else 0.0)
+
+    def segment(self, image: sitk.Image, threshold: float | None = None,
+                progress: ProgressCallback | None = None) -> SegmentationResult:
+        """Segment a validated 3D FLAIR ``image`` (see :func:`deepwml.image_io.load_flair`)."""
+        if threshold is not None:
+            check_threshold(threshold)  # before any work
+        prepared = self.prepare(image)
+        return self.finish(prepared, self.run_network(prepared, progress), threshold)
+

@@ -10,29 +10,10 @@ The module returns logits; :meth:`UNet2D.probabilities` applies the sigmoid.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 from torch import nn
 
-
-@dataclass(frozen=True)
-class UNetConfig:
-    """Architecture hyper-parameters, stored verbatim in every model card."""
-
-    base_channels: int = 64
-    depth: int = 4
-    in_channels: int = 1
-
-    def to_dict(self) -> dict:
-        return {"type": "unet2d", **asdict(self)}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "UNetConfig":
-        if data.get("type", "unet2d") != "unet2d":
-            raise ValueError(f"unknown architecture type {data.get('type')!r}")
-        return cls(int(data["base_channels"]), int(data.get("depth", 4)),
-                   int(data.get("in_channels", 1)))
+from .architecture import UNetConfig  # noqa: F401  (the card's description; torch-free)
 
 
 def _double_conv(cin: int, cout: int) -> nn.Sequential:
@@ -66,7 +47,7 @@ class UNet2D(nn.Module):
     @property
     def divisor(self) -> int:
         """Input height and width must be multiples of this."""
-        return 2 ** self.config.depth
+        return self.config.divisor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []

@@ -33,7 +33,7 @@ def load_canvas_case(case: Case, label_path=None) -> CanvasCase:
         raise ManifestError(case.flair, f"case {case.case} has no label")
     mask = layout.to_slices(read_label(path, flair, case.label_value))
     labels = mask_to_canvas(mask, mapping)
-    return CanvasCase(case, images.half(), labels.half())
+    return CanvasCase(case, torch.from_numpy(images).half(), torch.from_numpy(labels).half())
 
 
 class SliceDataset(torch.utils.data.Dataset):

@@ -68,27 +68,44 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 
 def _segment_all(args: argparse.Namespace, segmenter: Any, names: list[str]) -> int:
-    """The batch loop of ``segment`` (inside the output folder's lock)."""
+    """The batch loop of ``segment`` (inside the output folder's lock). Several inputs go
+    through :func:`deepwml.batch.segment_files` (reading, network and writing overlapped);
+    one input through :func:`deepwml.pipeline.segment_file`."""
     from tqdm import tqdm
 
-    from .pipeline import segment_file
-
-    summaries, failures = [], 0
-    bar = tqdm(list(zip(args.inputs, names)), desc="segment", unit="volume",
+    summaries: list[dict[str, Any]] = []
+    failures = 0
+    bar = tqdm(total=len(args.inputs), desc="segment", unit="volume",
                disable=args.quiet or len(args.inputs) < 2)
-    for path, name in bar:
-        try:
-            summary = segment_file(path, args.output, segmenter, args.threshold, args.labelmap,
-                                   args.probabilities, args.overwrite, name=name, series=args.series or ())
-        except DeepWMLError as err:
+
+    def report(_index: int, path: str, summary: dict[str, Any] | None, error: DeepWMLError | None) -> None:
+        nonlocal failures
+        bar.update(1)
+        if error is not None:
             failures += 1
-            print(f"deepwml: error: {err}", file=sys.stderr)
-            continue
+            print(f"deepwml: error: {error}", file=sys.stderr)
+            return
         summaries.append(summary)
         if not args.quiet:
             tqdm.write(f"{path}: {summary['total_volume_ml']:.2f} ml in {summary['lesion_count']} "
                        f"lesions, {summary['timings_s']['end_to_end']:.2f} s on {summary['device']} "
                        f"-> {summary['segmentation']}")
+
+    options = dict(threshold=args.threshold, labelmap=args.labelmap, probabilities=args.probabilities,
+                   overwrite=args.overwrite, series=args.series or ())
+    if len(args.inputs) > 1:
+        from .batch import segment_files
+
+        segment_files(args.inputs, args.output, segmenter, report, names=names, **options)
+    else:
+        from .pipeline import segment_file
+
+        try:
+            report(0, args.inputs[0], segment_file(args.inputs[0], args.output, segmenter,
+                                                   name=names[0], **options), None)
+        except DeepWMLError as err:
+            report(0, args.inputs[0], None, err)
+    bar.close()
     if args.summary and summaries:
         _write_batch_summary(Path(args.summary), summaries, args.overwrite)
         if not args.quiet:

@@ -49,27 +49,19 @@ class OutputPaths:
         return [p for p in (self.segmentation, self.summary, self.labelmap, self.probabilities) if p]
 
 
-def segment_file(input_path: str | Path, out_dir: str | Path, segmenter: Segmenter,
-                 threshold: float | None = None, labelmap: bool = False,
-                 probabilities: bool = False, overwrite: bool = False,
-                 progress: ProgressCallback | None = None, name: str | None = None,
-                 series: Collection[str] = ()) -> dict[str, Any]:
-    """Read, segment and write one volume; return its summary (also written as JSON).
-
-    All outputs are checked before any is written, so a refusal leaves nothing behind, and
-    they are published together (all or none). ``name`` replaces the input's file name as the
-    outputs' stem (a batch uses it to keep same-named inputs apart); ``series`` are DICOM series
-    UIDs to choose from a folder holding several.
-    """
-    input_path = Path(input_path)
-    out_dir = Path(out_dir)
+def plan_outputs(input_path: Path, out_dir: Path, name: str | None, labelmap: bool, probabilities: bool,
+                 overwrite: bool) -> OutputPaths:
+    """A case's output paths, refused (before any work) if one exists and ``overwrite`` is off."""
     paths = OutputPaths.for_case(out_dir, name or case_name(input_path), labelmap, probabilities)
     for path in paths.all():
         refuse_existing(path, overwrite)
-    t0 = time.perf_counter()
-    image = load_flair(input_path, series)
-    read_s = time.perf_counter() - t0
-    result = segmenter.segment(image, threshold, progress)
+    return paths
+
+
+def write_outputs(input_path: Path, paths: OutputPaths, image: sitk.Image, result: SegmentationResult,
+                  segmenter: Segmenter, read_s: float, t0: float) -> dict[str, Any]:
+    """Write a segmented case's files, published together (all or none); return its summary.
+    ``t0`` is when reading the case began, ``read_s`` how long reading took."""
     t1 = time.perf_counter()
     mask = result.mask
     with publish_together():
@@ -81,6 +73,28 @@ def segment_file(input_path: str | Path, out_dir: str | Path, segmenter: Segment
         summary = _summary(input_path, paths, image, result, segmenter, read_s, t0, t1)
         write_with(paths.summary, lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8"))
     return summary
+
+
+def segment_file(input_path: str | Path, out_dir: str | Path, segmenter: Segmenter,
+                 threshold: float | None = None, labelmap: bool = False,
+                 probabilities: bool = False, overwrite: bool = False,
+                 progress: ProgressCallback | None = None, name: str | None = None,
+                 series: Collection[str] = ()) -> dict[str, Any]:
+    """Read, segment and write one volume; return its summary (also written as JSON).
+
+    All outputs are checked before any is written, so a refusal leaves nothing behind, and
+    they are published together (all or none). ``name`` replaces the input's file name as the
+    outputs' stem (a batch uses it to keep same-named inputs apart); ``series`` are DICOM series
+    UIDs to choose from a folder holding several. A batch of many files overlaps these steps
+    across files: :func:`deepwml.batch.segment_files`.
+    """
+    input_path = Path(input_path)
+    paths = plan_outputs(input_path, Path(out_dir), name, labelmap, probabilities, overwrite)
+    t0 = time.perf_counter()
+    image = load_flair(input_path, series)
+    read_s = time.perf_counter() - t0
+    result = segmenter.segment(image, threshold, progress)
+    return write_outputs(input_path, paths, image, result, segmenter, read_s, t0)
 
 
 def _summary(input_path: Path, paths: OutputPaths, image: sitk.Image, result: SegmentationResult,

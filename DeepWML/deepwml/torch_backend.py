@@ -21,7 +21,12 @@ PRECISIONS = ("auto", "float32", "bf16", "fp16")
 
 def torch_installed() -> bool:
     """Whether PyTorch can be imported (without importing it)."""
-    return importlib.util.find_spec("torch") is not None
+    if "torch" in sys.modules:
+        return sys.modules["torch"] is not None  # None: imports of torch are blocked
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _nvidia_driver_visible() -> bool:

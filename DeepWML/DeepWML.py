@@ -378,7 +378,7 @@ class DeepWMLWidget(ScriptedLoadableModuleWidget):
         self.updateButtons()
 
     def onDeviceChanged(self, text: str) -> None:
-        if text == "cuda" and not dependencies.missing("segment"):
+        if text == "cuda" and not dependencies.missing("torch"):
             import torch
 
             if not torch.cuda.is_available():
@@ -395,7 +395,9 @@ class DeepWMLWidget(ScriptedLoadableModuleWidget):
         self.ui.logTextEdit.clear()
         self.ui.resultLabel.text = ""
         with slicer.util.tryWithErrorDisplay("DeepWML could not start.", waitCursor=True):
-            dependencies.ensure_in_slicer("segment", ask=True, log=lambda text: self.log([text]))
+            use = dependencies.use_for_segmentation(self.ui.deviceComboBox.currentText,
+                                                    self.ui.backendComboBox.currentText)
+            dependencies.ensure_in_slicer(use, ask=True, log=lambda text: self.log([text]))
             self.run = self.logic.startSegmentation(self.ui.inputSelector.currentNode(),
                                                     self.ui.deviceComboBox.currentText,
                                                     self.ui.backendComboBox.currentText)

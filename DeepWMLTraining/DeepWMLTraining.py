@@ -131,7 +131,7 @@ class DeepWMLTrainingWidget(ScriptedLoadableModuleWidget):
         return self.ui.manifestPathLineEdit.currentPath, self.ui.outputPathLineEdit.currentPath
 
     def _device(self) -> str:
-        if dependencies.missing("segment"):
+        if dependencies.missing("torch"):
             return "cpu"
         import torch
 

@@ -1,8 +1,11 @@
 """The one list of Python packages both DeepWML modules need beyond what 3D Slicer bundles.
 
 Installed on first use, after the user agrees, inside the caller's error display (so a failed
-install shows a dialog). PyTorch comes through the PyTorch extension's installer (it picks the
-CUDA build that fits the machine) with the version floor below; the rest through pip.
+install shows a dialog). Segmenting on the CPU needs no PyTorch (ONNX Runtime runs the bundled
+model): PyTorch, the most common complaint against Slicer AI extensions, is asked for only
+for CUDA, ``--backend torch`` and training (the ``torch`` group), and then comes through the
+PyTorch extension's installer (it picks the CUDA build that fits the machine) with the version
+floor below; the rest through pip.
 SimpleITK and numpy ship with Slicer and are never replaced (Slicer's SimpleITK has its own IO).
 """
 
@@ -19,7 +22,8 @@ class Requirement:
     module: str          #: import name
     package: str         #: pip name
     floor: str           #: lowest version we support ("" = any)
-    needed_for: str      #: "segment" (both modules), "train" (DeepWMLTraining), "phantoms" (self-tests)
+    needed_for: str      #: "segment" (both modules), "torch" (CUDA, PyTorch backend), "train"
+    #: (DeepWMLTraining), "phantoms" (self-tests)
     bundled: bool = False  #: ships with Slicer: checked, never installed
 
     @property
@@ -33,7 +37,7 @@ TORCH_FLOOR = "2.1"
 REQUIREMENTS: List[Requirement] = [
     Requirement("numpy", "numpy", "1.22", "segment", bundled=True),
     Requirement("SimpleITK", "SimpleITK", "2.2", "segment", bundled=True),
-    Requirement("torch", "torch", TORCH_FLOOR, "segment"),
+    Requirement("torch", "torch", TORCH_FLOOR, "torch"),
     Requirement("safetensors", "safetensors", "0.4", "segment"),
     Requirement("scipy", "scipy", "1.9", "segment"),
     Requirement("onnxruntime", "onnxruntime", "1.16", "segment"),
@@ -45,7 +49,14 @@ REQUIREMENTS: List[Requirement] = [
 ]
 
 #: What each use needs ("train" includes everything segmentation needs).
-GROUPS = {"segment": ("segment",), "train": ("segment", "train"), "phantoms": ("segment", "train", "phantoms")}
+GROUPS = {"segment": ("segment",), "torch": ("segment", "torch"), "train": ("segment", "torch", "train"),
+          "phantoms": ("segment", "torch", "train", "phantoms")}
+
+
+def use_for_segmentation(device: str, backend: str) -> str:
+    """The dependency group a segmentation with these panel choices needs: ``torch`` only for
+    CUDA or the PyTorch backend; ``auto`` runs the bundled model in ONNX Runtime on the CPU."""
+    return "torch" if device.startswith("cuda") or backend == "torch" else "segment"
 
 
 def _version_tuple(text: str) -> tuple:
@@ -113,9 +124,10 @@ def ensure_in_slicer(use: str = "segment", ask: bool = True, log: Callable[[str]
     todo = missing(use)
     if not todo:
         return
+    large = " (PyTorch is large; this takes a few minutes, once.)" if any(r.module == "torch" for r in todo) else ""
     if ask and not slicer.util.confirmOkCancelDisplay(
-            f"DeepWML needs these Python packages: {describe(todo)}.\nInstall them now? "
-            "(PyTorch is large; this takes a few minutes, once.)", windowTitle="DeepWML"):
+            f"DeepWML needs these Python packages: {describe(todo)}.\nInstall them now?{large}",
+            windowTitle="DeepWML"):
         raise DependencyError(f"DeepWML cannot run without {describe(todo)} (installation declined)")
 
     torch_installer = None

@@ -29,7 +29,7 @@ from .preprocessing import CanvasMapping, image_to_canvas, thin_slabs
 from .reslice import THIN_SLAB_MM, interpolate_from_slabs
 from .slice_layout import SliceLayout, image_from_slices
 from .torch_backend import (TorchNetwork, check_precision, choose_device, cpu_has_fast_bf16,  # noqa: F401
-                            resolve_device)
+                            resolve_device, torch_installed)
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +174,10 @@ class Segmenter:
                 # a verified file this onnxruntime cannot run (too old, broken install): slower, not wrong
                 log.warning("%s; using PyTorch instead", err)
         if self.network is None:
+            if self.model.network is None and not torch_installed():
+                raise RuntimeError(f"model {self.model.model_id} needs PyTorch here (no verified ONNX export, "
+                                   f"{self.device}, {self.precision_name}); install torch, or run 'deepwml "
+                                   "export-onnx MODEL' and use the CPU")
             if self.model.network is None:
                 self.model = load_model(self.model.path, self.device)
             self.network = TorchNetwork(self.model.network, self.device, self.precision_name)

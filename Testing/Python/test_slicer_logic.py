@@ -264,7 +264,8 @@ def test_dependencies_missing_and_install_order(slicer):
     def find_spec(name):
         return object() if name in present else None
 
-    missing = deps.missing("segment", find_spec, versions.get)
+    assert [r.module for r in deps.missing("segment", find_spec, versions.get)] == ["onnxruntime"]
+    missing = deps.missing("torch", find_spec, versions.get)
     assert [r.module for r in missing] == ["torch", "onnxruntime"]  # torch below its floor
     assert [r.module for r in deps.missing("train", find_spec, versions.get)] == ["torch", "onnxruntime"]
     assert {r.module for r in deps.missing("phantoms", find_spec, versions.get)} >= {"nibabel", "nilearn"}
@@ -278,6 +279,25 @@ def test_dependencies_missing_and_install_order(slicer):
     bundled = [r for r in deps.REQUIREMENTS if r.bundled]
     with pytest.raises(deps.DependencyError, match="5.6"):
         deps.install(bundled, pip_install=calls.append, log=lambda _: None)
+
+
+def test_cpu_segmentation_never_asks_for_pytorch(slicer):
+    """Plain CPU segmentation (device auto/cpu, backend auto/onnx) needs onnxruntime etc. but
+    not PyTorch; CUDA, the PyTorch backend and training do."""
+    from DeepWMLLib import dependencies as deps
+
+    assert {r.module for r in deps.REQUIREMENTS if r.needed_for in deps.GROUPS["segment"]} >= {
+        "onnxruntime", "safetensors", "numpy", "SimpleITK"}
+    assert "torch" not in {r.module for r in deps.REQUIREMENTS if r.needed_for in deps.GROUPS["segment"]}
+    for device in ("auto", "cpu"):
+        for backend in ("auto", "onnx"):
+            assert deps.use_for_segmentation(device, backend) == "segment"
+    assert deps.use_for_segmentation("cuda", "auto") == "torch"
+    assert deps.use_for_segmentation("cpu", "torch") == "torch"
+    assert {"torch"} <= {r.module for r in deps.REQUIREMENTS if r.needed_for in deps.GROUPS["train"]}
+    nothing_but_torch = deps.missing("segment", lambda name: None if name == "torch" else object(),
+                                     lambda _package: None)
+    assert nothing_but_torch == []
 
 
 # --- model choice in Slicer's settings -----------------------------------------------------

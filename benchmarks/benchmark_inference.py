@@ -13,13 +13,20 @@ for every configuration with trained weights, so speed is never bought with accu
 The baseline has random weights unless --baseline-model names a trained one (its speed does
 not depend on the weights).
 
+Then (issue 14) the shipped path's overhead: the share of end to end that is not the network
+(24x512x512 and a 1 mm 3D volume), the cold-start wall time of ``deepwml segment`` of one volume
+in a fresh process (PyTorch not imported), and batch throughput in volumes/s over ``--batch-cases``
+phantoms, one after another (``segment_file``) against pipelined (``deepwml.batch``).
+
     .venv/bin/python benchmarks/benchmark_inference.py [--repeats 3] [--threads N] [--json out.json]
-        [--baseline-model RUN/model] [--slices 24] [--memory-slices 30]
+        [--baseline-model RUN/model] [--slices 24] [--memory-slices 30] [--batch-cases 50]
+        [--speed-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import platform
@@ -121,6 +128,120 @@ def run_config(args: argparse.Namespace) -> dict:
     return result
 
 
+def overhead_share(flair: Path, repeats: int) -> dict:
+    """Median per-step times of the shipped path (``auto``) on ``flair`` and the share of end to
+    end that is not the network."""
+    from deepwml.pipeline import segment_file
+    from deepwml.segmenter import Segmenter
+
+    seg = Segmenter(device="auto")
+    out = Path(tempfile.mkdtemp())
+    segment_file(flair, out, seg, overwrite=True)  # warm-up
+    runs = [segment_file(flair, out, seg, overwrite=True)["timings_s"] for _ in range(repeats)]
+    median = {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
+    median["overhead_share"] = 1.0 - median["network"] / median["end_to_end"]
+    median["device"], median["backend"] = seg.device, seg.backend
+    return median
+
+
+def cold_start_s(flair: Path, repeats: int) -> tuple[float, bool]:
+    """Median wall time of ``deepwml segment FLAIR`` in a fresh process, and whether that
+    process imported PyTorch."""
+    walls, torch_seen = [], False
+    code = ("import sys; from deepwml.cli import main; rc = main(sys.argv[1:]); "
+            "print('TORCH', 'torch' in sys.modules); sys.exit(rc)")
+    for _ in range(repeats):
+        out = tempfile.mkdtemp()
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-c", code, "segment", str(flair), "-o", out, "-q"],
+                              capture_output=True, text=True, check=True)
+        walls.append(time.perf_counter() - t0)
+        torch_seen |= "TORCH True" in proc.stdout
+    return float(np.median(walls)), torch_seen
+
+
+def batch_throughput(cases: int) -> dict:
+    """Volumes/s over ``cases`` phantoms (``deepwml phantom``), sequential vs pipelined."""
+    from deepwml.batch import segment_files
+    from deepwml.cli import main as cli_main
+    from deepwml.pipeline import segment_file
+    from deepwml.segmenter import Segmenter
+
+    folder = Path(tempfile.mkdtemp())
+    cli_main(["phantom", str(folder / "ph"), "--cases", str(cases), "--seed", "7", "-q"])
+    with open(folder / "ph" / "manifest.csv", newline="", encoding="utf-8") as handle:
+        inputs = [str(folder / "ph" / row["flair"]) for row in csv.DictReader(handle)][:cases]
+    names = [f"v{i:03d}" for i in range(len(inputs))]
+    seg = Segmenter(device="auto")
+    t0 = time.perf_counter()
+    for path, name in zip(inputs, names):
+        segment_file(path, folder / "seq", seg, name=name)
+    sequential = time.perf_counter() - t0
+    failed: list[str] = []
+    t0 = time.perf_counter()
+    segment_files(inputs, folder / "pipe", seg, lambda _i, p, _s, e: failed.append(p) if e else None, names=names)
+    pipelined = time.perf_counter() - t0
+    same = all(np.array_equal(_mask(folder / "seq", n), _mask(folder / "pipe", n)) for n in names)
+    return {"volumes": len(inputs), "sequential_per_s": len(inputs) / sequential,
+            "pipelined_per_s": len(inputs) / pipelined, "failed": len(failed), "identical": same}
+
+
+def _mask(folder: Path, name: str) -> np.ndarray:
+    import SimpleITK as sitk
+
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(folder / f"{name}.seg.nrrd")))
+
+
+def make_3d_volume(flair: Path) -> Path:
+    """A 1 mm-like isotropic 3D FLAIR volume (180x256x256): the thick-slice phantom resampled."""
+    import SimpleITK as sitk
+
+    folder = flair.parent
+    case = sitk.ReadImage(str(flair))
+    size = [256, 256, 180]
+    spacing = [case.GetSize()[i] * case.GetSpacing()[i] / size[i] for i in range(3)]
+    iso = sitk.Resample(case, size, sitk.Transform(), sitk.sitkLinear, case.GetOrigin(), spacing,
+                        case.GetDirection(), 0.0, sitk.sitkInt16)
+    path = folder / "bench_flair_3d.nii.gz"
+    sitk.WriteImage(iso, str(path), True)
+    return path
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def speed_report(folder: Path, args: argparse.Namespace) -> dict:
+    """Issue 14's figures on this machine, printed and returned."""
+    flair = folder / f"bench_flair_{args.slices}.nii.gz"
+    report = {"cpu": cpu_model(), "cpus": os.cpu_count(),
+              "overhead_2d": overhead_share(flair, args.repeats),
+              "overhead_3d": overhead_share(make_3d_volume(flair), args.repeats)}
+    report["cold_start_s"], report["cold_start_imported_torch"] = cold_start_s(flair, args.repeats)
+    if args.batch_cases:
+        report["batch"] = batch_throughput(args.batch_cases)
+    print(f"\nSpeed of the shipped path (issue 14), {time.strftime('%Y-%m-%d')}, {report['cpu']}, "
+          f"{report['cpus']} CPUs, device {report['overhead_2d']['device']} "
+          f"({'CUDA used' if report['overhead_2d']['device'].startswith('cuda') else 'no CUDA'}), "
+          f"backend {report['overhead_2d']['backend']}, median of {args.repeats}")
+    for key, label in (("overhead_2d", f"{args.slices}x512x512"), ("overhead_3d", "1 mm 3D 180x256x256")):
+        r = report[key]
+        steps = ", ".join(f"{k} {r[k]:.3f}" for k in ("read", "preprocess", "network", "postprocess", "write"))
+        print(f"  {label:22} end to end {r['end_to_end']:.3f} s ({steps}); not network "
+              f"{100 * r['overhead_share']:.0f} %")
+    print(f"  cold start, `deepwml segment` of one {args.slices}x512x512 volume: {report['cold_start_s']:.2f} s "
+          f"wall (PyTorch imported: {report['cold_start_imported_torch']})")
+    if "batch" in report:
+        b = report["batch"]
+        print(f"  batch of {b['volumes']} phantoms: sequential {b['sequential_per_s']:.2f} volumes/s, "
+              f"pipelined {b['pipelined_per_s']:.2f} volumes/s (masks identical: {b['identical']}, "
+              f"failed {b['failed']})")
+    return report
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -130,6 +251,9 @@ def main() -> int:
     parser.add_argument("--slices", type=int, default=ACQUISITION["slices"], help="slices of the timed volume")
     parser.add_argument("--memory-slices", type=int, default=30,
                         help="slices of the extra memory-check volume (0: skip)")
+    parser.add_argument("--batch-cases", type=int, default=50, help="phantoms of the batch figure (0: skip)")
+    parser.add_argument("--speed-only", action="store_true",
+                        help="only the issue-14 figures (overhead, cold start, batch), not the configurations")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     for name in ("model", "device", "precision", "label", "flair", "truth", "backend"):
         parser.add_argument(f"--{name}", help=argparse.SUPPRESS)
@@ -140,10 +264,15 @@ def main() -> int:
         print(json.dumps(run_config(args)))
         return 0
 
-    import torch
-
     folder = Path(tempfile.mkdtemp())
     volumes = {args.slices: make_volume(folder, args.slices)}
+    if args.speed_only:
+        report = speed_report(folder, args)
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+        return 0
+    import torch
+
     if args.memory_slices:
         volumes.setdefault(args.memory_slices, make_volume(folder, args.memory_slices))
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -189,8 +318,10 @@ def main() -> int:
             if "gpu_slices_per_s" in r:
                 print(f"{'':36} GPU batched throughput {r['gpu_slices_per_s']:.0f} slices/s, "
                       f"peak GPU memory {r['peak_gpu_mb']:.0f} MB")
+    report = speed_report(folder, args)
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+        Path(args.json).write_text(json.dumps({"configurations": results, "speed": report}, indent=1) + "\n",
+                                   encoding="utf-8")
     return 0
 
 

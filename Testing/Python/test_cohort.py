@@ -61,16 +61,14 @@ def scheduler(crash_file):
     """A local cluster of two worker processes whose environment arms the crash hook."""
     from distributed import LocalCluster
 
-    old = os.environ.get(CRASH_ONCE_ENV)
+    saved = dict(os.environ)  # Dask's nanny also writes OMP_NUM_THREADS=1 etc. into it for good
     os.environ[CRASH_ONCE_ENV] = str(crash_file)
     try:
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
             yield cluster.scheduler_address
     finally:
-        if old is None:
-            os.environ.pop(CRASH_ONCE_ENV, None)
-        else:
-            os.environ[CRASH_ONCE_ENV] = old
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def _settings(model: Path, **kwargs) -> CohortSettings:

@@ -86,9 +86,37 @@ def dask_client(scheduler: str | None, workers: int, threads: int) -> Iterator[A
         with client:
             yield client
         return
-    with LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True, dashboard_address=":0",
-                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+    # Dask starts workers with OMP_NUM_THREADS=1 (one core per task thread); cores the
+    # workers x threads leave idle go to each case's network instead (1 worker on 2 cores: 2).
+    # A thread count the user set in the environment is kept.
+    per_task = str(max(1, (os.cpu_count() or 1) // (workers * threads)))
+    with _environ({name: per_task for name in THREAD_VARIABLES if name not in os.environ}), \
+            LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True, dashboard_address=":0",
+                         silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
         yield client
+
+
+#: Thread counts of the numeric libraries, set for the worker processes of a local cluster.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    """Set ``values`` in this process's environment for the block, then put back what was there.
+
+    Why: Dask's nanny spawns workers with this process's environment, taking variables that
+    are already set over its own defaults, and writes its defaults into ``os.environ`` for good.
+    """
+    saved = {name: os.environ.get(name) for name in (*values, *THREAD_VARIABLES, "MALLOC_TRIM_THRESHOLD_")}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _plan(items: list[CohortInput], root: Path, bids: bool, settings: CohortSettings, model: ModelIdentity,

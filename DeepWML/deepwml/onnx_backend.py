@@ -121,6 +121,11 @@ class OnnxNetwork:
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or cpu_threads()
+        # Worker threads sleep instead of spinning between operators: with other work on the
+        # cores (a pipelined batch's reading and writing threads, a training run beside it) the
+        # spinning threads took their time; measured on the 2-core CPU under load, 6 volumes took
+        # 80.7 s one after another and 63.4 s pipelined with spinning, 34.1 s and 30.9 s without.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

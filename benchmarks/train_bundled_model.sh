@@ -1,40 +1,77 @@
 #!/bin/bash
-# How the bundled model 1.0.0 was made (issue 13): CPU recipe, 2 cores, about 1.5 hours.
+# How the bundled models 1.0.0 and 1.1.0 were made (issue 13): CPU recipe, 2 cores.
 #
-#   bash benchmarks/train_bundled_model.sh [OUT]          (default work-data/bundled-1.0)
+#   bash benchmarks/train_bundled_model.sh [OUT]          (default work-data/bundled)
 #
-# 1. synthetic whole heads from real anatomy (SynthSeg label maps + real MS lesion masks, both
-#    free for training; see README "Synthesis"), 2. the phantoms of model 0.2.0 (their train and
-#    validation split only: the test split stays held out), 3. fine-tuning of model 0.2.0 on the
-#    mix (--init bundled), best checkpoint by validation Dice on synthetic + phantom validation
-#    cases, then a lower learning rate. No real scan is read: the real evaluation sets
-#    (lesjak2017-ms-mni and the unlabelled heads) never enter training, tuning or selection.
-# Measured: 300 synthetic + 78 phantom cases, ~50 s per epoch of 100 batches on the 2-core CPU.
-# On a GPU, raise SYNTH_CASES, EPOCHS and STEPS; training runs on CUDA with --device auto.
+# Chain: 0.2.0 (phantoms, git c43b84c) --stage 1--> 1.0.0 (git a401d69) --stage 2--> 1.1.0.
+# Each stage fine-tunes the previous model (taken from git, so the chain does not depend on what
+# is shipped now), picks the checkpoint by validation Dice on synthetic + phantom validation
+# cases, then runs at a lower learning rate.
+#  1. 1.0.0: 300 synthetic heads of synthesis v1 (seed 2) + the 0.2.0 phantoms' train/validation
+#     cases; 14 epochs lr 5e-4 + 10 at 1.5e-4; ~50 s per epoch of 100 batches (2-core CPU).
+#  2. 1.1.0: the same + 240 heads of synthesis v2 (seed 3: lesions as faint as clinical FLAIR
+#     shows them, confluent WMH); 14 epochs lr 3e-4 + 10 at 1e-4; ~65 s per epoch.
+# Synthetic heads: SynthSeg's 20 whole-head label maps + 27 real MS lesion masks, both free for
+# training (README "Synthesis"). No real scan is read: the real evaluation sets
+# (lesjak2017-ms-mni and the unlabelled heads) never enter training, tuning or selection.
+# STAGES="1 2" (default) or "2" (start from the 1.0.0 of git). On a GPU, raise EPOCHS and STEPS;
+# training runs on CUDA with --device auto.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=${1:-work-data/bundled-1.0}
-SYNTH_CASES=${SYNTH_CASES:-300}
-EPOCHS1=${EPOCHS1:-14}
-EPOCHS2=${EPOCHS2:-24}
+OUT=${1:-work-data/bundled}
+STAGES=${STAGES:-1 2}
 STEPS=${STEPS:-100}
 CROP=${CROP:-160}
 BIN=.venv/bin
 mkdir -p "$OUT"
-[ -f "$OUT/synth/manifest.csv" ] || $BIN/deepwml synth "$OUT/synth" --cases "$SYNTH_CASES" --seed 2
+
+model_from_git() {  # model_from_git COMMIT DIR: a shipped model as it was at COMMIT
+  [ -f "$2/model.json" ] && return
+  mkdir -p "$2"
+  git archive "$1" DeepWML/Resources/Models/default | tar -x -C "$2" --strip-components=4
+}
+
+synth() {  # synth DIR CASES START SEED VERSION
+  [ -f "$1/manifest.csv" ] || $BIN/deepwml synth "$1" --cases "$2" --start "$3" --seed "$4" --synthesis-version "$5"
+}
+
 # the first 92 of the 180 phantoms of model 0.2.0 (cases 0-91; generation was cut short for time
 # when 1.0.0 was made): their train/validation cases of 0.2.0's split enter the mix
 [ -d "$OUT/phantoms" ] || $BIN/deepwml phantom "$OUT/phantoms" --cases 92 --seed 1
-$BIN/python benchmarks/training_mix.py "$OUT/synth" "$OUT/phantoms" "$OUT/mix.csv"
 $BIN/python benchmarks/training_mix.py --phantom-test "$OUT/phantoms" "$OUT/phantom-test.csv"
-NOTES="Fine-tuned from deepwml-phantom-unet16@0.2.0 on synthetic whole-head FLAIR made from real anatomy: \
-SynthSeg's 20 whole-head label maps (Billot et al. 2023, Apache-2.0) with randomised FLAIR-like appearance, \
-normal bright spots and clinical acquisitions (1-8 mm slices), lesions from 27 real MS patients' consensus \
-masks in MNI space (Lesjak et al. 2018, CC-BY; patients 07, 19, 26 excluded) registered into each anatomy and \
-MS/NMOSD/CSVD patterns, plus the 0.2.0 phantoms' train/validation cases. No real FLAIR image was used for \
-training, tuning or checkpoint selection."
-COMMON=(--init bundled --crop "$CROP" --batch-size 8 --steps-per-epoch "$STEPS" --val-slices 240
-        --augment-intensity --seed 0 --device auto --name deepwml-synth-unet16 --model-version 1.0.0)
-$BIN/deepwml train "$OUT/mix.csv" -o "$OUT/run" --epochs "$EPOCHS1" --lr 5e-4 "${COMMON[@]}" --notes "$NOTES"
-$BIN/deepwml train "$OUT/mix.csv" -o "$OUT/run" --epochs "$EPOCHS2" --lr 1.5e-4 "${COMMON[@]}" --notes "$NOTES"
-echo "model: $OUT/run/model"
+synth "$OUT/synth-v1a" 150 0 2 1
+synth "$OUT/synth-v1b" 150 150 2 1
+COMMON=(--crop "$CROP" --batch-size 8 --steps-per-epoch "$STEPS" --val-slices 240 --augment-intensity
+        --seed 0 --device auto --name deepwml-synth-unet16)
+DATA="synthetic whole-head FLAIR made from real anatomy: SynthSeg's 20 whole-head label maps (Billot et \
+al. 2023, Apache-2.0) with randomised FLAIR-like appearance, normal bright spots and clinical acquisitions \
+(1-8 mm slices), lesions from 27 real MS patients' consensus masks in MNI space (Lesjak et al. 2018, CC-BY; \
+patients 07, 19, 26 excluded) registered into each anatomy and MS/NMOSD/CSVD patterns, plus the 0.2.0 \
+phantoms' train/validation cases. No real FLAIR image was used for training, tuning or checkpoint selection."
+
+if [[ " $STAGES " == *" 1 "* ]]; then
+  model_from_git c43b84c "$OUT/model-0.2.0"
+  $BIN/python benchmarks/training_mix.py "$OUT/synth-v1a,$OUT/synth-v1b" "$OUT/phantoms" "$OUT/mix-1.0.csv"
+  NOTES="Fine-tuned from deepwml-phantom-unet16@0.2.0 on 300 cases of synthesis v1 (seed 2): $DATA"
+  for run in "14 5e-4" "24 1.5e-4"; do
+    set -- $run
+    $BIN/deepwml train "$OUT/mix-1.0.csv" -o "$OUT/run-1.0" --epochs "$1" --lr "$2" --init "$OUT/model-0.2.0" \
+      --model-version 1.0.0 "${COMMON[@]}" --notes "$NOTES"
+  done
+  echo "model 1.0.0: $OUT/run-1.0/model"
+fi
+if [[ " $STAGES " == *" 2 "* ]]; then
+  model_from_git a401d69 "$OUT/model-1.0.0"
+  synth "$OUT/synth-v2a" 120 0 3 2
+  synth "$OUT/synth-v2b" 120 120 3 2
+  $BIN/python benchmarks/training_mix.py "$OUT/synth-v1a,$OUT/synth-v1b,$OUT/synth-v2a,$OUT/synth-v2b" \
+    "$OUT/phantoms" "$OUT/mix-1.1.csv"
+  NOTES="Fine-tuned from deepwml-synth-unet16@1.0.0 on 300 cases of synthesis v1 (seed 2) and 240 of \
+synthesis v2 (seed 3: fainter lesions, confluent WMH): $DATA"
+  for run in "14 3e-4" "24 1e-4"; do
+    set -- $run
+    $BIN/deepwml train "$OUT/mix-1.1.csv" -o "$OUT/run-1.1" --epochs "$1" --lr "$2" --init "$OUT/model-1.0.0" \
+      --model-version 1.1.0 "${COMMON[@]}" --notes "$NOTES"
+  done
+  echo "model 1.1.0: $OUT/run-1.1/model"
+fi

@@ -42,6 +42,23 @@ def synth_rows(folder: Path) -> list[dict]:
     return rows
 
 
+def unique_ids(sets: list[list[dict]]) -> list[dict]:
+    """Rows of several synthetic sets; a set whose case IDs clash with an earlier set's (two
+    sets generated from index 0 with different seeds) gets its folder name as a prefix. Sets
+    that do not clash keep their IDs, so earlier mixes (and their patient-level split) stay
+    as they were."""
+    seen: set[str] = set()
+    rows: list[dict] = []
+    for set_rows in sets:
+        if any(row["case"] in seen for row in set_rows):
+            prefix = Path(set_rows[0]["flair"]).parent.parent.name
+            set_rows = [{**row, "case": f"{prefix}-{row['case']}", "patient": f"{prefix}-{row['patient']}"}
+                        for row in set_rows]
+        seen.update(row["case"] for row in set_rows)
+        rows += set_rows
+    return rows
+
+
 def phantom_cases(folder: Path, count: int = 180, seed: int = 1) -> list[Case]:
     """The ``count`` cases of ``deepwml phantom --cases count --seed seed`` as the manifest would
     list them; center and disease are the generator's first draws, so no case is generated."""
@@ -91,7 +108,7 @@ def main(argv: list[str]) -> int:
         phantom_test_manifest(Path(argv[1]), Path(argv[2]))
         return 0
     synth, phantoms, out = Path(argv[0]), Path(argv[1]), Path(argv[2])
-    rows = [row for folder in str(synth).split(",") for row in synth_rows(Path(folder))] + phantom_rows(phantoms)
+    rows = unique_ids([synth_rows(Path(folder)) for folder in str(synth).split(",")]) + phantom_rows(phantoms)
     with open(out, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=FIELDS)
         writer.writeheader()

@@ -79,3 +79,35 @@ def test_synth_command_writes_a_manifest_the_trainer_reads(tmp_path):
     loaded = load_canvas_case(cases[0])
     assert loaded.images.shape[1:] == (1, 256, 256) and loaded.labels.shape == loaded.images.shape
     assert main(["synth", str(tmp_path / "s"), "--cases", "2", "-q"]) == 2  # never overwritten
+
+
+def test_confluent_growth_merges_lesions_and_stays_in_white_matter():
+    from deepwml.synthesis.lesions import grow_confluent
+
+    subject = load_subject(label_map_paths()[0])
+    # two small lesions 1 mm apart in allowed tissue
+    allowed = np.argwhere(subject.lesion_allowed & ndimage.binary_erosion(subject.lesion_allowed, iterations=6))
+    centre = allowed[len(allowed) // 2]
+    lesions = np.zeros(subject.shape, np.float32)
+    for offset in (-3, 3):
+        z, y, x = centre + np.array([0, 0, offset])
+        lesions[z - 2:z + 3, y - 2:y + 3, x - 2:x + 3] = 1.0
+    grown = grow_confluent(lesions, subject, np.random.default_rng(0))
+    before, _ = ndimage.label(lesions >= 0.4)
+    after, count = ndimage.label(grown >= 0.4)
+    assert before.max() == 2 and count == 1  # the two merged
+    assert (grown >= 0.4).sum() > 2 * (lesions >= 0.4).sum()
+    # what becomes truth (fraction >= 0.4) stays where lesions may lie (1 voxel of smoothing)
+    assert (grown >= 0.4)[~ndimage.binary_dilation(subject.lesion_allowed, iterations=1)].sum() == 0
+    assert (grown >= lesions * subject.lesion_allowed_soft - 1e-6).all()  # growth never removes lesion
+
+
+def test_synthesis_versions_differ_only_where_documented():
+    """v1 (model 1.0.0's data) has no confluent growth; an unknown version is refused."""
+    from deepwml.synthesis.generator import make_case
+
+    index, _ = _case_with("real")
+    v1 = make_case(index, 5, version=1)
+    assert v1.info["synthesis_version"] == 1 and "confluent" not in v1.info["lesion_source"]
+    with pytest.raises(ValueError, match="synthesis version 7"):
+        make_case(index, 5, version=7)

@@ -33,12 +33,15 @@ class Ranges:
     bone: tuple[float, float] = (0.0, 0.3)
     other_outside: tuple[float, float] = (0.0, 1.9)  # muscles, eyes, marrow, sinuses, unknown
     other_brain: tuple[float, float] = (0.4, 1.5)  # vessels, chiasm, small labels
-    #: lesion brightness over white matter (3T FLAIR: about 1.4-2.2), and at least this much
-    #: over the case's cortex; one case in ten has faint lesions
-    lesion_over_wm: tuple[float, float] = (1.35, 2.2)
-    lesion_over_cortex: tuple[float, float] = (1.0, 1.3)
-    faint_lesion_over_wm: tuple[float, float] = (1.2, 1.4)
-    faint_lesion_probability: float = 0.1
+    #: lesion brightness over white matter, and at least this much over the case's cortex.
+    #: Synthesis v2: clinical 2D FLAIR (1.5T and 3T) shows WMH at roughly 1.2-2x normal white
+    #: matter, often barely brighter than cortex; v1's 1.35-2.2x (and >= cortex) taught the
+    #: network that only very bright spots are lesions and it under-segmented confluent WMH.
+    #: One case in five has faint lesions.
+    lesion_over_wm: tuple[float, float] = (1.25, 2.0)
+    lesion_over_cortex: tuple[float, float] = (0.95, 1.25)
+    faint_lesion_over_wm: tuple[float, float] = (1.15, 1.35)
+    faint_lesion_probability: float = 0.2
     texture_std: tuple[float, float] = (0.0, 0.08)  # per-voxel tissue texture
     lining_gain: tuple[float, float] = (1.0, 1.4)  # periventricular lining over white matter
     choroid: tuple[float, float] = (0.5, 1.4)
@@ -52,6 +55,9 @@ class Ranges:
 
 
 RANGES = Ranges()
+#: Synthesis v1 (the data of model 1.0.0): brighter lesions, rarely faint.
+RANGES_V1 = Ranges(lesion_over_wm=(1.35, 2.2), lesion_over_cortex=(1.0, 1.3),
+                   faint_lesion_over_wm=(1.2, 1.4), faint_lesion_probability=0.1)
 #: Extracerebral classes of SynthSeg's maps whose FLAIR look we know from their place.
 SCALP_LABELS = (511,)
 BONE_LABELS = (515,)

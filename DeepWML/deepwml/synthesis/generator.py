@@ -22,12 +22,18 @@ from ..output_folder import writes_output_folder
 from ..phantom.generator import TRUTH_FRACTION
 from .acquisition import degrade, draw_acquisition, resample
 from .anatomy import BRAIN, label_map_paths, load_subject
-from .appearance import paint
-from .lesions import lesion_mask_paths, pattern_lesions, real_lesions
+from .appearance import RANGES, RANGES_V1, paint
+from .lesions import CONFLUENT_PROBABILITY, grow_confluent, lesion_mask_paths, pattern_lesions, real_lesions
 
 log = logging.getLogger(__name__)
 
-MANIFEST_FIELDS = ["case", "patient", "center", "disease", "anatomy", "lesion_source",
+#: Bumped when the same (seed, index) draws a different case; older versions stay available
+#: (``--synthesis-version``) so every shipped model's data can be regenerated bit for bit.
+#: v1: model 1.0.0's data. v2: lesion contrast closer to clinical FLAIR (appearance.RANGES)
+#: and grown confluent lesions (lesions.grow_confluent).
+SYNTHESIS_VERSION = 2
+APPEARANCE_RANGES = {1: RANGES_V1, 2: RANGES}
+MANIFEST_FIELDS = ["case", "patient", "center", "disease", "anatomy", "lesion_source", "synthesis_version",
                    "slice_thickness_mm", "slice_spacing_mm", "pixel_mm", "matrix", "slices", "flair",
                    "label", "brain"]
 #: What lesions a case gets: a real MS mask, a pattern, both, or none (healthy heads teach
@@ -50,8 +56,10 @@ def _pick(rng: np.random.Generator, weights: dict[str, float]) -> str:
 
 
 def make_case(index: int, seed: int, label_maps: list[Path] | None = None,
-              lesion_masks: list[Path] | None = None) -> SynthCase:
-    """Synthesise case ``index``; the anatomy cycles through the label maps."""
+              lesion_masks: list[Path] | None = None, version: int = SYNTHESIS_VERSION) -> SynthCase:
+    """Synthesise case ``index`` of synthesis ``version``; the anatomy cycles through the label maps."""
+    if version not in APPEARANCE_RANGES:
+        raise ValueError(f"synthesis version {version}: known versions are {sorted(APPEARANCE_RANGES)}")
     label_maps = label_maps or label_map_paths()
     lesion_masks = lesion_masks or lesion_mask_paths()
     rng = np.random.default_rng([seed, index])
@@ -66,7 +74,11 @@ def make_case(index: int, seed: int, label_maps: list[Path] | None = None,
     if "pattern" in source:
         disease = _pick(rng, PATTERNS)
         np.maximum(lesions, pattern_lesions(subject, disease, rng), out=lesions)
-    flair_1mm = paint(subject, lesions, rng)
+    # v1 drew no confluent growth (and no random number for it)
+    confluent = version >= 2 and source != "none" and rng.random() < CONFLUENT_PROBABILITY
+    if confluent:
+        lesions = grow_confluent(lesions, subject, rng)
+    flair_1mm = paint(subject, lesions, rng, APPEARANCE_RANGES[version])
     brain = np.isin(subject.labels, BRAIN).astype(np.float32)
     acq = draw_acquisition(rng)
     flair, soft, brain_soft = resample(np.stack([flair_1mm, lesions, brain]), subject.image, acq,
@@ -83,14 +95,15 @@ def make_case(index: int, seed: int, label_maps: list[Path] | None = None,
         return img
 
     info = {"center": "synthetic", "disease": disease, "anatomy": subject.name,
-            "lesion_source": f"{source}{':' + mask_name if mask_name else ''}", **acq}
+            "lesion_source": f"{source}{':' + mask_name if mask_name else ''}{'+confluent' if confluent else ''}",
+            "synthesis_version": version, **acq}
     return SynthCase(to_image(flair_arr), to_image((soft >= TRUTH_FRACTION).astype(np.uint8)),
                      to_image((brain_soft >= 0.5).astype(np.uint8)), info)
 
 
 @writes_output_folder("synth")
 def generate_dataset(out_dir: Path, cases: int, seed: int = 0, overwrite: bool = False,
-                     progress: bool = True, start: int = 0) -> Path:
+                     progress: bool = True, start: int = 0, version: int = SYNTHESIS_VERSION) -> Path:
     """Write ``cases`` synthetic heads and ``manifest.csv`` into ``out_dir``; return the manifest."""
     from tqdm import tqdm
 
@@ -103,7 +116,7 @@ def generate_dataset(out_dir: Path, cases: int, seed: int = 0, overwrite: bool =
     order = sorted(range(start, start + cases), key=lambda i: (i % len(label_maps), i))
     rows = []
     for i in tqdm(order, desc="synthesis", unit="case", disable=not progress):
-        case = make_case(i, seed, label_maps, lesion_masks)
+        case = make_case(i, seed, label_maps, lesion_masks, version)
         name = f"synth{i:04d}"
         # brain is written last: a case folder with brain.nii.gz is complete
         paths = write_case(out_dir, name, {"flair": case.flair, "label": case.truth, "brain": case.brain})

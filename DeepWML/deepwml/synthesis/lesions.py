@@ -96,3 +96,22 @@ def pattern_lesions(subject: SubjectAnatomy, disease: str, rng: np.random.Genera
     """The MS / NMOSD / CSVD pattern makers on the subject's own white matter and ventricles."""
     soft = LESION_MAKERS[disease](subject.tissue, rng)
     return (soft * subject.lesion_allowed).astype(np.float32)
+
+
+#: Synthesis v2: a share of cases gets its lesions grown into confluent WMH. Real masks of a
+#: 27-patient MS cohort hold few large confluent loads, but routine clinical FLAIR (small
+#: vessel disease, long-standing MS) often shows caps and bands merging into one region of
+#: tens of millilitres; a network that never saw them under-segments them.
+CONFLUENT_PROBABILITY = 0.3
+CONFLUENT_SIGMA_MM = (1.0, 2.5)
+CONFLUENT_GAIN = (2.0, 4.0)
+
+
+def grow_confluent(lesions: np.ndarray, subject: SubjectAnatomy, rng: np.random.Generator) -> np.ndarray:
+    """Lesions smoothed and amplified, so that neighbours merge and edges move outwards by a
+    few millimetres; still restricted to where lesions may lie. Voxels are 1 mm."""
+    from scipy import ndimage
+
+    sigma = rng.uniform(*CONFLUENT_SIGMA_MM)
+    grown = np.clip(ndimage.gaussian_filter(lesions, sigma) * rng.uniform(*CONFLUENT_GAIN), 0.0, 1.0)
+    return (np.maximum(lesions, grown) * subject.lesion_allowed_soft).astype(np.float32)

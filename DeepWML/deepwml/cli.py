@@ -128,7 +128,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from .synthesis.generator import generate_dataset
 
     manifest = generate_dataset(Path(args.output), args.cases, args.seed, overwrite=args.overwrite,
-                                progress=not args.quiet, start=args.start)
+                                progress=not args.quiet, start=args.start, version=args.synthesis_version)
     print(f"synthetic set of {args.cases} case(s): {manifest}")
     return 0
 
@@ -235,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--seed", type=argtype(check_count, "--seed"), default=0)
     sy.add_argument("--start", type=argtype(check_count, "--start"), default=0,
                     help="index of the first case (to extend a set)")
+    sy.add_argument("--synthesis-version", type=int, choices=[1, 2], default=2,
+                    help="1: the data of model 1.0.0; 2 (default): fainter lesions, confluent WMH")
     sy.add_argument("--overwrite", action="store_true")
     sy.set_defaults(func=cmd_synth)
 

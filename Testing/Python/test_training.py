@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
 
 from deepwml.errors import DeepWMLError
 from deepwml.model_files import load_model
@@ -136,3 +137,36 @@ def test_fine_tuning_starts_from_the_given_model_and_records_it(phantom_set, tin
     # a tiny learning rate keeps the weights close to where they started (not re-initialised)
     a, b = start.network.state_dict(), model.network.state_dict()
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-3
+
+
+def _augmented(images, labels, seed: int):
+    from deepwml.training.augment import flip_rotate, intensity, random_crop
+
+    gen = torch.Generator().manual_seed(seed)
+    x, y = flip_rotate(images, labels, gen)
+    x = intensity(x, gen)
+    return random_crop(x, y, 96, gen)
+
+
+def test_augmentation_is_seeded_and_keeps_labels_with_their_image():
+    torch.manual_seed(0)
+    images = torch.rand(6, 1, 128, 128)
+    labels = (images > 0.97).float()
+    x1, y1 = _augmented(images, labels, 3)
+    x2, y2 = _augmented(images, labels, 3)
+    assert torch.equal(x1, x2) and torch.equal(y1, y2) and x1.shape == (6, 1, 96, 96)
+    x3, _ = _augmented(images, labels, 4)
+    assert not torch.equal(x1, x3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: GPU augmentation not checked here")
+def test_augmentation_on_the_gpu_draws_as_on_the_cpu():
+    """The trainer augments on the network's device; the draws come from a CPU generator, so a
+    GPU batch gets the same flips, angles, gamma, blur and crop as on the CPU."""
+    torch.manual_seed(0)
+    images = torch.rand(6, 1, 128, 128)
+    labels = (images > 0.97).float()
+    cpu_x, cpu_y = _augmented(images, labels, 3)
+    gpu_x, gpu_y = _augmented(images.cuda(), labels.cuda(), 3)
+    assert gpu_x.is_cuda and gpu_y.is_cuda
+    assert torch.allclose(cpu_x, gpu_x.cpu(), atol=1e-4) and torch.allclose(cpu_y, gpu_y.cpu(), atol=1e-4)

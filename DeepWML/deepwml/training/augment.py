@@ -1,5 +1,10 @@
 """Batch augmentation on the canvas: the paper's random horizontal flip and +-10 degree
-rotation, optional intensity/resolution augmentation, optional random crops (for speed)."""
+rotation, optional intensity/resolution augmentation, optional random crops (for speed).
+
+Every function runs on the device of its input batch (the trainer moves the batch first, so on
+a GPU the warps, gamma, blur and crops run there and the CPU only indexes the batch); the random
+draws always come from a CPU generator, so a seed gives the same draws on any device and the CPU
+path is unchanged bit for bit."""
 
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ def flip_rotate(images: torch.Tensor, labels: torch.Tensor, generator: torch.Gen
     theta[:, 0, 1] = -sin
     theta[:, 1, 0] = sin * sign
     theta[:, 1, 1] = cos
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    grid = F.affine_grid(theta.to(images.device), list(images.shape), align_corners=False)
     return (F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False),
             F.grid_sample(labels, grid, mode="bilinear", padding_mode="zeros", align_corners=False))
 
@@ -29,12 +34,12 @@ def flip_rotate(images: torch.Tensor, labels: torch.Tensor, generator: torch.Gen
 def intensity(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Gamma, contrast and blur: other vendors' curves and thicker partial volume."""
     n = images.shape[0]
-    gamma = torch.exp((torch.rand(n, 1, 1, 1, generator=generator) * 2 - 1) * 0.3)
-    gain = 1 + (torch.rand(n, 1, 1, 1, generator=generator) * 2 - 1) * 0.15
+    gamma = torch.exp((torch.rand(n, 1, 1, 1, generator=generator) * 2 - 1) * 0.3).to(images.device)
+    gain = (1 + (torch.rand(n, 1, 1, 1, generator=generator) * 2 - 1) * 0.15).to(images.device)
     out = images.clamp(min=0) ** gamma * gain
-    blur = torch.rand(n, generator=generator) < 0.3
+    blur = (torch.rand(n, generator=generator) < 0.3).to(images.device)
     if blur.any():
-        kernel = torch.tensor([0.25, 0.5, 0.25])
+        kernel = torch.tensor([0.25, 0.5, 0.25], device=images.device)
         k2 = (kernel[:, None] * kernel[None, :])[None, None]
         out[blur] = F.conv2d(out[blur], k2, padding=1)
     return out

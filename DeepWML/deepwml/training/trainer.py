@@ -282,13 +282,13 @@ def _train(manifest: Path, out_dir: Path, config: TrainConfig, resume: bool, pro
             batch = order[(step * world + rank) * config.batch_size:][:config.batch_size]
             if len(batch) == 0:
                 batch = order[:config.batch_size]
-            x = data["train"].images[batch].float()
-            y = data["train"].labels[batch].float()
+            # augment where the network runs: on a GPU the warps and crops no longer hold it up
+            x = data["train"].images[batch].to(device, non_blocking=True).float()
+            y = data["train"].labels[batch].to(device, non_blocking=True).float()
             x, y = flip_rotate(x, y, aug_gen)
             if config.augment_intensity:
                 x = intensity(x, aug_gen)
             x, y = random_crop(x, y, config.crop, aug_gen)
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
                 logits = model(x)
             loss = bce_dice_loss(logits, y)

@@ -18,10 +18,9 @@ from typing import Any, NoReturn, Sequence
 
 from . import __version__
 from .cli_cohort import add_cohort_command
-from .cli_realdata import add_realdata_commands, add_thin_slab_option
+from .cli_realdata import add_realdata_commands, add_segmentation_options, add_thin_slab_option
 from .errors import DeepWMLError
-from .options import (argtype, check_count, check_crop, check_fraction, check_positive,
-                      check_positive_int, check_threshold)
+from .options import argtype, check_count, check_crop, check_fraction, check_positive, check_positive_int
 
 log = logging.getLogger("deepwml")
 
@@ -195,27 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     seg = sub.add_parser("segment", parents=[common], help="segment FLAIR volumes (NIfTI, NRRD, MHA, DICOM folder)")
     seg.add_argument("inputs", nargs="+", help="FLAIR volume files or DICOM series folders")
     seg.add_argument("-o", "--output", required=True, help="output folder")
-    seg.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
-    seg.add_argument("--model", default=None, help="model folder or model.json (default: bundled)")
-    seg.add_argument("--threshold", type=argtype(check_threshold, "--threshold"), default=None,
-                     help="probability threshold, strictly between 0 and 1 (default: the model's, 0.5)")
-    seg.add_argument("--precision", default="auto", choices=["auto", "float32", "bf16", "fp16"])
-    seg.add_argument("--batch-size", type=argtype(check_positive_int, "--batch-size"), default=8)
-    seg.add_argument("--tta", action="store_true", help="average with the left-right flipped slice")
-    seg.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"],
-                     help="auto: ONNX Runtime for float32 on the CPU when the model has an ONNX export, "
-                          "else PyTorch")
-    seg.add_argument("--whole-canvas", action="store_true",
-                     help="run the network on the whole 256x256 canvas of every slice, not just the head's "
-                          "window (slower; for checking)")
-    seg.add_argument("--probabilities", action="store_true", help="also write the probability map")
-    seg.add_argument("--labelmap", action="store_true", help="also write a binary NIfTI labelmap")
+    add_segmentation_options(seg)
     seg.add_argument("--summary", default=None, help="one summary of all inputs (.json or .csv)")
-    seg.add_argument("--series", action="append", metavar="UID",
-                     help="DICOM series to segment in a folder holding several (repeatable; by default "
-                          "the one series whose description says FLAIR)")
     seg.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    add_thin_slab_option(seg)
     seg.set_defaults(func=cmd_segment)
 
     add_cohort_command(sub, common)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cli_realdata import add_thin_slab_option
-from .options import argtype, check_positive_int, check_threshold
+from .cli_realdata import add_segmentation_options
+from .options import argtype, check_positive_int
 
 
 def cmd_cohort(args: argparse.Namespace) -> int:
@@ -53,20 +53,7 @@ def add_cohort_command(sub: argparse._SubParsersAction, common: argparse.Argumen
                     help="local cluster: worker processes (default: CPU cores / --threads)")
     co.add_argument("--threads", type=argtype(check_positive_int, "--threads"), default=1,
                     help="local cluster: threads per worker (default 1)")
-    co.add_argument("--model", default=None, help="model folder or model.json (default: bundled)")
-    co.add_argument("--device", default="auto", help="auto | cpu | cuda, on every worker (default auto)")
-    co.add_argument("--threshold", type=argtype(check_threshold, "--threshold"), default=None,
-                    help="probability threshold, strictly between 0 and 1 (default: the model's)")
-    co.add_argument("--precision", default="auto", choices=["auto", "float32", "bf16", "fp16"])
-    co.add_argument("--batch-size", type=argtype(check_positive_int, "--batch-size"), default=8)
-    co.add_argument("--tta", action="store_true", help="average with the left-right flipped slice")
-    co.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"])
-    co.add_argument("--whole-canvas", action="store_true", help="run the network on the whole canvas (checking)")
-    co.add_argument("--probabilities", action="store_true", help="also write probability maps")
-    co.add_argument("--labelmap", action="store_true",
-                    help="also write binary NIfTI labelmaps (always written for --bids: the BIDS mask)")
-    co.add_argument("--series", action="append", metavar="UID", help="DICOM series to choose (repeatable)")
     co.add_argument("--overwrite", action="store_true",
                     help="segment every input again (default: skip inputs whose verified summary exists)")
-    add_thin_slab_option(co)
+    add_segmentation_options(co)
     co.set_defaults(func=cmd_cohort)

@@ -23,6 +23,35 @@ def add_thin_slab_option(parser: argparse.ArgumentParser) -> None:
                         default=THIN_SLAB_MM, help=THIN_SLAB_HELP)
 
 
+def add_segmentation_options(parser: argparse.ArgumentParser) -> None:
+    """The options that say how volumes are segmented, shared by ``segment`` and ``cohort`` so
+    they cannot drift apart (one definition, one meaning)."""
+    from .options import check_positive_int, check_threshold
+
+    parser.add_argument("--model", default=None, help="model folder or model.json (default: bundled)")
+    parser.add_argument("--device", default="auto",
+                        help="auto | cpu | cuda (default auto; for a cohort, on every worker)")
+    parser.add_argument("--threshold", type=argtype(check_threshold, "--threshold"), default=None,
+                        help="probability threshold, strictly between 0 and 1 (default: the model card's)")
+    parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bf16", "fp16"])
+    parser.add_argument("--batch-size", type=argtype(check_positive_int, "--batch-size"), default=8)
+    parser.add_argument("--tta", action="store_true", help="average with the left-right flipped slice")
+    parser.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"],
+                        help="auto: ONNX Runtime for float32 on the CPU when the model has an ONNX export, "
+                             "else PyTorch")
+    parser.add_argument("--whole-canvas", action="store_true",
+                        help="run the network on the whole 256x256 canvas of every slice, not just the head's "
+                             "window (slower; for checking)")
+    parser.add_argument("--probabilities", action="store_true", help="also write the probability map")
+    parser.add_argument("--labelmap", action="store_true",
+                        help="also write a binary NIfTI labelmap (a cohort with --bids always writes it: the "
+                             "BIDS mask)")
+    parser.add_argument("--series", action="append", metavar="UID",
+                        help="DICOM series to segment in a folder holding several (repeatable; by default "
+                             "the one series whose description says FLAIR)")
+    add_thin_slab_option(parser)
+
+
 def cmd_realdata(args: argparse.Namespace) -> int:
     from .evaluation.realdata import write_real_manifests
 

@@ -1,11 +1,12 @@
 """Choose a model's threshold on its own validation cases (never on real evaluation scans).
 
-    .venv/bin/python benchmarks/threshold_on_validation.py MODEL_DIR MANIFEST SPLIT_JSON [PART]
+    .venv/bin/python benchmarks/threshold_on_validation.py MODEL_DIR MANIFEST SPLIT_JSON [PART] [--record]
 
 MANIFEST and SPLIT_JSON are the training run's (``deepwml train`` writes ``split.json``); PART is
 ``val`` (default). Prints the median and mean per-volume Dice over the cases with lesions at each
 candidate threshold; the bundled model's threshold is the one with the highest median (the
-project's primary figure), recorded in its card under ``metrics.threshold_selection``.
+project's primary figure); ``--record`` writes it into the card (``threshold``) with the figures
+(``metrics.threshold_selection``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ import numpy as np
 import SimpleITK as sitk
 from tqdm import tqdm
 
+from deepwml.evaluation.metrics import dice
 from deepwml.image_io import load_flair
+from deepwml.labels import read_label
+from deepwml.model_files import read_card, write_card
 from deepwml.segmenter import Segmenter
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
@@ -30,28 +34,47 @@ def dice_by_threshold(model: str, manifest: str, split_json: str, part: str = "v
     with open(manifest, newline="", encoding="utf-8") as f:
         rows = [row for row in csv.DictReader(f) if assignment.get(row["patient"]) == part]
     segmenter = Segmenter(model, device="cpu")
-    dice: dict[float, list[float]] = {t: [] for t in THRESHOLDS}
+    scores: dict[float, list[float]] = {t: [] for t in THRESHOLDS}
     for row in tqdm(rows, desc=f"{part} cases", unit="case"):
-        truth = sitk.GetArrayFromImage(sitk.ReadImage(row["label"])) > 0
+        image = load_flair(row["flair"])
+        truth = read_label(row["label"], image)
         if not truth.any():
             continue  # Dice is undefined without lesion; empty cases do not choose a threshold
-        prob = sitk.GetArrayFromImage(segmenter.segment(load_flair(row["flair"])).probabilities)
+        prob = sitk.GetArrayFromImage(segmenter.segment(image).probabilities)
         for t in THRESHOLDS:
-            mask = prob >= t
-            dice[t].append(2 * float((mask & truth).sum()) / float(mask.sum() + truth.sum()))
-    return dice
+            scores[t].append(dice(truth, prob >= t))
+    return scores
+
+
+def record(model: str, scores: dict[float, list[float]], best: float, part: str) -> None:
+    """Write the chosen threshold and the figures that chose it into the model card."""
+    card, path = read_card(model)
+    card["threshold"] = best
+    card.setdefault("metrics", {})["threshold_selection"] = {
+        "data": f"the training run's '{part}' split ({len(scores[best])} cases with lesions); no real scan",
+        "criterion": "median per-volume Dice",
+        "median_per_volume_dice": {str(t): round(float(np.median(scores[t])), 4) for t in THRESHOLDS},
+        "chosen": best,
+        "script": "benchmarks/threshold_on_validation.py",
+    }
+    write_card(card, path)
 
 
 def main(argv: list[str]) -> int:
+    write = "--record" in argv
+    argv = [a for a in argv if a != "--record"]
     if len(argv) not in (3, 4):
         print(__doc__)
         return 2
-    dice = dice_by_threshold(*argv)
-    print(f"cases with lesions: {len(dice[THRESHOLDS[0]])}")
+    scores = dice_by_threshold(*argv)
+    print(f"cases with lesions: {len(scores[THRESHOLDS[0]])}")
     for t in THRESHOLDS:
-        print(f"threshold {t}: median per-volume Dice {np.median(dice[t]):.4f}, mean {np.mean(dice[t]):.4f}")
-    best = max(THRESHOLDS, key=lambda t: float(np.median(dice[t])))
+        print(f"threshold {t}: median per-volume Dice {np.median(scores[t]):.4f}, mean {np.mean(scores[t]):.4f}")
+    best = max(THRESHOLDS, key=lambda t: float(np.median(scores[t])))
     print(f"highest median: {best}")
+    if write:
+        record(argv[0], scores, best, argv[3] if len(argv) == 4 else "val")
+        print(f"threshold {best} recorded in {argv[0]}")
     return 0
 
 

@@ -49,16 +49,17 @@ al. 2023, Apache-2.0) with randomised FLAIR-like appearance, normal bright spots
 patients 07, 19, 26 excluded) registered into each anatomy and MS/NMOSD/CSVD patterns, plus the 0.2.0 \
 phantoms' train/validation cases. No real FLAIR image was used for training, tuning or checkpoint selection."
 
+fine_tune() {  # fine_tune VERSION INIT MIX RUN LR1 LR2 NOTES: 14 epochs at LR1, then to 24 at LR2
+  $BIN/deepwml train "$3" -o "$4" --epochs 14 --lr "$5" --init "$2" --model-version "$1" "${COMMON[@]}" --notes "$7"
+  $BIN/deepwml train "$3" -o "$4" --epochs 24 --lr "$6" --init "$2" --model-version "$1" "${COMMON[@]}" --notes "$7"
+  echo "model $1: $4/model"
+}
+
 if [[ " $STAGES " == *" 1 "* ]]; then
   model_from_git c43b84c "$OUT/model-0.2.0"
   $BIN/python benchmarks/training_mix.py "$OUT/synth-v1a,$OUT/synth-v1b" "$OUT/phantoms" "$OUT/mix-1.0.csv"
-  NOTES="Fine-tuned from deepwml-phantom-unet16@0.2.0 on 300 cases of synthesis v1 (seed 2): $DATA"
-  for run in "14 5e-4" "24 1.5e-4"; do
-    set -- $run
-    $BIN/deepwml train "$OUT/mix-1.0.csv" -o "$OUT/run-1.0" --epochs "$1" --lr "$2" --init "$OUT/model-0.2.0" \
-      --model-version 1.0.0 "${COMMON[@]}" --notes "$NOTES"
-  done
-  echo "model 1.0.0: $OUT/run-1.0/model"
+  fine_tune 1.0.0 "$OUT/model-0.2.0" "$OUT/mix-1.0.csv" "$OUT/run-1.0" 5e-4 1.5e-4 \
+    "Fine-tuned from deepwml-phantom-unet16@0.2.0 on 300 cases of synthesis v1 (seed 2): $DATA"
 fi
 if [[ " $STAGES " == *" 2 "* ]]; then
   model_from_git a401d69 "$OUT/model-1.0.0"
@@ -66,12 +67,10 @@ if [[ " $STAGES " == *" 2 "* ]]; then
   synth "$OUT/synth-v2b" 120 120 3 2
   $BIN/python benchmarks/training_mix.py "$OUT/synth-v1a,$OUT/synth-v1b,$OUT/synth-v2a,$OUT/synth-v2b" \
     "$OUT/phantoms" "$OUT/mix-1.1.csv"
-  NOTES="Fine-tuned from deepwml-synth-unet16@1.0.0 on 300 cases of synthesis v1 (seed 2) and 240 of \
+  fine_tune 1.1.0 "$OUT/model-1.0.0" "$OUT/mix-1.1.csv" "$OUT/run-1.1" 3e-4 1e-4 \
+    "Fine-tuned from deepwml-synth-unet16@1.0.0 on 300 cases of synthesis v1 (seed 2) and 240 of \
 synthesis v2 (seed 3: fainter lesions, confluent WMH): $DATA"
-  for run in "14 3e-4" "24 1e-4"; do
-    set -- $run
-    $BIN/deepwml train "$OUT/mix-1.1.csv" -o "$OUT/run-1.1" --epochs "$1" --lr "$2" --init "$OUT/model-1.0.0" \
-      --model-version 1.1.0 "${COMMON[@]}" --notes "$NOTES"
-  done
-  echo "model 1.1.0: $OUT/run-1.1/model"
+  # the threshold: chosen on this run's validation cases, written into the card
+  $BIN/python benchmarks/threshold_on_validation.py "$OUT/run-1.1/model" "$OUT/mix-1.1.csv" \
+    "$OUT/run-1.1/split.json" val --record
 fi

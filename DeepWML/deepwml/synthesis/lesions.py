@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
 from ..phantom.anatomy import _template_dir
 from ..phantom.lesions import LESION_MAKERS
@@ -110,8 +111,6 @@ CONFLUENT_GAIN = (2.0, 4.0)
 def grow_confluent(lesions: np.ndarray, subject: SubjectAnatomy, rng: np.random.Generator) -> np.ndarray:
     """Lesions smoothed and amplified, so that neighbours merge and edges move outwards by a
     few millimetres; still restricted to where lesions may lie. Voxels are 1 mm."""
-    from scipy import ndimage
-
     sigma = rng.uniform(*CONFLUENT_SIGMA_MM)
     grown = np.clip(ndimage.gaussian_filter(lesions, sigma) * rng.uniform(*CONFLUENT_GAIN), 0.0, 1.0)
     return (np.maximum(lesions, grown) * subject.lesion_allowed_soft).astype(np.float32)

@@ -140,7 +140,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                          split_level=args.split_level, augment_intensity=args.augment_intensity,
                          crop=args.crop, max_steps_per_epoch=args.steps_per_epoch,
                          val_slices=args.val_slices, name=args.name, version=args.model_version,
-                         notes=args.notes, init=args.init)
+                         notes=args.notes, init=args.init, precision=args.precision)
     model_dir = train(Path(args.manifest), Path(args.output), config, resume=not args.restart,
                       progress=not args.quiet)
     print(f"model: {model_dir}")
@@ -216,8 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--seed", type=argtype(check_count, "--seed"), default=0)
     sy.add_argument("--start", type=argtype(check_count, "--start"), default=0,
                     help="index of the first case (to extend a set)")
-    sy.add_argument("--synthesis-version", type=int, choices=[1, 2], default=2,
-                    help="1: the data of model 1.0.0; 2 (default): fainter lesions, confluent WMH")
+    sy.add_argument("--synthesis-version", type=int, choices=[1, 2, 3], default=3,
+                    help="1: the data of model 1.0.0; 2: fainter lesions, confluent WMH (model 1.1.0); "
+                         "3 (default): 2 + skull-stripped cases, more confluent loads")
     sy.add_argument("--overwrite", action="store_true")
     sy.set_defaults(func=cmd_synth)
 
@@ -231,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--batch-size", type=argtype(check_positive_int, "--batch-size"), default=8)
     tr.add_argument("--seed", type=argtype(check_count, "--seed"), default=0)
     tr.add_argument("--device", default="auto")
+    tr.add_argument("--precision", default="auto", choices=["auto", "float32", "bf16"],
+                    help="autocast inside training: auto = bf16 on CUDA, float32 on the CPU; bf16 is "
+                         "~2.7x faster on CPUs with native bf16 (AVX512-BF16/AMX), far slower on others")
     tr.add_argument("--split-level", default="patient", choices=["patient", "image"],
                     help="patient (default, no leakage) or image (the paper's, leaks neighbours)")
     tr.add_argument("--augment-intensity", action="store_true",

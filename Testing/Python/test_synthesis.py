@@ -111,3 +111,58 @@ def test_synthesis_versions_differ_only_where_documented():
     assert v1.info["synthesis_version"] == 1 and "confluent" not in v1.info["lesion_source"]
     with pytest.raises(ValueError, match="synthesis version 7"):
         make_case(index, 5, version=7)
+
+
+def test_strip_skull_keeps_the_brain_and_zeroes_the_rest():
+    """v3's skull-stripped cases: every brain voxel kept, nothing beyond the grown mask, dtype kept."""
+    from deepwml.synthesis.acquisition import STRIP_GROW_MM, strip_skull
+
+    z, y, x = np.mgrid[:9, :64, :64]
+    brain = np.clip(20.5 - np.sqrt((y - 32) ** 2 + (x - 32) ** 2 + (2 * (z - 4)) ** 2), 0, 1).astype(np.float32)
+    flair = np.full(brain.shape, 300, np.int16)
+    for seed in range(4):
+        out = strip_skull(flair, brain, 1.0, np.random.default_rng(seed))
+        assert out.dtype == np.int16 and out.shape == flair.shape
+        assert (out[brain >= 0.99] == 300).all()  # the brain is kept
+        far = ndimage.distance_transform_edt(brain < 0.3) > STRIP_GROW_MM[1] + 1
+        assert (out[far] == 0).all() and (out == 0).sum() > 0.4 * out.size
+
+
+def test_v3_skull_stripped_case_is_brain_only_and_v2_never_strips(monkeypatch):
+    import deepwml.synthesis.generator as generator
+
+    monkeypatch.setattr(generator, "SKULL_STRIPPED_PROBABILITY", 1.0)
+    case = generator.make_case(3, 11, version=3)
+    assert case.info["skull_stripped"] == 1 and case.info["synthesis_version"] == 3
+    flair, _, brain = _arrays(case)
+    near_brain = ndimage.binary_dilation(brain > 0, iterations=8)
+    assert (flair[~near_brain] == 0).all() and (flair[brain > 0] > 0).mean() > 0.95
+    assert generator.make_case(3, 11, version=2).info["skull_stripped"] == 0
+
+
+def test_v3_paints_the_subjects_own_lesion_labels_as_white_matter_and_keeps_v2s_other_draws():
+    """The SynthSeg maps' Left/Right-Lesion labels (periventricular) drawn at a random 'other'
+    intensity made unlabelled bright periventricular bands in v2; v3 paints them as white matter."""
+    from deepwml.synthesis.anatomy import SUBJECT_LESION_LABELS
+    from deepwml.synthesis.appearance import RANGES, RANGES_V2, label_intensities
+
+    subject = load_subject(label_map_paths()[0])
+    assert all((subject.labels == v).any() for v in SUBJECT_LESION_LABELS)
+    for seed in range(3):
+        v3, _, _ = label_intensities(subject.labels, np.random.default_rng(seed), RANGES)
+        v2, _, _ = label_intensities(subject.labels, np.random.default_rng(seed), RANGES_V2)
+        assert v3[25] == v3[2] and v3[57] == v3[41]
+        others = [v for v in np.unique(subject.labels) if v not in SUBJECT_LESION_LABELS]
+        assert (v3[others] == v2[others]).all()
+
+
+def test_v3_grows_only_plausible_loads(monkeypatch):
+    import deepwml.synthesis.generator as generator
+    from deepwml.synthesis.lesions import lesion_load_ml
+
+    assert lesion_load_ml(np.full((10, 10, 10), 0.5, np.float32)) == 1.0
+    index, _ = _case_with("real")
+    monkeypatch.setattr(generator, "CONFLUENT_PROBABILITY", {3: 1.0})
+    assert "+confluent" in generator.make_case(index, 5, version=3).info["lesion_source"]
+    monkeypatch.setattr(generator, "CONFLUENT_MAX_LOAD_ML", 0.0)
+    assert "+confluent" not in generator.make_case(index, 5, version=3).info["lesion_source"]

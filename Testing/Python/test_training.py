@@ -85,6 +85,26 @@ def test_tiny_training_lowers_loss_writes_a_loadable_model_and_resumes(phantom_s
     assert list(run.glob("checkpoint.before-restart-*.pt"))
 
 
+def test_bf16_training_on_the_cpu_keeps_a_float32_model_and_may_change_on_resume(phantom_set, tmp_path):
+    """--precision bf16 (the fast CPU recipe on AVX512-BF16 hosts): autocast only inside the step;
+    weights and the saved model stay float32, the card records what ran, and a resume in float32
+    is allowed (precision, like the device, is not part of what defines the run)."""
+    from deepwml.training.trainer import training_autocast
+
+    assert training_autocast("auto", torch.device("cpu")) is None
+    assert training_autocast("auto", torch.device("cuda")) is torch.bfloat16
+    assert training_autocast("bf16", torch.device("cpu")) is torch.bfloat16
+    with pytest.raises(ValueError, match="fp8"):
+        training_autocast("fp8", torch.device("cpu"))
+    run = tmp_path / "run"
+    model_dir = train(phantom_set, run, TrainConfig(epochs=1, **TINY, precision="bf16"), progress=False)
+    model = load_model(model_dir)
+    assert model.card["training"]["config"]["precision"] == "bf16"
+    assert all(p.dtype == torch.float32 for p in model.network.parameters())
+    train(phantom_set, run, TrainConfig(epochs=2, **TINY, precision="float32"), progress=False)
+    assert [np.isfinite(float(r["train_loss"])) for r in read_log(run)] == [True, True]
+
+
 def test_split_is_reused_and_patients_never_leak(phantom_set, tmp_path):
     run = tmp_path / "run"
     train(phantom_set, run, TrainConfig(epochs=1, **TINY), progress=False)

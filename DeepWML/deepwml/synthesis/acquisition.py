@@ -17,6 +17,8 @@ import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
 
+from scipy import ndimage
+
 from ..phantom.generator import _rotation
 
 
@@ -43,6 +45,16 @@ class AcquisitionRanges:
 
 
 ACQUISITION = AcquisitionRanges()
+
+#: Synthesis v3: this share of cases is skull-stripped, as research cohorts and public data sets
+#: (MNI-registered, BET/HD-BET/SynthStrip outputs) hand them over: zero outside a brain mask.
+#: The network then sees brain-only heads with their own intensity statistics, not only whole heads.
+SKULL_STRIPPED_PROBABILITY = 0.15
+#: The brain mask's edge: the brain-label fraction (on the acquired grid) it is cut at, how far
+#: (mm, in-plane) it is grown, and the closing that bridges the sulci (see strip_skull).
+STRIP_EDGE_FRACTION = (0.3, 0.7)
+STRIP_GROW_MM = (0.0, 4.0)
+STRIP_CLOSE_MM = (6.0, 10.0)
 
 
 def draw_acquisition(rng: np.random.Generator, r: AcquisitionRanges = ACQUISITION) -> dict:
@@ -126,3 +138,24 @@ def degrade(flair: np.ndarray, rng: np.random.Generator, r: AcquisitionRanges = 
     if rng.random() < r.uint8_probability:
         return np.clip(np.round(flair / np.percentile(flair, 99.9) * 255), 0, 255).astype(np.uint8)
     return np.clip(np.round(flair * rng.uniform(*r.storage_scale)), 0, 32767).astype(np.int16)
+
+
+def strip_skull(flair: np.ndarray, brain_fraction: np.ndarray, pixel_mm: float,
+                rng: np.random.Generator) -> np.ndarray:
+    """What a brain-extraction tool leaves of ``flair`` ``[slices, rows, cols]``: zero outside a
+    brain mask. The mask is the brain-label fraction cut at a random level, closed in-plane over
+    6-10 mm (extraction tools keep the sulcal CSF under a smooth outline, they do not trace the
+    cortex), holes filled and grown by a random 0-4 mm. Same dtype as ``flair``."""
+    mask = brain_fraction >= rng.uniform(*STRIP_EDGE_FRACTION)
+    close_px = rng.uniform(*STRIP_CLOSE_MM) / pixel_mm
+    grow_px = rng.uniform(*STRIP_GROW_MM) / pixel_mm
+    out = np.zeros_like(mask)
+    for k, brain in enumerate(mask):
+        if not brain.any():
+            continue
+        # closing by a disc: dilate by r, erode by r (exact Euclidean discs via distance maps)
+        dilated = ndimage.distance_transform_edt(~brain) <= close_px
+        closed = ndimage.distance_transform_edt(dilated) > close_px
+        closed = ndimage.binary_fill_holes(closed | brain)
+        out[k] = ndimage.distance_transform_edt(~closed) <= grow_px if grow_px >= 1 else closed
+    return np.where(out, flair, 0).astype(flair.dtype)

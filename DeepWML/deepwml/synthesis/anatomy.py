@@ -37,6 +37,11 @@ CEREBELLAR_CORTEX = (8, 47)
 LATERAL_VENTRICLES = (4, 43)
 #: FLAIR-suppressed fluid: ventricles, CSF, 5th ventricle.
 FLUID = (4, 5, 14, 15, 24, 43, 44, 72)
+#: FreeSurfer's Left-/Right-Lesion labels (25, 57) in the SynthSeg maps: 0.3-9 ml per subject,
+#: bordering the cerebral white matter (55-70 % of their border) and the lateral ventricles
+#: (30-40 %): the subjects' own periventricular white-matter hypointensities on T1. Ordered as
+#: CEREBRAL_WM (left, right).
+SUBJECT_LESION_LABELS = (25, 57)
 DEEP_GREY = (10, 11, 12, 13, 16, 17, 18, 26, 28, 49, 50, 51, 52, 53, 54, 58, 60)
 #: A voxel with one of these labels is brain (for the brain mask; extracerebral CSF excluded).
 BRAIN = CEREBRAL_WM + CEREBELLAR_WM + CORTEX + CEREBELLAR_CORTEX + DEEP_GREY + (4, 5, 14, 15, 43, 44)

@@ -19,7 +19,7 @@ from scipy import ndimage
 
 from ..phantom.lesions import _draw_ellipsoid, _random_axes
 from .anatomy import (CEREBELLAR_CORTEX, CEREBELLAR_WM, CEREBRAL_WM, CORTEX, DEEP_GREY, FLUID,
-                      LATERAL_VENTRICLES, SubjectAnatomy)
+                      LATERAL_VENTRICLES, SUBJECT_LESION_LABELS, SubjectAnatomy)
 
 
 @dataclass(frozen=True)
@@ -52,9 +52,16 @@ class Ranges:
     #: the truth's 0.4 fraction, so what is drawn bright is what is labelled (a soft, warped
     #: mask painted linearly left small lesions barely brighter than white matter)
     paint_ramp: tuple[float, float] = (0.15, 0.6)
+    #: Synthesis v3: paint the label maps' own periventricular lesion labels (see
+    #: anatomy.SUBJECT_LESION_LABELS) as white matter. v1/v2 drew them as "other brain" (0.4-1.5x
+    #: WM): in a quarter of the cases an unlabelled bright periventricular band, teaching the
+    #: network that exactly what raters call periventricular WMH is not lesion.
+    subject_lesions_as_wm: bool = False
 
 
-RANGES = Ranges()
+RANGES_V2 = Ranges()
+#: Synthesis v3 (default): v2's ranges, the subjects' own lesion labels painted as white matter.
+RANGES = Ranges(subject_lesions_as_wm=True)
 #: Synthesis v1 (the data of model 1.0.0): brighter lesions, rarely faint.
 RANGES_V1 = Ranges(lesion_over_wm=(1.35, 2.2), lesion_over_cortex=(1.0, 1.3),
                    faint_lesion_over_wm=(1.2, 1.4), faint_lesion_probability=0.1)
@@ -93,7 +100,10 @@ def label_intensities(labels: np.ndarray, rng: np.random.Generator,
         elif v >= 500:
             lut[v] = _u(rng, ranges.other_outside)
         else:
+            # drawn even where it is overridden, so the other labels' draws stay v2's
             lut[v] = _u(rng, ranges.other_brain)
+            if ranges.subject_lesions_as_wm and v in SUBJECT_LESION_LABELS:
+                lut[v] = lut[CEREBRAL_WM[SUBJECT_LESION_LABELS.index(v)]]
     return lut, cortex, 1.0
 
 

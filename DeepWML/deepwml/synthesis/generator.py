@@ -20,21 +20,25 @@ import SimpleITK as sitk
 from ..case_set import refuse_existing_set, write_case, write_manifest
 from ..output_folder import writes_output_folder
 from ..phantom.generator import TRUTH_FRACTION
-from .acquisition import degrade, draw_acquisition, resample
+from .acquisition import SKULL_STRIPPED_PROBABILITY, degrade, draw_acquisition, resample, strip_skull
 from .anatomy import BRAIN, label_map_paths, load_subject
-from .appearance import RANGES, RANGES_V1, paint
-from .lesions import CONFLUENT_PROBABILITY, grow_confluent, lesion_mask_paths, pattern_lesions, real_lesions
+from .appearance import RANGES, RANGES_V1, RANGES_V2, paint
+from .lesions import (CONFLUENT_MAX_LOAD_ML, CONFLUENT_PROBABILITY, grow_confluent, lesion_load_ml,
+                      lesion_mask_paths, pattern_lesions, real_lesions)
 
 log = logging.getLogger(__name__)
 
 #: Bumped when the same (seed, index) draws a different case; older versions stay available
 #: (``--synthesis-version``) so every shipped model's data can be regenerated bit for bit.
-#: v1: model 1.0.0's data. v2: lesion contrast closer to clinical FLAIR (appearance.RANGES)
-#: and grown confluent lesions (lesions.grow_confluent).
-SYNTHESIS_VERSION = 2
-APPEARANCE_RANGES = {1: RANGES_V1, 2: RANGES}
+#: v1: model 1.0.0's data. v2: lesion contrast closer to clinical FLAIR (appearance.RANGES_V2)
+#: and grown confluent lesions (lesions.grow_confluent). v3: v2 plus skull-stripped cases
+#: (acquisition.strip_skull), confluent growth more often but only of loads that stay
+#: plausible (lesions.CONFLUENT_PROBABILITY, CONFLUENT_MAX_LOAD_ML), and the subjects' own
+#: lesion labels painted as white matter (appearance.Ranges.subject_lesions_as_wm).
+SYNTHESIS_VERSION = 3
+APPEARANCE_RANGES = {1: RANGES_V1, 2: RANGES_V2, 3: RANGES}
 MANIFEST_FIELDS = ["case", "patient", "center", "disease", "anatomy", "lesion_source", "synthesis_version",
-                   "slice_thickness_mm", "slice_spacing_mm", "pixel_mm", "matrix", "slices", "flair",
+                   "skull_stripped", "slice_thickness_mm", "slice_spacing_mm", "pixel_mm", "matrix", "slices", "flair",
                    "label", "brain"]
 #: What lesions a case gets: a real MS mask, a pattern, both, or none (healthy heads teach
 #: the network that a normal FLAIR has no lesion).
@@ -75,7 +79,9 @@ def make_case(index: int, seed: int, label_maps: list[Path] | None = None,
         disease = _pick(rng, PATTERNS)
         np.maximum(lesions, pattern_lesions(subject, disease, rng), out=lesions)
     # v1 drew no confluent growth (and no random number for it)
-    confluent = version >= 2 and source != "none" and rng.random() < CONFLUENT_PROBABILITY
+    confluent = version >= 2 and source != "none" and rng.random() < CONFLUENT_PROBABILITY[version]
+    if confluent and version >= 3 and lesion_load_ml(lesions) > CONFLUENT_MAX_LOAD_ML:
+        confluent = False  # already a heavy load: growing it would paint most of the white matter
     if confluent:
         lesions = grow_confluent(lesions, subject, rng)
     flair_1mm = paint(subject, lesions, rng, APPEARANCE_RANGES[version])
@@ -84,6 +90,10 @@ def make_case(index: int, seed: int, label_maps: list[Path] | None = None,
     flair, soft, brain_soft = resample(np.stack([flair_1mm, lesions, brain]), subject.image, acq,
                                        subject.brain_centre_lps, rng)
     flair_arr = degrade(np.clip(flair, 0, None), rng)
+    # drawn last, and only from v3 on: earlier versions' cases stay bit-identical
+    skull_stripped = version >= 3 and rng.random() < SKULL_STRIPPED_PROBABILITY
+    if skull_stripped:
+        flair_arr = strip_skull(flair_arr, brain_soft, acq["pixel_mm"], rng)
     spacing = (acq["pixel_mm"], acq["pixel_mm"], acq["slice_spacing_mm"])
     origin = (-(acq["matrix"] - 1) / 2 * acq["pixel_mm"], -(acq["matrix"] - 1) / 2 * acq["pixel_mm"],
               -(acq["slices"] - 1) / 2 * acq["slice_spacing_mm"])
@@ -96,7 +106,7 @@ def make_case(index: int, seed: int, label_maps: list[Path] | None = None,
 
     info = {"center": "synthetic", "disease": disease, "anatomy": subject.name,
             "lesion_source": f"{source}{':' + mask_name if mask_name else ''}{'+confluent' if confluent else ''}",
-            "synthesis_version": version, **acq}
+            "synthesis_version": version, "skull_stripped": int(skull_stripped), **acq}
     return SynthCase(to_image(flair_arr), to_image((soft >= TRUTH_FRACTION).astype(np.uint8)),
                      to_image((brain_soft >= 0.5).astype(np.uint8)), info)
 

@@ -60,7 +60,25 @@ class TrainConfig:
     #: start from this model's weights (fine-tuning; "" = random initialisation); its
     #: architecture replaces ``base_channels``
     init: str = ""
+    #: "auto": bf16 autocast on CUDA, float32 on the CPU (the same on every CPU, so a CPU run
+    #: does not depend on the host); "bf16": bf16 autocast on any device -- 2.7x faster per step
+    #: on CPUs with native bf16 (AVX512-BF16/AMX; measured, width 16, batch 8 of 160^2), about
+    #: 100x slower on the others; "float32": no autocast.
+    precision: str = "auto"
     # Which settings may change when a run is resumed: run_record.MAY_CHANGE.
+
+
+TRAIN_PRECISIONS = ("auto", "float32", "bf16")
+
+
+def training_autocast(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of a training run (None: float32). Weights, optimizer state and the
+    saved model stay float32 whatever runs inside autocast."""
+    if precision not in TRAIN_PRECISIONS:
+        raise ValueError(f"unknown training precision {precision!r} ({', '.join(TRAIN_PRECISIONS)})")
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
 
 
 def _distributed() -> tuple[int, int]:
@@ -258,7 +276,10 @@ def _train(manifest: Path, out_dir: Path, config: TrainConfig, resume: bool, pro
     if is_main:
         write_record(out_dir, config, fingerprint, start_epoch, manifest)
     model = DistributedDataParallel(net) if world > 1 else net
-    autocast = torch.bfloat16 if device.type == "cuda" else None
+    autocast = training_autocast(config.precision, device)
+    if autocast is not None and device.type == "cpu":
+        # oneDNN's bf16 convolutions want NHWC; float32 runs keep their layout (bit-identical)
+        net.to(memory_format=torch.channels_last)
     log_path = out_dir / "training_log.csv"
     if is_main and not log_path.exists():
         with open(log_path, "w", newline="", encoding="utf-8") as handle:
@@ -289,6 +310,8 @@ def _train(manifest: Path, out_dir: Path, config: TrainConfig, resume: bool, pro
             if config.augment_intensity:
                 x = intensity(x, aug_gen)
             x, y = random_crop(x, y, config.crop, aug_gen)
+            if autocast is not None and device.type == "cpu":
+                x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
                 logits = model(x)
             loss = bce_dice_loss(logits, y)

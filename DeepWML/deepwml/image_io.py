@@ -7,6 +7,7 @@ Writing results lives in :mod:`deepwml.output_files` (re-exported here for older
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Collection
 
@@ -40,12 +41,28 @@ def read_image(path: str | Path, series: Collection[str] = ()) -> sitk.Image:
         if path.is_dir():
             return read_dicom_series(path, series)
         if path.name.lower().endswith((".nii", ".nii.gz")):
-            check_nifti(path)
+            return _read_checked_nifti(path)
         return sitk.ReadImage(str(path))
     except InputImageError:
         raise
     except RuntimeError as err:
         raise InputImageError(path, f"cannot be read as an image ({itk_reason(err)})") from None
+
+
+def _read_checked_nifti(path: Path) -> sitk.Image:
+    """ITK's read and the raw-byte check (:func:`check_nifti`) each decompress the file; both
+    release the GIL, so they run at once and reading costs about the longer of the two, not the
+    sum. A file the check refuses (truncated, corrupt, NaN) is refused with the check's reason
+    even when ITK read it, or failed on it first."""
+    with ThreadPoolExecutor(1, thread_name_prefix="deepwml-nifti-check") as pool:
+        checked = pool.submit(check_nifti, path)
+        try:
+            image = sitk.ReadImage(str(path))
+        except RuntimeError:
+            checked.result()  # the more precise reason, if the check has one
+            raise
+        checked.result()
+    return image
 
 
 def validate_flair(image: sitk.Image, path: str | Path) -> sitk.Image:

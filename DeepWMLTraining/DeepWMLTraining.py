@@ -188,8 +188,20 @@ class DeepWMLTrainingWidget(ScriptedLoadableModuleWidget):
         if self.ui.fineTuneCheckBox.checked:
             init = ModelChoice().current() or str(panel.BUNDLED_MODEL_DIR)
         extra = ["--steps-per-epoch", str(self.ui.stepsSpinBox.value)] if self.ui.stepsSpinBox.value else []
-        self._start(lambda: self.logic.startTraining(source, str(paths["run"]), self.ui.epochsSpinBox.value,
-                                                     self.ui.widthSpinBox.value, extra, init), None, None)
+        bf16 = self.ui.bf16CheckBox.checked
+
+        def start() -> BackgroundJob:
+            # after the dependency check of _start: asking the CPU about bf16 imports PyTorch
+            from deepwml.torch_backend import cpu_has_fast_bf16
+
+            precision, note = panel.training_precision_args(bf16, self._device(), cpu_has_fast_bf16)
+            job = self.logic.startTraining(source, str(paths["run"]), self.ui.epochsSpinBox.value,
+                                           self.ui.widthSpinBox.value, extra + precision, init)
+            if note:
+                self.ui.logTextEdit.appendPlainText(note)
+            return job
+
+        self._start(start, None, None)
 
     def onEvaluate(self) -> None:
         manifest, work = self._paths()

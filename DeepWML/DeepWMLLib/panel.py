@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 BUNDLED_MODEL_DIR = Path(__file__).resolve().parent.parent / "Resources" / "Models" / "default"
 
@@ -118,6 +118,21 @@ def training_steps(manifest: str, work_dir: str, running: bool, custom_model: Op
                    "DeepWML already uses the bundled model" if custom_model is None else (busy or "use the bundled model again")),
         "cancel": (running, "no job is running" if not running else "stops the job and every process it started"),
     }
+
+
+def training_precision_args(requested: bool, device: str, cpu_has_fast_bf16: Callable[[], bool]) -> Tuple[List[str], str]:
+    """The ``deepwml train`` precision options for the "faster bf16 training" box, and a line for
+    the log. Why opt-in and checked here: bf16 steps are 2.7x faster on CPUs with native bf16
+    (AVX512-BF16/AMX) but ~100x slower on the others, and a default must not depend on the host;
+    on a GPU training uses bf16 anyway. ``cpu_has_fast_bf16`` is only called when it matters
+    (it imports PyTorch)."""
+    if not requested:
+        return [], ""
+    if device == "cuda":
+        return [], "bf16: training on the GPU uses bf16 already"
+    if not cpu_has_fast_bf16():
+        return [], "bf16 not used: this CPU has no native bf16 (it would be ~100x slower); training in float32"
+    return ["--precision", "bf16"], "bf16 autocast on this CPU (native AVX512-BF16/AMX): ~2.7x faster steps"
 
 
 def training_estimate(epochs: int, steps_per_epoch: int, width: int, device: str) -> str:

@@ -382,3 +382,19 @@ def test_parameter_node_fields_are_bound_in_the_ui(slicer):
     assert set(bound) == set(parameters.FIELDS) == set(parameters.DeepWMLParameterNode.__annotations__)
     for name, default in parameters.FIELDS.items():
         assert getattr(parameters.DeepWMLParameterNode, name) == default
+
+
+def test_bf16_training_box_asks_the_cpu_only_when_it_matters(slicer):
+    """Opt-in, and only where it speeds training up: never on a CPU without native bf16."""
+    from DeepWMLLib import panel
+
+    def never() -> bool:
+        raise AssertionError("the CPU must not be probed")
+
+    assert panel.training_precision_args(False, "cpu", never) == ([], "")
+    args, note = panel.training_precision_args(True, "cuda", never)
+    assert args == [] and "GPU" in note
+    args, note = panel.training_precision_args(True, "cpu", lambda: False)
+    assert args == [] and "float32" in note
+    args, note = panel.training_precision_args(True, "cpu", lambda: True)
+    assert args == ["--precision", "bf16"] and "2.7x" in note

@@ -218,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="index of the first case (to extend a set)")
     sy.add_argument("--synthesis-version", type=int, choices=[1, 2, 3], default=3,
                     help="1: the data of model 1.0.0; 2: fainter lesions, confluent WMH (model 1.1.0); "
-                         "3 (default): 2 + skull-stripped cases, more confluent loads")
+                         "3 (default): 2 + skull-stripped cases, confluent growth of plausible loads only, the "
+                         "label maps' own lesion labels as white matter (model 1.2.0)")
     sy.add_argument("--overwrite", action="store_true")
     sy.set_defaults(func=cmd_synth)
 

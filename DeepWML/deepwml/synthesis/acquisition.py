@@ -16,7 +16,6 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
-
 from scipy import ndimage
 
 from ..phantom.generator import _rotation

@@ -277,8 +277,9 @@ def _train(manifest: Path, out_dir: Path, config: TrainConfig, resume: bool, pro
         write_record(out_dir, config, fingerprint, start_epoch, manifest)
     model = DistributedDataParallel(net) if world > 1 else net
     autocast = training_autocast(config.precision, device)
-    if autocast is not None and device.type == "cpu":
-        # oneDNN's bf16 convolutions want NHWC; float32 runs keep their layout (bit-identical)
+    # oneDNN's bf16 convolutions want NHWC; float32 runs keep their layout (bit-identical)
+    channels_last = autocast is not None and device.type == "cpu"
+    if channels_last:
         net.to(memory_format=torch.channels_last)
     log_path = out_dir / "training_log.csv"
     if is_main and not log_path.exists():
@@ -310,7 +311,7 @@ def _train(manifest: Path, out_dir: Path, config: TrainConfig, resume: bool, pro
             if config.augment_intensity:
                 x = intensity(x, aug_gen)
             x, y = random_crop(x, y, config.crop, aug_gen)
-            if autocast is not None and device.type == "cpu":
+            if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
                 logits = model(x)

@@ -1,10 +1,11 @@
 #!/bin/bash
-# How the bundled models 1.0.0 and 1.1.0 were made (issue 13): CPU recipe, 2 cores.
+# How the bundled models 1.0.0 to 1.2.0 were made, and the experiments after them (issue 13): CPU recipe, 2 cores.
 #
 #   bash benchmarks/train_bundled_model.sh [OUT]          (default work-data/bundled)
 #
 # Chain: 0.2.0 (phantoms, git c43b84c) --stage 1--> 1.0.0 (git a401d69) --stage 2--> 1.1.0
-# (git f5f2904) --stage 3--> 1.2.0.
+# (git f5f2904) --stage 3--> 1.2.0 (git 2986285, shipped) --stage 4--> 1.3.0-v4 --stage 5--> 1.3.0
+# (both experiments, not shipped: README "Experiments after 1.2.0").
 # Each stage fine-tunes the previous model (taken from git, so the chain does not depend on what
 # is shipped now), picks the checkpoint by validation Dice on synthetic + phantom validation
 # cases, then runs at a lower learning rate.
@@ -16,11 +17,16 @@
 #     loads, the label maps' own lesion labels as white matter) + the phantoms' train/validation
 #     cases, from 1.1.0; 14 epochs lr 2e-4 + 24 at 7e-5, 300 batches per epoch in bf16 autocast
 #     (2.7x faster per step on this CPU, which has AVX512-BF16; elsewhere set PRECISION=auto).
+#  4. 1.3.0-v4: 360 heads of synthesis v4 (seed 5: v3 with lesion contrast spread down to faint
+#     and as bright as cortex or less) + the phantoms, from 1.2.0; 8 epochs lr 1.5e-4 + 14 at 5e-5.
+#  5. 1.3.0: 360 heads of synthesis v5 (seed 6: v4 with grey matter kept below the lesions) + the
+#     phantoms, from 1.3.0-v4; 6 epochs lr 1e-4 + 10 at 4e-5. Stages 3-5: 300 batches per epoch, bf16.
 # Synthetic heads: SynthSeg's 20 whole-head label maps + 27 real MS lesion masks, both free for
 # training (README "Synthesis"). No real scan is read: the real evaluation sets
 # (lesjak2017-ms-mni and the unlabelled heads) never enter training, tuning or selection.
-# STAGES="1 2 3" (default), or e.g. "3" (start from the 1.1.0 of git). On a GPU, raise EPOCHS and STEPS;
-# training runs on CUDA with --device auto.
+# STAGES="1 2 3" (default: the shipped chain), e.g. "3" (start from the 1.1.0 of git), or "4 5": the
+# experiments after 1.2.0 (synthesis v4/v5), whose models failed the phantom test guard and were not
+# shipped. On a GPU, raise EPOCHS and STEPS; training runs on CUDA with --device auto.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-work-data/bundled}
@@ -82,18 +88,35 @@ synthesis v2 (seed 3: fainter lesions, confluent WMH): $DATA"
   $BIN/python benchmarks/threshold_on_validation.py "$OUT/run-1.1/model" "$OUT/mix-1.1.csv" \
     "$OUT/run-1.1/split.json" val --record
 fi
+heads_stage() {  # heads_stage VERSION RUN INIT_DIR SEED SYNTHESIS LR1 LR2 E1 E2 STEPS NOTES: 360 heads of
+  # synthesis SYNTHESIS (seed SEED) + the phantoms, fine-tuned from INIT_DIR in bf16 into $OUT/RUN
+  # (mix $OUT/mix-*.csv named after it), then the threshold chosen on the run's validation cases
+  local mix="$OUT/${2/run/mix}.csv" init_id
+  init_id=$($BIN/python -c "import json,sys; c=json.load(open(sys.argv[1])); print(c['name']+'@'+c['version'])" "$3/model.json")
+  synth "$OUT/synth-v$5a" 180 0 "$4" "$5"
+  synth "$OUT/synth-v$5b" 180 180 "$4" "$5"
+  $BIN/python benchmarks/training_mix.py "$OUT/synth-v$5a,$OUT/synth-v$5b" "$OUT/phantoms" "$mix"
+  E1=$8 E2=$9
+  COMMON=(--crop "$CROP" --batch-size 8 --steps-per-epoch "${10}" --val-slices 480
+    --augment-intensity --seed 0 --device auto --name deepwml-synth-unet16)
+  fine_tune "$1" "$3" "$mix" "$OUT/$2" "$6" "$7" \
+    "Fine-tuned from $init_id on 360 synthetic whole heads of synthesis v$5 (seed $4; ${11}) and \
+phantoms: $DATA" --precision "${PRECISION:-bf16}"
+  $BIN/python benchmarks/threshold_on_validation.py "$OUT/$2/model" "$mix" "$OUT/$2/split.json" val --record
+}
+
 if [[ " $STAGES " == *" 3 "* ]]; then
   model_from_git f5f2904 "$OUT/model-1.1.0"
-  synth "$OUT/synth-v3a" 180 0 4 3
-  synth "$OUT/synth-v3b" 180 180 4 3
-  $BIN/python benchmarks/training_mix.py "$OUT/synth-v3a,$OUT/synth-v3b" "$OUT/phantoms" "$OUT/mix-1.2.csv"
-  E1=${E1_3:-14} E2=${E2_3:-38}
-  COMMON=(--crop "$CROP" --batch-size 8 --steps-per-epoch "${STEPS3:-300}" --val-slices 480
-    --augment-intensity --seed 0 --device auto --name deepwml-synth-unet16)
-  fine_tune 1.2.0 "$OUT/model-1.1.0" "$OUT/mix-1.2.csv" "$OUT/run-1.2" 2e-4 7e-5 \
-    "Fine-tuned from deepwml-synth-unet16@1.1.0 on 360 synthetic whole heads of synthesis v3 (seed 4; \
-skull-stripped cases, confluent growth of loads up to 40 ml only, the label maps' own lesion labels painted \
-as white matter) and phantoms: $DATA" --precision "${PRECISION:-bf16}"
-  $BIN/python benchmarks/threshold_on_validation.py "$OUT/run-1.2/model" "$OUT/mix-1.2.csv" \
-    "$OUT/run-1.2/split.json" val --record
+  heads_stage 1.2.0 run-1.2 "$OUT/model-1.1.0" 4 3 2e-4 7e-5 "${E1_3:-14}" "${E2_3:-38}" "${STEPS3:-300}" \
+    "skull-stripped cases, confluent growth of loads up to 40 ml only, the label maps' own lesion labels \
+painted as white matter"
+fi
+if [[ " $STAGES " == *" 4 "* ]]; then  # an intermediate model, not shipped: stage 5 starts from it
+  model_from_git 2986285 "$OUT/model-1.2.0"
+  heads_stage 1.3.0-v4 run-1.3-v4 "$OUT/model-1.2.0" 5 4 1.5e-4 5e-5 "${E1_4:-8}" "${E2_4:-22}" "${STEPS4:-300}" \
+    "v3 with lesion contrast spread down to faint, 1.1-1.9x white matter and from 0.85x cortex up"
+fi
+if [[ " $STAGES " == *" 5 "* ]]; then
+  heads_stage 1.3.0 run-1.3 "$OUT/run-1.3-v4/model" 6 5 1e-4 4e-5 "${E1_5:-6}" "${E2_5:-16}" "${STEPS5:-300}" \
+    "v4 with grey matter kept below the lesions in cases with lesions"
 fi

@@ -216,10 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--seed", type=argtype(check_count, "--seed"), default=0)
     sy.add_argument("--start", type=argtype(check_count, "--start"), default=0,
                     help="index of the first case (to extend a set)")
-    sy.add_argument("--synthesis-version", type=int, choices=[1, 2, 3], default=3,
+    sy.add_argument("--synthesis-version", type=int, choices=[1, 2, 3, 4, 5], default=3,
                     help="1: the data of model 1.0.0; 2: fainter lesions, confluent WMH (model 1.1.0); "
                          "3 (default): 2 + skull-stripped cases, confluent growth of plausible loads only, the "
-                         "label maps' own lesion labels as white matter (model 1.2.0)")
+                         "label maps' own lesion labels as white matter (the shipped model 1.2.0); "
+                         "experimental: 4: 3 with lesion contrast spread down to faint, as bright as cortex or "
+                         "less; 5: 4 with grey matter kept below the lesions")
     sy.add_argument("--overwrite", action="store_true")
     sy.set_defaults(func=cmd_synth)
 

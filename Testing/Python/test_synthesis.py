@@ -166,3 +166,66 @@ def test_v3_grows_only_plausible_loads(monkeypatch):
     assert "+confluent" in generator.make_case(index, 5, version=3).info["lesion_source"]
     monkeypatch.setattr(generator, "CONFLUENT_MAX_LOAD_ML", 0.0)
     assert "+confluent" not in generator.make_case(index, 5, version=3).info["lesion_source"]
+
+
+def test_v4_draws_lesions_fainter_than_v3_and_differs_from_v3_only_in_lesions():
+    """v3's lesions sat at >= 0.95x cortex, mostly 1.5-2x white matter; v4 spreads them down to
+    faint (real WMH are typically 1.2-1.6x). Same random draws: truth, brain and the picture away
+    from lesions are v3's."""
+    from deepwml.synthesis.appearance import RANGES_V3, RANGES_V4, lesion_level
+    from deepwml.synthesis.generator import make_case
+
+    rng = np.random.default_rng(0)
+    cortex = rng.uniform(*RANGES_V4.cortex, 2000)
+    v3 = np.array([lesion_level(np.random.default_rng(i), c, 1.0, RANGES_V3) for i, c in enumerate(cortex)])
+    v4 = np.array([lesion_level(np.random.default_rng(i), c, 1.0, RANGES_V4) for i, c in enumerate(cortex)])
+    assert np.median(v4) < np.median(v3) - 0.1
+    assert (v4 < 1.4).mean() > 0.4 > (v3 < 1.4).mean()
+    assert v4.min() >= 1.1 and v4.max() <= max(1.9, RANGES_V4.cortex[1] * RANGES_V4.lesion_over_cortex[1])
+
+    index, _ = _case_with("real")
+    a, b = make_case(index, 5, version=3), make_case(index, 5, version=4)
+    fa, ta, ba = _arrays(a)
+    fb, tb, bb = _arrays(b)
+    assert b.info["synthesis_version"] == 4 and (ta == tb).all() and (ba == bb).all() and ta.any()
+    away = ~ndimage.binary_dilation(ta > 0, iterations=4)
+    assert not np.allclose(fa, fb)
+    x, y = fa[away].astype(float), fb[away].astype(float)
+    # ghosting copies the lesions along the phase direction: a few voxels away from them differ too
+    assert (np.abs(y - x) > 0.02 * np.abs(x) + 2).mean() < 0.01
+
+
+def test_v5_keeps_grey_matter_below_the_lesions_and_is_v4_elsewhere():
+    """v4 let faint lesions sit below bright cortex or deep grey; v5 dims grey matter (its
+    texture kept) under the case's lesion level, and only there differs from v4."""
+    from deepwml.synthesis.anatomy import CEREBRAL_WM
+    from deepwml.synthesis.appearance import GREY_MATTER, RANGES_V4, RANGES_V5, paint
+    from deepwml.synthesis.generator import make_case
+
+    subject = load_subject(label_map_paths()[0])
+    lesions = np.zeros(subject.shape, np.float32)
+    wm = np.argwhere(np.isin(subject.labels, CEREBRAL_WM))
+    for centre in wm[np.random.default_rng(0).choice(len(wm), 12)]:
+        lesions[tuple(slice(c - 3, c + 4) for c in centre)] = 1.0
+    lesions *= np.isin(subject.labels, CEREBRAL_WM)
+    grey = np.isin(subject.labels, GREY_MATTER)
+    core = ndimage.binary_erosion(lesions > 0.5, iterations=1)
+    brighter = 0
+    for seed in range(6):
+        v4 = paint(subject, lesions, np.random.default_rng(seed), RANGES_V4)
+        v5 = paint(subject, lesions, np.random.default_rng(seed), RANGES_V5)
+        away = ~ndimage.binary_dilation(grey, np.ones((3, 3, 3), bool), iterations=4)  # the blur's reach
+        np.testing.assert_array_equal(v4[away], v5[away])
+        assert (v5[grey] <= v4[grey] * 1.0001 + 1e-4).all()
+        lesion, cortex5, cortex4 = np.median(v5[core]), np.median(v5[grey]), np.median(v4[grey])
+        assert cortex5 < lesion
+        brighter += cortex4 >= lesion
+    assert brighter > 0  # in v4 grey matter reached the lesions in some of these cases
+    a, b = make_case(1, 6, version=4), make_case(1, 6, version=5)  # a pattern case: same acquisition
+    assert a.info["lesion_source"] == b.info["lesion_source"] != "none"
+    assert {k: v for k, v in a.info.items() if k != "synthesis_version"} == \
+        {k: v for k, v in b.info.items() if k != "synthesis_version"}
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(a.truth), sitk.GetArrayFromImage(b.truth))
+    healthy = np.zeros_like(lesions)
+    np.testing.assert_array_equal(paint(subject, healthy, np.random.default_rng(1), RANGES_V4),
+                                  paint(subject, healthy, np.random.default_rng(1), RANGES_V5))

@@ -12,7 +12,7 @@ labelled. All ranges live in :data:`RANGES`, in one place.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage
@@ -20,6 +20,8 @@ from scipy import ndimage
 from ..phantom.lesions import _draw_ellipsoid, _random_axes
 from .anatomy import (CEREBELLAR_CORTEX, CEREBELLAR_WM, CEREBRAL_WM, CORTEX, DEEP_GREY, FLUID,
                       LATERAL_VENTRICLES, SUBJECT_LESION_LABELS, SubjectAnatomy)
+
+GREY_MATTER = CORTEX + CEREBELLAR_CORTEX + DEEP_GREY
 
 
 @dataclass(frozen=True)
@@ -57,11 +59,33 @@ class Ranges:
     #: WM): in a quarter of the cases an unlabelled bright periventricular band, teaching the
     #: network that exactly what raters call periventricular WMH is not lesion.
     subject_lesions_as_wm: bool = False
+    #: Synthesis v5: in a case with lesions, grey matter (cortex, deep grey, hippocampus,
+    #: cerebellar cortex) is at most this fraction of the lesions' contrast over white matter.
+    #: WMH are hyperintense against grey matter too -- that is why raters see them; v4 let faint
+    #: lesions sit below a bright cortex or deep grey, and its network marked bright grey matter
+    #: next to white matter (insula, medial temporal lobe, the external capsule's neighbours).
+    #: None (v1-v4): grey matter is drawn regardless of the lesions.
+    grey_below_lesion: tuple[float, float] | None = None
 
 
 RANGES_V2 = Ranges()
 #: Synthesis v3 (default): v2's ranges, the subjects' own lesion labels painted as white matter.
-RANGES = Ranges(subject_lesions_as_wm=True)
+RANGES_V3 = Ranges(subject_lesions_as_wm=True)
+#: Synthesis v4: v3 with lesion contrast spread evenly over what clinical FLAIR shows.
+#: In v3 a lesion was at least 0.95x the case's cortex, so with cortex drawn at 1.05-1.55x
+#: white matter most lesions came out 1.5-2x: the network learned "a lesion is much brighter
+#: than cortex" and met real WMH, typically 1.2-1.6x normal white matter on 3 T 3D and 1.5 T 2D
+#: FLAIR and often no brighter than cortex (the DeepWML paper's third failure type: "subtle
+#: intensity difference in WM lesion against their surrounding tissues"), with low confidence.
+#: v4 draws the lesion from 1.15-1.9x white matter and lets it sit from 0.85x cortex up, and one
+#: case in three has faint lesions (1.1-1.3x): location and shape must carry the decision.
+RANGES_V4 = Ranges(subject_lesions_as_wm=True, lesion_over_wm=(1.15, 1.9), lesion_over_cortex=(0.85, 1.15),
+                   faint_lesion_over_wm=(1.1, 1.3), faint_lesion_probability=0.3)
+#: Synthesis v5: v4, and in cases with lesions grey matter stays below them
+#: (see Ranges.grey_below_lesion); healthy cases keep v4's bright grey matter.
+RANGES_V5 = replace(RANGES_V4, grey_below_lesion=(0.3, 0.9))
+#: The default version's ranges (v3, the data of the shipped model; see generator.SYNTHESIS_VERSION).
+RANGES = RANGES_V3
 #: Synthesis v1 (the data of model 1.0.0): brighter lesions, rarely faint.
 RANGES_V1 = Ranges(lesion_over_wm=(1.35, 2.2), lesion_over_cortex=(1.0, 1.3),
                    faint_lesion_over_wm=(1.2, 1.4), faint_lesion_probability=0.1)
@@ -141,6 +165,23 @@ def _paint_blobs(image: np.ndarray, within: np.ndarray, centres: np.ndarray, lev
     image[:] = image * (1 - blobs) + np.float32(level) * blobs
 
 
+def lesion_level(rng: np.random.Generator, cortex: float, wm: float, ranges: Ranges = RANGES) -> float:
+    """One case's lesion intensity: faint in a share of cases, else over white matter and
+    at least a fraction of the case's cortex (see :class:`Ranges`)."""
+    if rng.random() < ranges.faint_lesion_probability:
+        return wm * _u(rng, ranges.faint_lesion_over_wm)
+    return max(wm * _u(rng, ranges.lesion_over_wm), cortex * _u(rng, ranges.lesion_over_cortex))
+
+
+def dim_grey_matter(image: np.ndarray, labels: np.ndarray, lut: np.ndarray, cap: float) -> np.ndarray:
+    """Scale every grey-matter label drawn brighter than ``cap`` down to ``cap`` (its texture
+    kept: a per-label factor, not a clip)."""
+    factor = np.ones(lut.shape, np.float32)
+    grey = [v for v in GREY_MATTER if v < len(lut) and lut[v] > cap]
+    factor[grey] = np.float32(cap) / lut[grey]
+    return image * factor[labels]
+
+
 def paint(subject: SubjectAnatomy, lesions: np.ndarray, rng: np.random.Generator,
           ranges: Ranges = RANGES) -> np.ndarray:
     """A FLAIR-like 1 mm volume (white matter about 1) with ``lesions`` (soft 0..1) painted in."""
@@ -150,17 +191,21 @@ def paint(subject: SubjectAnatomy, lesions: np.ndarray, rng: np.random.Generator
     if texture > 0:
         image *= 1 + np.float32(texture) * rng.standard_normal(image.shape, dtype=np.float32)
     normal_bright_spots(subject, image, rng, ranges)
-    if lesions.any():
-        if rng.random() < ranges.faint_lesion_probability:
-            level = wm * _u(rng, ranges.faint_lesion_over_wm)
-        else:
-            level = max(wm * _u(rng, ranges.lesion_over_wm), cortex * _u(rng, ranges.lesion_over_cortex))
+    has_lesions = bool(lesions.any())
+    if has_lesions:
+        level = lesion_level(rng, cortex, wm, ranges)
         # lesions are not uniform: +-15 % smooth variation within and between lesions
         variation = 1 + 0.15 * np.tanh(ndimage.gaussian_filter(
             rng.standard_normal([max(2, s // 4) for s in image.shape]).astype(np.float32), 1.0) * 3)
         variation = ndimage.zoom(variation, [a / b for a, b in zip(image.shape, variation.shape)], order=1)
-        lesion_level = (np.float32(level) * variation[tuple(slice(0, s) for s in image.shape)]).astype(np.float32)
+        lesion_image = (np.float32(level) * variation[tuple(slice(0, s) for s in image.shape)]).astype(np.float32)
+    blur = _u(rng, ranges.blur_mm)
+    if has_lesions:
+        if ranges.grey_below_lesion is not None:
+            # from a child generator: the case's own stream (acquisition included) stays v4's
+            cap = wm + (level - wm) * _u(rng.spawn(1)[0], ranges.grey_below_lesion)
+            image = dim_grey_matter(image, subject.labels, lut, cap)
         lo, hi = ranges.paint_ramp
         weight = np.clip((lesions - lo) / (hi - lo), 0.0, 1.0)
-        image = image * (1 - weight) + lesion_level * weight
-    return ndimage.gaussian_filter(image, _u(rng, ranges.blur_mm)).astype(np.float32)
+        image = image * (1 - weight) + lesion_image * weight
+    return ndimage.gaussian_filter(image, blur).astype(np.float32)

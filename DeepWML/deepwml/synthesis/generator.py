@@ -22,7 +22,7 @@ from ..output_folder import writes_output_folder
 from ..phantom.generator import TRUTH_FRACTION
 from .acquisition import SKULL_STRIPPED_PROBABILITY, degrade, draw_acquisition, resample, strip_skull
 from .anatomy import BRAIN, label_map_paths, load_subject
-from .appearance import RANGES, RANGES_V1, RANGES_V2, paint
+from .appearance import RANGES_V1, RANGES_V2, RANGES_V3, RANGES_V4, RANGES_V5, paint
 from .lesions import (CONFLUENT_MAX_LOAD_ML, CONFLUENT_PROBABILITY, grow_confluent, lesion_load_ml,
                       lesion_mask_paths, pattern_lesions, real_lesions)
 
@@ -34,9 +34,14 @@ log = logging.getLogger(__name__)
 #: and grown confluent lesions (lesions.grow_confluent). v3: v2 plus skull-stripped cases
 #: (acquisition.strip_skull), confluent growth more often but only of loads that stay
 #: plausible (lesions.CONFLUENT_PROBABILITY, CONFLUENT_MAX_LOAD_ML), and the subjects' own
-#: lesion labels painted as white matter (appearance.Ranges.subject_lesions_as_wm).
+#: lesion labels painted as white matter (appearance.Ranges.subject_lesions_as_wm). v4: v3 with
+#: lesion contrast spread over what clinical FLAIR shows, fainter and closer to cortex
+#: (appearance.RANGES_V4); the same random draws as v3, so a v4 case differs from v3 only there.
+#: v5: v4 with grey matter below the lesions in cases with lesions (appearance.Ranges.grey_below_lesion).
+#: The default stays v3, the data of the shipped model 1.2.0: the models trained on v4 and v5 were
+#: better on the real MS scans but failed the phantom test guard (README "Experiments after 1.2.0").
 SYNTHESIS_VERSION = 3
-APPEARANCE_RANGES = {1: RANGES_V1, 2: RANGES_V2, 3: RANGES}
+APPEARANCE_RANGES = {1: RANGES_V1, 2: RANGES_V2, 3: RANGES_V3, 4: RANGES_V4, 5: RANGES_V5}
 MANIFEST_FIELDS = ["case", "patient", "center", "disease", "anatomy", "lesion_source", "synthesis_version",
                    "skull_stripped", "slice_thickness_mm", "slice_spacing_mm", "pixel_mm", "matrix", "slices", "flair",
                    "label", "brain"]

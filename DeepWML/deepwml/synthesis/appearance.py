@@ -191,21 +191,19 @@ def paint(subject: SubjectAnatomy, lesions: np.ndarray, rng: np.random.Generator
     if texture > 0:
         image *= 1 + np.float32(texture) * rng.standard_normal(image.shape, dtype=np.float32)
     normal_bright_spots(subject, image, rng, ranges)
-    has_lesions = bool(lesions.any())
-    if has_lesions:
+    if lesions.any():
         level = lesion_level(rng, cortex, wm, ranges)
         # lesions are not uniform: +-15 % smooth variation within and between lesions
         variation = 1 + 0.15 * np.tanh(ndimage.gaussian_filter(
             rng.standard_normal([max(2, s // 4) for s in image.shape]).astype(np.float32), 1.0) * 3)
         variation = ndimage.zoom(variation, [a / b for a, b in zip(image.shape, variation.shape)], order=1)
         lesion_image = (np.float32(level) * variation[tuple(slice(0, s) for s in image.shape)]).astype(np.float32)
-    blur = _u(rng, ranges.blur_mm)
-    if has_lesions:
         if ranges.grey_below_lesion is not None:
-            # from a child generator: the case's own stream (acquisition included) stays v4's
+            # from a child generator (spawning draws nothing from rng): the case's own stream,
+            # blur and acquisition included, stays v4's
             cap = wm + (level - wm) * _u(rng.spawn(1)[0], ranges.grey_below_lesion)
             image = dim_grey_matter(image, subject.labels, lut, cap)
         lo, hi = ranges.paint_ramp
         weight = np.clip((lesions - lo) / (hi - lo), 0.0, 1.0)
         image = image * (1 - weight) + lesion_image * weight
-    return ndimage.gaussian_filter(image, blur).astype(np.float32)
+    return ndimage.gaussian_filter(image, _u(rng, ranges.blur_mm)).astype(np.float32)

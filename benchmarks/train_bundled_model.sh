@@ -5,7 +5,7 @@
 #
 # Chain: 0.2.0 (phantoms, git c43b84c) --stage 1--> 1.0.0 (git a401d69) --stage 2--> 1.1.0
 # (git f5f2904) --stage 3--> 1.2.0 (git 2986285, shipped) --stage 4--> 1.3.0-v4 --stage 5--> 1.3.0
-# (both experiments, not shipped: README "Experiments after 1.2.0").
+# (both experiments, not shipped: README "Experiments after 1.2.0"); 1.2.0 --stage 6--> 1.3.0-mix.
 # Each stage fine-tunes the previous model (taken from git, so the chain does not depend on what
 # is shipped now), picks the checkpoint by validation Dice on synthetic + phantom validation
 # cases, then runs at a lower learning rate.
@@ -20,13 +20,15 @@
 #  4. 1.3.0-v4: 360 heads of synthesis v4 (seed 5: v3 with lesion contrast spread down to faint
 #     and as bright as cortex or less) + the phantoms, from 1.2.0; 8 epochs lr 1.5e-4 + 14 at 5e-5.
 #  5. 1.3.0: 360 heads of synthesis v5 (seed 6: v4 with grey matter kept below the lesions) + the
-#     phantoms, from 1.3.0-v4; 6 epochs lr 1e-4 + 10 at 4e-5. Stages 3-5: 300 batches per epoch, bf16.
+#     phantoms, from 1.3.0-v4; 6 epochs lr 1e-4 + 10 at 4e-5.
+#  6. 1.3.0-mix: stage 3's 360 v3 heads and stage 4's 360 v4 heads + the phantoms, from 1.2.0; 8
+#     epochs lr 1e-4 + 10 at 4e-5 (an experiment, not shipped). Stages 3-6: 300 batches per epoch, bf16.
 # Synthetic heads: SynthSeg's 20 whole-head label maps + 27 real MS lesion masks, both free for
 # training (README "Synthesis"). No real scan is read: the real evaluation sets
 # (lesjak2017-ms-mni and the unlabelled heads) never enter training, tuning or selection.
-# STAGES="1 2 3" (default: the shipped chain), e.g. "3" (start from the 1.1.0 of git), or "4 5": the
-# experiments after 1.2.0 (synthesis v4/v5), whose models failed the phantom test guard and were not
-# shipped. On a GPU, raise EPOCHS and STEPS; training runs on CUDA with --device auto.
+# STAGES="1 2 3" (default: the shipped chain), e.g. "3" (start from the 1.1.0 of git), or "4 5" / "6":
+# the experiments after 1.2.0 (synthesis v4/v5, v3+v4 mixed), whose models failed the phantom test
+# guard and were not shipped. On a GPU, raise EPOCHS and STEPS; training runs on CUDA with --device auto.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-work-data/bundled}
@@ -88,35 +90,49 @@ synthesis v2 (seed 3: fainter lesions, confluent WMH): $DATA"
   $BIN/python benchmarks/threshold_on_validation.py "$OUT/run-1.1/model" "$OUT/mix-1.1.csv" \
     "$OUT/run-1.1/split.json" val --record
 fi
-heads_stage() {  # heads_stage VERSION RUN INIT_DIR SEED SYNTHESIS LR1 LR2 E1 E2 STEPS NOTES: 360 heads of
-  # synthesis SYNTHESIS (seed SEED) + the phantoms, fine-tuned from INIT_DIR in bf16 into $OUT/RUN
-  # (mix $OUT/mix-*.csv named after it), then the threshold chosen on the run's validation cases
-  local mix="$OUT/${2/run/mix}.csv" init_id
+heads_stage() {  # heads_stage VERSION RUN INIT_DIR SETS LR1 LR2 E1 E2 STEPS NOTES: 360 heads of each
+  # synthesis set in SETS ("VERSION:SEED", space-separated) + the phantoms, fine-tuned from INIT_DIR
+  # in bf16 into $OUT/RUN (mix $OUT/mix-*.csv named after it), then the threshold chosen on the
+  # run's validation cases
+  local mix="$OUT/${2/run/mix}.csv" init_id folders=() what=() set
   init_id=$($BIN/python -c "import json,sys; c=json.load(open(sys.argv[1])); print(c['name']+'@'+c['version'])" "$3/model.json")
-  synth "$OUT/synth-v$5a" 180 0 "$4" "$5"
-  synth "$OUT/synth-v$5b" 180 180 "$4" "$5"
-  $BIN/python benchmarks/training_mix.py "$OUT/synth-v$5a,$OUT/synth-v$5b" "$OUT/phantoms" "$mix"
-  E1=$8 E2=$9
-  COMMON=(--crop "$CROP" --batch-size 8 --steps-per-epoch "${10}" --val-slices 480
+  for set in $4; do
+    synth "$OUT/synth-v${set%:*}a" 180 0 "${set#*:}" "${set%:*}"
+    synth "$OUT/synth-v${set%:*}b" 180 180 "${set#*:}" "${set%:*}"
+    folders+=("$OUT/synth-v${set%:*}a" "$OUT/synth-v${set%:*}b")
+    what+=("synthesis v${set%:*} (seed ${set#*:})")
+  done
+  $BIN/python benchmarks/training_mix.py "$(IFS=,; echo "${folders[*]}")" "$OUT/phantoms" "$mix"
+  E1=$7 E2=$8
+  COMMON=(--crop "$CROP" --batch-size 8 --steps-per-epoch "$9" --val-slices 480
     --augment-intensity --seed 0 --device auto --name deepwml-synth-unet16)
-  fine_tune "$1" "$3" "$mix" "$OUT/$2" "$6" "$7" \
-    "Fine-tuned from $init_id on 360 synthetic whole heads of synthesis v$5 (seed $4; ${11}) and \
-phantoms: $DATA" --precision "${PRECISION:-bf16}"
+  if [ ${#what[@]} -eq 1 ]; then  # the single-set wording of the shipped 1.2.0's card
+    heads="360 synthetic whole heads of ${what[0]%)}; ${10})"
+  else
+    heads="$((360 * ${#what[@]})) synthetic whole heads, 360 of each of $(IFS=,; echo "${what[*]}" | sed 's/,/ and /g') (${10})"
+  fi
+  fine_tune "$1" "$3" "$mix" "$OUT/$2" "$5" "$6" \
+    "Fine-tuned from $init_id on $heads and phantoms: $DATA" --precision "${PRECISION:-bf16}"
   $BIN/python benchmarks/threshold_on_validation.py "$OUT/$2/model" "$mix" "$OUT/$2/split.json" val --record
 }
 
 if [[ " $STAGES " == *" 3 "* ]]; then
   model_from_git f5f2904 "$OUT/model-1.1.0"
-  heads_stage 1.2.0 run-1.2 "$OUT/model-1.1.0" 4 3 2e-4 7e-5 "${E1_3:-14}" "${E2_3:-38}" "${STEPS3:-300}" \
+  heads_stage 1.2.0 run-1.2 "$OUT/model-1.1.0" 3:4 2e-4 7e-5 "${E1_3:-14}" "${E2_3:-38}" "${STEPS3:-300}" \
     "skull-stripped cases, confluent growth of loads up to 40 ml only, the label maps' own lesion labels \
 painted as white matter"
 fi
 if [[ " $STAGES " == *" 4 "* ]]; then  # an intermediate model, not shipped: stage 5 starts from it
   model_from_git 2986285 "$OUT/model-1.2.0"
-  heads_stage 1.3.0-v4 run-1.3-v4 "$OUT/model-1.2.0" 5 4 1.5e-4 5e-5 "${E1_4:-8}" "${E2_4:-22}" "${STEPS4:-300}" \
+  heads_stage 1.3.0-v4 run-1.3-v4 "$OUT/model-1.2.0" 4:5 1.5e-4 5e-5 "${E1_4:-8}" "${E2_4:-22}" "${STEPS4:-300}" \
     "v3 with lesion contrast spread down to faint, 1.1-1.9x white matter and from 0.85x cortex up"
 fi
 if [[ " $STAGES " == *" 5 "* ]]; then
-  heads_stage 1.3.0 run-1.3 "$OUT/run-1.3-v4/model" 6 5 1e-4 4e-5 "${E1_5:-6}" "${E2_5:-16}" "${STEPS5:-300}" \
+  heads_stage 1.3.0 run-1.3 "$OUT/run-1.3-v4/model" 5:6 1e-4 4e-5 "${E1_5:-6}" "${E2_5:-16}" "${STEPS5:-300}" \
     "v4 with grey matter kept below the lesions in cases with lesions"
+fi
+if [[ " $STAGES " == *" 6 "* ]]; then  # the v3 heads of 1.2.0 and the v4 heads of 1.3.0-v4, mixed
+  model_from_git 2986285 "$OUT/model-1.2.0"
+  heads_stage 1.3.0-mix run-1.3-mix "$OUT/model-1.2.0" "3:4 4:5" 1e-4 4e-5 "${E1_6:-8}" "${E2_6:-18}" "${STEPS6:-300}" \
+    "v3's lesions mostly brighter than cortex, v4's spread down to faint"
 fi

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .counted_percentile import percentile
+
 #: Air within this fraction of the head's range from 0 is taken as 0 (preprocessing v2 as trained).
 LEGACY_AIR_FRACTION = 0.05
 #: Air beyond this fraction of the head's range from 0 is used as measured.
@@ -87,7 +89,7 @@ def intensity_profile(volume: np.ndarray) -> IntensityProfile:
     """Air level of the edges and robust range (0.5th-99.5th percentile of a regular sample) of a volume."""
     volume = np.asarray(volume)
     sample = volume.reshape(-1)[::SAMPLE_STRIDE]
-    low, high = np.percentile(sample, RANGE_PERCENTILES)
+    low, high = percentile(sample, RANGE_PERCENTILES)
     return IntensityProfile(float(np.percentile(edge_voxels(volume), EDGE_PERCENTILE)), float(low), float(high))
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
+from .counted_percentile import CountedValues
 from .intensity import air_level
 from .resize import resize
 from .reslice import THIN_SLICE_MM, average_slabs, slab_bounds, slices_per_slab
@@ -41,6 +42,9 @@ REFERENCE_PERCENTILE = 50.0
 #: Normalised values are clipped here: lesions (well above 1) stay distinct, outliers cannot
 #: dominate a batch.
 CLIP_MAX = 4.0
+#: The head is what is brighter than HEAD_FRACTION of the HEAD_PERCENTILE above the air.
+HEAD_PERCENTILE = 99.5
+HEAD_FRACTION = 0.1
 
 
 def head_mask(volume: np.ndarray, zero: float = 0.0) -> np.ndarray:
@@ -51,7 +55,19 @@ def head_mask(volume: np.ndarray, zero: float = 0.0) -> np.ndarray:
     if positive.size == 0:
         return np.ones(volume.shape, dtype=bool)
     # positive is this function's own copy: the percentile may partition it in place
-    return shifted > 0.1 * np.percentile(positive, 99.5, overwrite_input=True)
+    return shifted > HEAD_FRACTION * np.percentile(positive, HEAD_PERCENTILE, overwrite_input=True)
+
+
+def counted_head_percentiles(counted: CountedValues, zero: float) -> np.ndarray:
+    """The head's LOW/REFERENCE percentiles from a volume's histogram: :func:`head_mask` and the
+    percentiles of :func:`normalize_intensity` done on bins instead of voxels. The same numbers
+    (tested): shifting by ``zero`` is non-decreasing, so "brighter than t" keeps whole bins."""
+    shifted = counted.levels - np.float32(zero) if zero else counted.levels
+    positive = counted.mapped(shifted).where(shifted > 0)
+    head = counted
+    if positive.size:
+        head = counted.where(shifted > HEAD_FRACTION * positive.percentile(HEAD_PERCENTILE))
+    return head.percentile([LOW_PERCENTILE, REFERENCE_PERCENTILE])
 
 
 def normalize_intensity(volume: np.ndarray) -> np.ndarray:
@@ -59,10 +75,17 @@ def normalize_intensity(volume: np.ndarray) -> np.ndarray:
 
     Invariant to an offset and a positive scale of the intensities (within float rounding):
     the head is found relative to the air level read from the volume's edges, not to 0.
+    Volumes of whole numbers (most scans) take their percentiles from a histogram
+    (:mod:`deepwml.counted_percentile`): the same numbers, ~70 ms less on 24x512x512.
     """
     volume = np.asarray(volume, dtype=np.float32)
-    head = volume[head_mask(volume, air_level(volume))]  # a copy: partitioned in place below
-    lo, hi = np.percentile(head, [LOW_PERCENTILE, REFERENCE_PERCENTILE], overwrite_input=True)
+    counted = CountedValues.of_integers(volume)
+    zero = air_level(volume)
+    if counted is not None:
+        lo, hi = counted_head_percentiles(counted, zero)
+    else:
+        head = volume[head_mask(volume, zero)]  # a copy: partitioned in place below
+        lo, hi = np.percentile(head, [LOW_PERCENTILE, REFERENCE_PERCENTILE], overwrite_input=True)
     if hi <= lo:
         hi = lo + max(float(np.abs(lo)), 1.0)
     # The same float64 arithmetic as ``np.clip((volume - lo) / (hi - lo), 0, CLIP_MAX)`` (lo and hi

@@ -55,7 +55,7 @@ def write_seg_nrrd(mask: sitk.Image, path: str | Path) -> None:
     """Write a binary mask as a one-segment Slicer segmentation on the mask's exact grid."""
     voxels = (sitk.GetArrayFromImage(mask) > 0).astype(np.uint8).transpose(2, 1, 0)
     segmentation = {
-        "voxels": np.ascontiguousarray(voxels),
+        "voxels": voxels,  # Fortran-ordered view: pynrrd writes it in index order "F" without a transposing copy
         "ijkToLPS": ijk_to_lps(mask),
         "containedRepresentationNames": ["Binary labelmap"],
         "masterRepresentation": "Binary labelmap",

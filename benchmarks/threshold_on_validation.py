@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/threshold_on_validation.py MODEL_DIR MANIFEST SPLIT_JSON [PART] [--record]
 
 MANIFEST and SPLIT_JSON are the training run's (``deepwml train`` writes ``split.json``); PART is
-``val`` (default). Prints the median and mean per-volume Dice over the cases with lesions at each
-candidate threshold; the bundled model's threshold is the one with the highest median (the
+``val`` (default). SPLIT_JSON ``-``: every case of MANIFEST (a validation set of its own, e.g.
+fresh synthetic heads that no model being compared was trained on). Prints the median and mean
+per-volume Dice over the cases with lesions at each candidate threshold; the bundled model's threshold is the one with the highest median (the
 project's primary figure); ``--record`` writes it into the card (``threshold``) with the figures
 (``metrics.threshold_selection``).
 """
@@ -29,10 +30,12 @@ THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 
 
 def dice_by_threshold(model: str, manifest: str, split_json: str, part: str = "val") -> dict[float, list[float]]:
-    with open(split_json, encoding="utf-8") as f:
-        assignment = json.load(f)["assignment"]
+    assignment = None
+    if split_json != "-":
+        with open(split_json, encoding="utf-8") as f:
+            assignment = json.load(f)["assignment"]
     with open(manifest, newline="", encoding="utf-8") as f:
-        rows = [row for row in csv.DictReader(f) if assignment.get(row["patient"]) == part]
+        rows = [row for row in csv.DictReader(f) if assignment is None or assignment.get(row["patient"]) == part]
     segmenter = Segmenter(model, device="cpu")
     scores: dict[float, list[float]] = {t: [] for t in THRESHOLDS}
     for row in tqdm(rows, desc=f"{part} cases", unit="case"):
@@ -46,12 +49,13 @@ def dice_by_threshold(model: str, manifest: str, split_json: str, part: str = "v
     return scores
 
 
-def record(model: str, scores: dict[float, list[float]], best: float, part: str) -> None:
+def record(model: str, scores: dict[float, list[float]], best: float, part: str, manifest: str) -> None:
     """Write the chosen threshold and the figures that chose it into the model card."""
     card, path = read_card(model)
     card["threshold"] = best
+    data = (f"every case of {manifest}" if part == "-" else f"the training run's '{part}' split")
     card.setdefault("metrics", {})["threshold_selection"] = {
-        "data": f"the training run's '{part}' split ({len(scores[best])} cases with lesions); no real scan",
+        "data": f"{data} ({len(scores[best])} cases with lesions); no real scan",
         "criterion": "median per-volume Dice",
         "median_per_volume_dice": {str(t): round(float(np.median(scores[t])), 4) for t in THRESHOLDS},
         "chosen": best,
@@ -73,7 +77,7 @@ def main(argv: list[str]) -> int:
     best = max(THRESHOLDS, key=lambda t: float(np.median(scores[t])))
     print(f"highest median: {best}")
     if write:
-        record(argv[0], scores, best, argv[3] if len(argv) == 4 else "val")
+        record(argv[0], scores, best, "-" if argv[2] == "-" else (argv[3] if len(argv) == 4 else "val"), argv[1])
         print(f"threshold {best} recorded in {argv[0]}")
     return 0
 

@@ -5,7 +5,8 @@
 #
 # Chain: 0.2.0 (phantoms, git c43b84c) --stage 1--> 1.0.0 (git a401d69) --stage 2--> 1.1.0
 # (git f5f2904) --stage 3--> 1.2.0 (git 2986285, shipped) --stage 4--> 1.3.0-v4 --stage 5--> 1.3.0
-# (both experiments, not shipped: README "Experiments after 1.2.0"); 1.2.0 --stage 6--> 1.3.0-mix.
+# (both experiments, not shipped: README "Experiments after 1.2.0"); 1.2.0 --stage 6--> 1.3.0-mix;
+# 1.2.0 + 1.3.0-v4 --stage 7--> 1.3.0-wise0.5.
 # Each stage fine-tunes the previous model (taken from git, so the chain does not depend on what
 # is shipped now), picks the checkpoint by validation Dice on synthetic + phantom validation
 # cases, then runs at a lower learning rate.
@@ -23,12 +24,14 @@
 #     phantoms, from 1.3.0-v4; 6 epochs lr 1e-4 + 10 at 4e-5.
 #  6. 1.3.0-mix: stage 3's 360 v3 heads and stage 4's 360 v4 heads + the phantoms, from 1.2.0; 8
 #     epochs lr 1e-4 + 10 at 4e-5 (an experiment, not shipped). Stages 3-6: 300 batches per epoch, bf16.
+#  7. 1.3.0-wise*: no training; 1.2.0 and 1.3.0-v4 interpolated weight by weight (WiSE-FT) at alpha
+#     0.25/0.5/0.75, alpha and threshold chosen on 60 fresh synthetic heads (not shipped).
 # Synthetic heads: SynthSeg's 20 whole-head label maps + 27 real MS lesion masks, both free for
 # training (README "Synthesis"). No real scan is read: the real evaluation sets
 # (lesjak2017-ms-mni and the unlabelled heads) never enter training, tuning or selection.
-# STAGES="1 2 3" (default: the shipped chain), e.g. "3" (start from the 1.1.0 of git), or "4 5" / "6":
-# the experiments after 1.2.0 (synthesis v4/v5, v3+v4 mixed), whose models failed the phantom test
-# guard and were not shipped. On a GPU, raise EPOCHS and STEPS; training runs on CUDA with --device auto.
+# STAGES="1 2 3" (default: the shipped chain), e.g. "3" (start from the 1.1.0 of git), or "4 5", "6",
+# "7": the experiments after 1.2.0 (synthesis v4/v5, v3+v4 mixed, weight interpolation), whose
+# models failed the phantom test guard and were not shipped. On a GPU, raise EPOCHS and STEPS; training runs on CUDA with --device auto.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-work-data/bundled}
@@ -135,4 +138,17 @@ if [[ " $STAGES " == *" 6 "* ]]; then  # the v3 heads of 1.2.0 and the v4 heads 
   model_from_git 2986285 "$OUT/model-1.2.0"
   heads_stage 1.3.0-mix run-1.3-mix "$OUT/model-1.2.0" "3:4 4:5" 1e-4 4e-5 "${E1_6:-8}" "${E2_6:-18}" "${STEPS6:-300}" \
     "v3's lesions mostly brighter than cortex, v4's spread down to faint"
+fi
+if [[ " $STAGES " == *" 7 "* ]]; then  # WiSE-FT: 1.2.0 and stage 4's 1.3.0-v4 interpolated (run stage 4 first)
+  synth "$OUT/wval-v3" 30 0 7 3  # fresh validation heads: seeds no model here was trained on
+  synth "$OUT/wval-v4" 30 0 8 4
+  $BIN/python benchmarks/training_mix.py "$OUT/wval-v3,$OUT/wval-v4" "$OUT/phantoms" "$OUT/wval-all.csv"
+  awk -F, 'NR == 1 || $3 == "synthetic"' "$OUT/wval-all.csv" > "$OUT/wval.csv"
+  # the rule, fixed before any was evaluated: the alpha with the highest median per-volume Dice on
+  # wval.csv at its best threshold (0.5 on 2026-11-30: 0.534 at threshold 0.6)
+  for alpha in 0.25 0.5 0.75; do
+    $BIN/python benchmarks/interpolate_weights.py "$OUT/model-1.2.0" "$OUT/run-1.3-v4/model" "$alpha" \
+      "$OUT/wise-$alpha" --model-version "1.3.0-wise$alpha"
+    $BIN/python benchmarks/threshold_on_validation.py "$OUT/wise-$alpha" "$OUT/wval.csv" - --record
+  done
 fi

@@ -1,0 +1,39 @@
+"""Interpolate the weights of a model and its own fine-tune (WiSE-FT; see
+``deepwml.training.weight_interpolation``) and export the result's ONNX graph.
+
+    .venv/bin/python benchmarks/interpolate_weights.py BASE_DIR TUNED_DIR ALPHA OUT_DIR --model-version V
+
+Writes ``(1 - ALPHA) * BASE + ALPHA * TUNED`` as a model folder; the threshold is left to
+``threshold_on_validation.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from deepwml.onnx_backend import export_after_training
+from deepwml.training.weight_interpolation import interpolate_models
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("base")
+    parser.add_argument("tuned")
+    parser.add_argument("alpha", type=float)
+    parser.add_argument("out")
+    parser.add_argument("--model-version", required=True)
+    args = parser.parse_args(argv)
+    try:
+        interpolate_models(args.base, args.tuned, args.alpha, args.out, args.model_version)
+    except ValueError as err:
+        parser.error(str(err))
+    if export_after_training(Path(args.out)) is None:
+        parser.error(f"{args.out}: ONNX export failed")
+    print(f"model {args.model_version}: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -4,6 +4,8 @@ manifest the trainer reads."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -162,7 +164,8 @@ def test_v3_grows_only_plausible_loads(monkeypatch):
 
     assert lesion_load_ml(np.full((10, 10, 10), 0.5, np.float32)) == 1.0
     index, _ = _case_with("real")
-    monkeypatch.setattr(generator, "CONFLUENT_PROBABILITY", {3: 1.0})
+    always = dataclasses.replace(generator.VERSIONS[3], confluent_probability=1.0)
+    monkeypatch.setattr(generator, "VERSIONS", {**generator.VERSIONS, 3: always})
     assert "+confluent" in generator.make_case(index, 5, version=3).info["lesion_source"]
     monkeypatch.setattr(generator, "CONFLUENT_MAX_LOAD_ML", 0.0)
     assert "+confluent" not in generator.make_case(index, 5, version=3).info["lesion_source"]

@@ -22,26 +22,50 @@ from ..output_folder import writes_output_folder
 from ..phantom.generator import TRUTH_FRACTION
 from .acquisition import SKULL_STRIPPED_PROBABILITY, degrade, draw_acquisition, resample, strip_skull
 from .anatomy import BRAIN, label_map_paths, load_subject
-from .appearance import RANGES_V1, RANGES_V2, RANGES_V3, RANGES_V4, RANGES_V5, paint
-from .lesions import (CONFLUENT_MAX_LOAD_ML, CONFLUENT_PROBABILITY, grow_confluent, lesion_load_ml,
+from .appearance import RANGES_V1, RANGES_V2, RANGES_V3, RANGES_V4, RANGES_V5, Ranges, paint
+from .lesions import (CONFLUENT_MAX_LOAD_ML, grow_confluent, lesion_load_ml,
                       lesion_mask_paths, pattern_lesions, real_lesions)
 
 log = logging.getLogger(__name__)
 
+@dataclass(frozen=True)
+class SynthesisVersion:
+    """Everything one synthesis version draws differently, in one record (the rest is shared)."""
+
+    #: label and lesion intensities (appearance.Ranges)
+    appearance: Ranges
+    #: share of cases with lesions whose lesions grow confluent (lesions.grow_confluent); 0 draws
+    #: no random number at all (v1)
+    confluent_probability: float
+    #: grow only loads up to lesions.CONFLUENT_MAX_LOAD_ML
+    plausible_confluent_loads: bool
+    #: skull-strip a share of cases (acquisition.strip_skull), drawn last so that the versions
+    #: before it stay bit-identical
+    skull_stripping: bool
+
+
 #: Bumped when the same (seed, index) draws a different case; older versions stay available
 #: (``--synthesis-version``) so every shipped model's data can be regenerated bit for bit.
 #: v1: model 1.0.0's data. v2: lesion contrast closer to clinical FLAIR (appearance.RANGES_V2)
-#: and grown confluent lesions (lesions.grow_confluent). v3: v2 plus skull-stripped cases
-#: (acquisition.strip_skull), confluent growth more often but only of loads that stay
-#: plausible (lesions.CONFLUENT_PROBABILITY, CONFLUENT_MAX_LOAD_ML), and the subjects' own
+#: and grown confluent lesions in 30 % of the cases with lesions: real masks of a 27-patient MS
+#: cohort hold few large confluent loads, but routine clinical FLAIR (small vessel disease,
+#: long-standing MS) often shows caps and bands merging into one region of tens of millilitres.
+#: v3: v2 plus skull-stripped cases, confluent growth more often (45 %: routine FLAIR of older
+#: patients holds 30-130 ml loads) but only of loads that stay plausible, and the subjects' own
 #: lesion labels painted as white matter (appearance.Ranges.subject_lesions_as_wm). v4: v3 with
 #: lesion contrast spread over what clinical FLAIR shows, fainter and closer to cortex
 #: (appearance.RANGES_V4); the same random draws as v3, so a v4 case differs from v3 only there.
 #: v5: v4 with grey matter below the lesions in cases with lesions (appearance.Ranges.grey_below_lesion).
+VERSIONS = {
+    1: SynthesisVersion(RANGES_V1, 0.0, plausible_confluent_loads=False, skull_stripping=False),
+    2: SynthesisVersion(RANGES_V2, 0.3, plausible_confluent_loads=False, skull_stripping=False),
+    3: SynthesisVersion(RANGES_V3, 0.45, plausible_confluent_loads=True, skull_stripping=True),
+    4: SynthesisVersion(RANGES_V4, 0.45, plausible_confluent_loads=True, skull_stripping=True),
+    5: SynthesisVersion(RANGES_V5, 0.45, plausible_confluent_loads=True, skull_stripping=True),
+}
 #: The default stays v3, the data of the shipped model 1.2.0: the models trained on v4 and v5 were
 #: better on the real MS scans but failed the phantom test guard (README "Experiments after 1.2.0").
 SYNTHESIS_VERSION = 3
-APPEARANCE_RANGES = {1: RANGES_V1, 2: RANGES_V2, 3: RANGES_V3, 4: RANGES_V4, 5: RANGES_V5}
 MANIFEST_FIELDS = ["case", "patient", "center", "disease", "anatomy", "lesion_source", "synthesis_version",
                    "skull_stripped", "slice_thickness_mm", "slice_spacing_mm", "pixel_mm", "matrix", "slices", "flair",
                    "label", "brain"]
@@ -67,8 +91,9 @@ def _pick(rng: np.random.Generator, weights: dict[str, float]) -> str:
 def make_case(index: int, seed: int, label_maps: list[Path] | None = None,
               lesion_masks: list[Path] | None = None, version: int = SYNTHESIS_VERSION) -> SynthCase:
     """Synthesise case ``index`` of synthesis ``version``; the anatomy cycles through the label maps."""
-    if version not in APPEARANCE_RANGES:
-        raise ValueError(f"synthesis version {version}: known versions are {sorted(APPEARANCE_RANGES)}")
+    if version not in VERSIONS:
+        raise ValueError(f"synthesis version {version}: known versions are {sorted(VERSIONS)}")
+    settings = VERSIONS[version]
     label_maps = label_maps or label_map_paths()
     lesion_masks = lesion_masks or lesion_mask_paths()
     rng = np.random.default_rng([seed, index])
@@ -83,20 +108,19 @@ def make_case(index: int, seed: int, label_maps: list[Path] | None = None,
     if "pattern" in source:
         disease = _pick(rng, PATTERNS)
         np.maximum(lesions, pattern_lesions(subject, disease, rng), out=lesions)
-    # v1 drew no confluent growth (and no random number for it)
-    confluent = version >= 2 and source != "none" and rng.random() < CONFLUENT_PROBABILITY[version]
-    if confluent and version >= 3 and lesion_load_ml(lesions) > CONFLUENT_MAX_LOAD_ML:
+    p_confluent = settings.confluent_probability
+    confluent = p_confluent > 0 and source != "none" and rng.random() < p_confluent
+    if confluent and settings.plausible_confluent_loads and lesion_load_ml(lesions) > CONFLUENT_MAX_LOAD_ML:
         confluent = False  # already a heavy load: growing it would paint most of the white matter
     if confluent:
         lesions = grow_confluent(lesions, subject, rng)
-    flair_1mm = paint(subject, lesions, rng, APPEARANCE_RANGES[version])
+    flair_1mm = paint(subject, lesions, rng, settings.appearance)
     brain = np.isin(subject.labels, BRAIN).astype(np.float32)
     acq = draw_acquisition(rng)
     flair, soft, brain_soft = resample(np.stack([flair_1mm, lesions, brain]), subject.image, acq,
                                        subject.brain_centre_lps, rng)
     flair_arr = degrade(np.clip(flair, 0, None), rng)
-    # drawn last, and only from v3 on: earlier versions' cases stay bit-identical
-    skull_stripped = version >= 3 and rng.random() < SKULL_STRIPPED_PROBABILITY
+    skull_stripped = settings.skull_stripping and rng.random() < SKULL_STRIPPED_PROBABILITY
     if skull_stripped:
         flair_arr = strip_skull(flair_arr, brain_soft, acq["pixel_mm"], rng)
     spacing = (acq["pixel_mm"], acq["pixel_mm"], acq["slice_spacing_mm"])

@@ -100,14 +100,7 @@ def pattern_lesions(subject: SubjectAnatomy, disease: str, rng: np.random.Genera
     return (soft * subject.lesion_allowed).astype(np.float32)
 
 
-#: Synthesis v2: a share of cases gets its lesions grown into confluent WMH. Real masks of a
-#: 27-patient MS cohort hold few large confluent loads, but routine clinical FLAIR (small
-#: vessel disease, long-standing MS) often shows caps and bands merging into one region of
-#: tens of millilitres; a network that never saw them under-segments them.
-#: By synthesis version (v1 grew none). v3 grows more: the 27 real masks are an MS cohort of
-#: mostly small lesions, while routine clinical FLAIR of older patients holds 30-130 ml loads.
-#: v4 and v5 keep v3's.
-CONFLUENT_PROBABILITY = {1: 0.0, 2: 0.3, 3: 0.45, 4: 0.45, 5: 0.45}
+#: How often lesions grow confluent depends on the synthesis version (generator.VERSIONS).
 #: v3 grows only loads up to this (ml at 1 mm, truth fraction): v2 grew every drawn load, and
 #: 4 % of its cases reached 170-310 ml -- nearly all white matter labelled, at contrasts so
 #: faint that the picture taught nothing a real scan shows.

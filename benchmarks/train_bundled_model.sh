@@ -26,11 +26,14 @@
 #     epochs lr 1e-4 + 10 at 4e-5 (an experiment, not shipped). Stages 3-6: 300 batches per epoch, bf16.
 #  7. 1.3.0-wise*: no training; 1.2.0 and 1.3.0-v4 interpolated weight by weight (WiSE-FT) at alpha
 #     0.25/0.5/0.75, alpha and threshold chosen on 60 fresh synthetic heads (not shipped).
+#  8. 1.3.0-v4h: 1.3.0-v4 fine-tuned 8 epochs at 5e-5 with the lesion-free heads of the v3 and v5 sets
+#     added (26 % lesion-free heads instead of 12 %; not shipped).
 # Synthetic heads: SynthSeg's 20 whole-head label maps + 27 real MS lesion masks, both free for
 # training (README "Synthesis"). No real scan is read: the real evaluation sets
 # (lesjak2017-ms-mni and the unlabelled heads) never enter training, tuning or selection.
 # STAGES="1 2 3" (default: the shipped chain), e.g. "3" (start from the 1.1.0 of git), or "4 5", "6",
-# "7": the experiments after 1.2.0 (synthesis v4/v5, v3+v4 mixed, weight interpolation), whose
+# "7", "8": the experiments after 1.2.0 (synthesis v4/v5, v3+v4 mixed, weight interpolation, more
+# lesion-free heads), whose
 # models failed the phantom test guard and were not shipped. On a GPU, raise EPOCHS and STEPS; training runs on CUDA with --device auto.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -151,4 +154,17 @@ if [[ " $STAGES " == *" 7 "* ]]; then  # WiSE-FT: 1.2.0 and stage 4's 1.3.0-v4 i
       "$OUT/wise-$alpha" --model-version "1.3.0-wise$alpha"
     $BIN/python benchmarks/threshold_on_validation.py "$OUT/wise-$alpha" "$OUT/wval.csv" - --record
   done
+fi
+if [[ " $STAGES " == *" 8 "* ]]; then  # more lesion-free heads: 1.3.0-v4 fine-tuned (run stages 3-5 first)
+  $BIN/python benchmarks/training_mix.py "$OUT/synth-v4a,$OUT/synth-v4b,$OUT/synth-v3a,$OUT/synth-v3b,$OUT/synth-v5a,$OUT/synth-v5b" \
+    "$OUT/phantoms" "$OUT/mix-1.3-v4h-all.csv"
+  # v4's 360 heads, the lesion-free heads of the v3 and v5 sets (v4's appearance when lesion-free), phantoms
+  awk -F, 'NR == 1 || $3 != "synthetic" || $5 ~ /\/synth-v4[ab]\// || $4 == "none"' "$OUT/mix-1.3-v4h-all.csv" > "$OUT/mix-1.3-v4h.csv"
+  COMMON=(--crop "$CROP" --batch-size 8 --steps-per-epoch "${STEPS8:-300}" --val-slices 480
+    --augment-intensity --seed 0 --device auto --name deepwml-synth-unet16)
+  $BIN/deepwml train "$OUT/mix-1.3-v4h.csv" -o "$OUT/run-1.3-v4h" --epochs "${E_8:-8}" --lr 5e-5 \
+    --init "$OUT/run-1.3-v4/model" --model-version 1.3.0-v4h "${COMMON[@]}" --precision "${PRECISION:-bf16}" \
+    --notes "Fine-tuned from 1.3.0-v4 on its 360 synthesis-v4 heads plus the 72 lesion-free heads of the v3 and v5 sets (26 % lesion-free instead of 12 %) and phantoms: $DATA"
+  $BIN/python benchmarks/threshold_on_validation.py "$OUT/run-1.3-v4h/model" "$OUT/mix-1.3-v4h.csv" \
+    "$OUT/run-1.3-v4h/split.json" val --record
 fi

@@ -5,9 +5,9 @@
 MANIFEST and SPLIT_JSON are the training run's (``deepwml train`` writes ``split.json``); PART is
 ``val`` (default). SPLIT_JSON ``-``: every case of MANIFEST (a validation set of its own, e.g.
 fresh synthetic heads that no model being compared was trained on). Prints the median and mean
-per-volume Dice over the cases with lesions at each candidate threshold; the bundled model's threshold is the one with the highest median (the
-project's primary figure); ``--record`` writes it into the card (``threshold``) with the figures
-(``metrics.threshold_selection``).
+per-volume Dice over the cases with lesions at each candidate threshold; the bundled model's
+threshold is the one with the highest median (the project's primary figure); ``--record`` writes
+it into the card (``threshold``) with the figures (``metrics.threshold_selection``).
 """
 
 from __future__ import annotations
@@ -49,11 +49,10 @@ def dice_by_threshold(model: str, manifest: str, split_json: str, part: str = "v
     return scores
 
 
-def record(model: str, scores: dict[float, list[float]], best: float, part: str, manifest: str) -> None:
-    """Write the chosen threshold and the figures that chose it into the model card."""
+def record(model: str, scores: dict[float, list[float]], best: float, data: str) -> None:
+    """Write the chosen threshold and the figures that chose it (on ``data``) into the model card."""
     card, path = read_card(model)
     card["threshold"] = best
-    data = (f"every case of {manifest}" if part == "-" else f"the training run's '{part}' split")
     card.setdefault("metrics", {})["threshold_selection"] = {
         "data": f"{data} ({len(scores[best])} cases with lesions); no real scan",
         "criterion": "median per-volume Dice",
@@ -77,7 +76,9 @@ def main(argv: list[str]) -> int:
     best = max(THRESHOLDS, key=lambda t: float(np.median(scores[t])))
     print(f"highest median: {best}")
     if write:
-        record(argv[0], scores, best, "-" if argv[2] == "-" else (argv[3] if len(argv) == 4 else "val"), argv[1])
+        part = argv[3] if len(argv) == 4 else "val"
+        data = f"every case of {argv[1]}" if argv[2] == "-" else f"the training run's '{part}' split"
+        record(argv[0], scores, best, data)
         print(f"threshold {best} recorded in {argv[0]}")
     return 0
 

@@ -96,11 +96,15 @@ synthesis v2 (seed 3: fainter lesions, confluent WMH): $DATA"
   $BIN/python benchmarks/threshold_on_validation.py "$OUT/run-1.1/model" "$OUT/mix-1.1.csv" \
     "$OUT/run-1.1/split.json" val --record
 fi
+heads_options() {  # heads_options STEPS: the training options of stages 3-8
+  COMMON=(--crop "$CROP" --batch-size 8 --steps-per-epoch "$1" --val-slices 480
+    --augment-intensity --seed 0 --device auto --name deepwml-synth-unet16)
+}
 heads_stage() {  # heads_stage VERSION RUN INIT_DIR SETS LR1 LR2 E1 E2 STEPS NOTES: 360 heads of each
   # synthesis set in SETS ("VERSION:SEED", space-separated) + the phantoms, fine-tuned from INIT_DIR
   # in bf16 into $OUT/RUN (mix $OUT/mix-*.csv named after it), then the threshold chosen on the
   # run's validation cases
-  local mix="$OUT/${2/run/mix}.csv" init_id folders=() what=() set
+  local mix="$OUT/${2/run/mix}.csv" init_id heads folders=() what=() set
   init_id=$($BIN/python -c "import json,sys; c=json.load(open(sys.argv[1])); print(c['name']+'@'+c['version'])" "$3/model.json")
   for set in $4; do
     synth "$OUT/synth-v${set%:*}a" 180 0 "${set#*:}" "${set%:*}"
@@ -110,8 +114,7 @@ heads_stage() {  # heads_stage VERSION RUN INIT_DIR SETS LR1 LR2 E1 E2 STEPS NOT
   done
   $BIN/python benchmarks/training_mix.py "$(IFS=,; echo "${folders[*]}")" "$OUT/phantoms" "$mix"
   E1=$7 E2=$8
-  COMMON=(--crop "$CROP" --batch-size 8 --steps-per-epoch "$9" --val-slices 480
-    --augment-intensity --seed 0 --device auto --name deepwml-synth-unet16)
+  heads_options "$9"
   if [ ${#what[@]} -eq 1 ]; then  # the single-set wording of the shipped 1.2.0's card
     heads="360 synthetic whole heads of ${what[0]%)}; ${10})"
   else
@@ -160,8 +163,7 @@ if [[ " $STAGES " == *" 8 "* ]]; then  # more lesion-free heads: 1.3.0-v4 fine-t
     "$OUT/phantoms" "$OUT/mix-1.3-v4h-all.csv"
   # v4's 360 heads, the lesion-free heads of the v3 and v5 sets (v4's appearance when lesion-free), phantoms
   awk -F, 'NR == 1 || $3 != "synthetic" || $5 ~ /\/synth-v4[ab]\// || $4 == "none"' "$OUT/mix-1.3-v4h-all.csv" > "$OUT/mix-1.3-v4h.csv"
-  COMMON=(--crop "$CROP" --batch-size 8 --steps-per-epoch "${STEPS8:-300}" --val-slices 480
-    --augment-intensity --seed 0 --device auto --name deepwml-synth-unet16)
+  heads_options "${STEPS8:-300}"
   $BIN/deepwml train "$OUT/mix-1.3-v4h.csv" -o "$OUT/run-1.3-v4h" --epochs "${E_8:-8}" --lr 5e-5 \
     --init "$OUT/run-1.3-v4/model" --model-version 1.3.0-v4h "${COMMON[@]}" --precision "${PRECISION:-bf16}" \
     --notes "Fine-tuned from 1.3.0-v4 on its 360 synthesis-v4 heads plus the 72 lesion-free heads of the v3 and v5 sets (26 % lesion-free instead of 12 %) and phantoms: $DATA"

@@ -4,9 +4,10 @@ Why this exists: normalisation takes percentiles of up to millions of head voxel
 mask's 99.5th, then the head's 1st and 50th). ``np.percentile`` copies the voxels out with a
 boolean mask and partitions the copy; on a 24x512x512 volume that was ~70 ms of the ~110 ms
 normalisation, on the 2-core CPU, per scan (issue 14: the time that is not the network).
-Clinical FLAIR is stored as integers (int16/uint16, sometimes uint8; still whole numbers after the
-reader's cast to float32), so a histogram with one bin per integer -- one counting pass, in cache-sized chunks -- holds every order statistic; the masks
-the normalisation needs ("brighter than t") are then thresholds on the bins, not on the voxels.
+Clinical FLAIR is stored as integers (int16/uint16, sometimes uint8; still whole numbers after
+the reader's cast to float32), so a histogram with one bin per integer -- one counting pass, in
+cache-sized chunks -- holds every order statistic; the masks the normalisation needs ("brighter
+than t") are then thresholds on the bins, not on the voxels.
 
 Bit-identical to ``np.percentile`` of the same values as float32 (what normalisation used): the
 two order statistics around the virtual index are read from the cumulative counts, the weight

@@ -28,6 +28,7 @@ from .lesions import (CONFLUENT_MAX_LOAD_ML, grow_confluent, lesion_load_ml,
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class SynthesisVersion:
     """Everything one synthesis version draws differently, in one record (the rest is shared)."""

@@ -128,13 +128,13 @@ def run_config(args: argparse.Namespace) -> dict:
     return result
 
 
-def overhead_share(flair: Path, repeats: int) -> dict:
+def overhead_share(flair: Path, repeats: int, precision: str = "auto") -> dict:
     """Median per-step times of the shipped path (``auto``) on ``flair`` and the share of end to
     end that is not the network."""
     from deepwml.pipeline import segment_file
     from deepwml.segmenter import Segmenter
 
-    seg = Segmenter(device="auto")
+    seg = Segmenter(device="auto", precision=precision)
     out = Path(tempfile.mkdtemp())
     segment_file(flair, out, seg, overwrite=True)  # warm-up
     runs = [segment_file(flair, out, seg, overwrite=True)["timings_s"] for _ in range(repeats)]
@@ -144,16 +144,18 @@ def overhead_share(flair: Path, repeats: int) -> dict:
     return median
 
 
-def cold_start_s(flair: Path, repeats: int) -> tuple[float, bool]:
-    """Median wall time of ``deepwml segment FLAIR`` in a fresh process, and whether that
-    process imported PyTorch."""
+def cold_start_s(flair: Path, repeats: int, *options: str) -> tuple[float, bool]:
+    """Median wall time of ``deepwml segment FLAIR [OPTIONS]`` in a fresh process, and whether
+    that process imported PyTorch."""
     walls, torch_seen = [], False
-    code = ("import sys; from deepwml.cli import main; rc = main(sys.argv[1:]); "
-            "print('TORCH', 'torch' in sys.modules); sys.exit(rc)")
+    # the console script's own exit path (deepwml.cli.console), saying first whether torch came in
+    code = ("import sys\nfrom deepwml import cli\nrun = cli.main\n"
+            "def main():\n    rc = run()\n    print('TORCH', 'torch' in sys.modules, flush=True)\n    return rc\n"
+            "cli.main = main\ncli.console()")
     for _ in range(repeats):
         out = tempfile.mkdtemp()
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-c", code, "segment", str(flair), "-o", out, "-q"],
+        proc = subprocess.run([sys.executable, "-c", code, "segment", str(flair), "-o", out, "-q", *options],
                               capture_output=True, text=True, check=True)
         walls.append(time.perf_counter() - t0)
         torch_seen |= "TORCH True" in proc.stdout
@@ -221,6 +223,12 @@ def speed_report(folder: Path, args: argparse.Namespace) -> dict:
               "overhead_2d": overhead_share(flair, args.repeats),
               "overhead_3d": overhead_share(make_3d_volume(flair), args.repeats)}
     report["cold_start_s"], report["cold_start_imported_torch"] = cold_start_s(flair, args.repeats)
+    from deepwml.model_files import DEFAULT_MODEL_DIR
+
+    int8 = "onnx_int8" in json.loads((DEFAULT_MODEL_DIR / "model.json").read_text(encoding="utf-8"))
+    if int8:  # the opt-in quantised graph (README "Speed"): same figures
+        report["overhead_2d_int8"] = overhead_share(flair, args.repeats, "int8")
+        report["cold_start_int8_s"], _ = cold_start_s(flair, args.repeats, "--precision", "int8")
     if args.batch_cases:
         report["batch"] = batch_throughput(args.batch_cases)
     print(f"\nSpeed of the shipped path (issue 14), {time.strftime('%Y-%m-%d')}, {report['cpu']}, "
@@ -234,6 +242,11 @@ def speed_report(folder: Path, args: argparse.Namespace) -> dict:
               f"{100 * r['overhead_share']:.0f} %")
     print(f"  cold start, `deepwml segment` of one {args.slices}x512x512 volume: {report['cold_start_s']:.2f} s "
           f"wall (PyTorch imported: {report['cold_start_imported_torch']})")
+    if int8:
+        r = report["overhead_2d_int8"]
+        print(f"  --precision int8: {args.slices}x512x512 end to end {r['end_to_end']:.3f} s (network "
+              f"{r['network']:.3f}); not network {100 * r['overhead_share']:.0f} %; cold start "
+              f"{report['cold_start_int8_s']:.2f} s wall")
     if "batch" in report:
         b = report["batch"]
         print(f"  batch of {b['volumes']} phantoms: sequential {b['sequential_per_s']:.2f} volumes/s, "

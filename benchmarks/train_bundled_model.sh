@@ -4,9 +4,9 @@
 #   bash benchmarks/train_bundled_model.sh [OUT]          (default work-data/bundled)
 #
 # Chain: 0.2.0 (phantoms, git c43b84c) --stage 1--> 1.0.0 (git a401d69) --stage 2--> 1.1.0
-# (git f5f2904) --stage 3--> 1.2.0 (git 2986285, shipped) --stage 4--> 1.3.0-v4 --stage 5--> 1.3.0
-# (both experiments, not shipped: README "Experiments after 1.2.0"); 1.2.0 --stage 6--> 1.3.0-mix;
-# 1.2.0 + 1.3.0-v4 --stage 7--> 1.3.0-wise0.5.
+# (git f5f2904) --stage 3--> 1.2.0 (git 2986285) --stage 9--> 1.4.0 (shipped). Experiments, not
+# shipped (README "Experiments after 1.2.0"): 1.2.0 --stage 4--> 1.3.0-v4 --stage 5--> 1.3.0;
+# 1.2.0 --stage 6--> 1.3.0-mix; 1.2.0 + 1.3.0-v4 --stage 7--> 1.3.0-wise0.5; 1.3.0-v4 --stage 8--> 1.3.0-v4h.
 # Each stage fine-tunes the previous model (taken from git, so the chain does not depend on what
 # is shipped now), picks the checkpoint by validation Dice on synthetic + phantom validation
 # cases, then runs at a lower learning rate.
@@ -28,13 +28,19 @@
 #     0.25/0.5/0.75, alpha and threshold chosen on 60 fresh synthetic heads (not shipped).
 #  8. 1.3.0-v4h: 1.3.0-v4 fine-tuned 8 epochs at 5e-5 with the lesion-free heads of the v3 and v5 sets
 #     added (26 % lesion-free heads instead of 12 %; not shipped).
+#  9. 1.4.0 (shipped, trained as run 1.3.0-pw): 1.2.0 fine-tuned on stage 8's mix (v4's 360 heads, the
+#     lesion-free heads of the v3 and v5 sets, phantoms) with the phantoms listed three times (~1/3
+#     of the slices instead of ~1/7); 8 epochs lr 1.5e-4 + to 18 at 5e-5, 300 batches per epoch, bf16.
 # Synthetic heads: SynthSeg's 20 whole-head label maps + 27 real MS lesion masks, both free for
 # training (README "Synthesis"). No real scan is read: the real evaluation sets
 # (lesjak2017-ms-mni and the unlabelled heads) never enter training, tuning or selection.
-# STAGES="1 2 3" (default: the shipped chain), e.g. "3" (start from the 1.1.0 of git), or "4 5", "6",
-# "7", "8": the experiments after 1.2.0 (synthesis v4/v5, v3+v4 mixed, weight interpolation, more
+# STAGES="1 2 3" (the chain to 1.2.0), e.g. "3" (start from the 1.1.0 of git); "3 4 5 9" or, with
+# the synthetic sets of stages 3-5 made, "9": the shipped 1.4.0; "4 5", "6", "7", "8": the experiments
+# after 1.2.0 (synthesis v4/v5, v3+v4 mixed, weight interpolation, more
 # lesion-free heads), whose
-# models failed the phantom test guard and were not shipped. On a GPU, raise EPOCHS and STEPS; training runs on CUDA with --device auto.
+# models failed the phantom test guard and were not shipped.
+# Stage 9 needs stage 8's mix (mix-1.3-v4h.csv) but not its model: with stages 3-5 done,
+# STAGES="8 9" trains both, or make the mix by hand with stage 8's two mix lines. On a GPU, raise EPOCHS and STEPS; training runs on CUDA with --device auto.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-work-data/bundled}
@@ -158,15 +164,37 @@ if [[ " $STAGES " == *" 7 "* ]]; then  # WiSE-FT: 1.2.0 and stage 4's 1.3.0-v4 i
     $BIN/python benchmarks/threshold_on_validation.py "$OUT/wise-$alpha" "$OUT/wval.csv" - --record
   done
 fi
-if [[ " $STAGES " == *" 8 "* ]]; then  # more lesion-free heads: 1.3.0-v4 fine-tuned (run stages 3-5 first)
+v4h_mix() {  # the mix of stages 8 and 9: v4's 360 heads, the lesion-free heads of the v3 and v5 sets
+  # (v4's appearance when lesion-free) and the phantoms (the sets of stages 3-5 must exist)
   $BIN/python benchmarks/training_mix.py "$OUT/synth-v4a,$OUT/synth-v4b,$OUT/synth-v3a,$OUT/synth-v3b,$OUT/synth-v5a,$OUT/synth-v5b" \
     "$OUT/phantoms" "$OUT/mix-1.3-v4h-all.csv"
-  # v4's 360 heads, the lesion-free heads of the v3 and v5 sets (v4's appearance when lesion-free), phantoms
   awk -F, 'NR == 1 || $3 != "synthetic" || $5 ~ /\/synth-v4[ab]\// || $4 == "none"' "$OUT/mix-1.3-v4h-all.csv" > "$OUT/mix-1.3-v4h.csv"
+}
+if [[ " $STAGES " == *" 8 "* ]]; then  # more lesion-free heads: 1.3.0-v4 fine-tuned (run stages 3-5 first)
+  v4h_mix
   heads_options "${STEPS8:-300}"
   $BIN/deepwml train "$OUT/mix-1.3-v4h.csv" -o "$OUT/run-1.3-v4h" --epochs "${E_8:-8}" --lr 5e-5 \
     --init "$OUT/run-1.3-v4/model" --model-version 1.3.0-v4h "${COMMON[@]}" --precision "${PRECISION:-bf16}" \
     --notes "Fine-tuned from 1.3.0-v4 on its 360 synthesis-v4 heads plus the 72 lesion-free heads of the v3 and v5 sets (26 % lesion-free instead of 12 %) and phantoms: $DATA"
   $BIN/python benchmarks/threshold_on_validation.py "$OUT/run-1.3-v4h/model" "$OUT/mix-1.3-v4h.csv" \
     "$OUT/run-1.3-v4h/split.json" val --record
+fi
+if [[ " $STAGES " == *" 9 "* ]]; then  # 1.4.0, shipped: phantom-weighted (run stages 3-5 first)
+  model_from_git 2986285 "$OUT/model-1.2.0"
+  v4h_mix
+  # stage 8's rows, then its phantom rows twice more as cases <case>-x1, -x2 of the same patient
+  # (so the patient-level split keeps them together)
+  awk -F, 'NR == 1 {print; next} {print} $3 != "synthetic" {p[++n] = $0}
+    END {for (k = 1; k <= 2; k++) for (i = 1; i <= n; i++) {split(p[i], f, ","); line = f[1] "-x" k
+         for (j = 2; j <= 6; j++) line = line "," f[j]; print line}}' "$OUT/mix-1.3-v4h.csv" > "$OUT/mix-1.4.csv"
+  heads_options "${STEPS9:-300}"
+  E1=${E1_9:-8} E2=${E2_9:-18}
+  fine_tune 1.4.0 "$OUT/model-1.2.0" "$OUT/mix-1.4.csv" "$OUT/run-1.4" 1.5e-4 5e-5 \
+    "Fine-tuned from deepwml-synth-unet16@1.2.0 on 360 synthesis-v4 heads (seed 5) plus the 72 lesion-free heads of \
+the synthesis v3 (seed 4) and v5 (seed 6) sets, and the 0.2.0 phantoms' train/validation cases listed three times \
+(phantom-weighted): $DATA" --precision "${PRECISION:-bf16}"
+  $BIN/python benchmarks/threshold_on_validation.py "$OUT/run-1.4/model" "$OUT/mix-1.4.csv" "$OUT/run-1.4/split.json" val --record
+  # the int8 graph of --precision int8, calibrated on the same training manifest
+  $BIN/deepwml export-onnx "$OUT/run-1.4/model" --int8 --calibration "$OUT/mix-1.4.csv" -q \
+    --calibration-note "96 canvas slices of 24 evenly spaced cases of this model's training manifest; no real scan"
 fi

@@ -23,6 +23,16 @@ def add_thin_slab_option(parser: argparse.ArgumentParser) -> None:
                         default=THIN_SLAB_MM, help=THIN_SLAB_HELP)
 
 
+def add_precision_option(parser: argparse.ArgumentParser) -> None:
+    """``--precision`` (one definition for segment, cohort, evaluate and sanity)."""
+    from .torch_backend import PRECISIONS
+
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="auto = float32 on every device; bf16/fp16: PyTorch autocast; int8: the model's "
+                             "quantised graph in ONNX Runtime on the CPU (faster network, masks a few %% "
+                             "different from float32; 'deepwml export-onnx --int8' makes it)")
+
+
 def add_segmentation_options(parser: argparse.ArgumentParser) -> None:
     """The options that say how volumes are segmented, shared by ``segment`` and ``cohort`` so
     they cannot drift apart (one definition, one meaning)."""
@@ -33,7 +43,7 @@ def add_segmentation_options(parser: argparse.ArgumentParser) -> None:
                         help="auto | cpu | cuda (default auto; for a cohort, on every worker)")
     parser.add_argument("--threshold", type=argtype(check_threshold, "--threshold"), default=None,
                         help="probability threshold, strictly between 0 and 1 (default: the model card's)")
-    parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bf16", "fp16"])
+    add_precision_option(parser)
     parser.add_argument("--batch-size", type=argtype(check_positive_int, "--batch-size"), default=8)
     parser.add_argument("--tta", action="store_true", help="average with the left-right flipped slice")
     parser.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"],
@@ -68,7 +78,7 @@ def cmd_sanity(args: argparse.Namespace) -> int:
     from .evaluation.sanity import sanity_report
 
     report = sanity_report(args.scans, Path(args.output), model=args.model, device=args.device,
-                           thin_slab_mm=args.thin_slab_mm, tolerance_mm=args.tolerance_mm, step=args.every,
+                           precision=args.precision, thin_slab_mm=args.thin_slab_mm, tolerance_mm=args.tolerance_mm, step=args.every,
                            overwrite=args.overwrite, progress=not args.quiet)
     print(f"sanity report: {report}")
     return 0
@@ -97,6 +107,7 @@ def add_realdata_commands(sub: argparse._SubParsersAction, common: argparse.Argu
     sa.add_argument("-o", "--output", required=True, help="output folder")
     sa.add_argument("--model", default=None, help="model folder or model.json (default: bundled)")
     sa.add_argument("--device", default="auto")
+    add_precision_option(sa)
     sa.add_argument("--tolerance-mm", type=argtype(check_non_negative, "--tolerance-mm"),
                     default=OUTSIDE_TOLERANCE_MM,
                     help="lesion farther than this from the brain mask counts as outside (default: %(default)s)")

@@ -82,22 +82,24 @@ def export_onnx(model: LoadedModel) -> Path:
     return out
 
 
-def onnx_file_of(model: LoadedModel) -> Path | None:
-    """The verified ``model.onnx`` of ``model``, or None when the model has none.
+def onnx_file_of(model: LoadedModel, key: str = "onnx") -> Path | None:
+    """The verified ONNX graph the card names under ``key`` (``onnx``: float32 ``model.onnx``;
+    ``onnx_int8``: the quantised graph), or None when the model has none.
 
     Raises :class:`ModelFileError` when the card names an ONNX file that is missing, altered,
     or exported from other weights.
     """
-    entry: dict[str, Any] | None = model.card.get("onnx")
+    entry: dict[str, Any] | None = model.card.get(key)
     if not entry:
         return None
-    path = file_in_model_folder(model.path, entry.get("file", ONNX_NAME), "onnx.file")
+    export = "'deepwml export-onnx MODEL" + (" --int8 --calibration ...'" if key == "onnx_int8" else "'")
+    path = file_in_model_folder(model.path, entry.get("file", ONNX_NAME), f"{key}.file")
     if not path.exists():
-        raise ModelFileError(path, "ONNX file named by the model card is missing (re-export it with "
-                                   "'deepwml export-onnx MODEL' or use --backend torch)")
+        raise ModelFileError(path, f"ONNX file named by the model card is missing (re-export it with {export}"
+                                   + (")" if key == "onnx_int8" else " or use --backend torch)"))
     if entry.get("exported_from_weights_sha256") != model.card.get("weights_sha256"):
         raise ModelFileError(path, "ONNX file was exported from other weights than this model's; "
-                                   "re-export it with 'deepwml export-onnx MODEL'")
+                                   f"re-export it with {export}")
     if sha256_of(path) != entry.get("sha256"):
         raise ModelFileError(path, "SHA-256 does not match the model card: the file is truncated, "
                                    "corrupted or was altered; refusing to load it")
@@ -146,7 +148,9 @@ REPRODUCE_TOLERANCE = 1e-3
 PROBE_SEED, PROBE_SHAPE = 20240611, (1, 1, 32, 32)
 
 
-def check_reproduces_weights(onnx: "OnnxNetwork", model: LoadedModel, path: Path) -> float:
+def check_reproduces_weights(onnx: "OnnxNetwork", model: LoadedModel, path: Path,
+                             tolerance: float = REPRODUCE_TOLERANCE, relative: bool = False,
+                             probe: np.ndarray | None = None) -> float:
     """Refuse an ONNX graph that does not compute what the model's safetensors weights compute.
 
     Why: the card's SHA-256 of ``model.onnx`` only catches corruption; whoever can replace the
@@ -154,19 +158,26 @@ def check_reproduces_weights(onnx: "OnnxNetwork", model: LoadedModel, path: Path
     summary named the genuine weights). The verified safetensors weights are the reference: a
     numpy float64 forward pass of them (:func:`deepwml.architecture.reference_logits`, no
     PyTorch) and the graph run a fixed input before the graph is used. Returns the max
-    |logit difference|.
+    |logit difference|. ``relative``: the tolerance is a fraction of the spread (max - min) of
+    the reference logits on the probe, and so is the returned difference; an int8 graph
+    computes the same network only approximately and is held to
+    :data:`deepwml.onnx_int8.INT8_REPRODUCE_TOLERANCE` that way, on its own ``probe``.
     """
-    probe = (np.random.default_rng(PROBE_SEED).random(PROBE_SHAPE) * 2.0).astype(np.float32)
+    if probe is None:
+        probe = (np.random.default_rng(PROBE_SEED).random(PROBE_SHAPE) * 2.0).astype(np.float32)
     expected = reference_logits(model.numpy_weights(), model.config, probe)
     got = onnx(probe)
     if got.shape != expected.shape:
         raise ModelFileError(path, f"ONNX graph gives output of shape {tuple(got.shape)}, the weights "
                                    f"{tuple(expected.shape)}: it is not this model's graph; refusing it")
     error = float(np.abs(got - expected).max())
-    if not error <= REPRODUCE_TOLERANCE:
+    if relative:
+        error /= max(float(np.ptp(expected)), 1e-12)
+    if not error <= tolerance:
+        what = "of the logits' spread" if relative else ""
         raise ModelFileError(path, f"ONNX graph does not reproduce the model's safetensors weights (max "
-                                   f"|logit difference| {error:.2g} on a fixed input): it was altered or "
-                                   "belongs to another model; refusing it")
+                                   f"|logit difference| {error:.2g} {what} on a fixed input): it was altered or "
+                                   "belongs to another model; refusing it".replace("  ", " "))
     return error
 
 

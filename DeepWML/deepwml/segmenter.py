@@ -23,7 +23,9 @@ import SimpleITK as sitk
 
 from .errors import ModelFileError
 from .model_files import LoadedModel, load_model
-from .onnx_backend import OnnxNetwork, check_reproduces_weights, onnx_file_of, onnxruntime_available
+from .onnx_backend import (REPRODUCE_TOLERANCE, OnnxNetwork, check_reproduces_weights, onnx_file_of,
+                           onnxruntime_available)
+from .onnx_int8 import check_int8_graph
 from .options import check_non_negative, check_positive_int, check_threshold
 from .preprocessing import CanvasMapping, image_to_canvas, thin_slabs
 from .reslice import THIN_SLAB_MM, interpolate_from_slabs
@@ -85,12 +87,22 @@ def resolve_onnx_file(backend: str, model: LoadedModel, device: str, precision: 
     ``auto`` takes ONNX Runtime for float32 on the CPU when the model carries a verified
     ``model.onnx`` and onnxruntime is installed (faster than PyTorch there, and no PyTorch
     import: see onnx_backend), PyTorch otherwise (CUDA, bf16/fp16, models without an ONNX
-    export). The file is hashed once, here.
+    export). ``int8`` is always the model's quantised graph in ONNX Runtime. The file is
+    hashed once, here.
     """
+    if backend not in ("auto", "torch", "onnx"):
+        raise ValueError(f"unknown backend {backend!r} (auto, torch, onnx)")
+    if precision == "int8":  # only ONNX Runtime runs the quantised graph, and only on the CPU
+        if backend == "torch" or device != "cpu":
+            raise RuntimeError("int8 runs in ONNX Runtime on the CPU only (use --device cpu, or another "
+                               "precision for PyTorch or CUDA)")
+        if not onnxruntime_available():
+            raise RuntimeError("int8 needs the onnxruntime package (pip install onnxruntime)")
+        from .onnx_int8 import int8_file_of
+
+        return int8_file_of(model)
     if backend == "torch":
         return None
-    if backend not in ("auto", "onnx"):
-        raise ValueError(f"unknown backend {backend!r} (auto, torch, onnx)")
     usable = device == "cpu" and precision == "float32"
     if backend == "onnx":
         if not usable:
@@ -166,10 +178,13 @@ class Segmenter:
         if onnx_file is not None:
             try:
                 network = OnnxNetwork(onnx_file, self.model.config.divisor)
-                check_reproduces_weights(network, self.model, onnx_file)
+                if self.precision_name == "int8":
+                    check_int8_graph(network, self.model, onnx_file)
+                else:
+                    check_reproduces_weights(network, self.model, onnx_file, REPRODUCE_TOLERANCE)
                 self.network, self.backend = network, "onnx"
             except ModelFileError as err:
-                if backend == "onnx":
+                if backend == "onnx" or self.precision_name == "int8":
                     raise
                 # a verified file this onnxruntime cannot run (too old, broken install): slower, not wrong
                 log.warning("%s; using PyTorch instead", err)
@@ -188,7 +203,8 @@ class Segmenter:
         what a summary must name, since the ONNX graph and the weights are separate files."""
         card = self.model.card
         if self.backend == "onnx":
-            return {"file": card["onnx"].get("file", "model.onnx"), "sha256": card["onnx"]["sha256"]}
+            entry = card["onnx_int8" if self.precision_name == "int8" else "onnx"]
+            return {"file": entry.get("file", "model.onnx"), "sha256": entry["sha256"]}
         return {"file": card["weights_file"], "sha256": card["weights_sha256"]}
 
     def predict_canvas(self, canvas: Any, progress: ProgressCallback | None = None) -> np.ndarray:

@@ -15,8 +15,9 @@ from typing import Any, Optional
 
 import numpy as np
 
-#: autocast dtypes by ``--precision`` name; float32 runs without autocast.
-PRECISIONS = ("auto", "float32", "bf16", "fp16")
+#: ``--precision`` names: float32 runs without autocast, bf16/fp16 with PyTorch autocast, int8
+#: in ONNX Runtime on the CPU (the model's quantised graph, see deepwml.onnx_int8).
+PRECISIONS = ("auto", "float32", "bf16", "fp16", "int8")
 
 
 def torch_installed() -> bool:
@@ -70,9 +71,9 @@ def check_precision(precision: str) -> str:
 
     Why float32 for ``auto`` on every device: the default mask must not depend on which CPU or
     GPU a scan happened to run on (bf16 autocast is native on some CPUs and not on others, and
-    its masks differ in boundary voxels). bf16/fp16 are there on request."""
+    its masks differ in boundary voxels). bf16/fp16/int8 are there on request."""
     if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r} (auto, float32, bf16, fp16)")
+        raise ValueError(f"unknown precision {precision!r} ({', '.join(PRECISIONS)})")
     return "float32" if precision == "auto" else precision
 
 

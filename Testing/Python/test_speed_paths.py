@@ -51,6 +51,14 @@ def test_segment_runs_without_pytorch_and_matches_the_torch_path(phantom_flair, 
     no_torch, with_torch = _read(out / name) > 0, _read(tmp_path / "torch" / name) > 0
     assert with_torch.sum() > 50
     assert (no_torch != with_torch).sum() <= 0.001 * with_torch.sum() + 2  # ONNX vs PyTorch kernels
+    # the console command's own exit (no interpreter teardown after `segment`), int8 without PyTorch
+    # too: report line printed, outputs complete, exit code kept
+    int8 = subprocess.run([sys.executable, "-m", "deepwml.cli", "segment", str(phantom_flair), "-o",
+                           str(tmp_path / "int8"), "--precision", "int8"], env=env, capture_output=True, text=True)
+    assert int8.returncode == 0 and " ml in " in int8.stdout, int8.stderr
+    summary = json.loads(next((tmp_path / "int8").glob("*.summary.json")).read_text())
+    assert summary["precision"] == "int8" and summary["model"]["ran"]["file"] == "model.int8.onnx"
+    assert (_read(tmp_path / "int8" / name) > 0).sum() > 0.75 * with_torch.sum()
     refused = subprocess.run([sys.executable, "-m", "deepwml.cli", "segment", str(phantom_flair), "-o",
                               str(tmp_path / "x"), "-q", "--device", "cuda"], env=env, capture_output=True,
                              text=True)

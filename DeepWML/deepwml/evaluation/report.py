@@ -81,7 +81,7 @@ def choose_cases(manifest: Path, cases: list[Case], model_card: dict, model_path
 
 @writes_output_folder("evaluate")
 def evaluate(manifest: Path, out_dir: Path, model: str | None = None, device: str = "auto",
-             split: str = "auto", overwrite: bool = False, progress: bool = True,
+             precision: str = "auto", split: str = "auto", overwrite: bool = False, progress: bool = True,
              max_cases: int = 0, record_in_card: bool = False,
              thin_slab_mm: float = THIN_SLAB_MM) -> Path:
     """Run the model on the selected cases and write the full report; return report.html.
@@ -95,7 +95,7 @@ def evaluate(manifest: Path, out_dir: Path, model: str | None = None, device: st
         raise OutputExistsError(report, "already exists (pass --overwrite)")
     out_dir.mkdir(parents=True, exist_ok=True)
     cases = read_manifest(manifest)
-    segmenter = Segmenter(model, device=device, thin_slab_mm=thin_slab_mm)
+    segmenter = Segmenter(model, device=device, precision=precision, thin_slab_mm=thin_slab_mm)
     card, card_path = read_card(segmenter.model.path)
     selected, split_data, why = choose_cases(Path(manifest), cases, card, card_path, split)
     if max_cases:

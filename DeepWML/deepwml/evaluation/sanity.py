@@ -78,7 +78,7 @@ def check_scan(path: Path, flair: sitk.Image, segmenter: Segmenter, tolerance_mm
 
 
 def sanity_report(scans: Sequence[str | Path], out_dir: Path, model: str | None = None,
-                  device: str = "auto", thin_slab_mm: float = THIN_SLAB_MM,
+                  device: str = "auto", thin_slab_mm: float = THIN_SLAB_MM, precision: str = "auto",
                   tolerance_mm: float = OUTSIDE_TOLERANCE_MM, step: int = 0, overwrite: bool = False,
                   progress: bool = True) -> Path:
     """Check every scan and write ``sanity.html`` (+ CSV, JSON, sheets, masks); return the HTML.
@@ -95,7 +95,7 @@ def sanity_report(scans: Sequence[str | Path], out_dir: Path, model: str | None 
     (out_dir / "sheets").mkdir(parents=True, exist_ok=True)
     paths = [Path(s) for s in scans]
     names = unique_names(paths)
-    segmenter = Segmenter(model, device=device, thin_slab_mm=thin_slab_mm)
+    segmenter = Segmenter(model, device=device, precision=precision, thin_slab_mm=thin_slab_mm)
     rows: list[dict[str, Any]] = []
     failures: list[dict[str, str]] = []
     for path, name in tqdm(list(zip(paths, map(file_stem, names))), desc="sanity", unit="scan",

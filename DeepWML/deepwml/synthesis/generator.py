@@ -64,8 +64,9 @@ VERSIONS = {
     4: SynthesisVersion(RANGES_V4, 0.45, plausible_confluent_loads=True, skull_stripping=True),
     5: SynthesisVersion(RANGES_V5, 0.45, plausible_confluent_loads=True, skull_stripping=True),
 }
-#: The default stays v3, the data of the shipped model 1.2.0: the models trained on v4 and v5 were
-#: better on the real MS scans but failed the phantom test guard (README "Experiments after 1.2.0").
+#: The default stays v3, the data of model 1.2.0: models trained on v4 or v5 alone were better on the
+#: real MS scans but failed the phantom test guard; the shipped 1.4.0 is v4's heads with the phantoms
+#: weighted up (README "Experiments after 1.2.0"), a mix, not a synthesis version.
 SYNTHESIS_VERSION = 3
 MANIFEST_FIELDS = ["case", "patient", "center", "disease", "anatomy", "lesion_source", "synthesis_version",
                    "skull_stripped", "slice_thickness_mm", "slice_spacing_mm", "pixel_mm", "matrix", "slices", "flair",

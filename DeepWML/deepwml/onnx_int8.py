@@ -1,0 +1,229 @@
+"""An int8 ONNX graph of a model, for the fastest CPU inference (``--precision int8``).
+
+Why: on the project's 2-core CPU the float32 network is ~77 % of a 24x512x512 volume's time and
+the cold start of ``deepwml segment`` stays above 1 s however small the overhead gets. The same
+network with int8 weights and activations (ONNX Runtime's QDQ format, per-channel weights)
+runs 2.3-2.5x faster there. Why it is opt-in: its masks are not the float32 masks (on the
+benchmark phantom they agree with Dice ~0.97), so the default stays float32 and every figure
+of the README names the precision it was measured with.
+
+Choices, and why:
+- **Calibration on FLAIRs the user names** (a training manifest, a folder, files), never on
+  evaluation data: activation ranges come from their canvases, through the same
+  preprocessing as inference (:func:`deepwml.preprocessing.image_to_canvas`).
+- **Percentile calibration** (99.999th): min/max ranges are set by rare outliers and cost
+  resolution everywhere else; on the bundled model min/max agreed with float32 masks at
+  Dice 0.962, percentile at 0.972.
+- **The last convolution stays float32**: it makes the logits, whose resolution near the
+  threshold decides boundary voxels; it is 16 -> 1 channels, so it costs nothing.
+- **Reduced-range (7-bit) weights**: on x86 CPUs without VNNI, ONNX Runtime's u8 x s8
+  kernels can saturate 16-bit intermediate sums; with 7-bit weights they cannot, so the same
+  graph gives the same integers on every x86 CPU (tests and defaults must not depend on the
+  CPU). U8 x U8 avoids it too but ran 2.4x slower than float32 here.
+
+Quantising needs the ``onnx`` package (export time only); running the graph needs only
+onnxruntime, like the float32 graph.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import logging
+import tempfile
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .errors import DeepWMLError, ModelFileError
+from .image_io import load_flair, write_with
+from .model_files import LoadedModel, read_card, sha256_of, write_card
+from .onnx_backend import OnnxNetwork, check_reproduces_weights, export_onnx, onnx_file_of
+from .preprocessing import image_to_canvas
+
+log = logging.getLogger(__name__)
+
+INT8_ONNX_NAME = "model.int8.onnx"
+#: Max |logit difference| an int8 graph may show against the safetensors weights on
+#: :func:`head_probe`, as a fraction of the spread (max - min) of the reference logits there.
+#: Measured on the bundled 1.2.0 (spread 20.7): its int8 graph 0.041; the float32 graphs of its
+#: fine-tunes 1.3.0-v4, 1.3.0-v4h and 1.3.0 (the nearest other networks we have) 0.16, 0.19 and
+#: 0.24. So 0.10 accepts quantisation error and refuses another model. A head-like input keeps
+#: activations inside the calibrated ranges (on the float32 check's noise probe a random
+#: width-4 network's int8 graph was 0.14-0.17 off, here 0.01-0.03).
+INT8_REPRODUCE_TOLERANCE = 0.10
+#: Percentile of |activation| kept by the calibration (ONNX Runtime's Percentile method).
+CALIBRATION_PERCENTILE = 99.999
+#: Every n-th canvas slice of a calibration volume (neighbouring slices add little range).
+CALIBRATION_STRIDE = 3
+#: Calibration batch size: ONNX Runtime's percentile collector needs equal batches.
+CALIBRATION_BATCH = 4
+FLAIR_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def head_probe(size: int = 32, seed: int = 20240611) -> np.ndarray:
+    """A fixed, head-like canvas slice ``[1, 1, size, size]``: an ellipse at white-matter level
+    with smooth texture, four bright blobs and mild noise, air at 0 (what normalised canvases
+    look like), for checking an int8 graph against the weights. 32x32 like the float32 probe:
+    the numpy float64 reference pass takes ~0.02 s there (a cold start is timed)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[-1:1:size * 1j, -1:1:size * 1j]
+    head = (x ** 2 / 0.8 + y ** 2 / 0.95) < 1
+    image = np.where(head, 0.8 + 0.15 * np.cos(6 * x) * np.sin(5 * y), 0.0)
+    for cx, cy, radius in rng.uniform([-0.5, -0.5, 0.04], [0.5, 0.5, 0.12], (4, 3)):
+        image[(x - cx) ** 2 + (y - cy) ** 2 < radius ** 2] = 1.5
+    image = np.where(head, image + rng.normal(0, 0.05, image.shape), 0.0)
+    return image[None, None].astype(np.float32)
+
+
+def check_int8_graph(network: OnnxNetwork, model: LoadedModel, path: Path) -> float:
+    """Refuse an int8 graph that is not ``model``'s quantised network (see
+    :data:`INT8_REPRODUCE_TOLERANCE`); returns its difference as a fraction of the spread."""
+    return check_reproduces_weights(network, model, path, INT8_REPRODUCE_TOLERANCE, relative=True,
+                                    probe=head_probe())
+
+
+def calibration_files(sources: Iterable[str | Path]) -> list[Path]:
+    """The FLAIR files named by ``sources``: files, folders (their FLAIRs, sorted) and
+    training manifests (``.csv`` with a ``flair`` column, paths relative to the manifest)."""
+    files: list[Path] = []
+    for source in map(Path, sources):
+        if source.suffix == ".csv":
+            with open(source, newline="", encoding="utf-8") as handle:
+                rows = list(csv.DictReader(handle))
+            if not rows or "flair" not in rows[0]:
+                raise DeepWMLError(source, "calibration manifest needs a 'flair' column")
+            files += [(source.parent / row["flair"]) for row in rows]
+        elif source.is_dir():
+            files += sorted(p for p in source.rglob("*") if p.name.lower().endswith(FLAIR_SUFFIXES))
+        else:
+            files.append(source)
+    missing = [f for f in files if not f.exists()]
+    if missing:
+        raise DeepWMLError(missing[0], "calibration FLAIR not found")
+    return files
+
+
+def calibration_canvases(files: Sequence[Path], max_slices: int = 96) -> np.ndarray:
+    """Canvas slices ``[N, 1, C, C]`` of ``files`` for calibration: every
+    :data:`CALIBRATION_STRIDE`-th slice with head, spread evenly over the files, at most
+    ``max_slices``, N a multiple of :data:`CALIBRATION_BATCH`. Of a long list (a training
+    manifest) only evenly spaced files are read, :data:`CALIBRATION_BATCH` slices each."""
+    if not files:
+        raise ValueError("int8 calibration needs at least one FLAIR")
+    most = max(1, max_slices // CALIBRATION_BATCH)
+    if len(files) > most:
+        files = [files[i] for i in np.linspace(0, len(files) - 1, most).round().astype(int)]
+    per_file = max(CALIBRATION_BATCH, -(-max_slices // len(files)))
+    picked = []
+    for path in files:
+        canvas, _, _ = image_to_canvas(load_flair(path))
+        with_head = canvas[(canvas.reshape(canvas.shape[0], -1) > 0).any(1)]
+        picked.append(with_head[::CALIBRATION_STRIDE][:per_file])
+    slices = np.concatenate(picked)[:max_slices]
+    usable = len(slices) // CALIBRATION_BATCH * CALIBRATION_BATCH
+    if usable == 0:
+        raise DeepWMLError(files[0], f"calibration needs at least {CALIBRATION_BATCH} slices with head")
+    return np.ascontiguousarray(slices[:usable], dtype=np.float32)
+
+
+def _logits_node(model_path: Path) -> str:
+    """The name of the node that writes the graph's output (the 1x1 head convolution)."""
+    import onnx
+
+    graph = onnx.load(str(model_path)).graph
+    output = graph.output[0].name
+    return next(node.name for node in graph.node if output in node.output)
+
+
+def _mask_dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
+
+
+def quantize_int8(model: LoadedModel, calibration: np.ndarray, description: str) -> Path:
+    """Write ``model.int8.onnx`` beside ``model``'s weights, calibrated on ``calibration``
+    canvas slices, and record it in the card under ``onnx_int8``.
+
+    The float32 ``model.onnx`` is exported first when the model has none. The graph is
+    checked against the weights (:data:`INT8_REPRODUCE_TOLERANCE`) before it is recorded;
+    the card also records how its masks agree with float32 ones on the calibration slices.
+    """
+    import onnxruntime
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
+                                          QuantType, quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if onnx_file_of(model) is None:
+        export_onnx(model)
+        model = _reloaded(model)
+    source = onnx_file_of(model)
+    card, card_path = read_card(model.path)
+
+    class Batches(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.start = 0
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            if self.start >= len(calibration):
+                return None
+            batch = calibration[self.start:self.start + CALIBRATION_BATCH]
+            self.start += CALIBRATION_BATCH
+            return {"canvas": batch}
+
+    out = card_path.parent / INT8_ONNX_NAME
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        prepared, candidate = Path(tmp_dir) / "prepared.onnx", Path(tmp_dir) / INT8_ONNX_NAME
+        # the height and width are dynamic, so symbolic shape inference cannot finish; the
+        # graph optimisation and ONNX shape inference of the pre-processing still run
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        chatter = io.StringIO()  # the calibrator prints its progress; it goes to the debug log
+        with contextlib.redirect_stdout(chatter):
+            quantize_static(str(prepared), str(candidate), Batches(), quant_format=QuantFormat.QDQ,
+                            per_channel=True, reduce_range=True, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.Percentile,
+                            nodes_to_exclude=[_logits_node(prepared)],
+                            extra_options={"CalibPercentile": CALIBRATION_PERCENTILE})
+        log.debug("ONNX Runtime quantisation: %s", chatter.getvalue().strip())
+        network = OnnxNetwork(candidate, model.config.divisor)
+        try:
+            probe_error = check_int8_graph(network, model, candidate)
+        except ModelFileError as err:
+            raise ModelFileError(model.path, "int8 quantisation changes this network's logits too much ("
+                                 + str(err).split("(", 1)[1].split(")", 1)[0] + f", limit {INT8_REPRODUCE_TOLERANCE}); "
+                                 "keep float32 (a random or barely trained network has no usable int8 form)") from None
+        float_net = OnnxNetwork(source, model.config.divisor)
+        logit_threshold = float(np.log(model.threshold / (1.0 - model.threshold)))
+        agreement = _mask_dice(float_net(calibration) >= logit_threshold, network(calibration) >= logit_threshold)
+        write_with(out, lambda tmp: tmp.write_bytes(candidate.read_bytes()))
+    card["onnx_int8"] = {
+        "file": INT8_ONNX_NAME, "sha256": sha256_of(out), "exported_from_weights_sha256": card["weights_sha256"],
+        "quantization": {"format": "QDQ", "weights": "int8 per channel, reduced range (7 bit)",
+                         "activations": "uint8", "calibration_method": f"percentile {CALIBRATION_PERCENTILE}",
+                         "float32_nodes": [_logits_node(source)]},
+        "calibration": {"data": description, "slices": int(len(calibration))},
+        "probe_max_logit_difference_of_spread": round(probe_error, 4),
+        "mask_dice_vs_float32_on_calibration": round(agreement, 4),
+        "onnxruntime_version": onnxruntime.__version__,
+    }
+    write_card(card, card_path)
+    log.info("wrote %s (probe |logit difference| %.3f of the spread, mask Dice vs float32 %.3f on %d calibration slices)",
+             out, probe_error, agreement, len(calibration))
+    return out
+
+
+def _reloaded(model: LoadedModel) -> LoadedModel:
+    """``model`` with its card re-read (an export just added the float32 graph to it)."""
+    card, _ = read_card(model.path)
+    return LoadedModel(model.network, card, model.path, model.weights)
+
+
+def int8_file_of(model: LoadedModel) -> Path:
+    """The verified int8 graph of ``model``; an error naming the fix when it has none."""
+    path = onnx_file_of(model, "onnx_int8")
+    if path is None:
+        raise ModelFileError(model.path, f"model {model.model_id} has no int8 graph (run 'deepwml export-onnx "
+                                         "MODEL --int8 --calibration FLAIRS' or use --precision float32)")
+    return path

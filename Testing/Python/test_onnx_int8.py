@@ -1,0 +1,164 @@
+"""The int8 graph (``--precision int8``): made from calibration FLAIRs, recorded in the card,
+close to float32, run without PyTorch's network, refused when it is not the model's."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from conftest import synthetic_flair
+from deepwml.cli import main
+from deepwml.errors import ModelFileError
+from deepwml.model_files import load_model
+from deepwml.onnx_int8 import (CALIBRATION_BATCH, INT8_ONNX_NAME, INT8_REPRODUCE_TOLERANCE,
+                               calibration_canvases, calibration_files)
+from deepwml.segmenter import Segmenter
+
+
+@pytest.fixture(scope="module")
+def calibration_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("calibration")
+    for seed in (1, 2):
+        sitk.WriteImage(synthetic_flair(seed=seed), str(folder / f"head{seed}.nii.gz"))
+    return folder
+
+
+def random_model(folder, seed: int):
+    """A width-4 random-weight U-Net saved as a model (seed 0 is the session's tiny model)."""
+    import torch
+
+    from deepwml.model_files import ModelCard, save_model
+    from deepwml.unet import UNet2D, UNetConfig
+
+    torch.manual_seed(seed)
+    net = UNet2D(UNetConfig(base_channels=4))
+    save_model(net, ModelCard("tiny-test", f"0.0.{seed}", net.config, notes="random weights, tests only"), folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def int8_tiny(calibration_folder, tmp_path_factory):
+    # seed 2: a random network whose logits are not near-constant (seed 0's spread only 0.01 on
+    # the probe, so quantisation noise is 40 % of it: its export is refused, tested below)
+    model_dir = random_model(tmp_path_factory.mktemp("int8") / "tiny", 2)
+    assert main(["export-onnx", str(model_dir), "--int8", "--calibration", str(calibration_folder),
+                 "--calibration-note", "two synthetic test heads", "-q"]) == 0
+    return model_dir
+
+
+def test_int8_export_is_recorded_with_its_calibration(int8_tiny):
+    card = json.loads((int8_tiny / "model.json").read_text())
+    entry = card["onnx_int8"]
+    assert (int8_tiny / INT8_ONNX_NAME).exists() and (int8_tiny / "model.onnx").exists()
+    assert entry["exported_from_weights_sha256"] == card["weights_sha256"]
+    assert entry["calibration"]["data"] == "two synthetic test heads"
+    assert entry["calibration"]["slices"] % CALIBRATION_BATCH == 0 and entry["calibration"]["slices"] > 0
+    assert 0 < entry["probe_max_logit_difference_of_spread"] <= INT8_REPRODUCE_TOLERANCE
+    assert entry["quantization"]["float32_nodes"]  # the logits' convolution stays float32
+    assert card["weights_sha256"] == load_model(int8_tiny).card["weights_sha256"]
+    from deepwml.model_files import sha256_of
+
+    assert sha256_of(int8_tiny / "model.safetensors") == card["weights_sha256"]  # weights untouched
+
+
+def test_int8_export_refuses_a_network_quantisation_breaks(tiny_model_dir, calibration_folder, tmp_path, capsys):
+    model_dir = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, model_dir)
+    assert main(["export-onnx", str(model_dir), "--int8", "--calibration", str(calibration_folder), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "keep float32" in err and "Traceback" not in err
+    assert not (model_dir / INT8_ONNX_NAME).exists() and "onnx_int8" not in load_model(model_dir).card
+
+
+def test_int8_segments_close_to_float32_and_names_the_graph_it_ran(int8_tiny, tmp_path):
+    int8 = Segmenter(str(int8_tiny), device="cpu", precision="int8")
+    assert int8.backend == "onnx" and int8.precision_name == "int8"
+    assert int8.ran_file["file"] == INT8_ONNX_NAME
+    float32 = Segmenter(int8.model, device="cpu", precision="float32")
+    img = synthetic_flair(seed=5)
+    a = sitk.GetArrayFromImage(int8.segment(img).probabilities)
+    b = sitk.GetArrayFromImage(float32.segment(img).probabilities)
+    assert a.shape == b.shape and not (a == b).all()  # really another graph
+    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.95
+    flair = tmp_path / "flair.nii.gz"
+    sitk.WriteImage(img, str(flair))
+    assert main(["segment", str(flair), "-o", str(tmp_path / "out"), "--model", str(int8_tiny),
+                 "--precision", "int8", "-q"]) == 0
+    summary = json.loads((tmp_path / "out" / "flair.summary.json").read_text())
+    assert "int8" in json.dumps(summary) and INT8_ONNX_NAME in json.dumps(summary)
+
+
+def test_int8_needs_a_graph_and_the_cpu(tiny_model_dir, int8_tiny, tmp_path, capsys):
+    with pytest.raises(ModelFileError, match="no int8 graph"):
+        Segmenter(str(tiny_model_dir), device="cpu", precision="int8")
+    with pytest.raises(RuntimeError, match="CPU only"):
+        Segmenter(str(int8_tiny), device="cpu", precision="int8", backend="torch")
+    flair = tmp_path / "flair.nii.gz"
+    sitk.WriteImage(synthetic_flair(), str(flair))
+    code = main(["segment", str(flair), "-o", str(tmp_path / "out"), "--model", str(tiny_model_dir),
+                 "--precision", "int8", "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and "export-onnx" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_int8_export_needs_calibration(tiny_model_dir, tmp_path, capsys):
+    model_dir = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, model_dir)
+    assert main(["export-onnx", str(model_dir), "--int8", "-q"]) == 2
+    assert "--calibration" in capsys.readouterr().err
+    assert not (model_dir / INT8_ONNX_NAME).exists()
+    assert main(["export-onnx", str(model_dir), "--int8", "--calibration", str(tmp_path / "missing.nii.gz"),
+                 "-q"]) == 2
+    assert "missing.nii.gz" in capsys.readouterr().err
+
+
+def test_altered_or_foreign_int8_graph_is_refused(int8_tiny, tmp_path, calibration_folder):
+    altered = tmp_path / "altered"
+    shutil.copytree(int8_tiny, altered)
+    data = bytearray((altered / INT8_ONNX_NAME).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (altered / INT8_ONNX_NAME).write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="SHA-256"):
+        Segmenter(str(altered), device="cpu", precision="int8")
+
+    # another network's int8 graph, with the card rewritten to match it: the probe refuses it
+    foreign = random_model(tmp_path / "foreign", 1)
+    assert main(["export-onnx", str(foreign), "--int8", "--calibration", str(calibration_folder), "-q"]) == 0
+    swapped = tmp_path / "swapped"
+    shutil.copytree(int8_tiny, swapped)
+    shutil.copy(foreign / INT8_ONNX_NAME, swapped / INT8_ONNX_NAME)
+    card = json.loads((swapped / "model.json").read_text())
+    card["onnx_int8"]["sha256"] = json.loads((foreign / "model.json").read_text())["onnx_int8"]["sha256"]
+    (swapped / "model.json").write_text(json.dumps(card))
+    with pytest.raises(ModelFileError, match="does not reproduce"):
+        Segmenter(str(swapped), device="cpu", precision="int8")
+
+
+def test_calibration_reads_manifests_folders_and_spreads_slices(calibration_folder, tmp_path):
+    manifest = tmp_path / "train.csv"
+    names = sorted(p.name for p in calibration_folder.glob("*.nii.gz"))
+    manifest.write_text("case,flair\n" + "".join(f"c{i},{calibration_folder / n}\n" for i, n in enumerate(names)))
+    assert calibration_files([manifest]) == calibration_files([calibration_folder])
+    slices = calibration_canvases(calibration_files([calibration_folder]), max_slices=8)
+    assert slices.shape[0] == 8 and slices.shape[1] == 1 and slices.dtype == np.float32
+    assert (slices.reshape(8, -1) > 0).any(1).all()  # only slices with head
+
+
+def test_bundled_int8_graph_agrees_with_float32(phantom_flair):
+    """The shipped int8 graph is the shipped weights, quantised: masks close to float32's, not
+    the same (README "Speed": Dice 0.97 on the benchmark phantom's large load, 0.83 on this
+    1.3 ml one, int8 marking 7 % more)."""
+    from deepwml.image_io import load_flair
+
+    int8 = Segmenter(device="cpu", precision="int8")
+    float32 = Segmenter(int8.model, device="cpu", precision="float32")
+    img = load_flair(phantom_flair)
+    a = sitk.GetArrayFromImage(int8.segment(img).mask) > 0
+    b = sitk.GetArrayFromImage(float32.segment(img).mask) > 0
+    assert b.sum() > 100
+    assert 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.75
+    assert 0.8 < a.sum() / b.sum() < 1.25

@@ -246,7 +246,7 @@ class DeepWMLLogic(ScriptedLoadableModuleLogic):
 
     # --- in a background process (the panel) ---------------------------------------------
     def startSegmentation(self, volumeNode, device: str = "auto", backend: str = "auto",
-                          modelPath: Optional[str] = None) -> InferenceRun:
+                          modelPath: Optional[str] = None, precision: str = "auto") -> InferenceRun:
         """Write the volume to a temporary file and start the worker; poll the returned run."""
         import SimpleITK as sitk
 
@@ -258,7 +258,8 @@ class DeepWMLLogic(ScriptedLoadableModuleLogic):
         workDir = tempfile.mkdtemp(prefix="DeepWML-")
         sitk.WriteImage(image, os.path.join(workDir, "input.nrrd"))
         command = [*python_command(), "-m", "DeepWMLLib.inference_worker", os.path.join(workDir, "input.nrrd"),
-                   os.path.join(workDir, "out"), "--device", device, "--backend", backend]
+                   os.path.join(workDir, "out"), "--device", device, "--backend", backend,
+                   "--precision", precision]
         model = self.modelPath(modelPath)
         if model:
             command += ["--model", model]
@@ -312,8 +313,10 @@ class DeepWMLWidget(ScriptedLoadableModuleWidget):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._summary: Optional[dict] = None
-        for combo, items in ((self.ui.deviceComboBox, ["auto", "cpu", "cuda"]),
-                             (self.ui.backendComboBox, ["auto", "torch", "onnx"])):
+        from DeepWMLLib.parameters import BACKENDS, DEVICES, PRECISIONS
+
+        for combo, items in ((self.ui.deviceComboBox, DEVICES), (self.ui.backendComboBox, BACKENDS),
+                             (self.ui.precisionComboBox, PRECISIONS)):
             if combo.count == 0:
                 combo.addItems(items)
         self.timer = qt.QTimer()
@@ -400,7 +403,8 @@ class DeepWMLWidget(ScriptedLoadableModuleWidget):
             dependencies.ensure_in_slicer(use, ask=True, log=lambda text: self.log([text]))
             self.run = self.logic.startSegmentation(self.ui.inputSelector.currentNode(),
                                                     self.ui.deviceComboBox.currentText,
-                                                    self.ui.backendComboBox.currentText)
+                                                    self.ui.backendComboBox.currentText,
+                                                    precision=self.ui.precisionComboBox.currentText)
             self.ui.progressBar.setValue(0)
             self.ui.resultLabel.text = "Segmenting…"
             self.timer.start()

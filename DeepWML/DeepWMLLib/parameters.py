@@ -25,6 +25,8 @@ except ImportError:  # headless MRML: no parameter node wrapper, same class with
 
 DEVICES = ["auto", "cpu", "cuda"]
 BACKENDS = ["auto", "torch", "onnx"]
+#: auto = float32; int8: the model's quantised graph on the CPU (faster, masks a few % different)
+PRECISIONS = ["auto", "int8"]
 
 
 @parameterNodeWrapper
@@ -33,8 +35,9 @@ class DeepWMLParameterNode:
     outputSegmentation: Optional[slicer.vtkMRMLSegmentationNode] = None
     device: Annotated[str, Choice(DEVICES)] = "auto"
     backend: Annotated[str, Choice(BACKENDS)] = "auto"
+    precision: Annotated[str, Choice(PRECISIONS)] = "auto"
     threshold: Annotated[float, WithinRange(0.05, 0.95)] = 0.5
 
 
 FIELDS = {"inputVolume": None, "outputSegmentation": None, "device": "auto", "backend": "auto",
-          "threshold": 0.5}
+          "precision": "auto", "threshold": 0.5}

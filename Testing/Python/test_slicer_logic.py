@@ -254,6 +254,17 @@ def test_worker_progress_and_error_lines(slicer, scene, logic, tmp_path):
     assert not os.path.exists(run.workDir)
 
 
+def test_panel_path_runs_the_int8_graph_when_asked(slicer, scene, logic):
+    """The Advanced "Precision: int8" choice reaches the worker: the bundled model's quantised
+    graph runs (no PyTorch needed) and the result records it."""
+    flair = volume(slicer, "FLAIR")
+    run = logic.startSegmentation(flair, device="cpu", precision="int8")
+    node, summary = logic.finishSegmentation(run)
+    assert node is not None and "--precision" in run.job.command and "int8" in run.job.command
+    assert summary["precision"] == "int8" and summary["backend"] == "onnx"
+    assert not os.path.exists(run.workDir)
+
+
 # --- one dependency list ---------------------------------------------------------------------
 def test_dependencies_missing_and_install_order(slicer):
     from DeepWMLLib import dependencies as deps

@@ -92,11 +92,12 @@ def onnx_file_of(model: LoadedModel, key: str = "onnx") -> Path | None:
     entry: dict[str, Any] | None = model.card.get(key)
     if not entry:
         return None
-    export = "'deepwml export-onnx MODEL" + (" --int8 --calibration ...'" if key == "onnx_int8" else "'")
+    int8 = key == "onnx_int8"
+    export = "'deepwml export-onnx MODEL --int8 --calibration FLAIRS'" if int8 else "'deepwml export-onnx MODEL'"
     path = file_in_model_folder(model.path, entry.get("file", ONNX_NAME), f"{key}.file")
     if not path.exists():
         raise ModelFileError(path, f"ONNX file named by the model card is missing (re-export it with {export}"
-                                   + (")" if key == "onnx_int8" else " or use --backend torch)"))
+                                   f"{'' if int8 else ' or use --backend torch'})")
     if entry.get("exported_from_weights_sha256") != model.card.get("weights_sha256"):
         raise ModelFileError(path, "ONNX file was exported from other weights than this model's; "
                                    f"re-export it with {export}")
@@ -174,10 +175,10 @@ def check_reproduces_weights(onnx: "OnnxNetwork", model: LoadedModel, path: Path
     if relative:
         error /= max(float(np.ptp(expected)), 1e-12)
     if not error <= tolerance:
-        what = "of the logits' spread" if relative else ""
+        what = " of the logits' spread" if relative else ""
         raise ModelFileError(path, f"ONNX graph does not reproduce the model's safetensors weights (max "
-                                   f"|logit difference| {error:.2g} {what} on a fixed input): it was altered or "
-                                   "belongs to another model; refusing it".replace("  ", " "))
+                                   f"|logit difference| {error:.2g}{what} on a fixed input): it was altered or "
+                                   "belongs to another model; refusing it")
     return error
 
 

@@ -189,12 +189,13 @@ def quantize_int8(model: LoadedModel, calibration: np.ndarray, description: str)
                             extra_options={"CalibPercentile": CALIBRATION_PERCENTILE})
         log.debug("ONNX Runtime quantisation: %s", chatter.getvalue().strip())
         network = OnnxNetwork(candidate, model.config.divisor)
-        try:
-            probe_error = check_int8_graph(network, model, candidate)
-        except ModelFileError as err:
-            raise ModelFileError(model.path, "int8 quantisation changes this network's logits too much ("
-                                 + str(err).split("(", 1)[1].split(")", 1)[0] + f", limit {INT8_REPRODUCE_TOLERANCE}); "
-                                 "keep float32 (a random or barely trained network has no usable int8 form)") from None
+        probe_error = check_reproduces_weights(network, model, candidate, float("inf"), relative=True,
+                                               probe=head_probe())
+        if probe_error > INT8_REPRODUCE_TOLERANCE:
+            raise ModelFileError(model.path, f"int8 quantisation changes this network's logits too much "
+                                             f"({probe_error:.2f} of their spread on the probe, limit "
+                                             f"{INT8_REPRODUCE_TOLERANCE}); keep float32 (a random or barely "
+                                             "trained network has no usable int8 form)")
         float_net = OnnxNetwork(source, model.config.divisor)
         logit_threshold = float(np.log(model.threshold / (1.0 - model.threshold)))
         agreement = _mask_dice(float_net(calibration) >= logit_threshold, network(calibration) >= logit_threshold)

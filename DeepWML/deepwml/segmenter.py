@@ -23,8 +23,7 @@ import SimpleITK as sitk
 
 from .errors import ModelFileError
 from .model_files import LoadedModel, load_model
-from .onnx_backend import (REPRODUCE_TOLERANCE, OnnxNetwork, check_reproduces_weights, onnx_file_of,
-                           onnxruntime_available)
+from .onnx_backend import OnnxNetwork, check_reproduces_weights, onnx_file_of, onnxruntime_available
 from .onnx_int8 import check_int8_graph
 from .options import check_non_negative, check_positive_int, check_threshold
 from .preprocessing import CanvasMapping, image_to_canvas, thin_slabs
@@ -181,7 +180,7 @@ class Segmenter:
                 if self.precision_name == "int8":
                     check_int8_graph(network, self.model, onnx_file)
                 else:
-                    check_reproduces_weights(network, self.model, onnx_file, REPRODUCE_TOLERANCE)
+                    check_reproduces_weights(network, self.model, onnx_file)
                 self.network, self.backend = network, "onnx"
             except ModelFileError as err:
                 if backend == "onnx" or self.precision_name == "int8":

@@ -78,7 +78,8 @@ def cmd_sanity(args: argparse.Namespace) -> int:
     from .evaluation.sanity import sanity_report
 
     report = sanity_report(args.scans, Path(args.output), model=args.model, device=args.device,
-                           precision=args.precision, thin_slab_mm=args.thin_slab_mm, tolerance_mm=args.tolerance_mm, step=args.every,
+                           precision=args.precision, thin_slab_mm=args.thin_slab_mm,
+                           tolerance_mm=args.tolerance_mm, step=args.every,
                            overwrite=args.overwrite, progress=not args.quiet)
     print(f"sanity report: {report}")
     return 0

@@ -28,7 +28,6 @@ onnxruntime, like the float32 graph.
 from __future__ import annotations
 
 import contextlib
-import csv
 import io
 import logging
 import tempfile
@@ -41,7 +40,7 @@ from .errors import DeepWMLError, ModelFileError
 from .image_io import load_flair, write_with
 from .model_files import LoadedModel, read_card, sha256_of, write_card
 from .onnx_backend import OnnxNetwork, check_reproduces_weights, export_onnx, onnx_file_of
-from .preprocessing import image_to_canvas
+from .preprocessing import image_to_canvas, slices_with_head
 
 log = logging.getLogger(__name__)
 
@@ -87,16 +86,16 @@ def check_int8_graph(network: OnnxNetwork, model: LoadedModel, path: Path) -> fl
 
 
 def calibration_files(sources: Iterable[str | Path]) -> list[Path]:
-    """The FLAIR files named by ``sources``: files, folders (their FLAIRs, sorted) and
-    training manifests (``.csv`` with a ``flair`` column, paths relative to the manifest)."""
+    """The FLAIR files named by ``sources``: files, training manifests (a ``.csv``, or a folder
+    with ``manifest.csv`` such as ``deepwml synth`` or ``deepwml phantom`` output; read by
+    :func:`deepwml.training.manifest.read_manifest`, labels not needed) and other folders (every
+    image in them, sorted)."""
+    from .training.manifest import read_manifest
+
     files: list[Path] = []
     for source in map(Path, sources):
-        if source.suffix == ".csv":
-            with open(source, newline="", encoding="utf-8") as handle:
-                rows = list(csv.DictReader(handle))
-            if not rows or "flair" not in rows[0]:
-                raise DeepWMLError(source, "calibration manifest needs a 'flair' column")
-            files += [(source.parent / row["flair"]) for row in rows]
+        if source.suffix == ".csv" or (source / "manifest.csv").exists():
+            files += [case.flair for case in read_manifest(source, need_labels=False)]
         elif source.is_dir():
             files += sorted(p for p in source.rglob("*") if p.name.lower().endswith(FLAIR_SUFFIXES))
         else:
@@ -121,7 +120,7 @@ def calibration_canvases(files: Sequence[Path], max_slices: int = 96) -> np.ndar
     picked = []
     for path in files:
         canvas, _, _ = image_to_canvas(load_flair(path))
-        with_head = canvas[(canvas.reshape(canvas.shape[0], -1) > 0).any(1)]
+        with_head = canvas[slices_with_head(canvas)]
         picked.append(with_head[::CALIBRATION_STRIDE][:per_file])
     slices = np.concatenate(picked)[:max_slices]
     usable = len(slices) // CALIBRATION_BATCH * CALIBRATION_BATCH
@@ -139,11 +138,6 @@ def _logits_node(model_path: Path) -> str:
     return next(node.name for node in graph.node if output in node.output)
 
 
-def _mask_dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
-
-
 def quantize_int8(model: LoadedModel, calibration: np.ndarray, description: str) -> Path:
     """Write ``model.int8.onnx`` beside ``model``'s weights, calibrated on ``calibration``
     canvas slices, and record it in the card under ``onnx_int8``.
@@ -157,10 +151,13 @@ def quantize_int8(model: LoadedModel, calibration: np.ndarray, description: str)
                                           QuantType, quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    if onnx_file_of(model) is None:
+    from .evaluation.metrics import dice  # imported here: scipy is not needed to run a graph
+
+    source = onnx_file_of(model)
+    if source is None:
         export_onnx(model)
         model = _reloaded(model)
-    source = onnx_file_of(model)
+        source = onnx_file_of(model)
     card, card_path = read_card(model.path)
 
     class Batches(CalibrationDataReader):
@@ -180,12 +177,13 @@ def quantize_int8(model: LoadedModel, calibration: np.ndarray, description: str)
         # the height and width are dynamic, so symbolic shape inference cannot finish; the
         # graph optimisation and ONNX shape inference of the pre-processing still run
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        logits_node = _logits_node(prepared)
         chatter = io.StringIO()  # the calibrator prints its progress; it goes to the debug log
         with contextlib.redirect_stdout(chatter):
             quantize_static(str(prepared), str(candidate), Batches(), quant_format=QuantFormat.QDQ,
                             per_channel=True, reduce_range=True, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.Percentile,
-                            nodes_to_exclude=[_logits_node(prepared)],
+                            nodes_to_exclude=[logits_node],
                             extra_options={"CalibPercentile": CALIBRATION_PERCENTILE})
         log.debug("ONNX Runtime quantisation: %s", chatter.getvalue().strip())
         network = OnnxNetwork(candidate, model.config.divisor)
@@ -198,21 +196,22 @@ def quantize_int8(model: LoadedModel, calibration: np.ndarray, description: str)
                                              "trained network has no usable int8 form)")
         float_net = OnnxNetwork(source, model.config.divisor)
         logit_threshold = float(np.log(model.threshold / (1.0 - model.threshold)))
-        agreement = _mask_dice(float_net(calibration) >= logit_threshold, network(calibration) >= logit_threshold)
+        agreement = dice(float_net(calibration) >= logit_threshold, network(calibration) >= logit_threshold)
         write_with(out, lambda tmp: tmp.write_bytes(candidate.read_bytes()))
     card["onnx_int8"] = {
         "file": INT8_ONNX_NAME, "sha256": sha256_of(out), "exported_from_weights_sha256": card["weights_sha256"],
         "quantization": {"format": "QDQ", "weights": "int8 per channel, reduced range (7 bit)",
                          "activations": "uint8", "calibration_method": f"percentile {CALIBRATION_PERCENTILE}",
-                         "float32_nodes": [_logits_node(source)]},
+                         "float32_nodes": [logits_node]},
         "calibration": {"data": description, "slices": int(len(calibration))},
         "probe_max_logit_difference_of_spread": round(probe_error, 4),
-        "mask_dice_vs_float32_on_calibration": round(agreement, 4),
+        # undefined (None) when neither graph marks anything on the calibration slices
+        "mask_dice_vs_float32_on_calibration": None if np.isnan(agreement) else round(agreement, 4),
         "onnxruntime_version": onnxruntime.__version__,
     }
     write_card(card, card_path)
-    log.info("wrote %s (probe |logit difference| %.3f of the spread, mask Dice vs float32 %.3f on %d calibration slices)",
-             out, probe_error, agreement, len(calibration))
+    log.info("wrote %s (probe |logit difference| %.3f of the spread, mask Dice vs float32 %.3f on %d "
+             "calibration slices)", out, probe_error, agreement, len(calibration))
     return out
 
 

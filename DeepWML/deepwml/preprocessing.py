@@ -154,6 +154,13 @@ def volume_to_canvas(slices: np.ndarray, spacing_mm: tuple[float, float],
     return mapping.to_canvas(x), mapping
 
 
+def slices_with_head(canvas: np.ndarray) -> np.ndarray:
+    """Which ``[N, 1, C, C]`` canvas slices hold any head (a boolean per slice): normalisation
+    maps everything darker than the head's 1st percentile to exactly 0, so head is > 0."""
+    canvas = np.asarray(canvas)
+    return (canvas.reshape(canvas.shape[0], -1) > 0).any(1)
+
+
 def thin_slabs(thickness_mm: float, n_slices: int, slab_mm: float) -> list[tuple[int, int]] | None:
     """Slabs (``[start, stop)`` slice ranges) to average when ``n_slices`` thin slices are to be
     seen as thick slices of ``slab_mm``; None when the slices are used as they are (``slab_mm``

@@ -26,7 +26,7 @@ from .model_files import LoadedModel, load_model
 from .onnx_backend import OnnxNetwork, check_reproduces_weights, onnx_file_of, onnxruntime_available
 from .onnx_int8 import check_int8_graph
 from .options import check_non_negative, check_positive_int, check_threshold
-from .preprocessing import CanvasMapping, image_to_canvas, thin_slabs
+from .preprocessing import CanvasMapping, image_to_canvas, slices_with_head, thin_slabs
 from .reslice import THIN_SLAB_MM, interpolate_from_slabs
 from .slice_layout import SliceLayout, image_from_slices
 from .torch_backend import (TorchNetwork, check_precision, choose_device, cpu_has_fast_bf16,  # noqa: F401
@@ -212,7 +212,7 @@ class Segmenter:
         canvas = np.asarray(canvas, dtype=np.float32)
         out = np.zeros(canvas.shape, dtype=np.float32)
         if self.head_crop:
-            todo = np.flatnonzero((canvas.reshape(canvas.shape[0], -1) > 0).any(1))
+            todo = np.flatnonzero(slices_with_head(canvas))
             rows, cols = (head_window(canvas[todo], self.model.config.divisor) if todo.size
                           else (slice(0), slice(0)))
         else:

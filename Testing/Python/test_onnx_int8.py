@@ -138,11 +138,15 @@ def test_altered_or_foreign_int8_graph_is_refused(int8_tiny, tmp_path, calibrati
         Segmenter(str(swapped), device="cpu", precision="int8")
 
 
-def test_calibration_reads_manifests_folders_and_spreads_slices(calibration_folder, tmp_path):
+def test_calibration_reads_manifests_folders_and_spreads_slices(calibration_folder, phantom_set, tmp_path):
     manifest = tmp_path / "train.csv"
     names = sorted(p.name for p in calibration_folder.glob("*.nii.gz"))
-    manifest.write_text("case,flair\n" + "".join(f"c{i},{calibration_folder / n}\n" for i, n in enumerate(names)))
+    manifest.write_text("case,center,disease,flair\n"
+                        + "".join(f"c{i},C1,MS,{calibration_folder / n}\n" for i, n in enumerate(names)))
     assert calibration_files([manifest]) == calibration_files([calibration_folder])
+    # a folder with a manifest (deepwml phantom / synth output): its FLAIRs, not its label files
+    phantoms = calibration_files([phantom_set.parent])
+    assert len(phantoms) == 9 and all(p.name == "flair.nii.gz" for p in phantoms)
     slices = calibration_canvases(calibration_files([calibration_folder]), max_slices=8)
     assert slices.shape[0] == 8 and slices.shape[1] == 1 and slices.dtype == np.float32
     assert (slices.reshape(8, -1) > 0).any(1).all()  # only slices with head

@@ -15,13 +15,16 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, Sequence
 
 from . import __version__
 from .cli_cohort import add_cohort_command
 from .cli_realdata import add_precision_option, add_realdata_commands, add_segmentation_options, add_thin_slab_option
 from .errors import DeepWMLError
 from .options import argtype, check_count, check_crop, check_fraction, check_positive, check_positive_int
+
+if TYPE_CHECKING:
+    from .image_io import ReadAhead
 
 log = logging.getLogger("deepwml")
 
@@ -45,6 +48,19 @@ def _write_batch_summary(path: Path, summaries: list[dict[str, Any]], overwrite:
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
+    # one input: read it while the model loads (the cold start, issue 14)
+    from .image_io import ReadAhead
+
+    read_ahead = ReadAhead(args.inputs[0], args.series or ()) if len(args.inputs) == 1 else None
+    try:
+        return _segment_planned(args, read_ahead)
+    finally:
+        if read_ahead is not None:
+            read_ahead.finish()
+
+
+def _segment_planned(args: argparse.Namespace, read_ahead: "ReadAhead | None") -> int:
+    """``segment`` after its one input (if one) began reading: model, output folder, the loop."""
     from .output_folder import output_lock, prepare_output_folder, refuse_clash, unique_case_names
     from .output_files import refuse_existing
     from .pipeline import OutputPaths, case_name
@@ -64,7 +80,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         raise DeepWMLError(None, str(err)) from None
     prepare_output_folder(args.output)
     with output_lock(args.output, "deepwml segment"):
-        return _segment_all(args, segmenter, names)
+        return _segment_all(args, segmenter, names, read_ahead)
 
 
 class _NoBar:
@@ -77,7 +93,7 @@ class _NoBar:
         pass
 
 
-def _segment_all(args: argparse.Namespace, segmenter: Any, names: list[str]) -> int:
+def _segment_all(args: argparse.Namespace, segmenter: Any, names: list[str], read_ahead: "ReadAhead | None" = None) -> int:
     """The batch loop of ``segment`` (inside the output folder's lock). Several inputs go
     through :func:`deepwml.batch.segment_files` (reading, network and writing overlapped);
     one input through :func:`deepwml.pipeline.segment_file`."""
@@ -115,7 +131,7 @@ def _segment_all(args: argparse.Namespace, segmenter: Any, names: list[str]) -> 
 
         try:
             report(0, args.inputs[0], segment_file(args.inputs[0], args.output, segmenter,
-                                                   name=names[0], **options), None)
+                                                   name=names[0], read_ahead=read_ahead, **options), None)
         except DeepWMLError as err:
             report(0, args.inputs[0], None, err)
     bar.close()
@@ -245,8 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="1: the data of model 1.0.0; 2: fainter lesions, confluent WMH (model 1.1.0); "
                          "3 (default): 2 + skull-stripped cases, confluent growth of plausible loads only, the "
                          "label maps' own lesion labels as white matter (model 1.2.0); 4: 3 with lesion contrast "
-                         "spread down to faint, as bright as cortex or less (the heads of the shipped 1.4.0, trained "
-                         "with the phantoms weighted up); experimental: 5: 4 with grey matter kept below the lesions")
+                         "spread down to faint, as bright as cortex or less (the heads of the shipped 1.5.0 and of "
+                         "1.4.0, trained with the phantoms weighted up); experimental: 5: 4 with grey matter kept "
+                         "below the lesions")
     sy.add_argument("--overwrite", action="store_true")
     sy.set_defaults(func=cmd_synth)
 

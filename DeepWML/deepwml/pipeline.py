@@ -12,7 +12,7 @@ from typing import Any, Collection
 import SimpleITK as sitk
 
 from . import __version__
-from .image_io import load_flair
+from .image_io import ReadAhead, load_flair
 from .output_files import publish_together, refuse_existing, write_with
 from .lesion_summary import lesion_summary
 from .segmentation_io import write_labelmap, write_probabilities, write_seg_nrrd
@@ -79,19 +79,23 @@ def segment_file(input_path: str | Path, out_dir: str | Path, segmenter: Segment
                  threshold: float | None = None, labelmap: bool = False,
                  probabilities: bool = False, overwrite: bool = False,
                  progress: ProgressCallback | None = None, name: str | None = None,
-                 series: Collection[str] = ()) -> dict[str, Any]:
+                 series: Collection[str] = (), read_ahead: ReadAhead | None = None) -> dict[str, Any]:
     """Read, segment and write one volume; return its summary (also written as JSON).
 
     All outputs are checked before any is written, so a refusal leaves nothing behind, and
     they are published together (all or none). ``name`` replaces the input's file name as the
     outputs' stem (a batch uses it to keep same-named inputs apart); ``series`` are DICOM series
     UIDs to choose from a folder holding several. A batch of many files overlaps these steps
-    across files: :func:`deepwml.batch.segment_files`.
+    across files: :func:`deepwml.batch.segment_files`. ``read_ahead``: this input already being
+    read (:class:`deepwml.image_io.ReadAhead`, started before the model loaded); ``read`` in the
+    summary's timings is then only the wait for it, the part not hidden behind loading.
     """
     input_path = Path(input_path)
+    if read_ahead is not None and (read_ahead.path != input_path or read_ahead.series != tuple(series)):
+        raise ValueError(f"read_ahead reads {read_ahead.path}, not {input_path}")
     paths = plan_outputs(input_path, Path(out_dir), name, labelmap, probabilities, overwrite)
     t0 = time.perf_counter()
-    image = load_flair(input_path, series)
+    image = read_ahead.image() if read_ahead is not None else load_flair(input_path, series)
     read_s = time.perf_counter() - t0
     result = segmenter.segment(image, threshold, progress)
     return write_outputs(input_path, paths, image, result, segmenter, read_s, t0)

@@ -133,3 +133,46 @@ def test_cli_batch_exit_codes_with_the_pipeline(tiny_model_dir, tmp_path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"deepwml: error: {missing}: file not found"]
     assert main(["segment", missing, "-o", str(tmp_path / "out2"), "--model", str(tiny_model_dir), "-q"]) == 2
+
+
+def test_one_input_is_read_while_the_model_loads_with_the_same_outputs_and_errors(tiny_model_dir, tmp_path,
+                                                                                   monkeypatch, capsys):
+    """``segment`` of one input reads it in a thread during model loading (the cold start):
+    the outputs are those of reading in place, reading errors keep their one line, and a
+    read-ahead of another file is refused."""
+    from deepwml import image_io
+
+    path = _inputs(tmp_path, 1)[0]
+    threads: list[str] = []
+    load = image_io.load_flair
+
+    def recording_load(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(image_io, "load_flair", recording_load)
+    assert main(["segment", path, "-o", str(tmp_path / "ahead"), "--model", str(tiny_model_dir), "-q",
+                 "--probabilities"]) == 0
+    assert threads == ["deepwml-read-ahead"]
+    segment_file(path, tmp_path / "inplace", Segmenter(str(tiny_model_dir), device="cpu"), probabilities=True)
+    stem = Path(path).name[:-len(".nii.gz")]
+    for suffix in ("_probabilities.nii.gz", ".seg.nrrd"):
+        np.testing.assert_array_equal(_read(tmp_path / "ahead" / f"{stem}{suffix}"),
+                                      _read(tmp_path / "inplace" / f"{stem}{suffix}"))
+    ahead = json.loads((tmp_path / "ahead" / f"{stem}.summary.json").read_text())
+    assert ahead["total_volume_ml"] == json.loads((tmp_path / "inplace" / f"{stem}.summary.json").read_text())[
+        "total_volume_ml"]
+    assert 0 <= ahead["timings_s"]["read"] <= ahead["timings_s"]["end_to_end"]
+
+    bad = tmp_path / "in" / "broken.nii.gz"
+    bad.write_bytes(b"not an image")
+    capsys.readouterr()
+    assert main(["segment", str(bad), "-o", str(tmp_path / "bad"), "--model", str(tiny_model_dir), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"deepwml: error: {bad}: ")
+    # a model that cannot load: its own one line, and the reader is waited for
+    assert main(["segment", path, "-o", str(tmp_path / "nomodel"), "--model", str(tmp_path / "none"), "-q"]) == 2
+    assert "model card not found" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="read_ahead reads"):
+        segment_file(path, tmp_path / "other", Segmenter(str(tiny_model_dir), device="cpu"),
+                     read_ahead=image_io.ReadAhead(str(bad)))

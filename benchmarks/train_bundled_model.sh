@@ -4,8 +4,9 @@
 #   bash benchmarks/train_bundled_model.sh [OUT]          (default work-data/bundled)
 #
 # Chain: 0.2.0 (phantoms, git c43b84c) --stage 1--> 1.0.0 (git a401d69) --stage 2--> 1.1.0
-# (git f5f2904) --stage 3--> 1.2.0 (git 2986285) --stage 9--> 1.4.0 (shipped). Experiments, not
-# shipped (README "Experiments after 1.2.0"): 1.2.0 --stage 4--> 1.3.0-v4 --stage 5--> 1.3.0;
+# (git f5f2904) --stage 3--> 1.2.0 (git 2986285) --stage 9--> 1.4.0 (git 4d0a35f); 1.2.0 --stage 4-->
+# 1.3.0-v4 --stage 10--> 1.5.0 (shipped). Experiments, not
+# shipped (README "Experiments after 1.2.0"): 1.3.0-v4 --stage 5--> 1.3.0;
 # 1.2.0 --stage 6--> 1.3.0-mix; 1.2.0 + 1.3.0-v4 --stage 7--> 1.3.0-wise0.5; 1.3.0-v4 --stage 8--> 1.3.0-v4h.
 # Each stage fine-tunes the previous model (taken from git, so the chain does not depend on what
 # is shipped now), picks the checkpoint by validation Dice on synthetic + phantom validation
@@ -31,11 +32,13 @@
 #  9. 1.4.0 (shipped, trained as run 1.3.0-pw): 1.2.0 fine-tuned on stage 8's mix (v4's 360 heads, the
 #     lesion-free heads of the v3 and v5 sets, phantoms) with the phantoms listed three times (~1/3
 #     of the slices instead of ~1/7); 8 epochs lr 1.5e-4 + to 18 at 5e-5, 300 batches per epoch, bf16.
+# 10. 1.5.0 (shipped, trained as run 1.5.0-v4pw): stage 4's 1.3.0-v4 fine-tuned on stage 9's mix
+#     (phantom-weighted); 6 epochs lr 1e-4 + to 14 at 5e-5, 300 batches per epoch, bf16.
 # Synthetic heads: SynthSeg's 20 whole-head label maps + 27 real MS lesion masks, both free for
 # training (README "Synthesis"). No real scan is read: the real evaluation sets
 # (lesjak2017-ms-mni and the unlabelled heads) never enter training, tuning or selection.
-# STAGES="1 2 3" (the chain to 1.2.0), e.g. "3" (start from the 1.1.0 of git); "3 4 5 9" or, with
-# the synthetic sets of stages 3-5 made, "9": the shipped 1.4.0; "4 5", "6", "7", "8": the experiments
+# STAGES="1 2 3" (the chain to 1.2.0), e.g. "3" (start from the 1.1.0 of git); "3 4 5 10" or, with
+# the synthetic sets of stages 3-5 made and stage 4's model trained, "10": the shipped 1.5.0; "9": 1.4.0; "4 5", "6", "7", "8": the experiments
 # after 1.2.0 (synthesis v4/v5, v3+v4 mixed, weight interpolation, more
 # lesion-free heads), whose
 # models failed the phantom test guard and were not shipped.
@@ -179,14 +182,16 @@ if [[ " $STAGES " == *" 8 "* ]]; then  # more lesion-free heads: 1.3.0-v4 fine-t
   $BIN/python benchmarks/threshold_on_validation.py "$OUT/run-1.3-v4h/model" "$OUT/mix-1.3-v4h.csv" \
     "$OUT/run-1.3-v4h/split.json" val --record
 fi
-if [[ " $STAGES " == *" 9 "* ]]; then  # 1.4.0, shipped: phantom-weighted (run stages 3-5 first)
-  model_from_git 2986285 "$OUT/model-1.2.0"
+phantom_weighted_mix() {  # the mix of stages 9 and 10: stage 8's rows, then its phantom rows twice
+  # more as cases <case>-x1, -x2 of the same patient (so the patient-level split keeps them together)
   v4h_mix
-  # stage 8's rows, then its phantom rows twice more as cases <case>-x1, -x2 of the same patient
-  # (so the patient-level split keeps them together)
   awk -F, 'NR == 1 {print; next} {print} $3 != "synthetic" {p[++n] = $0}
     END {for (k = 1; k <= 2; k++) for (i = 1; i <= n; i++) {split(p[i], f, ","); line = f[1] "-x" k
          for (j = 2; j <= 6; j++) line = line "," f[j]; print line}}' "$OUT/mix-1.3-v4h.csv" > "$OUT/mix-1.4.csv"
+}
+if [[ " $STAGES " == *" 9 "* ]]; then  # 1.4.0, shipped before 1.5.0: phantom-weighted (run stages 3-5 first)
+  model_from_git 2986285 "$OUT/model-1.2.0"
+  phantom_weighted_mix
   heads_options "${STEPS9:-300}"
   E1=${E1_9:-8} E2=${E2_9:-18}
   fine_tune 1.4.0 "$OUT/model-1.2.0" "$OUT/mix-1.4.csv" "$OUT/run-1.4" 1.5e-4 5e-5 \
@@ -196,5 +201,18 @@ the synthesis v3 (seed 4) and v5 (seed 6) sets, and the 0.2.0 phantoms' train/va
   $BIN/python benchmarks/threshold_on_validation.py "$OUT/run-1.4/model" "$OUT/mix-1.4.csv" "$OUT/run-1.4/split.json" val --record
   # the int8 graph of --precision int8, calibrated on the same training manifest
   $BIN/deepwml export-onnx "$OUT/run-1.4/model" --int8 --calibration "$OUT/mix-1.4.csv" -q \
+    --calibration-note "96 canvas slices of 24 evenly spaced cases of this model's training manifest; no real scan"
+fi
+if [[ " $STAGES " == *" 10 "* ]]; then  # 1.5.0, shipped: 1.3.0-v4 on stage 9's phantom-weighted mix
+  # (run stages 3-5 first; stage 4 trains 1.3.0-v4)
+  phantom_weighted_mix
+  heads_options "${STEPS10:-300}"
+  E1=${E1_10:-6} E2=${E2_10:-14}
+  fine_tune 1.5.0 "$OUT/run-1.3-v4/model" "$OUT/mix-1.4.csv" "$OUT/run-1.5" 1e-4 5e-5 \
+    "Fine-tuned from deepwml-synth-unet16@1.3.0-v4 on 1.4.0's training mix: 360 synthesis-v4 heads (seed 5) plus the \
+72 lesion-free heads of the synthesis v3 (seed 4) and v5 (seed 6) sets, and the 0.2.0 phantoms' train/validation cases \
+listed three times (phantom-weighted): $DATA" --precision "${PRECISION:-bf16}"
+  $BIN/python benchmarks/threshold_on_validation.py "$OUT/run-1.5/model" "$OUT/mix-1.4.csv" "$OUT/run-1.5/split.json" val --record
+  $BIN/deepwml export-onnx "$OUT/run-1.5/model" --int8 --calibration "$OUT/mix-1.4.csv" -q \
     --calibration-note "96 canvas slices of 24 evenly spaced cases of this model's training manifest; no real scan"
 fi

@@ -56,7 +56,8 @@ def test_whole_head_2d_scan_segment_and_sanity_report(tmp_path):
 
     assert main(["sanity", str(WHOLE_HEAD_2D), "-o", str(tmp_path / "sanity"), "-q"]) == 0
     row = rows(tmp_path / "sanity" / "sanity.csv")[0]
-    assert float(row["pred_ml"]) == pytest.approx(summary["total_volume_ml"], rel=1e-3)
+    # the sanity table rounds to 3 decimals: a 0.38 ml load can differ from the summary by 0.0005
+    assert float(row["pred_ml"]) == pytest.approx(summary["total_volume_ml"], rel=1e-3, abs=5e-4)
     assert int(row["lesions"]) == summary["lesion_count"]
     assert floors["brain_ml_range"][0] <= float(row["brain_ml"]) <= floors["brain_ml_range"][1]
     assert float(row["outside_ml"]) <= floors["outside_ml_max"]

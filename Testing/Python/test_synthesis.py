@@ -53,6 +53,34 @@ def test_real_lesion_case_is_deterministic_on_one_grid_and_lesions_lie_in_brain(
     assert (flair[(brain == 0)] > np.percentile(flair[brain > 0], 50)).sum() > 1000
 
 
+def test_a_fixed_acquisition_gives_that_grid_with_the_same_lesions_in_the_brain():
+    """``make_case(..., acquisition=...)`` (the thin-slab study's whole-head 1 mm heads): the
+    requested grid, the lesion source of the random case, lesions inside the brain."""
+    from deepwml.synthesis.generator import make_case
+
+    index, drawn = _case_with("real")
+    acquisition = {"slice_thickness_mm": 1.0, "slice_spacing_mm": 1.0, "slices": 40, "matrix": 192, "pixel_mm": 1.0}
+    case = make_case(index, 5, acquisition=acquisition)
+    assert case.flair.GetSize() == (192, 192, 40) and case.flair.GetSpacing() == (1.0, 1.0, 1.0)
+    assert {k: case.info[k] for k in acquisition} == acquisition
+    assert case.info["lesion_source"] == drawn.info["lesion_source"]  # drawn before the acquisition
+    flair, truth, brain = _arrays(case)
+    assert brain.sum() > 0 and (truth.astype(bool) & ~ndimage.binary_dilation(brain > 0, iterations=2)).sum() == 0
+
+
+def test_synth_command_passes_the_whole_head_3d_protocol(tmp_path, monkeypatch):
+    from deepwml.cli import main
+    from deepwml.synthesis import generator
+    from deepwml.synthesis.acquisition import WHOLE_HEAD_3D
+
+    seen = []
+    monkeypatch.setattr(generator, "generate_dataset",
+                        lambda *args, **kwargs: seen.append(kwargs["acquisition"]) or tmp_path / "manifest.csv")
+    assert main(["synth", str(tmp_path / "a"), "--cases", "1", "-q"]) == 0
+    assert main(["synth", str(tmp_path / "b"), "--cases", "1", "-q", "--whole-head-3d"]) == 0
+    assert seen == [None, WHOLE_HEAD_3D] and WHOLE_HEAD_3D["slice_thickness_mm"] == 1.0
+
+
 def test_healthy_case_has_no_lesion():
     _, case = _case_with("none")
     _, truth, brain = _arrays(case)

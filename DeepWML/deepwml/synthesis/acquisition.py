@@ -44,6 +44,11 @@ class AcquisitionRanges:
 
 
 ACQUISITION = AcquisitionRanges()
+#: A fixed protocol: whole-head 3D FLAIR, 150 axial 1 mm slices of 256x256 at 0.94 mm (the random
+#: draw's thin stacks cover 24-40 mm of the head only). Used by ``deepwml synth --whole-head-3d``
+#: and ``benchmarks/thin_slab_study.py``.
+WHOLE_HEAD_3D = {"slice_thickness_mm": 1.0, "slice_spacing_mm": 1.0, "slices": 150, "matrix": 256,
+                 "pixel_mm": 0.9375}
 
 #: Synthesis v3: this share of cases is skull-stripped, as research cohorts and public data sets
 #: (MNI-registered, BET/HD-BET/SynthStrip outputs) hand them over: zero outside a brain mask.

@@ -91,8 +91,12 @@ def _pick(rng: np.random.Generator, weights: dict[str, float]) -> str:
 
 
 def make_case(index: int, seed: int, label_maps: list[Path] | None = None,
-              lesion_masks: list[Path] | None = None, version: int = SYNTHESIS_VERSION) -> SynthCase:
-    """Synthesise case ``index`` of synthesis ``version``; the anatomy cycles through the label maps."""
+              lesion_masks: list[Path] | None = None, version: int = SYNTHESIS_VERSION,
+              acquisition: dict | None = None) -> SynthCase:
+    """Synthesise case ``index`` of synthesis ``version``; the anatomy cycles through the label maps.
+    ``acquisition`` (the keys of :func:`.acquisition.draw_acquisition`) fixes the protocol instead
+    of drawing it, for studies of one protocol (e.g. whole-head 1 mm 3D FLAIR,
+    ``benchmarks/thin_slab_study.py``); the other draws then differ from the set's."""
     if version not in VERSIONS:
         raise ValueError(f"synthesis version {version}: known versions are {sorted(VERSIONS)}")
     settings = VERSIONS[version]
@@ -118,7 +122,7 @@ def make_case(index: int, seed: int, label_maps: list[Path] | None = None,
         lesions = grow_confluent(lesions, subject, rng)
     flair_1mm = paint(subject, lesions, rng, settings.appearance)
     brain = np.isin(subject.labels, BRAIN).astype(np.float32)
-    acq = draw_acquisition(rng)
+    acq = dict(acquisition) if acquisition is not None else draw_acquisition(rng)
     flair, soft, brain_soft = resample(np.stack([flair_1mm, lesions, brain]), subject.image, acq,
                                        subject.brain_centre_lps, rng)
     flair_arr = degrade(np.clip(flair, 0, None), rng)
@@ -144,8 +148,10 @@ def make_case(index: int, seed: int, label_maps: list[Path] | None = None,
 
 @writes_output_folder("synth")
 def generate_dataset(out_dir: Path, cases: int, seed: int = 0, overwrite: bool = False,
-                     progress: bool = True, start: int = 0, version: int = SYNTHESIS_VERSION) -> Path:
-    """Write ``cases`` synthetic heads and ``manifest.csv`` into ``out_dir``; return the manifest."""
+                     progress: bool = True, start: int = 0, version: int = SYNTHESIS_VERSION,
+                     acquisition: dict | None = None) -> Path:
+    """Write ``cases`` synthetic heads and ``manifest.csv`` into ``out_dir``; return the manifest.
+    ``acquisition``: one fixed protocol for every case (see :func:`make_case`)."""
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
@@ -157,7 +163,7 @@ def generate_dataset(out_dir: Path, cases: int, seed: int = 0, overwrite: bool =
     order = sorted(range(start, start + cases), key=lambda i: (i % len(label_maps), i))
     rows = []
     for i in tqdm(order, desc="synthesis", unit="case", disable=not progress):
-        case = make_case(i, seed, label_maps, lesion_masks, version)
+        case = make_case(i, seed, label_maps, lesion_masks, version, acquisition)
         name = f"synth{i:04d}"
         # brain is written last: a case folder with brain.nii.gz is complete
         paths = write_case(out_dir, name, {"flair": case.flair, "label": case.truth, "brain": case.brain})

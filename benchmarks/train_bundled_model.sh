@@ -6,7 +6,7 @@
 # Chain: 0.2.0 (phantoms, git c43b84c) --stage 1--> 1.0.0 (git a401d69) --stage 2--> 1.1.0
 # (git f5f2904) --stage 3--> 1.2.0 (git 2986285) --stage 9--> 1.4.0 (git 4d0a35f); 1.2.0 --stage 4-->
 # 1.3.0-v4 --stage 10--> 1.5.0 (shipped). Experiments, not
-# shipped (README "Experiments after 1.2.0"): 1.3.0-v4 --stage 5--> 1.3.0;
+# shipped (README "Experiments after 1.2.0"): 1.3.0-v4 --stage 5--> 1.3.0; 1.5.0 --stage 11--> 1.6.0-3d;
 # 1.2.0 --stage 6--> 1.3.0-mix; 1.2.0 + 1.3.0-v4 --stage 7--> 1.3.0-wise0.5; 1.3.0-v4 --stage 8--> 1.3.0-v4h.
 # Each stage fine-tunes the previous model (taken from git, so the chain does not depend on what
 # is shipped now), picks the checkpoint by validation Dice on synthetic + phantom validation
@@ -34,11 +34,14 @@
 #     of the slices instead of ~1/7); 8 epochs lr 1.5e-4 + to 18 at 5e-5, 300 batches per epoch, bf16.
 # 10. 1.5.0 (shipped, trained as run 1.5.0-v4pw): stage 4's 1.3.0-v4 fine-tuned on stage 9's mix
 #     (phantom-weighted); 6 epochs lr 1e-4 + to 14 at 5e-5, 300 batches per epoch, bf16.
+# 11. 1.6.0-3d (not shipped: two real-data regression floors fail): 1.5.0 fine-tuned on its own mix plus 60 whole-head 1 mm
+#     3D heads of synthesis v4 (seed 41, deepwml synth --whole-head-3d), 1.5.0's split kept
+#     (benchmarks/mix_with_3d_heads.py); 4 epochs lr 1e-4 + to 10 at 5e-5, 300 batches per epoch, bf16.
 # Synthetic heads: SynthSeg's 20 whole-head label maps + 27 real MS lesion masks, both free for
 # training (README "Synthesis"). No real scan is read: the real evaluation sets
 # (lesjak2017-ms-mni and the unlabelled heads) never enter training, tuning or selection.
 # STAGES="1 2 3" (the chain to 1.2.0), e.g. "3" (start from the 1.1.0 of git); "3 4 5 10" or, with
-# the synthetic sets of stages 3-5 made and stage 4's model trained, "10": the shipped 1.5.0; "9": 1.4.0; "4 5", "6", "7", "8": the experiments
+# the synthetic sets of stages 3-5 made and stage 4's model trained, "10": the shipped 1.5.0; "9": 1.4.0; "4 5", "6", "7", "8", "11": the experiments
 # after 1.2.0 (synthesis v4/v5, v3+v4 mixed, weight interpolation, more
 # lesion-free heads), whose
 # models failed the phantom test guard and were not shipped.
@@ -214,5 +217,20 @@ if [[ " $STAGES " == *" 10 "* ]]; then  # 1.5.0, shipped: 1.3.0-v4 on stage 9's 
 listed three times (phantom-weighted): $DATA" --precision "${PRECISION:-bf16}"
   $BIN/python benchmarks/threshold_on_validation.py "$OUT/run-1.5/model" "$OUT/mix-1.4.csv" "$OUT/run-1.5/split.json" val --record
   $BIN/deepwml export-onnx "$OUT/run-1.5/model" --int8 --calibration "$OUT/mix-1.4.csv" -q \
+    --calibration-note "96 canvas slices of 24 evenly spaced cases of this model's training manifest; no real scan"
+fi
+if [[ " $STAGES " == *" 11 "* ]]; then  # 1.6.0-3d, not shipped: 1.5.0 + whole-head 1 mm 3D heads (run stage 10 first)
+  [ -f "$OUT/synth3d-a/manifest.csv" ] || $BIN/deepwml synth "$OUT/synth3d-a" --cases 30 --start 0 --seed 41 --synthesis-version 4 --whole-head-3d
+  [ -f "$OUT/synth3d-b/manifest.csv" ] || $BIN/deepwml synth "$OUT/synth3d-b" --cases 30 --start 30 --seed 41 --synthesis-version 4 --whole-head-3d
+  mkdir -p "$OUT/run-1.6"
+  $BIN/python benchmarks/mix_with_3d_heads.py "$OUT/mix-1.4.csv" "$OUT/run-1.5/split.json" \
+    "$OUT/synth3d-a,$OUT/synth3d-b" "$OUT/mix-1.6.csv" "$OUT/run-1.6/split.json"
+  heads_options "${STEPS11:-300}"
+  E1=${E1_11:-4} E2=${E2_11:-10}
+  fine_tune 1.6.0-3d "$OUT/run-1.5/model" "$OUT/mix-1.6.csv" "$OUT/run-1.6" 1e-4 5e-5 \
+    "Fine-tuned from deepwml-synth-unet16@1.5.0 on its own training mix plus 60 whole-head 1 mm 3D heads of synthesis v4 \
+(seed 41): $DATA" --precision "${PRECISION:-bf16}"
+  $BIN/python benchmarks/threshold_on_validation.py "$OUT/run-1.6/model" "$OUT/mix-1.6.csv" "$OUT/run-1.6/split.json" val --record
+  $BIN/deepwml export-onnx "$OUT/run-1.6/model" --int8 --calibration "$OUT/mix-1.6.csv" -q \
     --calibration-note "96 canvas slices of 24 evenly spaced cases of this model's training manifest; no real scan"
 fi

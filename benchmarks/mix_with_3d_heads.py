@@ -1,0 +1,51 @@
+"""Add whole-head 1 mm 3D synthetic heads to a training mix, keeping the mix's split (stage 11).
+
+    .venv/bin/python benchmarks/mix_with_3d_heads.py MIX.csv SPLIT.json SYNTH3D_DIR[,SYNTH3D_DIR...] OUT.csv OUT_SPLIT.json
+
+MIX.csv and SPLIT.json are a finished run's training manifest and split (stage 10's: 1.5.0's),
+SYNTH3D_DIR are ``deepwml synth --whole-head-3d`` folders. The new heads are cases
+``synth3d-<case>``; they are assigned 44/60 train, 8/60 validation and the rest test (a seeded
+permutation), every other case keeps its assignment, so the validation cases of the run before
+stay validation cases (no leakage from the model being fine-tuned into checkpoint selection).
+No real scan is read.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from deepwml.training.manifest import read_manifest
+
+SEED = 0
+
+
+def main(mix: Path, split_in: Path, folders: list[Path], out: Path, split_out: Path) -> None:
+    with open(mix, newline="") as f:
+        rows = list(csv.DictReader(f))
+    new = [{"case": f"synth3d-{c.case}", "patient": f"synth3d-{c.case}", "center": "synthetic",
+            "disease": c.disease, "flair": str(c.flair.resolve()), "label": str(c.label.resolve())}
+           for folder in folders for c in read_manifest(folder / "manifest.csv")]
+    with open(out, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+        writer.writeheader()
+        writer.writerows(rows + new)
+    split = json.loads(split_in.read_text())
+    n_train, n_val = round(len(new) * 44 / 60), round(len(new) * 8 / 60)
+    for rank, i in enumerate(np.random.default_rng(SEED).permutation(len(new))):
+        split["assignment"][new[i]["case"]] = ("train" if rank < n_train else
+                                              "val" if rank < n_train + n_val else "test")
+    split_out.parent.mkdir(parents=True, exist_ok=True)
+    split_out.write_text(json.dumps(split, indent=1))
+    print(f"{out}: {len(rows)} + {len(new)} whole-head 3D cases; split {split_out}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 6:
+        sys.exit(__doc__)
+    main(Path(sys.argv[1]), Path(sys.argv[2]), [Path(p) for p in sys.argv[3].split(",")], Path(sys.argv[4]),
+         Path(sys.argv[5]))

@@ -1,6 +1,7 @@
 """Add whole-head 1 mm 3D synthetic heads to a training mix, keeping the mix's split (stage 11).
 
-    .venv/bin/python benchmarks/mix_with_3d_heads.py MIX.csv SPLIT.json SYNTH3D_DIR[,SYNTH3D_DIR...] OUT.csv OUT_SPLIT.json
+    .venv/bin/python benchmarks/mix_with_3d_heads.py MIX.csv SPLIT.json SYNTH3D_DIR[,SYNTH3D_DIR...] \
+        OUT.csv OUT_SPLIT.json
 
 MIX.csv and SPLIT.json are a finished run's training manifest and split (stage 10's: 1.5.0's),
 SYNTH3D_DIR are ``deepwml synth --whole-head-3d`` folders. The new heads are cases
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepwml.training.manifest import read_manifest
+from training_mix import synth_rows  # benchmarks/, beside this script
 
 SEED = 0
 
@@ -27,9 +28,8 @@ SEED = 0
 def main(mix: Path, split_in: Path, folders: list[Path], out: Path, split_out: Path) -> None:
     with open(mix, newline="") as f:
         rows = list(csv.DictReader(f))
-    new = [{"case": f"synth3d-{c.case}", "patient": f"synth3d-{c.case}", "center": "synthetic",
-            "disease": c.disease, "flair": str(c.flair.resolve()), "label": str(c.label.resolve())}
-           for folder in folders for c in read_manifest(folder / "manifest.csv")]
+    new = [{**row, "case": f"synth3d-{row['case']}", "patient": f"synth3d-{row['patient']}"}
+           for folder in folders for row in synth_rows(folder)]
     with open(out, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
         writer.writeheader()

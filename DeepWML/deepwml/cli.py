@@ -93,7 +93,8 @@ class _NoBar:
         pass
 
 
-def _segment_all(args: argparse.Namespace, segmenter: Any, names: list[str], read_ahead: "ReadAhead | None" = None) -> int:
+def _segment_all(args: argparse.Namespace, segmenter: Any, names: list[str],
+                 read_ahead: "ReadAhead | None" = None) -> int:
     """The batch loop of ``segment`` (inside the output folder's lock). Several inputs go
     through :func:`deepwml.batch.segment_files` (reading, network and writing overlapped);
     one input through :func:`deepwml.pipeline.segment_file`."""

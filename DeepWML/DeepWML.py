@@ -135,14 +135,15 @@ class DeepWMLLogic(ScriptedLoadableModuleLogic):
         return modelPath or ModelChoice().current()
 
     def segmenter(self, modelPath: Optional[str] = None, device: str = "auto", precision: str = "auto",
-                  backend: str = "auto"):
+                  backend: str = "auto", brainMask: bool = True):
         """A cached engine Segmenter (model loading takes a moment; reuse it across runs)."""
         from deepwml.segmenter import Segmenter
 
         modelPath = self.modelPath(modelPath)
-        key = (modelPath, device, precision, backend)
+        key = (modelPath, device, precision, backend, brainMask)
         if self._segmenter is None or self._segmenter_key != key:
-            self._segmenter = Segmenter(modelPath, device=device, precision=precision, backend=backend)
+            self._segmenter = Segmenter(modelPath, device=device, precision=precision, backend=backend,
+                                        brain_model="bundled" if brainMask else None)
             self._segmenter_key = key
         return self._segmenter
 
@@ -215,7 +216,8 @@ class DeepWMLLogic(ScriptedLoadableModuleLogic):
     # --- in this process (console, batch, tests) --------------------------------------------
     def segment(self, volumeNode, segmentationNode=None, device: str = "auto",
                 threshold: Optional[float] = None, modelPath: Optional[str] = None,
-                progress: Optional[Callable[[int, int], Optional[bool]]] = None, backend: str = "auto"):
+                progress: Optional[Callable[[int, int], Optional[bool]]] = None, backend: str = "auto",
+                brainMask: bool = True):
         """Segment ``volumeNode``; return ``(segmentationNode, summary dict)``.
 
         Writes into ``segmentationNode`` (or, if None, the volume's own previous result) only if
@@ -232,21 +234,23 @@ class DeepWMLLogic(ScriptedLoadableModuleLogic):
             raise ValueError("no input volume selected")
         t0 = time.perf_counter()
         image = validate_flair(self.imageFromVolumeNode(volumeNode), volumeNode.GetName())
-        segmenter = self.segmenter(modelPath, device, backend=backend)
+        segmenter = self.segmenter(modelPath, device, backend=backend, brainMask=brainMask)
         try:
             result = segmenter.segment(image, threshold, progress)
         except Cancelled as err:
             raise SegmentationCancelled(str(err)) from None
         probabilities = sitk.GetArrayFromImage(result.probabilities)
         info = {"timings_s": result.timings_s, "device": result.device, "precision": result.precision,
-                "backend": result.backend, "model": segmenter.model.model_id}
+                "backend": result.backend, "model": segmenter.model.model_id,
+                "brain_mask": result.brain_mask.as_dict() if result.brain_mask else None}
         node, summary = self.applyProbabilities(volumeNode, probabilities, segmentationNode, result.threshold, info)
         summary["seconds"] = time.perf_counter() - t0
         return node, summary
 
     # --- in a background process (the panel) ---------------------------------------------
     def startSegmentation(self, volumeNode, device: str = "auto", backend: str = "auto",
-                          modelPath: Optional[str] = None, precision: str = "auto") -> InferenceRun:
+                          modelPath: Optional[str] = None, precision: str = "auto",
+                          brainMask: bool = True) -> InferenceRun:
         """Write the volume to a temporary file and start the worker; poll the returned run."""
         import SimpleITK as sitk
 
@@ -260,6 +264,8 @@ class DeepWMLLogic(ScriptedLoadableModuleLogic):
         command = [*python_command(), "-m", "DeepWMLLib.inference_worker", os.path.join(workDir, "input.nrrd"),
                    os.path.join(workDir, "out"), "--device", device, "--backend", backend,
                    "--precision", precision]
+        if not brainMask:
+            command.append("--no-brain-mask")
         model = self.modelPath(modelPath)
         if model:
             command += ["--model", model]
@@ -404,7 +410,8 @@ class DeepWMLWidget(ScriptedLoadableModuleWidget):
             self.run = self.logic.startSegmentation(self.ui.inputSelector.currentNode(),
                                                     self.ui.deviceComboBox.currentText,
                                                     self.ui.backendComboBox.currentText,
-                                                    precision=self.ui.precisionComboBox.currentText)
+                                                    precision=self.ui.precisionComboBox.currentText,
+                                                    brainMask=self.ui.brainMaskCheckBox.checked)
             self.ui.progressBar.setValue(0)
             self.ui.resultLabel.text = "Segmenting…"
             self.timer.start()

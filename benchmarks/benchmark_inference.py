@@ -238,6 +238,8 @@ def speed_report(folder: Path, args: argparse.Namespace) -> dict:
     for key, label in (("overhead_2d", f"{args.slices}x512x512"), ("overhead_3d", "1 mm 3D 180x256x256")):
         r = report[key]
         steps = ", ".join(f"{k} {r[k]:.3f}" for k in ("read", "preprocess", "network", "postprocess", "write"))
+        if "brain_network" in r:  # the brain-mask network, inside "network" (deepwml.brain_mask)
+            steps += f"; of the network, brain mask {r['brain_network']:.3f}"
         print(f"  {label:22} end to end {r['end_to_end']:.3f} s ({steps}); not network "
               f"{100 * r['overhead_share']:.0f} %")
     print(f"  cold start, `deepwml segment` of one {args.slices}x512x512 volume: {report['cold_start_s']:.2f} s "

@@ -8,6 +8,8 @@
 # 1.3.0-v4 --stage 10--> 1.5.0 (shipped). Experiments, not
 # shipped (README "Experiments after 1.2.0"): 1.3.0-v4 --stage 5--> 1.3.0; 1.5.0 --stage 11--> 1.6.0-3d;
 # 1.2.0 --stage 6--> 1.3.0-mix; 1.2.0 + 1.3.0-v4 --stage 7--> 1.3.0-wise0.5; 1.3.0-v4 --stage 8--> 1.3.0-v4h.
+# Stage 12 trains the bundled brain-mask model deepwml-synth-brain8@1.0.0 (deepwml.brain_mask) from scratch on
+# the brain masks of the synthetic heads of stage 11's mix (run stages 10 and 11's synthesis first).
 # Each stage fine-tunes the previous model (taken from git, so the chain does not depend on what
 # is shipped now), picks the checkpoint by validation Dice on synthetic + phantom validation
 # cases, then runs at a lower learning rate.
@@ -46,7 +48,8 @@
 # lesion-free heads), whose
 # models failed the phantom test guard and were not shipped.
 # Stage 9 needs stage 8's mix (mix-1.3-v4h.csv) but not its model: with stages 3-5 done,
-# STAGES="8 9" trains both, or make the mix by hand with stage 8's two mix lines. On a GPU, raise EPOCHS and STEPS; training runs on CUDA with --device auto.
+# STAGES="8 9" trains both, or make the mix by hand with stage 8's two mix lines. "11 12" (after 10): the shipped
+# brain-mask model (stage 12 needs stage 11's mix, not its model). On a GPU, raise EPOCHS and STEPS; training runs on CUDA with --device auto.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-work-data/bundled}
@@ -233,4 +236,17 @@ if [[ " $STAGES " == *" 11 "* ]]; then  # 1.6.0-3d, not shipped: 1.5.0 + whole-h
   $BIN/python benchmarks/threshold_on_validation.py "$OUT/run-1.6/model" "$OUT/mix-1.6.csv" "$OUT/run-1.6/split.json" val --record
   $BIN/deepwml export-onnx "$OUT/run-1.6/model" --int8 --calibration "$OUT/mix-1.6.csv" -q \
     --calibration-note "96 canvas slices of 24 evenly spaced cases of this model's training manifest; no real scan"
+fi
+if [[ " $STAGES " == *" 12 "* ]]; then  # the brain-mask model (shipped in Models/brain): width 8 at half the canvas resolution, from scratch
+  # on the brain masks (brain.nii.gz) of stage 11's 492 synthetic heads (v3/v4/v5 and whole-head 1 mm); no phantom
+  [ -f "$OUT/brain-mix.csv" ] || $BIN/python benchmarks/training_mix.py --brain-labels "$OUT/mix-1.6.csv" "$OUT/brain-mix.csv"
+  BRAIN=(--task brain --input-pool 2 --base-channels 8 --crop "$CROP" --batch-size 8 --steps-per-epoch "${STEPS12:-300}" --val-slices 480
+         --augment-intensity --seed 0 --device auto --name deepwml-synth-brain8 --model-version 1.0.0
+         --precision "${PRECISION:-bf16}")
+  BRAIN_NOTES="Brain mask (not lesions): trained from scratch on the brain masks of 492 synthetic whole heads made from \
+the 20 SynthSeg label maps (synthesis v3/v4/v5 and whole-head 1 mm v4 sets of the 1.5.0 and 1.6.0-3d training mixes); \
+no real scan"
+  $BIN/deepwml train "$OUT/brain-mix.csv" -o "$OUT/run-brain" --epochs "${E1_12:-16}" --lr 5e-4 "${BRAIN[@]}" --notes "$BRAIN_NOTES"
+  $BIN/deepwml train "$OUT/brain-mix.csv" -o "$OUT/run-brain" --epochs "${E2_12:-24}" --lr 1.5e-4 "${BRAIN[@]}" --notes "$BRAIN_NOTES"
+  $BIN/deepwml export-onnx "$OUT/run-brain/model" -q
 fi

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/training_mix.py SYNTH_DIR PHANTOM_DIR OUT.csv
     .venv/bin/python benchmarks/training_mix.py --phantom-test PHANTOM_DIR TEST.csv
+    .venv/bin/python benchmarks/training_mix.py --brain-labels MIX.csv [MORE.csv ...] OUT.csv
 
 SYNTH_DIR is a ``deepwml synth`` folder (or several, comma-separated) (its manifest.csv; or, for a set whose generation was
 stopped early, every complete case folder). PHANTOM_DIR is ``deepwml phantom --cases 180
@@ -9,6 +10,10 @@ stopped early, every complete case folder). PHANTOM_DIR is ``deepwml phantom --c
 seed 0), and only the train and validation cases enter the mix, so that split's 36 test
 phantoms stay unseen and remain comparable with model 0.2.0's figures. Paths are absolute.
 No real scan is read: the real evaluation sets never enter training.
+
+``--brain-labels``: the brain-mask model's manifest (deepwml.brain_mask): the synthetic heads of
+the given mixes, each once, with its ``brain.nii.gz`` (the label maps' brain) as the label;
+phantoms are left out (one template brain, and no brain mask).
 """
 
 from __future__ import annotations
@@ -24,6 +29,13 @@ from deepwml.training.manifest import Case, read_manifest
 from deepwml.training.split import make_split
 
 FIELDS = ["case", "patient", "center", "disease", "flair", "label"]
+
+
+def write_rows(out: Path, rows: list[dict]) -> None:
+    with open(out, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def synth_rows(folder: Path) -> list[dict]:
@@ -95,24 +107,42 @@ def phantom_test_manifest(folder: Path, out: Path) -> None:
             c.flair.parent.mkdir(parents=True, exist_ok=True)
             sitk.WriteImage(case.flair, str(c.flair), True)
             sitk.WriteImage(case.truth, str(c.label), True)
-    with open(out, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=FIELDS)
-        writer.writeheader()
-        writer.writerows({"case": c.case, "patient": c.patient, "center": c.center, "disease": c.disease,
-                          "flair": str(c.flair.resolve()), "label": str(c.label.resolve())}
-                         for c in cases if split["assignment"][c.case] == "test")
+    write_rows(out, [{"case": c.case, "patient": c.patient, "center": c.center, "disease": c.disease,
+                      "flair": str(c.flair.resolve()), "label": str(c.label.resolve())}
+                     for c in cases if split["assignment"][c.case] == "test"])
+
+
+def brain_label_rows(mixes: list[Path]) -> list[dict]:
+    """The synthetic rows of ``mixes`` in order, each head once, labelled with its brain mask."""
+    rows, seen = [], set()
+    for mix in mixes:
+        with open(mix, newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                brain = Path(row["label"]).with_name("brain.nii.gz")
+                if row["center"] != "synthetic" or str(brain) in seen:
+                    continue
+                if not brain.exists():
+                    raise FileNotFoundError(f"{brain}: no brain mask beside this synthetic head's label")
+                seen.add(str(brain))
+                rows.append({**{k: row[k] for k in FIELDS}, "label": str(brain)})
+    return rows
 
 
 def main(argv: list[str]) -> int:
+    if argv[0] == "--brain-labels":
+        mixes, out = [Path(a) for a in argv[1:-1]], Path(argv[-1])
+        if not mixes or out.exists():
+            raise SystemExit(f"usage: --brain-labels MIX.csv [MORE.csv ...] OUT.csv (OUT must not exist: {out})")
+        rows = brain_label_rows(mixes)
+        write_rows(out, rows)
+        print(f"{argv[-1]}: {len(rows)} synthetic heads labelled with their brain masks")
+        return 0
     if argv[0] == "--phantom-test":
         phantom_test_manifest(Path(argv[1]), Path(argv[2]))
         return 0
     synth, phantoms, out = Path(argv[0]), Path(argv[1]), Path(argv[2])
     rows = unique_ids([synth_rows(Path(folder)) for folder in str(synth).split(",")]) + phantom_rows(phantoms)
-    with open(out, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(out, rows)
     print(f"{out}: {sum(r['center'] == 'synthetic' for r in rows)} synthetic + "
           f"{sum(r['center'] != 'synthetic' for r in rows)} phantom cases")
     return 0

@@ -34,6 +34,7 @@ def main(argv=None) -> int:
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--model", default="")
+    parser.add_argument("--no-brain-mask", action="store_true")
     args = parser.parse_args(argv)
 
     from pathlib import Path
@@ -49,7 +50,7 @@ def main(argv=None) -> int:
     try:
         image = validate_flair(sitk.ReadImage(args.input), Path(args.input).name)
         segmenter = Segmenter(args.model or None, device=args.device, precision=args.precision,
-                              backend=args.backend)
+                              backend=args.backend, brain_model=None if args.no_brain_mask else "bundled")
         print(f"model {segmenter.model.model_id} on {segmenter.device} ({segmenter.backend})", flush=True)
 
         def progress(done: int, total: int) -> None:
@@ -64,7 +65,8 @@ def main(argv=None) -> int:
     sitk.WriteImage(sitk.Cast(result.probabilities, sitk.sitkFloat32), str(out / "probabilities.nrrd"))
     info = {"device": result.device, "backend": result.backend, "precision": result.precision,
             "model": segmenter.model.model_id, "model_threshold": segmenter.model.threshold,
-            "timings_s": result.timings_s, "seconds": time.perf_counter() - t0}
+            "timings_s": result.timings_s, "seconds": time.perf_counter() - t0,
+            "brain_mask": result.brain_mask.as_dict() if result.brain_mask else None}
     (out / "result.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
     print(f"done in {info['seconds']:.1f} s", flush=True)
     return 0

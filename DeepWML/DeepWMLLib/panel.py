@@ -44,6 +44,10 @@ def result_line(summary: dict) -> str:
     parts = [f"{summary.get('total_volume_ml', 0.0):.2f} ml in {lesions} lesion{'s' if lesions != 1 else ''}",
              f"→ {summary.get('node', '?')} ({summary.get('reason', '')})",
              f"threshold {summary.get('threshold', 0.5):g}"]
+    brain = summary.get("brain_mask")
+    if brain:
+        parts.append(f"{brain['removed_ml']:.2f} ml outside the brain removed" if brain.get("applied")
+                     else "brain mask not applied (see the log)")
     if "seconds" in summary:
         parts.append(f"{summary['seconds']:.1f} s on {summary.get('device', '?')} ({summary.get('backend', '?')})")
     return "; ".join(parts)

@@ -37,7 +37,9 @@ class DeepWMLParameterNode:
     backend: Annotated[str, Choice(BACKENDS)] = "auto"
     precision: Annotated[str, Choice(PRECISIONS)] = "auto"
     threshold: Annotated[float, WithinRange(0.05, 0.95)] = 0.5
+    #: lesion probabilities only inside the brain (the bundled brain-mask network; README "Brain mask")
+    brainMask: bool = True
 
 
 FIELDS = {"inputVolume": None, "outputSegmentation": None, "device": "auto", "backend": "auto",
-          "precision": "auto", "threshold": 0.5}
+          "precision": "auto", "threshold": 0.5, "brainMask": True}

@@ -22,21 +22,32 @@ class UNetConfig:
     base_channels: int = 64
     depth: int = 4
     in_channels: int = 1
+    #: the input is averaged over ``input_pool`` x ``input_pool`` blocks before the U-Net and the
+    #: logits are repeated back to the input's size (nearest): the same network at 1/input_pool
+    #: of the resolution and 1/input_pool^2 of the work. 1 for the lesion models; 2 for the
+    #: brain-mask model, whose 2 mm mask is fine under a 3 mm margin (deepwml.brain_mask).
+    input_pool: int = 1
 
     def to_dict(self) -> dict:
-        return {"type": "unet2d", **asdict(self)}
+        data = {"type": "unet2d", **asdict(self)}
+        if self.input_pool == 1:  # the lesion models' cards stay as they were
+            data.pop("input_pool")
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "UNetConfig":
         if data.get("type", "unet2d") != "unet2d":
             raise ValueError(f"unknown architecture type {data.get('type')!r}")
+        pool = int(data.get("input_pool", 1))
+        if pool < 1:
+            raise ValueError(f"input_pool must be 1 or more, not {pool}")
         return cls(int(data["base_channels"]), int(data.get("depth", 4)),
-                   int(data.get("in_channels", 1)))
+                   int(data.get("in_channels", 1)), pool)
 
     @property
     def divisor(self) -> int:
         """Input height and width must be multiples of this."""
-        return 2 ** self.depth
+        return 2 ** self.depth * self.input_pool
 
 
 def parameter_shapes(config: UNetConfig) -> dict[str, tuple[int, ...]]:
@@ -91,6 +102,10 @@ def reference_logits(weights: Mapping[str, np.ndarray], config: UNetConfig, x: n
     computed in float64; H and W must be multiples of ``config.divisor``."""
     w = {k: np.asarray(v, dtype=np.float64) for k, v in weights.items()}
     x = np.asarray(x, dtype=np.float64)
+    pool = config.input_pool
+    if pool > 1:
+        n, c, h, width = x.shape
+        x = x.reshape(n, c, h // pool, pool, width // pool, pool).mean(axis=(3, 5))
     skips = []
     for level in range(config.depth):
         x = _double_conv(x, w, f"down.{level}")
@@ -101,4 +116,5 @@ def reference_logits(weights: Mapping[str, np.ndarray], config: UNetConfig, x: n
     for level, skip in enumerate(reversed(skips)):
         x = np.concatenate([skip, _up(x, w[f"up.{level}.weight"], w[f"up.{level}.bias"])], axis=1)
         x = _double_conv(x, w, f"up_conv.{level}")
-    return _conv(x, w["head.weight"], w["head.bias"])
+    logits = _conv(x, w["head.weight"], w["head.bias"])
+    return logits.repeat(pool, axis=2).repeat(pool, axis=3) if pool > 1 else logits

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, Sequence
 
 from . import __version__
 from .cli_cohort import add_cohort_command
-from .cli_realdata import add_precision_option, add_realdata_commands, add_segmentation_options, add_thin_slab_option
+from .cli_realdata import (add_brain_mask_options, add_precision_option, add_realdata_commands,
+                           add_segmentation_options, add_thin_slab_option, brain_model_arg)
 from .errors import DeepWMLError
 from .options import argtype, check_count, check_crop, check_fraction, check_positive, check_positive_int
 
@@ -75,7 +76,8 @@ def _segment_planned(args: argparse.Namespace, read_ahead: "ReadAhead | None") -
     try:
         segmenter = Segmenter(args.model, device=args.device, precision=args.precision,
                               batch_size=args.batch_size, flip_tta=args.tta, head_crop=not args.whole_canvas,
-                              backend=args.backend, thin_slab_mm=args.thin_slab_mm)
+                              backend=args.backend, thin_slab_mm=args.thin_slab_mm,
+                              brain_model=brain_model_arg(args), brain_margin_mm=args.brain_margin_mm)
     except RuntimeError as err:
         raise DeepWMLError(None, str(err)) from None
     prepare_output_folder(args.output)
@@ -173,7 +175,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                          split_level=args.split_level, augment_intensity=args.augment_intensity,
                          crop=args.crop, max_steps_per_epoch=args.steps_per_epoch,
                          val_slices=args.val_slices, name=args.name, version=args.model_version,
-                         notes=args.notes, init=args.init, precision=args.precision)
+                         notes=args.notes, init=args.init, precision=args.precision, task=args.task,
+                         input_pool=args.input_pool)
     model_dir = train(Path(args.manifest), Path(args.output), config, resume=not args.restart,
                       progress=not args.quiet)
     print(f"model: {model_dir}")
@@ -215,7 +218,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     report = evaluate(Path(args.manifest), Path(args.output), model=args.model, device=args.device,
                       precision=args.precision, split=args.split, overwrite=args.overwrite, progress=not args.quiet,
                       max_cases=args.max_cases, record_in_card=args.record_in_card,
-                      thin_slab_mm=args.thin_slab_mm)
+                      thin_slab_mm=args.thin_slab_mm, brain_model=brain_model_arg(args),
+                      brain_margin_mm=args.brain_margin_mm)
     print(f"evaluation report: {report}")
     return 0
 
@@ -299,6 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--name", default="deepwml")
     tr.add_argument("--model-version", default="0.1.0")
     tr.add_argument("--notes", default="", help="free text for the model card (training data!)")
+    tr.add_argument("--task", default="lesion", choices=["lesion", "brain"],
+                    help="lesion (default): the labels are WMH; brain: the labels are brain masks, for a "
+                         "brain-mask model (--brain-model of segment)")
+    tr.add_argument("--input-pool", type=argtype(check_positive_int, "--input-pool"), default=1,
+                    help="run the network on the canvas averaged over NxN blocks, logits repeated back (1: full "
+                         "resolution; the bundled brain-mask model uses 2)")
     tr.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     tr.add_argument("--init", default="", metavar="MODEL_DIR",
                     help="fine-tune: start from this model's weights ('bundled' = the shipped model); "
@@ -340,6 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="write the results into the model card (metrics.evaluation)")
     ev.add_argument("--overwrite", action="store_true")
     add_thin_slab_option(ev)
+    add_brain_mask_options(ev)
     ev.set_defaults(func=cmd_evaluate)
     add_realdata_commands(sub, common)
     return parser

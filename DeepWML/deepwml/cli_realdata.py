@@ -23,6 +23,28 @@ def add_thin_slab_option(parser: argparse.ArgumentParser) -> None:
                         default=THIN_SLAB_MM, help=THIN_SLAB_HELP)
 
 
+def add_brain_mask_options(parser: argparse.ArgumentParser) -> None:
+    """``--no-brain-mask``, ``--brain-model``, ``--brain-margin-mm`` (one definition for segment,
+    cohort, evaluate and sanity); :func:`brain_model_arg` turns them into the Segmenter's argument."""
+    from .brain_mask import DEFAULT_MARGIN_MM
+
+    parser.add_argument("--no-brain-mask", action="store_true",
+                        help="keep lesion probabilities outside the brain (by default they are set to 0 farther "
+                             "than --brain-margin-mm outside the bundled brain-mask network's brain)")
+    parser.add_argument("--brain-model", default=None, metavar="DIR",
+                        help="brain-mask model folder or model.json (default: bundled)")
+    parser.add_argument("--brain-margin-mm", type=argtype(check_non_negative, "--brain-margin-mm"),
+                        default=DEFAULT_MARGIN_MM,
+                        help="lesion probability is kept up to this far outside the brain mask (default: %(default)s)")
+
+
+def brain_model_arg(args: argparse.Namespace) -> str | None:
+    """The Segmenter's ``brain_model`` for parsed options: None (off), a folder, or "bundled"."""
+    if args.no_brain_mask:
+        return None
+    return args.brain_model or "bundled"
+
+
 def add_precision_option(parser: argparse.ArgumentParser) -> None:
     """``--precision`` (one definition for segment, cohort, evaluate and sanity)."""
     from .torch_backend import PRECISIONS
@@ -60,6 +82,7 @@ def add_segmentation_options(parser: argparse.ArgumentParser) -> None:
                         help="DICOM series to segment in a folder holding several (repeatable; by default "
                              "the one series whose description says FLAIR)")
     add_thin_slab_option(parser)
+    add_brain_mask_options(parser)
 
 
 def cmd_realdata(args: argparse.Namespace) -> int:
@@ -79,6 +102,7 @@ def cmd_sanity(args: argparse.Namespace) -> int:
 
     report = sanity_report(args.scans, Path(args.output), model=args.model, device=args.device,
                            precision=args.precision, thin_slab_mm=args.thin_slab_mm,
+                           brain_model=brain_model_arg(args), brain_margin_mm=args.brain_margin_mm,
                            tolerance_mm=args.tolerance_mm, step=args.every,
                            overwrite=args.overwrite, progress=not args.quiet)
     print(f"sanity report: {report}")
@@ -115,5 +139,6 @@ def add_realdata_commands(sub: argparse._SubParsersAction, common: argparse.Argu
     sa.add_argument("--every", type=argtype(check_count, "--every"), default=0,
                     help="show every k-th slice in the contact sheets (0: about 24 slices per scan)")
     add_thin_slab_option(sa)
+    add_brain_mask_options(sa)
     sa.add_argument("--overwrite", action="store_true")
     sa.set_defaults(func=cmd_sanity)

@@ -109,6 +109,8 @@ class ModelCard:
     metrics: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
     threshold: float = 0.5
+    #: what the network segments: "lesion" (WMH) or "brain" (a brain-mask model, deepwml.brain_mask)
+    task: str = "lesion"
 
 
 def save_model(network: Any, card: ModelCard, out_dir: str | Path) -> Path:
@@ -125,6 +127,7 @@ def save_model(network: Any, card: ModelCard, out_dir: str | Path) -> Path:
         "format": CARD_FORMAT,
         "name": card.name,
         "version": card.version,
+        "task": card.task,
         "architecture": card.config.to_dict(),
         "preprocessing": preprocessing_card(),
         "threshold": card.threshold,

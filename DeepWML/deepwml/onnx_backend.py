@@ -54,7 +54,9 @@ def export_onnx(model: LoadedModel) -> Path:
     card, card_path = read_card(model.path)
     out = card_path.parent / ONNX_NAME
     network = model.network.to("cpu").eval().float()
-    example = torch.rand(2, 1, 64, 64) * 2.0
+    divisor = model.network.config.divisor
+    side = divisor * max(1, 64 // divisor)
+    example = torch.rand(2, 1, side, side) * 2.0
 
     with tempfile.TemporaryDirectory() as tmp_dir:
         candidate = Path(tmp_dir) / ONNX_NAME
@@ -66,7 +68,7 @@ def export_onnx(model: LoadedModel) -> Path:
                               input_names=["canvas"], output_names=["logits"],
                               dynamic_axes={"canvas": {0: "slices", 2: "rows", 3: "cols"},
                                             "logits": {0: "slices", 2: "rows", 3: "cols"}})
-        check = torch.rand(3, 1, 96, 80) * 2.0
+        check = torch.rand(3, 1, divisor * -(-96 // divisor), divisor * -(-80 // divisor)) * 2.0
         with torch.inference_mode():
             expected = network(check).numpy()
         got = OnnxNetwork(candidate, model.network.divisor)(check.numpy())

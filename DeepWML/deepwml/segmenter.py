@@ -14,13 +14,15 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
 import SimpleITK as sitk
 
+from .brain_mask import (DEFAULT_MARGIN_MM, BrainCanvas, BrainMasking, brain_region, load_brain_model,
+                         model_task, removed_voxels, restrict_to_brain)
 from .errors import ModelFileError
 from .model_files import LoadedModel, load_model
 from .onnx_backend import OnnxNetwork, check_reproduces_weights, onnx_file_of, onnxruntime_available
@@ -117,6 +119,35 @@ def resolve_onnx_file(backend: str, model: LoadedModel, device: str, precision: 
     return onnx_file_of(model) if usable and onnxruntime_available() else None
 
 
+def build_network(model: LoadedModel, backend: str, device: str, precision: str
+                  ) -> tuple[Callable[[np.ndarray], np.ndarray], str, LoadedModel]:
+    """``(network, backend name, model)`` that runs ``model``: its verified ONNX graph in ONNX
+    Runtime where :func:`resolve_onnx_file` picks one (checked against the weights before use),
+    else PyTorch (the returned model then carries the PyTorch network). Used for the lesion
+    network and the brain-mask network alike."""
+    onnx_file = resolve_onnx_file(backend, model, device, precision)
+    if onnx_file is not None:
+        try:
+            network = OnnxNetwork(onnx_file, model.config.divisor)
+            if precision == "int8":
+                check_int8_graph(network, model, onnx_file)
+            else:
+                check_reproduces_weights(network, model, onnx_file)
+            return network, "onnx", model
+        except ModelFileError as err:
+            if backend == "onnx" or precision == "int8":
+                raise
+            # a verified file this onnxruntime cannot run (too old, broken install): slower, not wrong
+            log.warning("%s; using PyTorch instead", err)
+    if model.network is None and not torch_installed():
+        raise RuntimeError(f"model {model.model_id} needs PyTorch here (no verified ONNX export, "
+                           f"{device}, {precision}); install torch, or run 'deepwml "
+                           "export-onnx MODEL' and use the CPU")
+    if model.network is None:
+        model = load_model(model.path, device)
+    return TorchNetwork(model.network, device, precision), "torch", model
+
+
 @dataclass
 class PreparedVolume:
     """A volume on the canvas, with what leads back to its voxel grid (:meth:`Segmenter.prepare`)."""
@@ -128,6 +159,10 @@ class PreparedVolume:
     n_slices: int
     slabs: Optional[list] = None
     timings_s: dict = field(default_factory=dict)
+    #: the brain-mask network's mask (deepwml.brain_mask.BrainCanvas); None without one
+    brain: Optional[BrainCanvas] = None
+    #: the brain-mask network's share of the network time (s)
+    brain_network_s: float = 0.0
 
 @dataclass
 class SegmentationResult:
@@ -143,6 +178,8 @@ class SegmentationResult:
     slice_axis: int = 0
     #: Slab thickness the network saw for a thin-slice volume; 0.0 = native slices.
     slab_mm: float = 0.0
+    #: What the brain mask did (None: no brain-mask model).
+    brain_mask: Optional[BrainMasking] = None
 
     @functools.cached_property
     def mask(self) -> sitk.Image:
@@ -156,7 +193,8 @@ class Segmenter:
     def __init__(self, model: LoadedModel | str | None = None, device: str = "auto",
                  precision: str = "auto", batch_size: int = 8, flip_tta: bool = False,
                  head_crop: bool = True, backend: str = "auto",
-                 thin_slab_mm: float = THIN_SLAB_MM) -> None:
+                 thin_slab_mm: float = THIN_SLAB_MM, brain_model: LoadedModel | str | None = "bundled",
+                 brain_margin_mm: float = DEFAULT_MARGIN_MM) -> None:
         self.batch_size = check_positive_int(batch_size, "batch size")
         #: Thin-slice volumes (< 2 mm) are seen as axial slabs of this thickness (mm), the
         #: probabilities interpolated back to every slice; 0: every native slice. The model
@@ -170,31 +208,21 @@ class Segmenter:
         self.head_crop = head_crop
         if not isinstance(model, LoadedModel):
             model = load_model(model, framework="numpy")  # PyTorch only if it runs the network
-        self.model = model
-        self.backend = "torch"
-        self.network: Callable[[np.ndarray], np.ndarray] | None = None
-        onnx_file = resolve_onnx_file(backend, self.model, self.device, self.precision_name)
-        if onnx_file is not None:
-            try:
-                network = OnnxNetwork(onnx_file, self.model.config.divisor)
-                if self.precision_name == "int8":
-                    check_int8_graph(network, self.model, onnx_file)
-                else:
-                    check_reproduces_weights(network, self.model, onnx_file)
-                self.network, self.backend = network, "onnx"
-            except ModelFileError as err:
-                if backend == "onnx" or self.precision_name == "int8":
-                    raise
-                # a verified file this onnxruntime cannot run (too old, broken install): slower, not wrong
-                log.warning("%s; using PyTorch instead", err)
-        if self.network is None:
-            if self.model.network is None and not torch_installed():
-                raise RuntimeError(f"model {self.model.model_id} needs PyTorch here (no verified ONNX export, "
-                                   f"{self.device}, {self.precision_name}); install torch, or run 'deepwml "
-                                   "export-onnx MODEL' and use the CPU")
-            if self.model.network is None:
-                self.model = load_model(self.model.path, self.device)
-            self.network = TorchNetwork(self.model.network, self.device, self.precision_name)
+        if model_task(model) != "lesion":
+            raise ModelFileError(model.path, f"is a {model_task(model)} model, not a lesion model; pass it as "
+                                             "the brain-mask model (--brain-model), not as --model")
+        self.network, self.backend, self.model = build_network(model, backend, self.device, self.precision_name)
+        #: The brain-mask model and network (None: lesion probabilities everywhere in the head);
+        #: see :mod:`deepwml.brain_mask`. Float32 whatever the lesion network's precision.
+        self.brain_margin_mm = check_non_negative(brain_margin_mm, "brain margin")
+        self.brain_model: LoadedModel | None = None
+        #: seconds the brain-mask network took in the last :meth:`run_network` (read there)
+        self.brain_network_s = 0.0
+        self.brain_network: Callable[[np.ndarray], np.ndarray] | None = None
+        if brain_model is not None:
+            brain = load_brain_model(None if brain_model == "bundled" else brain_model)
+            self.brain_network, _, self.brain_model = build_network(
+                brain, "torch" if backend == "torch" else "auto", self.device, "float32")
 
     @property
     def ran_file(self) -> dict[str, str]:
@@ -206,8 +234,11 @@ class Segmenter:
             return {"file": entry.get("file", "model.onnx"), "sha256": entry["sha256"]}
         return {"file": card["weights_file"], "sha256": card["weights_sha256"]}
 
-    def predict_canvas(self, canvas: Any, progress: ProgressCallback | None = None) -> np.ndarray:
-        """Probabilities for ``[N, 1, C, C]`` canvas slices, in batches (float32 numpy)."""
+    def predict_canvas(self, canvas: Any, progress: ProgressCallback | None = None,
+                       with_brain: bool = False) -> np.ndarray | tuple[np.ndarray, BrainCanvas]:
+        """Probabilities for ``[N, 1, C, C]`` canvas slices, in batches (float32 numpy).
+        ``with_brain``: also the brain-mask network's mask from the same batches, as
+        ``(probabilities, BrainCanvas)`` (requires a brain-mask model)."""
         net = self.network
         canvas = np.asarray(canvas, dtype=np.float32)
         out = np.zeros(canvas.shape, dtype=np.float32)
@@ -217,7 +248,9 @@ class Segmenter:
                           else (slice(0), slice(0)))
         else:
             todo = np.arange(canvas.shape[0])
-            rows = cols = slice(None)
+            rows = cols = slice(0, canvas.shape[-1])
+        brain_out = (BrainCanvas.empty(canvas.shape[0], rows, cols, canvas.shape[-1],
+                                       self.brain_model.config.input_pool) if with_brain else None)
         total = int(todo.size)
         for start in range(0, total, self.batch_size):
             picked = todo[start:start + self.batch_size]
@@ -226,12 +259,26 @@ class Segmenter:
             if self.flip_tta:
                 logits = np.float32(0.5) * (logits + net(np.ascontiguousarray(batch[..., ::-1]))[..., ::-1])
             out[picked, :, rows, cols] = sigmoid(logits)
+            if brain_out is not None:
+                t_brain = time.perf_counter()
+                brain_out.put(picked, self._brain_logits(batch))
+                self.brain_network_s += time.perf_counter() - t_brain
             done = min(start + self.batch_size, total)
             if progress is not None and progress(done, total) is False:
                 raise Cancelled("segmentation cancelled")
         if progress is not None and total == 0:
             progress(0, 0)
-        return out
+        return (out, brain_out) if with_brain else out
+
+    def _brain_logits(self, batch: np.ndarray) -> np.ndarray:
+        """The brain-mask network on a lesion-network batch: padded with air (0, what the canvas
+        holds outside the head window) up to the brain network's divisor, cropped back."""
+        h, w = batch.shape[-2:]
+        d = self.brain_model.config.divisor
+        padded_h, padded_w = -(-h // d) * d, -(-w // d) * d
+        if (padded_h, padded_w) != (h, w):
+            batch = np.pad(batch, ((0, 0), (0, 0), (0, padded_h - h), (0, padded_w - w)))
+        return self.brain_network(batch)[..., :h, :w]
 
     def prepare(self, image: sitk.Image) -> PreparedVolume:
         """Normalise and resample a validated 3D FLAIR onto the canvas (no network; thread-safe)."""
@@ -245,10 +292,15 @@ class Segmenter:
     def run_network(self, prepared: PreparedVolume, progress: ProgressCallback | None = None) -> np.ndarray:
         """The canvas probabilities of a prepared volume (records the network's time)."""
         t1 = time.perf_counter()
-        probs = self.predict_canvas(prepared.canvas, progress)
+        self.brain_network_s = 0.0
+        if self.brain_network is not None:
+            probs, prepared.brain = self.predict_canvas(prepared.canvas, progress, with_brain=True)
+        else:
+            probs = self.predict_canvas(prepared.canvas, progress)
         if isinstance(self.network, TorchNetwork):
             self.network.synchronize()
         prepared.timings_s["network"] = time.perf_counter() - t1
+        prepared.brain_network_s = self.brain_network_s
         return probs
 
     def finish(self, prepared: PreparedVolume, probs: np.ndarray,
@@ -257,24 +309,67 @@ class Segmenter:
         threshold = self.model.threshold if threshold is None else check_threshold(threshold)
         t2 = time.perf_counter()
         mapping, layout = prepared.mapping, prepared.layout
+        brain_mask, marked, lost = None, None, None
+        if prepared.brain is not None:
+            rows_mm, cols_mm = layout.in_plane_spacing_mm
+            per_row, per_col = mapping.native_per_canvas_pixel
+            slabs = prepared.slabs
+            slice_mm = layout.slice_thickness_mm * ((slabs[0][1] - slabs[0][0]) if slabs else 1)
+            brain_mask, marked, lost = restrict_to_brain(probs, prepared.brain, prepared.canvas, threshold,
+                                                         (rows_mm * per_row, cols_mm * per_col), slice_mm,
+                                                         self.brain_margin_mm, self.brain_model)
         native = np.zeros((probs.shape[0], *mapping.native_shape), dtype=np.float32)
         busy = np.flatnonzero(probs.reshape(probs.shape[0], -1).any(1))  # slices without head stay 0
         if busy.size:
             native[busy] = mapping.to_native(probs[busy])[:, 0]
         np.clip(native, 0.0, 1.0, out=native)
+        if marked is not None and marked.size:
+            brain_mask = replace(brain_mask, removed_ml=self._removed_ml(prepared, native, marked, lost, threshold))
         if prepared.slabs is not None:
             native = interpolate_from_slabs(native, prepared.slabs, prepared.n_slices)
         prob_image = image_from_slices(native, layout, prepared.image)
         timings = dict(prepared.timings_s)
         timings["postprocess"] = time.perf_counter() - t2
         timings["total"] = sum(timings.values())
+        if prepared.brain is not None:  # part of "network", not added to the total
+            timings["brain_network"] = prepared.brain_network_s
         log.info("segmented %d slices in %.2f s on %s (%s, %s)", probs.shape[0], timings["total"],
                  self.device, self.precision_name, self.backend)
         slabs = prepared.slabs
         return SegmentationResult(prob_image, threshold,
                                   timings, self.device, self.precision_name, self.backend,
                                   layout.slice_thickness_mm, layout.slice_axis,
-                                  (slabs[0][1] - slabs[0][0]) * layout.slice_thickness_mm if slabs else 0.0)
+                                  (slabs[0][1] - slabs[0][0]) * layout.slice_thickness_mm if slabs else 0.0,
+                                  brain_mask)
+
+    @staticmethod
+    def _removed_ml(prepared: PreparedVolume, native: np.ndarray, marked: np.ndarray, lost: np.ndarray,
+                    threshold: float) -> float:
+        """The lesion volume (ml, on the input's grid) the brain mask removed: ``native`` holds the
+        kept probabilities per canvas slice, ``lost`` the zeroed ones of the ``marked`` slices."""
+        lost_native = prepared.mapping.to_native(lost)[:, 0]
+        if prepared.slabs is None:
+            count = removed_voxels(native[marked], lost_native, threshold)
+        else:  # slabs are interpolated back to every slice: do the same with what was lost
+            everything = np.zeros_like(native)
+            everything[marked] = lost_native
+            count = removed_voxels(interpolate_from_slabs(native, prepared.slabs, prepared.n_slices),
+                                   interpolate_from_slabs(everything, prepared.slabs, prepared.n_slices), threshold)
+        return count * float(np.prod(prepared.layout.spacing_zyx)) / 1000.0
+
+    def brain_image(self, prepared: PreparedVolume, raw: bool = False) -> sitk.Image | None:
+        """The brain mask of a volume that went through :meth:`run_network`, on the input's
+        voxel grid (uint8; largest component, holes filled, no margin; ``raw``: the network's
+        mask as it came); None without a brain-mask model. For measuring the brain network:
+        segmenting does not need it."""
+        if prepared.brain is None:
+            return None
+        small = prepared.brain.mask if raw else brain_region(prepared.brain.mask, 0.0)[0]
+        brain = prepared.brain.on_canvas(small, prepared.canvas.shape[-1])
+        native = prepared.mapping.to_native(brain[:, None].astype(np.float32))[:, 0]
+        if prepared.slabs is not None:
+            native = interpolate_from_slabs(native, prepared.slabs, prepared.n_slices)
+        return sitk.Cast(image_from_slices(native, prepared.layout, prepared.image) >= 0.5, sitk.sitkUInt8)
 
     def segment(self, image: sitk.Image, threshold: float | None = None,
                 progress: ProgressCallback | None = None) -> SegmentationResult:

@@ -50,6 +50,9 @@ class UNet2D(nn.Module):
         return self.config.divisor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pool = self.config.input_pool
+        if pool > 1:
+            x = nn.functional.avg_pool2d(x, pool)
         skips = []
         for block in self.down:
             x = block(x)
@@ -58,7 +61,8 @@ class UNet2D(nn.Module):
         x = self.bottom(x)
         for up, conv, skip in zip(self.up, self.up_conv, reversed(skips)):
             x = conv(torch.cat([skip, up(x)], dim=1))
-        return self.head(x)
+        logits = self.head(x)
+        return nn.functional.interpolate(logits, scale_factor=pool, mode="nearest") if pool > 1 else logits
 
     @torch.no_grad()
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:

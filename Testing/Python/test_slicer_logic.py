@@ -356,6 +356,16 @@ def test_panel_lines(slicer, tiny_model_dir):
     assert rows == [["1", "0.123", "3–5"], ["2", "0.010", "7"]]
 
 
+def test_result_line_says_what_the_brain_mask_removed(slicer):
+    from DeepWMLLib import panel
+
+    base = {"total_volume_ml": 2.0, "lesion_count": 3, "node": "FLAIR WMH", "reason": "new", "threshold": 0.8}
+    assert "outside the brain" not in panel.result_line(base)
+    applied = {**base, "brain_mask": {"applied": True, "removed_ml": 0.4321}}
+    assert "0.43 ml outside the brain removed" in panel.result_line(applied)
+    assert "brain mask not applied" in panel.result_line({**base, "brain_mask": {"applied": False}})
+
+
 def test_training_steps_enable_only_what_can_run(slicer, tmp_path, tiny_model_dir):
     from DeepWMLLib import panel
 

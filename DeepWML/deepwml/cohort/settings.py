@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ..brain_mask import DEFAULT_MARGIN_MM
 from ..reslice import THIN_SLAB_MM
 
 
@@ -29,11 +30,14 @@ class CohortSettings:
     labelmap: bool = False
     probabilities: bool = False
     series: tuple[str, ...] = ()
+    #: brain-mask model ("bundled", a folder, or None: no brain mask); see deepwml.brain_mask
+    brain_model: str | None = "bundled"
+    brain_margin_mm: float = DEFAULT_MARGIN_MM
 
     def segmenter_key(self) -> tuple[Any, ...]:
         """What makes two Segmenters different (a worker keeps one per key)."""
         return (self.model, self.device, self.precision, self.batch_size, self.tta, self.head_crop,
-                self.backend, self.thin_slab_mm)
+                self.backend, self.thin_slab_mm, self.brain_model, self.brain_margin_mm)
 
     def fingerprint(self, model_threshold: float) -> dict[str, Any]:
         """The settings that change a case's outputs, as JSON values (recorded in each summary).
@@ -43,6 +47,7 @@ class CohortSettings:
         values = asdict(self)
         for key in ("model", "device", "backend", "batch_size"):
             values.pop(key)
+        values["brain_mask"] = values.pop("brain_model") is not None  # a path differs between machines
         values["threshold"] = model_threshold if self.threshold is None else self.threshold
         values["series"] = list(self.series)
         return values

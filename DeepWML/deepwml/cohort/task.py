@@ -61,7 +61,9 @@ def cached_segmenter(settings: CohortSettings, weights_sha256: str) -> Any:
                 _segmenters[key] = Segmenter(settings.model, device=settings.device, precision=settings.precision,
                                              batch_size=settings.batch_size, flip_tta=settings.tta,
                                              head_crop=settings.head_crop, backend=settings.backend,
-                                             thin_slab_mm=settings.thin_slab_mm)
+                                             thin_slab_mm=settings.thin_slab_mm,
+                                             brain_model=settings.brain_model,
+                                             brain_margin_mm=settings.brain_margin_mm)
             except RuntimeError as err:  # e.g. CUDA requested on a worker without a GPU
                 raise DeepWMLError(None, f"worker {socket.gethostname()}: {err}") from None
         segmenter = _segmenters[key]

@@ -29,6 +29,7 @@ from ..output_folder import writes_output_folder
 from ..labels import read_label
 from ..model_files import read_card
 from ..model_files import record_in_card as record_in_card_file
+from ..brain_mask import DEFAULT_MARGIN_MM
 from ..segmenter import THIN_SLAB_MM, Segmenter
 from ..slice_layout import plan_slices
 from ..training.manifest import Case, manifest_sha256, read_manifest
@@ -79,14 +80,23 @@ def choose_cases(manifest: Path, cases: list[Case], model_card: dict, model_path
     return cases_in(data, cases, name), data, f"the '{name}' split of {split_path}"
 
 
+def _brain_mask_note(segmenter: Segmenter) -> str:
+    if segmenter.brain_model is None:
+        return "No brain mask: lesion probabilities were kept everywhere in the head."
+    return (f"Lesion probabilities farther than {segmenter.brain_margin_mm:g} mm outside the brain mask of "
+            f"{html.escape(segmenter.brain_model.model_id)} were set to 0 (see the README's 'Brain mask').")
+
+
 @writes_output_folder("evaluate")
 def evaluate(manifest: Path, out_dir: Path, model: str | None = None, device: str = "auto",
              precision: str = "auto", split: str = "auto", overwrite: bool = False, progress: bool = True,
              max_cases: int = 0, record_in_card: bool = False,
-             thin_slab_mm: float = THIN_SLAB_MM) -> Path:
+             thin_slab_mm: float = THIN_SLAB_MM, brain_model: str | None = "bundled",
+             brain_margin_mm: float = DEFAULT_MARGIN_MM) -> Path:
     """Run the model on the selected cases and write the full report; return report.html.
 
-    ``thin_slab_mm``: how thin-slice (< 2 mm) volumes are segmented (see :class:`Segmenter`)."""
+    ``thin_slab_mm``: how thin-slice (< 2 mm) volumes are segmented; ``brain_model`` /
+    ``brain_margin_mm``: the brain mask (None: off); see :class:`Segmenter`."""
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
@@ -95,7 +105,8 @@ def evaluate(manifest: Path, out_dir: Path, model: str | None = None, device: st
         raise OutputExistsError(report, "already exists (pass --overwrite)")
     out_dir.mkdir(parents=True, exist_ok=True)
     cases = read_manifest(manifest)
-    segmenter = Segmenter(model, device=device, precision=precision, thin_slab_mm=thin_slab_mm)
+    segmenter = Segmenter(model, device=device, precision=precision, thin_slab_mm=thin_slab_mm,
+                          brain_model=brain_model, brain_margin_mm=brain_margin_mm)
     card, card_path = read_card(segmenter.model.path)
     selected, split_data, why = choose_cases(Path(manifest), cases, card, card_path, split)
     if max_cases:
@@ -307,7 +318,7 @@ recall and F1 on 26-connected 3D components. Comparable across tools, unlike per
 <p class='note'>Each case's metrics and its slices with the most manual lesion plus the slice with the
 largest false-positive area (red: manual only, green: automatic only, yellow: both). Thin-slice
 (&lt; 2 mm) volumes were segmented as {segmenter.thin_slab_mm:g} mm axial slabs mapped back to every
-slice (0: every native slice); column slab_mm says which cases.{_case_cap_note(volume_rows)}</p>
+slice (0: every native slice); column slab_mm says which cases. {_brain_mask_note(segmenter)}{_case_cap_note(volume_rows)}</p>
 {case_sections}
 <h2>Timing</h2>
 <p>Median {(_median(per_slice_s) * 1000):.0f} ms per slice and {_median([r['total_s'] for r in volume_rows]):.2f} s per

@@ -24,6 +24,7 @@ from ..image_io import load_flair
 from ..lesion_summary import count_lesions
 from ..output_files import write_csv, write_image_atomic
 from ..pipeline import case_name
+from ..brain_mask import DEFAULT_MARGIN_MM
 from ..segmenter import THIN_SLAB_MM, Segmenter
 from ..slice_layout import plan_slices
 from .brain_mask import OUTSIDE_TOLERANCE_MM, brain_mask, outside_mask
@@ -34,7 +35,7 @@ from .report_html import figure_tag, html_page, table_html
 log = logging.getLogger(__name__)
 
 SUMMARY_FIELDS = ("scan", "slices", "slice_mm", "slab_mm", "pred_ml", "lesions", "outside_ml",
-                  "outside_percent", "brain_ml", "segment_s", "brain_mask_s")
+                  "outside_percent", "brain_ml", "net_brain_ml", "removed_ml", "segment_s", "brain_mask_s")
 
 
 def unique_names(paths: Sequence[Path]) -> list[str]:
@@ -74,17 +75,25 @@ def check_scan(path: Path, flair: sitk.Image, segmenter: Segmenter, tolerance_mm
             "outside_ml": round(outside_ml, 3),
             "outside_percent": round(100.0 * outside_ml / pred_ml, 1) if pred_ml else 0.0,
             "brain_ml": round(float(brain_arr.sum()) * voxel_ml, 1),
+            # the segmenter's own brain-mask network (not the registration mask above): its brain
+            # and the lesion volume it removed; empty without one, or when it was not trusted
+            "net_brain_ml": round(result.brain_mask.brain_ml, 1) if result.brain_mask else "",
+            "removed_ml": (round(result.brain_mask.removed_ml, 3)
+                           if result.brain_mask and result.brain_mask.applied else ""),
             "segment_s": round(segment_s, 2), "brain_mask_s": round(mask_s, 2), "sheet": str(sheet)}
 
 
 def sanity_report(scans: Sequence[str | Path], out_dir: Path, model: str | None = None,
                   device: str = "auto", thin_slab_mm: float = THIN_SLAB_MM, precision: str = "auto",
                   tolerance_mm: float = OUTSIDE_TOLERANCE_MM, step: int = 0, overwrite: bool = False,
-                  progress: bool = True) -> Path:
+                  progress: bool = True, brain_model: str | None = "bundled",
+                  brain_margin_mm: float = DEFAULT_MARGIN_MM) -> Path:
     """Check every scan and write ``sanity.html`` (+ CSV, JSON, sheets, masks); return the HTML.
 
     A scan that cannot be read is reported in the page and the others go on; if none can,
-    the error is raised.
+    the error is raised. ``brain_model``/``brain_margin_mm``: the segmenter's own brain mask
+    (:mod:`deepwml.brain_mask`; None: off), independent of the registration mask this report
+    measures with.
     """
     from tqdm import tqdm
 
@@ -95,7 +104,8 @@ def sanity_report(scans: Sequence[str | Path], out_dir: Path, model: str | None 
     (out_dir / "sheets").mkdir(parents=True, exist_ok=True)
     paths = [Path(s) for s in scans]
     names = unique_names(paths)
-    segmenter = Segmenter(model, device=device, precision=precision, thin_slab_mm=thin_slab_mm)
+    segmenter = Segmenter(model, device=device, precision=precision, thin_slab_mm=thin_slab_mm,
+                          brain_model=brain_model, brain_margin_mm=brain_margin_mm)
     rows: list[dict[str, Any]] = []
     failures: list[dict[str, str]] = []
     for path, name in tqdm(list(zip(paths, map(file_stem, names))), desc="sanity", unit="scan",
@@ -115,12 +125,25 @@ def sanity_report(scans: Sequence[str | Path], out_dir: Path, model: str | None 
     return report
 
 
+def _brain_note(segmenter: Segmenter) -> str:
+    """One sentence on the segmenter's own brain mask (not the registration mask of this report)."""
+    if segmenter.brain_model is None:
+        return "no brain mask in the segmenter (lesion probabilities everywhere in the head)."
+    return (f"the segmenter's own brain mask ({html.escape(segmenter.brain_model.model_id)}, a network) set lesion "
+            f"probabilities to 0 farther than {segmenter.brain_margin_mm:g} mm outside its brain "
+            "(<b>net_brain_ml</b>, <b>removed_ml</b>); outside_ml below is measured against the independent "
+            "registration mask.")
+
+
 def _write_outputs(out_dir: Path, rows: list[dict], failures: list[dict], segmenter: Segmenter,
                    tolerance_mm: float) -> None:
     table = [{k: r[k] for k in SUMMARY_FIELDS} for r in rows]
     write_csv(out_dir / "sanity.csv", [{**t, "input": r["input"]} for t, r in zip(table, rows)])
     summary = {"model": segmenter.model.model_id, "device": str(segmenter.device),
                "backend": segmenter.backend, "thin_slab_mm": segmenter.thin_slab_mm,
+               "segmenter_brain_mask": (None if segmenter.brain_model is None else
+                                        {"model": segmenter.brain_model.model_id,
+                                         "margin_mm": segmenter.brain_margin_mm}),
                "outside_tolerance_mm": tolerance_mm, "scans": rows, "failures": failures}
     (out_dir / "sanity.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     sections = "\n".join(f"<h2 id='{html.escape(r['scan'])}'>{html.escape(r['scan'])}</h2>"
@@ -129,7 +152,8 @@ def _write_outputs(out_dir: Path, rows: list[dict], failures: list[dict], segmen
     failed = (f"<h2>Not checked</h2>{table_html(failures)}" if failures else "")
     body = f"""
 <p>Model <b>{html.escape(segmenter.model.model_id)}</b>, device {segmenter.device}, backend {segmenter.backend};
-thin-slice (&lt; 2 mm) scans segmented as {segmenter.thin_slab_mm:g} mm axial slabs (0: every native slice).
+thin-slice (&lt; 2 mm) scans segmented as {segmenter.thin_slab_mm:g} mm axial slabs (0: every native slice);
+{_brain_note(segmenter)}
 No labels: these are plausibility checks, not accuracy.</p>
 <p><b>outside_ml</b>: predicted lesion farther than <b>{tolerance_mm:g} mm</b> from the brain mask (lesions
 belong to the brain; the tolerance absorbs the mask's few-millimetre registration error). The brain

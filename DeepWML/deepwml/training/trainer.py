@@ -65,6 +65,12 @@ class TrainConfig:
     #: on CPUs with native bf16 (AVX512-BF16/AMX; measured, width 16, batch 8 of 160^2), about
     #: 100x slower on the others; "float32": no autocast.
     precision: str = "auto"
+    #: what the network learns to segment from the manifest's labels: "lesion" (WMH) or "brain"
+    #: (a brain-mask model, deepwml.brain_mask); written into the card, so a model is only ever
+    #: used for its own task
+    task: str = "lesion"
+    #: see deepwml.architecture.UNetConfig.input_pool (1: full canvas resolution)
+    input_pool: int = 1
     # Which settings may change when a run is resumed: run_record.MAY_CHANGE.
 
 
@@ -159,6 +165,10 @@ def _initial_network(config: TrainConfig) -> tuple[UNet2D, dict]:
     from ..model_files import load_model
 
     loaded = load_model(None if config.init == "bundled" else config.init)
+    init_task = loaded.card.get("task", "lesion")
+    if init_task != config.task:
+        raise DeepWMLError(loaded.path, f"is a {init_task} model; a {config.task} model cannot be fine-tuned from "
+                                        f"it (pass --task {init_task}, or another --init)")
     if loaded.network.config.base_channels != config.base_channels:
         log.warning("fine-tuning %s: width %d from its card replaces --base-channels %d",
                     loaded.model_id, loaded.network.config.base_channels, config.base_channels)
@@ -258,7 +268,11 @@ def _train(manifest: Path, out_dir: Path, config: TrainConfig, resume: bool, pro
         net, init_card = _initial_network(config)
         net = net.to(device)
     else:
-        net = UNet2D(UNetConfig(base_channels=config.base_channels)).to(device)
+        net = UNet2D(UNetConfig(base_channels=config.base_channels, input_pool=config.input_pool)).to(device)
+    if config.crop % net.config.divisor:
+        raise DeepWMLError(None, f"--crop {config.crop} is not a multiple of this network's divisor "
+                                 f"{net.config.divisor} (width {net.config.base_channels}, input pool "
+                                 f"{net.config.input_pool})")
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
     start_epoch, best_dice, best_epoch = 0, -1.0, -1
     ckpt_path = _check_resume(out_dir, config, restart=not resume, is_main=is_main, fingerprint=fingerprint)
@@ -336,7 +350,7 @@ def _train(manifest: Path, out_dir: Path, config: TrainConfig, resume: bool, pro
                     "config": asdict(config), "epoch": best_epoch, "world_size": world,
                     "device": str(device), **({"initialised_from": init_card} if init_card else {}),
                 }, metrics={"validation_dice_canvas": round(best_dice, 4),
-                            "validation_loss": round(val_loss, 4)}, notes=config.notes)
+                            "validation_loss": round(val_loss, 4)}, notes=config.notes, task=config.task)
                 save_model(net, card, model_dir)
             _atomic_torch_save({"model": net.state_dict(), "optimizer": optimizer.state_dict(),
                                 "epoch": epoch + 1, "best_dice": best_dice, "best_epoch": best_epoch},

@@ -1,0 +1,227 @@
+"""The brain mask: lesion probabilities only inside the brain (deepwml.brain_mask)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from conftest import synthetic_flair
+from deepwml.brain_mask import (BRAIN_MODEL_DIR, MIN_BRAIN_SHARE, BrainCanvas, brain_region, load_brain_model,
+                                removed_voxels, restrict_to_brain)
+from deepwml.cli import main
+from deepwml.errors import ModelFileError
+from deepwml.model_files import ModelCard, load_model, save_model
+from deepwml.segmenter import Segmenter
+from deepwml.unet import UNet2D, UNetConfig
+
+
+@pytest.fixture(scope="module")
+def tiny_brain_model_dir(tmp_path_factory) -> Path:
+    torch.manual_seed(1)
+    net = UNet2D(UNetConfig(base_channels=4))
+    out = tmp_path_factory.mktemp("tiny_brain")
+    save_model(net, ModelCard("tiny-brain", "0.0.1", net.config, notes="random weights, tests only",
+                              task="brain"), out)
+    return out
+
+
+def _disc(n: int, radius: float) -> np.ndarray:
+    y, x = np.mgrid[:n, :n] - (n - 1) / 2
+    return (x * x + y * y) <= radius * radius
+
+
+def test_brain_region_fills_holes_and_grows_by_the_margin():
+    ring = _disc(64, 20) & ~_disc(64, 8)
+    speck = np.zeros((64, 64), bool)
+    speck[2:4, 2:4] = True  # apart from the brain: dropped
+    brain, region = brain_region((ring | speck)[None], margin_px=2.2)  # rounded up to 3 pixels
+    assert brain.shape == region.shape == (1, 64, 64)
+    assert np.array_equal(brain[0], _disc(64, 20))  # the hole (a ventricle, say) is brain
+    grown = region[0] & ~brain[0]
+    rows, cols = np.nonzero(grown)
+    distance = np.hypot(rows - 31.5, cols - 31.5)
+    assert distance.min() > 20 and distance.max() <= 23.5  # a 3-pixel band, no more
+    assert np.array_equal(brain_region(ring[None], 0.0)[1], brain)  # no margin: no growth
+
+
+def test_brain_canvas_keeps_the_network_grid_and_maps_back_to_the_canvas():
+    """A block-2 network's mask is stored on its own grid, aligned to the head window (which may
+    start on an odd canvas pixel), and comes back onto the canvas exactly."""
+    rows, cols = slice(3, 35), slice(5, 21)  # 32 x 16 window at odd offsets
+    holder = BrainCanvas.empty(2, rows, cols, 64, block=2)
+    assert holder.mask.shape == (2, 16, 8)
+    logits = np.full((1, 1, 32, 16), -1.0, np.float32)
+    logits[..., 4:8, 2:6] = 3.0  # two 2x2 blocks by two, as a pooled network repeats them
+    holder.put(np.array([1]), logits)
+    assert holder.mask[1].sum() == 4 and not holder.mask[0].any()
+    canvas = holder.on_canvas(holder.mask, 64)
+    assert canvas.shape == (2, 64, 64) and canvas[1].sum() == 16
+    assert np.array_equal(np.argwhere(canvas[1])[[0, -1]], [[3 + 4, 5 + 2], [3 + 7, 5 + 5]])
+
+
+def test_restrict_to_brain_zeroes_only_beyond_the_margin_and_reports_it(tiny_brain_model_dir):
+    model = load_brain_model(tiny_brain_model_dir)
+    canvas = np.zeros((2, 1, 64, 64), np.float32)
+    canvas[:, 0][:, _disc(64, 30)] = 1.0  # the head
+    brain = np.zeros(canvas.shape, bool)
+    brain[:, 0][:, _disc(64, 20)] = True
+    probs = np.full(canvas.shape, 0.9, np.float32)
+    probs[1] = 0.3  # under the threshold: zeroed outside too, but no lesion was removed there
+    before = probs.copy()
+    holder = BrainCanvas(slice(0, 64), slice(0, 64), 1, brain[:, 0])
+    info, marked, lost = restrict_to_brain(probs, holder, canvas, 0.5, (1.0, 2.0), 4.0, margin_mm=2.0, model=model)
+    region = brain_region(brain[:, 0], 2.0)[1]
+    assert info.applied and info.reason == "" and info.removed_ml == 0.0  # counted by the segmenter
+    assert np.all(probs[:, 0][~region] == 0.0)
+    assert np.all(probs[0, 0][region[0]] == np.float32(0.9)) and np.all(probs[1, 0][region[1]] == np.float32(0.3))
+    assert marked.tolist() == [0]  # only slice 0 had marked lesion outside
+    assert np.array_equal(lost[0, 0], np.where(~region[0], before[0, 0], 0.0))
+    assert np.array_equal(probs[0] + lost[0], before[0])  # kept + lost = the map without the mask
+    assert removed_voxels(probs[0, 0], lost[0, 0], 0.5) == int((~region[0]).sum())
+    assert info.brain_ml == pytest.approx(brain_region(brain[:, 0], 0.0)[0].sum() * 1.0 * 2.0 * 4.0 / 1000)
+    assert info.model == "tiny-brain@0.0.1" and info.margin_mm == 2.0
+    assert json.loads(json.dumps(info.as_dict()))["applied"] is True
+
+
+def test_an_implausible_brain_mask_is_not_applied(tiny_brain_model_dir, caplog):
+    model = load_brain_model(tiny_brain_model_dir)
+    canvas = np.zeros((1, 1, 64, 64), np.float32)
+    canvas[0, 0][_disc(64, 30)] = 1.0
+    brain = np.zeros(canvas.shape, bool)
+    brain[0, 0, 30:33, 30:33] = True  # 9 pixels of a ~2,800-pixel head
+    probs = np.full(canvas.shape, 0.9, np.float32)
+    holder = BrainCanvas(slice(0, 64), slice(0, 64), 1, brain[:, 0])
+    info, marked, lost = restrict_to_brain(probs, holder, canvas, 0.5, (1.0, 1.0), 5.0, 3.0, model)
+    assert not info.applied and info.removed_ml == 0.0 and marked.size == 0 and lost.shape[0] == 0
+    assert f"< {MIN_BRAIN_SHARE:.0%}" in info.reason and "not trusted" in caplog.text
+    assert np.all(probs == np.float32(0.9))
+
+
+def test_models_are_used_only_for_their_task(tiny_model_dir, tiny_brain_model_dir):
+    with pytest.raises(ModelFileError, match="is a lesion model, not a brain-mask model"):
+        Segmenter(str(tiny_model_dir), device="cpu", brain_model=str(tiny_model_dir))
+    with pytest.raises(ModelFileError, match="is a brain model, not a lesion model"):
+        Segmenter(str(tiny_brain_model_dir), device="cpu", brain_model=None)
+
+
+def test_segmenter_removes_lesion_probability_outside_the_brain_only(tiny_model_dir, tiny_brain_model_dir):
+    """End to end on the input's grid: a brain network that calls the left half of every canvas
+    brain leaves the left half's probabilities exactly as without a brain mask and zeroes the
+    right half beyond the margin."""
+    image = synthetic_flair(size=(64, 64, 6), spacing=(1.0, 1.0, 5.0))
+    plain = Segmenter(str(tiny_model_dir), device="cpu", brain_model=None).segment(image)
+    masked = Segmenter(str(tiny_model_dir), device="cpu", brain_model=str(tiny_brain_model_dir),
+                       brain_margin_mm=3.0)
+    canvas_cols = {}
+
+    def left_half_is_brain(batch: np.ndarray) -> np.ndarray:
+        canvas_cols["n"] = batch.shape[-1]
+        logits = np.full(batch.shape, -5.0, np.float32)
+        logits[..., : batch.shape[-1] // 2] = 5.0
+        return logits
+
+    masked.brain_network = left_half_is_brain
+    result = masked.segment(image, threshold=0.4)  # the random network's probabilities are ~0.43
+    assert result.brain_mask is not None and result.brain_mask.applied
+    a = sitk.GetArrayFromImage(plain.probabilities)  # [z, y, x]; x runs right to left in LPS? see below
+    b = sitk.GetArrayFromImage(result.probabilities)
+    # which native columns are the canvas's left half depends on the head window; compare halves
+    differs = np.any(a != b, axis=(0, 1))
+    kept = np.all(a == b, axis=(0, 1))
+    assert kept.sum() >= 24 and differs.sum() >= 16  # a band of columns kept, the far side changed
+    assert np.all(b[..., differs] <= a[..., differs])  # only ever lowered
+    assert np.count_nonzero(b[..., ~kept]) < np.count_nonzero(a[..., ~kept])
+    # the summary's removed volume is exactly the mask difference on the input's grid
+    t = result.threshold
+    voxel_ml = float(np.prod(image.GetSpacing())) / 1000
+    assert np.count_nonzero((a >= t) & (b < t)) > 0
+    assert result.brain_mask.removed_ml == pytest.approx(np.count_nonzero((a >= t) & (b < t)) * voxel_ml)
+    assert canvas_cols["n"] % 16 == 0  # ran on the lesion network's head window
+
+
+def test_cli_summary_records_the_brain_mask_and_the_option_turns_it_off(phantom_flair, tiny_model_dir,
+                                                                        tiny_brain_model_dir, tmp_path):
+    assert main(["segment", str(phantom_flair), "-o", str(tmp_path / "on"), "--model", str(tiny_model_dir),
+                 "--brain-model", str(tiny_brain_model_dir), "--brain-margin-mm", "4", "-q"]) == 0
+    assert main(["segment", str(phantom_flair), "-o", str(tmp_path / "off"), "--model", str(tiny_model_dir),
+                 "--no-brain-mask", "-q"]) == 0
+    on = json.loads((tmp_path / "on" / "flair.summary.json").read_text())
+    off = json.loads((tmp_path / "off" / "flair.summary.json").read_text())
+    assert off["brain_mask"] is None
+    entry = on["brain_mask"]
+    assert entry["model"] == "tiny-brain@0.0.1" and entry["margin_mm"] == 4.0
+    assert entry["sha256"] == json.loads((tiny_brain_model_dir / "model.json").read_text())["weights_sha256"]
+    assert entry["applied"] in (True, False) and entry["brain_ml"] >= 0.0
+    if entry["applied"]:
+        assert on["total_volume_ml"] <= off["total_volume_ml"] + 1e-6
+
+
+def test_bundled_brain_model_finds_the_phantom_brain(phantom_flair, tmp_path):
+    """The shipped brain-mask network on a phantom head with skull and scalp (not a training
+    case: phantoms are one template brain, the network was trained on real-anatomy heads)."""
+    model = load_brain_model()
+    assert model.card["task"] == "brain" and model.path.parent == BRAIN_MODEL_DIR
+    assert "synthetic" in model.card["notes"] and "no real scan" in model.card["notes"]
+    result = Segmenter(device="cpu").segment(sitk.ReadImage(str(phantom_flair)))
+    info = result.brain_mask
+    assert info is not None and info.applied, info
+    assert 300.0 < info.brain_ml < 2000.0, info  # a brain within the scanned slices, not the head
+
+
+def test_bundled_brain_model_onnx_graph_reproduces_its_weights():
+    from deepwml.onnx_backend import OnnxNetwork, check_reproduces_weights, onnx_file_of
+
+    model = load_model(BRAIN_MODEL_DIR, framework="numpy")
+    path = onnx_file_of(model)
+    assert path is not None
+    assert check_reproduces_weights(OnnxNetwork(path, model.config.divisor), model, path) < 1e-3
+
+
+
+def test_cohort_settings_carry_the_brain_mask_setting():
+    from deepwml.cohort import CohortSettings
+
+    on, off = CohortSettings(), CohortSettings(brain_model=None)
+    assert on.fingerprint(0.8)["brain_mask"] is True and off.fingerprint(0.8)["brain_mask"] is False
+    assert "brain_model" not in on.fingerprint(0.8)  # a folder path differs between machines
+    assert on.segmenter_key() != off.segmenter_key()
+
+
+def test_input_pool_network_matches_its_numpy_reference_onnx_graph_and_card(tmp_path):
+    """input_pool=2 (the brain-mask model's half resolution): PyTorch, the numpy float64
+    reference and the exported ONNX graph compute the same logits; the card round-trips it;
+    lesion cards (input_pool 1) do not carry the key."""
+    from deepwml.architecture import reference_logits
+    from deepwml.onnx_backend import OnnxNetwork, check_reproduces_weights, export_onnx, onnx_file_of
+
+    torch.manual_seed(2)
+    net = UNet2D(UNetConfig(base_channels=4, input_pool=2)).eval()
+    assert net.config.divisor == 32
+    x = torch.rand(2, 1, 64, 96) * 2
+    with torch.no_grad():
+        logits = net(x).numpy()
+    assert logits.shape == (2, 1, 64, 96)
+    assert np.array_equal(logits[..., ::2, ::2], logits[..., 1::2, 1::2])  # repeated back, nearest
+    reference = reference_logits({k: v.numpy() for k, v in net.state_dict().items()}, net.config, x.numpy())
+    assert np.abs(logits - reference).max() < 1e-5
+    save_model(net, ModelCard("pooled", "0.0.1", net.config, task="brain"), tmp_path)
+    assert json.loads((tmp_path / "model.json").read_text())["architecture"]["input_pool"] == 2
+    assert "input_pool" not in UNetConfig(base_channels=4).to_dict()
+    path = export_onnx(load_model(tmp_path))
+    model = load_model(tmp_path, framework="numpy")
+    assert model.config.input_pool == 2 and onnx_file_of(model) == path
+    assert check_reproduces_weights(OnnxNetwork(path, 32), model, path) < 1e-4
+
+
+def test_training_refuses_a_crop_the_pooled_network_cannot_take(tmp_path, phantom_set):
+    from deepwml.errors import DeepWMLError
+    from deepwml.training.trainer import TrainConfig, train
+
+    config = TrainConfig(epochs=1, base_channels=4, crop=48, input_pool=2, max_steps_per_epoch=1, device="cpu")
+    with pytest.raises(DeepWMLError, match="not a multiple of this network's divisor 32"):
+        train(phantom_set, tmp_path / "run", config, progress=False)

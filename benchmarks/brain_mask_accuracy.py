@@ -1,0 +1,128 @@
+"""How good is the brain-mask network? (issue 13, the outside-the-brain target; README "Brain mask")
+
+Two measurements of the segmenter's own brain mask (:mod:`deepwml.brain_mask`, the mask that
+sets lesion probability to 0 outside the brain):
+
+- ``--synthetic MANIFEST``: Dice and volume against the true brain of synthetic heads the brain
+  network never saw (a manifest whose labels are brain masks: ``benchmarks/training_mix.py
+  --brain-labels``), for the network's raw mask and the mask the segmenter uses (largest
+  component, holes filled); also the share of the head it covers (the plausibility guard's
+  quantity) and the true lesion volume the lesion clipping would remove (should be 0).
+- ``--real SCAN ...``: evaluation only, never tuning: agreement with the independent
+  registration mask of ``deepwml sanity`` (MNI template registered to each scan).
+
+    .venv/bin/python benchmarks/brain_mask_accuracy.py --synthetic work-data/wval-brain.csv -o OUT
+    .venv/bin/python benchmarks/brain_mask_accuracy.py --real ../shared/data/rorden-synthsr-flair3d/FLAIR.nii.gz -o OUT
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+from tqdm import tqdm
+
+from deepwml.brain_mask import DEFAULT_MARGIN_MM, brain_region
+from deepwml.evaluation.brain_mask import brain_mask as registration_brain_mask
+from deepwml.evaluation.brain_mask import outside_mask
+from deepwml.image_io import load_flair
+from deepwml.segmenter import Segmenter
+from deepwml.training.manifest import read_manifest
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = int(a.sum()) + int(b.sum())
+    return 2.0 * int((a & b).sum()) / total if total else 1.0
+
+
+def network_masks(segmenter: Segmenter, flair: sitk.Image) -> tuple[sitk.Image, sitk.Image, float]:
+    """``(raw, used, share)``: the brain network's raw mask and the segmenter's mask (largest
+    component, holes filled) on the input's grid, and the share of the head's canvas pixels the
+    used mask covers (the plausibility guard's quantity)."""
+    prepared = segmenter.prepare(flair)
+    segmenter.run_network(prepared)
+    block = prepared.brain.block
+    brain = brain_region(prepared.brain.mask, 0.0)[0]
+    share = float(brain.sum()) * block * block / max(1, int(np.count_nonzero(prepared.canvas[:, 0] > 0)))
+    return segmenter.brain_image(prepared, raw=True), segmenter.brain_image(prepared), share
+
+
+def array(image: sitk.Image) -> np.ndarray:
+    return sitk.GetArrayFromImage(image) > 0
+
+
+def synthetic(segmenter: Segmenter, manifest: Path) -> list[dict]:
+    rows = []
+    for case in tqdm(read_manifest(manifest), desc="synthetic heads", unit="head"):
+        flair = load_flair(case.flair)
+        truth = sitk.GetArrayFromImage(sitk.ReadImage(str(case.label))) > 0
+        lesion_path = case.label.with_name("label.nii.gz")
+        lesions = sitk.GetArrayFromImage(sitk.ReadImage(str(lesion_path))) > 0 if lesion_path.exists() else None
+        raw_image, used_image, share = network_masks(segmenter, flair)
+        raw, used = array(raw_image), array(used_image)
+        voxel_ml = float(np.prod(flair.GetSpacing())) / 1000.0
+        row = {"case": case.case, "disease": case.disease, "slices": flair.GetSize()[2],
+               "slice_mm": round(flair.GetSpacing()[2], 2),
+               "skull_stripped": int(np.count_nonzero(sitk.GetArrayViewFromImage(flair)) < 1.3 * truth.sum()),
+               "truth_ml": round(truth.sum() * voxel_ml, 1), "net_ml": round(used.sum() * voxel_ml, 1),
+               "dice_raw": round(dice(raw, truth), 4), "dice": round(dice(used, truth), 4), "share": round(share, 3)}
+        if lesions is not None:
+            # true lesion farther than the default margin from the used mask (what clipping would wrongly remove)
+            outside = outside_mask(used_image, DEFAULT_MARGIN_MM)
+            row["lesion_ml"] = round(lesions.sum() * voxel_ml, 2)
+            row["lesion_outside_ml"] = round(float((lesions & outside).sum()) * voxel_ml, 3)
+        rows.append(row)
+    return rows
+
+
+def real(segmenter: Segmenter, scans: list[Path]) -> list[dict]:
+    rows = []
+    for path in tqdm(scans, desc="real heads", unit="scan"):
+        flair = load_flair(path)
+        raw_image, used_image, share = network_masks(segmenter, flair)
+        raw, used = array(raw_image), array(used_image)
+        reference = sitk.GetArrayFromImage(registration_brain_mask(flair)) > 0
+        voxel_ml = float(np.prod(flair.GetSpacing())) / 1000.0
+        rows.append({"scan": f"{path.parent.name}/{path.name}"[-60:], "slices": flair.GetSize()[2],
+                     "registration_ml": round(reference.sum() * voxel_ml, 1), "net_ml": round(used.sum() * voxel_ml, 1),
+                     "dice_raw": round(dice(raw, reference), 4), "dice": round(dice(used, reference), 4),
+                     "share": round(share, 3)})
+    return rows
+
+
+def write(rows: list[dict], out: Path, name: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    with open(out / f"{name}.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    for key in ("dice_raw", "dice", "share"):
+        values = [r[key] for r in rows]
+        print(f"{name}: {key} median {statistics.median(values):.4f}, min {min(values):.4f}, max {max(values):.4f}")
+    if "lesion_outside_ml" in fields:
+        print(f"{name}: true lesion farther than {DEFAULT_MARGIN_MM:g} mm from the mask: total "
+              f"{sum(r.get('lesion_outside_ml', 0) for r in rows):.3f} ml of {sum(r.get('lesion_ml', 0) for r in rows):.1f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--synthetic", type=Path, help="manifest of synthetic heads labelled with their brain")
+    parser.add_argument("--real", nargs="*", type=Path, default=[], help="real scans (evaluation only)")
+    parser.add_argument("--brain-model", default="bundled")
+    parser.add_argument("-o", "--output", type=Path, required=True)
+    args = parser.parse_args()
+    segmenter = Segmenter(device="cpu", brain_model=args.brain_model)
+    if args.synthetic:
+        write(synthetic(segmenter, args.synthetic), args.output, "synthetic")
+    if args.real:
+        write(real(segmenter, args.real), args.output, "real")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -53,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
           f"Dice vs truth {dice(truth, pred):.3f}")
     print(f"time: {summary['timings_s']['end_to_end']:.2f} s end to end on {summary['device']} "
           f"({summary['precision']}, {summary['backend']}), model {summary['model']['id']}")
+    brain = summary["brain_mask"]
+    if brain:
+        print(f"brain mask: {brain['model']}, {brain['brain_ml']:.0f} ml of brain in the scanned slices, "
+              + (f"{brain['removed_ml']:.2f} ml of marks outside it removed" if brain["applied"]
+                 else f"not applied ({brain['reason']})"))
     return 0
 
 

@@ -225,3 +225,14 @@ def test_training_refuses_a_crop_the_pooled_network_cannot_take(tmp_path, phanto
     config = TrainConfig(epochs=1, base_channels=4, crop=48, input_pool=2, max_steps_per_epoch=1, device="cpu")
     with pytest.raises(DeepWMLError, match="not a multiple of this network's divisor 32"):
         train(phantom_set, tmp_path / "run", config, progress=False)
+
+
+def test_demo_reports_the_brain_mask(tmp_path, capsys):
+    """``make demo`` (the README's first command) says what the brain mask did."""
+    from deepwml.demo import main as demo
+
+    assert demo([str(tmp_path / "demo"), "--device", "cpu"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1].startswith("brain mask: deepwml-synth-brain8@1.0.0, ")
+    summary = json.loads((tmp_path / "demo" / "demo_flair.summary.json").read_text())
+    assert summary["brain_mask"]["applied"] and f"{summary['brain_mask']['brain_ml']:.0f} ml of brain" in lines[-1]

@@ -242,7 +242,7 @@ class DeepWMLLogic(ScriptedLoadableModuleLogic):
         probabilities = sitk.GetArrayFromImage(result.probabilities)
         info = {"timings_s": result.timings_s, "device": result.device, "precision": result.precision,
                 "backend": result.backend, "model": segmenter.model.model_id,
-                "brain_mask": result.brain_mask.as_dict() if result.brain_mask else None}
+                "brain_mask": result.brain_mask_summary()}
         node, summary = self.applyProbabilities(volumeNode, probabilities, segmentationNode, result.threshold, info)
         summary["seconds"] = time.perf_counter() - t0
         return node, summary

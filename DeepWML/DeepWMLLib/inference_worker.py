@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     info = {"device": result.device, "backend": result.backend, "precision": result.precision,
             "model": segmenter.model.model_id, "model_threshold": segmenter.model.threshold,
             "timings_s": result.timings_s, "seconds": time.perf_counter() - t0,
-            "brain_mask": result.brain_mask.as_dict() if result.brain_mask else None}
+            "brain_mask": result.brain_mask_summary()}
     (out / "result.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
     print(f"done in {info['seconds']:.1f} s", flush=True)
     return 0

@@ -33,7 +33,6 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import ModelFileError
 from .model_files import DEFAULT_MODEL_DIR, LoadedModel, load_model
 
 log = logging.getLogger(__name__)
@@ -46,23 +45,16 @@ BRAIN_TASK = "brain"
 DEFAULT_MARGIN_MM = 3.0
 #: Below this share of the head's canvas pixels the brain mask is not trusted (not applied).
 #: On the 60 fresh synthetic validation heads (whole heads, 17-39 slices, 15 % skull-stripped)
-#: the share is 0.33-1.0; see the README's "Brain mask".
+#: the share is 0.23-0.90, on the 14 real heads 0.43-0.91; see the README's "Brain mask".
 MIN_BRAIN_SHARE = 0.15
 
 
-def model_task(model: LoadedModel) -> str:
-    """What a model segments: ``"brain"`` or ``"lesion"`` (cards without a task are lesion models)."""
-    return str(model.card.get("task", "lesion"))
-
-
 def load_brain_model(path: str | Path | LoadedModel | None = None) -> LoadedModel:
-    """The verified brain-mask model at ``path`` (default: the bundled one); a lesion model, or
-    a brain model given as the lesion model, is refused in one line."""
+    """The verified brain-mask model at ``path`` (default: the bundled one); a lesion model is
+    refused in one line."""
     model = path if isinstance(path, LoadedModel) else load_model(path or BRAIN_MODEL_DIR, framework="numpy")
-    if model_task(model) != BRAIN_TASK:
-        raise ModelFileError(model.path, f"is a {model_task(model)} model, not a brain-mask model (its card's "
-                                         f"task must be {BRAIN_TASK!r}); pass a brain-mask model or --no-brain-mask")
-    return model
+    return model.require_task(BRAIN_TASK, f", not a brain-mask model (its card's task must be {BRAIN_TASK!r}); "
+                                          "pass a brain-mask model or --no-brain-mask")
 
 
 @dataclass
@@ -85,6 +77,10 @@ class BrainMasking:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
 
+def _window_shape(rows: slice, cols: slice, size: int) -> tuple[int, int]:
+    return len(range(*rows.indices(size))), len(range(*cols.indices(size)))
+
+
 @dataclass
 class BrainCanvas:
     """The brain-mask network's mask of one volume, on its own grid: ``mask`` ``[N, h, w]`` (bool)
@@ -96,10 +92,12 @@ class BrainCanvas:
     cols: slice
     block: int
     mask: np.ndarray
+    #: the brain network's time on this volume (s), part of the segmenter's "network" time
+    seconds: float = 0.0
 
     @classmethod
     def empty(cls, slices: int, rows: slice, cols: slice, size: int, block: int) -> "BrainCanvas":
-        h, w = (len(range(*s.indices(size))) for s in (rows, cols))
+        h, w = _window_shape(rows, cols, size)
         return cls(rows, cols, block, np.zeros((slices, -(-h // block), -(-w // block)), dtype=bool))
 
     def put(self, picked: np.ndarray, logits: np.ndarray) -> None:
@@ -109,7 +107,7 @@ class BrainCanvas:
     def on_canvas(self, small: np.ndarray, size: int) -> np.ndarray:
         """A ``[N, h', w']`` array on this grid back on the ``[N, size, size]`` canvas (False outside the window)."""
         out = np.zeros((small.shape[0], size, size), dtype=bool)
-        h, w = (len(range(*s.indices(size))) for s in (self.rows, self.cols))
+        h, w = _window_shape(self.rows, self.cols, size)
         out[:, self.rows, self.cols] = small.repeat(self.block, axis=1).repeat(self.block, axis=2)[:, :h, :w]
         return out
 

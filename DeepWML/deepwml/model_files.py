@@ -97,6 +97,19 @@ class LoadedModel:
     def threshold(self) -> float:
         return float(self.card.get("threshold", 0.5))
 
+    @property
+    def task(self) -> str:
+        """What the network segments: ``"lesion"`` (cards without a task) or ``"brain"``."""
+        return str(self.card.get("task", "lesion"))
+
+    def require_task(self, task: str, refusal: str) -> "LoadedModel":
+        """This model, or a one-line :class:`ModelFileError` "MODEL: is a <its task> model<refusal>"
+        when it segments something else than ``task`` (a brain-mask model run as the lesion
+        model, or the reverse)."""
+        if self.task != task:
+            raise ModelFileError(self.path, f"is a {self.task} model{refusal}")
+        return self
+
 
 @dataclass
 class ModelCard:

@@ -123,7 +123,7 @@ def _summary(input_path: Path, paths: OutputPaths, image: sitk.Image, result: Se
         "backend": result.backend,
         "slab_mm": result.slab_mm,  # thin-slice volume seen as slabs of this thickness; 0 = native slices
         # what the brain mask did (None: no brain mask); see deepwml.brain_mask
-        "brain_mask": result.brain_mask.as_dict() if result.brain_mask else None,
+        "brain_mask": result.brain_mask_summary(),
         "model": {"id": segmenter.model.model_id, "path": str(segmenter.model.path),
                   "weights_sha256": segmenter.model.card.get("weights_sha256"), "ran": segmenter.ran_file},
         "engine_version": __version__,

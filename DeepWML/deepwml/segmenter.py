@@ -22,7 +22,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .brain_mask import (DEFAULT_MARGIN_MM, BrainCanvas, BrainMasking, brain_region, load_brain_model,
-                         model_task, removed_voxels, restrict_to_brain)
+                         removed_voxels, restrict_to_brain)
 from .errors import ModelFileError
 from .model_files import LoadedModel, load_model
 from .onnx_backend import OnnxNetwork, check_reproduces_weights, onnx_file_of, onnxruntime_available
@@ -159,10 +159,8 @@ class PreparedVolume:
     n_slices: int
     slabs: Optional[list] = None
     timings_s: dict = field(default_factory=dict)
-    #: the brain-mask network's mask (deepwml.brain_mask.BrainCanvas); None without one
+    #: the brain-mask network's mask and time (deepwml.brain_mask.BrainCanvas); None without one
     brain: Optional[BrainCanvas] = None
-    #: the brain-mask network's share of the network time (s)
-    brain_network_s: float = 0.0
 
 @dataclass
 class SegmentationResult:
@@ -180,6 +178,11 @@ class SegmentationResult:
     slab_mm: float = 0.0
     #: What the brain mask did (None: no brain-mask model).
     brain_mask: Optional[BrainMasking] = None
+
+    def brain_mask_summary(self) -> Optional[dict]:
+        """The summaries' ``brain_mask`` entry (None: no brain mask), one definition for the
+        command line, the Slicer module and its background worker."""
+        return self.brain_mask.as_dict() if self.brain_mask else None
 
     @functools.cached_property
     def mask(self) -> sitk.Image:
@@ -208,16 +211,13 @@ class Segmenter:
         self.head_crop = head_crop
         if not isinstance(model, LoadedModel):
             model = load_model(model, framework="numpy")  # PyTorch only if it runs the network
-        if model_task(model) != "lesion":
-            raise ModelFileError(model.path, f"is a {model_task(model)} model, not a lesion model; pass it as "
-                                             "the brain-mask model (--brain-model), not as --model")
+        model.require_task("lesion", ", not a lesion model; pass it as the brain-mask model (--brain-model), "
+                                     "not as --model")
         self.network, self.backend, self.model = build_network(model, backend, self.device, self.precision_name)
         #: The brain-mask model and network (None: lesion probabilities everywhere in the head);
         #: see :mod:`deepwml.brain_mask`. Float32 whatever the lesion network's precision.
         self.brain_margin_mm = check_non_negative(brain_margin_mm, "brain margin")
         self.brain_model: LoadedModel | None = None
-        #: seconds the brain-mask network took in the last :meth:`run_network` (read there)
-        self.brain_network_s = 0.0
         self.brain_network: Callable[[np.ndarray], np.ndarray] | None = None
         if brain_model is not None:
             brain = load_brain_model(None if brain_model == "bundled" else brain_model)
@@ -262,7 +262,7 @@ class Segmenter:
             if brain_out is not None:
                 t_brain = time.perf_counter()
                 brain_out.put(picked, self._brain_logits(batch))
-                self.brain_network_s += time.perf_counter() - t_brain
+                brain_out.seconds += time.perf_counter() - t_brain
             done = min(start + self.batch_size, total)
             if progress is not None and progress(done, total) is False:
                 raise Cancelled("segmentation cancelled")
@@ -292,7 +292,6 @@ class Segmenter:
     def run_network(self, prepared: PreparedVolume, progress: ProgressCallback | None = None) -> np.ndarray:
         """The canvas probabilities of a prepared volume (records the network's time)."""
         t1 = time.perf_counter()
-        self.brain_network_s = 0.0
         if self.brain_network is not None:
             probs, prepared.brain = self.predict_canvas(prepared.canvas, progress, with_brain=True)
         else:
@@ -300,7 +299,6 @@ class Segmenter:
         if isinstance(self.network, TorchNetwork):
             self.network.synchronize()
         prepared.timings_s["network"] = time.perf_counter() - t1
-        prepared.brain_network_s = self.brain_network_s
         return probs
 
     def finish(self, prepared: PreparedVolume, probs: np.ndarray,
@@ -309,14 +307,15 @@ class Segmenter:
         threshold = self.model.threshold if threshold is None else check_threshold(threshold)
         t2 = time.perf_counter()
         mapping, layout = prepared.mapping, prepared.layout
+        slabs = prepared.slabs
+        slab_mm = (slabs[0][1] - slabs[0][0]) * layout.slice_thickness_mm if slabs else 0.0
         brain_mask, marked, lost = None, None, None
         if prepared.brain is not None:
             rows_mm, cols_mm = layout.in_plane_spacing_mm
             per_row, per_col = mapping.native_per_canvas_pixel
-            slabs = prepared.slabs
-            slice_mm = layout.slice_thickness_mm * ((slabs[0][1] - slabs[0][0]) if slabs else 1)
             brain_mask, marked, lost = restrict_to_brain(probs, prepared.brain, prepared.canvas, threshold,
-                                                         (rows_mm * per_row, cols_mm * per_col), slice_mm,
+                                                         (rows_mm * per_row, cols_mm * per_col),
+                                                         slab_mm or layout.slice_thickness_mm,
                                                          self.brain_margin_mm, self.brain_model)
         native = np.zeros((probs.shape[0], *mapping.native_shape), dtype=np.float32)
         busy = np.flatnonzero(probs.reshape(probs.shape[0], -1).any(1))  # slices without head stay 0
@@ -325,22 +324,18 @@ class Segmenter:
         np.clip(native, 0.0, 1.0, out=native)
         if marked is not None and marked.size:
             brain_mask = replace(brain_mask, removed_ml=self._removed_ml(prepared, native, marked, lost, threshold))
-        if prepared.slabs is not None:
-            native = interpolate_from_slabs(native, prepared.slabs, prepared.n_slices)
+        if slabs is not None:
+            native = interpolate_from_slabs(native, slabs, prepared.n_slices)
         prob_image = image_from_slices(native, layout, prepared.image)
         timings = dict(prepared.timings_s)
         timings["postprocess"] = time.perf_counter() - t2
         timings["total"] = sum(timings.values())
         if prepared.brain is not None:  # part of "network", not added to the total
-            timings["brain_network"] = prepared.brain_network_s
+            timings["brain_network"] = prepared.brain.seconds
         log.info("segmented %d slices in %.2f s on %s (%s, %s)", probs.shape[0], timings["total"],
                  self.device, self.precision_name, self.backend)
-        slabs = prepared.slabs
-        return SegmentationResult(prob_image, threshold,
-                                  timings, self.device, self.precision_name, self.backend,
-                                  layout.slice_thickness_mm, layout.slice_axis,
-                                  (slabs[0][1] - slabs[0][0]) * layout.slice_thickness_mm if slabs else 0.0,
-                                  brain_mask)
+        return SegmentationResult(prob_image, threshold, timings, self.device, self.precision_name, self.backend,
+                                  layout.slice_thickness_mm, layout.slice_axis, slab_mm, brain_mask)
 
     @staticmethod
     def _removed_ml(prepared: PreparedVolume, native: np.ndarray, marked: np.ndarray, lost: np.ndarray,

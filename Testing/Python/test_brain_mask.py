@@ -236,3 +236,11 @@ def test_demo_reports_the_brain_mask(tmp_path, capsys):
     assert lines[-1].startswith("brain mask: deepwml-synth-brain8@1.0.0, ")
     summary = json.loads((tmp_path / "demo" / "demo_flair.summary.json").read_text())
     assert summary["brain_mask"]["applied"] and f"{summary['brain_mask']['brain_ml']:.0f} ml of brain" in lines[-1]
+
+
+def test_fine_tuning_across_tasks_is_refused(tmp_path, phantom_set):
+    from deepwml.training.trainer import TrainConfig, train
+
+    config = TrainConfig(epochs=1, crop=64, max_steps_per_epoch=1, device="cpu", init="bundled", task="brain")
+    with pytest.raises(ModelFileError, match="is a lesion model; a brain model cannot be fine-tuned from it"):
+        train(phantom_set, tmp_path / "run", config, progress=False)

@@ -165,10 +165,8 @@ def _initial_network(config: TrainConfig) -> tuple[UNet2D, dict]:
     from ..model_files import load_model
 
     loaded = load_model(None if config.init == "bundled" else config.init)
-    init_task = loaded.card.get("task", "lesion")
-    if init_task != config.task:
-        raise DeepWMLError(loaded.path, f"is a {init_task} model; a {config.task} model cannot be fine-tuned from "
-                                        f"it (pass --task {init_task}, or another --init)")
+    loaded.require_task(config.task, f"; a {config.task} model cannot be fine-tuned from it (pass --task "
+                                     f"{loaded.task}, or another --init)")
     if loaded.network.config.base_channels != config.base_channels:
         log.warning("fine-tuning %s: width %d from its card replaces --base-channels %d",
                     loaded.model_id, loaded.network.config.base_channels, config.base_channels)

@@ -38,7 +38,13 @@
 #     (phantom-weighted); 6 epochs lr 1e-4 + to 14 at 5e-5, 300 batches per epoch, bf16.
 # 11. 1.6.0-3d (not shipped: two real-data regression floors fail): 1.5.0 fine-tuned on its own mix plus 60 whole-head 1 mm
 #     3D heads of synthesis v4 (seed 41, deepwml synth --whole-head-3d), 1.5.0's split kept
-#     (benchmarks/mix_with_3d_heads.py); 4 epochs lr 1e-4 + to 10 at 5e-5, 300 batches per epoch, bf16.
+#     (benchmarks/mix_with_new_heads.py); 4 epochs lr 1e-4 + to 10 at 5e-5, 300 batches per epoch, bf16.
+# 13. 1.6.0-v6: 1.5.0 fine-tuned on its own mix plus 180 heads of synthesis v6 (seed 51: v4 with the
+#     real MS masks of one to three patients united per case, heavier loads of real shape), 1.5.0's split
+#     kept (mix_with_new_heads.py ... v6); 4 epochs lr 1e-4 + to 10 at 5e-5, 300 batches per epoch, bf16.
+#     Not shipped: its rule's heavy-load criterion failed (README "Experiments after 1.2.0").
+# 14. 1.6.0-v7: stage 13 on the same 180 heads drawn with synthesis v7 (lesions faint at their rim, full in
+#     their core); same recipe. Not shipped: the same criterion failed.
 # Synthetic heads: SynthSeg's 20 whole-head label maps + 27 real MS lesion masks, both free for
 # training (README "Synthesis"). No real scan is read: the real evaluation sets
 # (lesjak2017-ms-mni and the unlabelled heads) never enter training, tuning or selection.
@@ -48,7 +54,8 @@
 # lesion-free heads), whose
 # models failed the phantom test guard and were not shipped.
 # Stage 9 needs stage 8's mix (mix-1.3-v4h.csv) but not its model: with stages 3-5 done,
-# STAGES="8 9" trains both, or make the mix by hand with stage 8's two mix lines. "11 12" (after 10): the shipped
+# STAGES="8 9" trains both, or make the mix by hand with stage 8's two mix lines. "13", "14" (after 10): the experiments of
+# synthesis v6 and v7. "11 12" (after 10): the shipped
 # brain-mask model (stage 12 needs stage 11's mix, not its model). On a GPU, raise EPOCHS and STEPS; training runs on CUDA with --device auto.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -226,7 +233,7 @@ if [[ " $STAGES " == *" 11 "* ]]; then  # 1.6.0-3d, not shipped: 1.5.0 + whole-h
   [ -f "$OUT/synth3d-a/manifest.csv" ] || $BIN/deepwml synth "$OUT/synth3d-a" --cases 30 --start 0 --seed 41 --synthesis-version 4 --whole-head-3d
   [ -f "$OUT/synth3d-b/manifest.csv" ] || $BIN/deepwml synth "$OUT/synth3d-b" --cases 30 --start 30 --seed 41 --synthesis-version 4 --whole-head-3d
   mkdir -p "$OUT/run-1.6"
-  $BIN/python benchmarks/mix_with_3d_heads.py "$OUT/mix-1.4.csv" "$OUT/run-1.5/split.json" \
+  $BIN/python benchmarks/mix_with_new_heads.py "$OUT/mix-1.4.csv" "$OUT/run-1.5/split.json" \
     "$OUT/synth3d-a,$OUT/synth3d-b" "$OUT/mix-1.6.csv" "$OUT/run-1.6/split.json"
   heads_options "${STEPS11:-300}"
   E1=${E1_11:-4} E2=${E2_11:-10}
@@ -249,4 +256,25 @@ no real scan"
   $BIN/deepwml train "$OUT/brain-mix.csv" -o "$OUT/run-brain" --epochs "${E1_12:-16}" --lr 5e-4 "${BRAIN[@]}" --notes "$BRAIN_NOTES"
   $BIN/deepwml train "$OUT/brain-mix.csv" -o "$OUT/run-brain" --epochs "${E2_12:-24}" --lr 1.5e-4 "${BRAIN[@]}" --notes "$BRAIN_NOTES"
   $BIN/deepwml export-onnx "$OUT/run-brain/model" -q
+fi
+new_heads_stage() {  # new_heads_stage N V WHAT: stages 13-14, 1.5.0 fine-tuned on its own mix plus 180 heads of
+  # synthesis V (seed 51), 1.5.0's split kept; WHAT describes the version in the card's notes (run stage 10 first)
+  synth "$OUT/synth-v$2a" 90 0 51 "$2"
+  synth "$OUT/synth-v$2b" 90 90 51 "$2"
+  mkdir -p "$OUT/run-1.6-v$2"
+  $BIN/python benchmarks/mix_with_new_heads.py "$OUT/mix-1.4.csv" "$OUT/run-1.5/split.json" \
+    "$OUT/synth-v$2a,$OUT/synth-v$2b" "$OUT/mix-1.6-v$2.csv" "$OUT/run-1.6-v$2/split.json" "v$2"
+  local steps="STEPS$1" e1="E1_$1" e2="E2_$1"
+  heads_options "${!steps:-300}"
+  E1=${!e1:-4} E2=${!e2:-10}
+  fine_tune "1.6.0-v$2" "$OUT/run-1.5/model" "$OUT/mix-1.6-v$2.csv" "$OUT/run-1.6-v$2" 1e-4 5e-5 \
+    "Fine-tuned from deepwml-synth-unet16@1.5.0 on its own training mix plus 180 heads of synthesis v$2 (seed 51: $3): \
+$DATA" --precision "${PRECISION:-bf16}"
+  $BIN/python benchmarks/threshold_on_validation.py "$OUT/run-1.6-v$2/model" "$OUT/mix-1.6-v$2.csv" \
+    "$OUT/run-1.6-v$2/split.json" val --record
+}
+V6_WHAT="v4 with the real MS masks of one to three patients united per case"
+if [[ " $STAGES " == *" 13 "* ]]; then new_heads_stage 13 6 "$V6_WHAT"; fi  # 1.6.0-v6 (not shipped)
+if [[ " $STAGES " == *" 14 "* ]]; then  # 1.6.0-v7 (not shipped): the same heads, lesions faint at the rim
+  new_heads_stage 14 7 "$V6_WHAT, lesions faint at their rim and full in their core"
 fi

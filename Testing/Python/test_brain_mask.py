@@ -11,8 +11,8 @@ import SimpleITK as sitk
 import torch
 
 from conftest import synthetic_flair
-from deepwml.brain_mask import (BRAIN_MODEL_DIR, MIN_BRAIN_SHARE, BrainCanvas, brain_region, load_brain_model,
-                                removed_voxels, restrict_to_brain)
+from deepwml.brain_mask import (BRAIN_MODEL_DIR, MIN_BRAIN_SHARE, BrainCanvas, brain_region, fill_holes_per_slice,
+                                load_brain_model, removed_voxels, restrict_to_brain)
 from deepwml.cli import main
 from deepwml.errors import ModelFileError
 from deepwml.model_files import ModelCard, load_model, save_model
@@ -47,6 +47,27 @@ def test_brain_region_fills_holes_and_grows_by_the_margin():
     distance = np.hypot(rows - 31.5, cols - 31.5)
     assert distance.min() > 20 and distance.max() <= 23.5  # a 3-pixel band, no more
     assert np.array_equal(brain_region(ring[None], 0.0)[1], brain)  # no margin: no growth
+
+
+def test_fill_holes_per_slice_is_the_2d_filling_of_every_slice():
+    """The one-call filling equals SimpleITK's 2D filling slice by slice: a hole closed in its own
+    slice is filled even where it opens into the next slice's background (3D filling would not),
+    a gap to the border is not a hole, a diagonal leak is (4-connected background), empty slices stay."""
+    ring = _disc(32, 12) & ~_disc(32, 5)
+    open_ring = ring.copy()
+    open_ring[14:18, :16] = False  # a channel to the border: not a hole
+    diagonal = np.ones((32, 32), bool)
+    diagonal[10:13, 10:13] = False
+    diagonal[13, 13] = False
+    diagonal[14:, 14:] = False  # background touching the hole only at a corner
+    rng = np.random.default_rng(3)
+    noisy = rng.random((32, 32)) < 0.7
+    stack = np.stack([ring, np.zeros((32, 32), bool), open_ring, diagonal, noisy, ~_disc(32, 5)])
+    expected = np.stack([sitk.GetArrayFromImage(sitk.BinaryFillhole(sitk.GetImageFromArray(k.astype(np.uint8)),
+                                                                      fullyConnected=False)) > 0 for k in stack])
+    assert np.array_equal(fill_holes_per_slice(stack), expected)
+    assert expected[0].sum() > ring.sum() and np.array_equal(expected[2], open_ring)
+    assert expected[3][11, 11] and not expected[3][20, 20] and not expected[1].any()
 
 
 def test_brain_canvas_keeps_the_network_grid_and_maps_back_to_the_canvas():

@@ -139,8 +139,8 @@ def test_synthesis_versions_differ_only_where_documented():
     index, _ = _case_with("real")
     v1 = make_case(index, 5, version=1)
     assert v1.info["synthesis_version"] == 1 and "confluent" not in v1.info["lesion_source"]
-    with pytest.raises(ValueError, match="synthesis version 7"):
-        make_case(index, 5, version=7)
+    with pytest.raises(ValueError, match="synthesis version 8"):
+        make_case(index, 5, version=8)
 
 
 def test_strip_skull_keeps_the_brain_and_zeroes_the_rest():
@@ -260,3 +260,53 @@ def test_v5_keeps_grey_matter_below_the_lesions_and_is_v4_elsewhere():
     healthy = np.zeros_like(lesions)
     np.testing.assert_array_equal(paint(subject, healthy, np.random.default_rng(1), RANGES_V4),
                                   paint(subject, healthy, np.random.default_rng(1), RANGES_V5))
+
+
+def test_v6_unites_real_masks_of_different_patients():
+    """v6: a case with real lesions unites one to three patients' masks, never one twice, and the
+    union holds every mask's lesions; v1-v5 draw none (their cases stay as they were)."""
+    from pathlib import Path
+
+    from deepwml.synthesis.generator import REAL_MASK_COUNTS_V6, VERSIONS, _extra_masks, make_case
+
+    masks = [Path(f"patient{i:02d}_lesions_mni.nii.gz") for i in range(1, 28)]
+    counts = [len(_extra_masks(np.random.default_rng(k), REAL_MASK_COUNTS_V6, masks, masks[0])) + 1
+              for k in range(400)]
+    shares = np.bincount(counts, minlength=4)[1:] / len(counts)
+    assert np.allclose(shares, list(REAL_MASK_COUNTS_V6.values()), atol=0.07)
+    for k in range(50):
+        extra = _extra_masks(np.random.default_rng(k), {3: 1.0}, masks, masks[0])
+        assert len(extra) == 2 and len(set(extra)) == 2 and masks[0] not in extra
+    assert all(VERSIONS[v].real_mask_counts is None for v in range(1, 6))
+
+    case = make_case(2, 51, version=6)  # a real-lesion case of three patients (seed 51: stage 13's)
+    names = case.info["lesion_source"].split(":")[1].split("+confluent")[0].split("+")
+    assert len(names) == 3 and len(set(names)) == len(names)
+    assert _arrays(case)[1].any()
+
+
+
+def test_v7_lesions_are_faint_at_their_rim_and_full_in_their_core():
+    """v7's core profile: the rim fraction at a lesion's edge, the full contrast deep inside, 1
+    outside; a v7 case is its v6 case (truth, brain, acquisition) with other lesion intensities."""
+    from dataclasses import replace
+
+    from deepwml.synthesis.appearance import RANGES_V7, core_profile
+    from deepwml.synthesis.generator import make_case
+
+    z, y, x = np.mgrid[:40, :40, :40]
+    ball = (((z - 20) ** 2 + (y - 20) ** 2 + (x - 20) ** 2) <= 10 ** 2).astype(np.float32)
+    ranges = replace(RANGES_V7, rim_contrast=(0.4, 0.4), core_depth_mm=(3.0, 3.0))
+    profile = core_profile(ball, ranges, np.random.default_rng(0))
+    edge = (ball > 0) & ~ndimage.binary_erosion(ball > 0)
+    assert np.allclose(profile[edge], 0.4) and profile[20, 20, 20] == 1.0 and (profile[ball == 0] == 1.0).all()
+    assert 0.4 < profile[20, 20, 12] < 1.0  # 2 mm inside: on the ramp
+    assert (core_profile(np.zeros((4, 4, 4), np.float32), ranges, np.random.default_rng(0)) == 1).all()
+
+    v6, v7 = make_case(2, 51, version=6), make_case(2, 51, version=7)
+    (f6, t6, b6), (f7, t7, b7) = _arrays(v6), _arrays(v7)
+    assert (t6 == t7).all() and (b6 == b7).all() and t6.any()
+    assert {k: v for k, v in v6.info.items() if k != "synthesis_version"} == \
+        {k: v for k, v in v7.info.items() if k != "synthesis_version"}
+    rim = (t6 > 0) & ~ndimage.binary_erosion(t6 > 0)
+    assert np.median(f7[rim].astype(float)) < np.median(f6[rim].astype(float))

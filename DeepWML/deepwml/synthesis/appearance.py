@@ -66,6 +66,16 @@ class Ranges:
     #: next to white matter (insula, medial temporal lobe, the external capsule's neighbours).
     #: None (v1-v4): grey matter is drawn regardless of the lesions.
     grey_below_lesion: tuple[float, float] | None = None
+    #: Synthesis v7: lesions brightest in their core and fainter towards their edge. The lesion's
+    #: contrast over white matter at its edge (where the truth ends) is this fraction of the
+    #: case's full contrast, rising to the full contrast ``core_depth_mm`` inside. Why: real WMH,
+    #: confluent ones above all, are not uniformly bright; intensity falls from a bright core to
+    #: a faint rim that raters include (the WMH "penumbra", Maillard et al., Stroke 2011), while
+    #: v1-v6 painted each case's lesions at one level +-15 %, and a network trained on them
+    #: marks the bright cores of confluent WMH and leaves their faint surroundings.
+    #: None (v1-v6): one level throughout.
+    rim_contrast: tuple[float, float] | None = None
+    core_depth_mm: tuple[float, float] = (1.5, 4.0)
 
 
 RANGES_V2 = Ranges()
@@ -84,6 +94,8 @@ RANGES_V4 = Ranges(subject_lesions_as_wm=True, lesion_over_wm=(1.15, 1.9), lesio
 #: Synthesis v5: v4, and in cases with lesions grey matter stays below them
 #: (see Ranges.grey_below_lesion); healthy cases keep v4's bright grey matter.
 RANGES_V5 = replace(RANGES_V4, grey_below_lesion=(0.3, 0.9))
+#: Synthesis v7: v4 with faint rims and bright cores (see Ranges.rim_contrast).
+RANGES_V7 = replace(RANGES_V4, rim_contrast=(0.3, 0.75))
 #: The default version's ranges (v3, the data of the shipped model; see generator.SYNTHESIS_VERSION).
 RANGES = RANGES_V3
 #: Synthesis v1 (the data of model 1.0.0): brighter lesions, rarely faint.
@@ -182,6 +194,24 @@ def dim_grey_matter(image: np.ndarray, labels: np.ndarray, lut: np.ndarray, cap:
     return image * factor[labels]
 
 
+def core_profile(lesions: np.ndarray, ranges: Ranges, rng: np.random.Generator) -> np.ndarray:
+    """The share of a case's lesion contrast each 1 mm voxel gets: ``rim`` at a lesion's edge
+    (the truth's fraction), rising linearly to 1 at ``core_depth_mm`` inside; 1 outside lesions
+    (the paint ramp fades those anyway)."""
+    from ..phantom.generator import TRUTH_FRACTION
+
+    rim, depth_mm = _u(rng, ranges.rim_contrast), _u(rng, ranges.core_depth_mm)
+    profile = np.ones(lesions.shape, np.float32)
+    inside = lesions >= TRUTH_FRACTION
+    if not inside.any():
+        return profile
+    box = tuple(slice(max(int(i.min()) - 1, 0), int(i.max()) + 2) for i in np.nonzero(inside))
+    depth = ndimage.distance_transform_edt(inside[box])  # 1 at the edge voxel, in mm (1 mm grid)
+    ramp = rim + (1.0 - rim) * np.clip((depth - 1.0) / depth_mm, 0.0, 1.0)
+    profile[box] = np.where(inside[box], ramp, 1.0).astype(np.float32)
+    return profile
+
+
 def paint(subject: SubjectAnatomy, lesions: np.ndarray, rng: np.random.Generator,
           ranges: Ranges = RANGES) -> np.ndarray:
     """A FLAIR-like 1 mm volume (white matter about 1) with ``lesions`` (soft 0..1) painted in."""
@@ -203,6 +233,9 @@ def paint(subject: SubjectAnatomy, lesions: np.ndarray, rng: np.random.Generator
             # blur and acquisition included, stays v4's
             cap = wm + (level - wm) * _u(rng.spawn(1)[0], ranges.grey_below_lesion)
             image = dim_grey_matter(image, subject.labels, lut, cap)
+        if ranges.rim_contrast is not None:
+            # a child generator again (the second spawn, so not the grey cap's): v7 = v6 + rims
+            lesion_image = wm + (lesion_image - wm) * core_profile(lesions, ranges, rng.spawn(2)[1])
         lo, hi = ranges.paint_ramp
         weight = np.clip((lesions - lo) / (hi - lo), 0.0, 1.0)
         image = image * (1 - weight) + lesion_image * weight

@@ -22,7 +22,7 @@ from ..output_folder import writes_output_folder
 from ..phantom.generator import TRUTH_FRACTION
 from .acquisition import SKULL_STRIPPED_PROBABILITY, degrade, draw_acquisition, resample, strip_skull
 from .anatomy import BRAIN, label_map_paths, load_subject
-from .appearance import RANGES_V1, RANGES_V2, RANGES_V3, RANGES_V4, RANGES_V5, Ranges, paint
+from .appearance import RANGES_V1, RANGES_V2, RANGES_V3, RANGES_V4, RANGES_V5, RANGES_V7, Ranges, paint
 from .lesions import (CONFLUENT_MAX_LOAD_ML, grow_confluent, lesion_load_ml,
                       lesion_mask_paths, pattern_lesions, real_lesions)
 
@@ -43,6 +43,9 @@ class SynthesisVersion:
     #: skull-strip a share of cases (acquisition.strip_skull), drawn last so that the versions
     #: before it stay bit-identical
     skull_stripping: bool
+    #: how many real MS masks a case with real lesions unites, with their weights; None (v1-v5)
+    #: unites none and draws no random number for it
+    real_mask_counts: dict[int, float] | None = None
 
 
 #: Bumped when the same (seed, index) draws a different case; older versions stay available
@@ -57,12 +60,26 @@ class SynthesisVersion:
 #: lesion contrast spread over what clinical FLAIR shows, fainter and closer to cortex
 #: (appearance.RANGES_V4); the same random draws as v3, so a v4 case differs from v3 only there.
 #: v5: v4 with grey matter below the lesions in cases with lesions (appearance.Ranges.grey_below_lesion).
+#: v6: v4 where a case with real lesions unites the masks of one to three patients
+#: (REAL_MASK_COUNTS_V6). Why: the 27 real masks hold loads of 0.3-52 ml (median 14), so every
+#: heavy load v4 drew was a pattern or a Gaussian-grown blob; the bundled model under-segments
+#: heavy confluent WMH (held-out clinical set 127 -> 82 ml, 62 -> 31 ml; on fresh synthetic heads a
+#: 120 ml CSVD pattern -> 22 ml, a 71 ml grown MS load -> 9 ml). United real masks give 20-100 ml
+#: loads with the shapes raters draw: periventricular caps and bands, juxtacortical and
+#: infratentorial lesions together.
+#: v7: v6 with lesions fainter at their rim than in their core (appearance.Ranges.rim_contrast);
+#: drawn from a child generator, so a v7 case is its v6 case with other lesion intensities.
+REAL_MASK_COUNTS_V6 = {1: 0.4, 2: 0.35, 3: 0.25}
 VERSIONS = {
     1: SynthesisVersion(RANGES_V1, 0.0, plausible_confluent_loads=False, skull_stripping=False),
     2: SynthesisVersion(RANGES_V2, 0.3, plausible_confluent_loads=False, skull_stripping=False),
     3: SynthesisVersion(RANGES_V3, 0.45, plausible_confluent_loads=True, skull_stripping=True),
     4: SynthesisVersion(RANGES_V4, 0.45, plausible_confluent_loads=True, skull_stripping=True),
     5: SynthesisVersion(RANGES_V5, 0.45, plausible_confluent_loads=True, skull_stripping=True),
+    6: SynthesisVersion(RANGES_V4, 0.45, plausible_confluent_loads=True, skull_stripping=True,
+                        real_mask_counts=REAL_MASK_COUNTS_V6),
+    7: SynthesisVersion(RANGES_V7, 0.45, plausible_confluent_loads=True, skull_stripping=True,
+                        real_mask_counts=REAL_MASK_COUNTS_V6),
 }
 #: The default stays v3, the data of model 1.2.0: models trained on v4 or v5 alone were better on the
 #: real MS scans but failed the phantom test guard; the shipped 1.5.0 (like 1.4.0 before it) is v4's
@@ -90,6 +107,16 @@ def _pick(rng: np.random.Generator, weights: dict[str, float]) -> str:
     return str(rng.choice(keys, p=np.asarray([weights[k] for k in keys]) / sum(weights.values())))
 
 
+def _extra_masks(rng: np.random.Generator, counts: dict[int, float], masks: list[Path],
+                 first: Path) -> list[Path]:
+    """The other patients' masks a case unites with ``first`` (none, one or two, by ``counts``)."""
+    n = int(_pick(rng, {str(k): v for k, v in counts.items()})) - 1
+    others = [m for m in masks if m != first]
+    if n <= 0 or not others:
+        return []
+    return [others[int(i)] for i in rng.choice(len(others), size=min(n, len(others)), replace=False)]
+
+
 def make_case(index: int, seed: int, label_maps: list[Path] | None = None,
               lesion_masks: list[Path] | None = None, version: int = SYNTHESIS_VERSION,
               acquisition: dict | None = None) -> SynthCase:
@@ -111,6 +138,10 @@ def make_case(index: int, seed: int, label_maps: list[Path] | None = None,
         mask_path = lesion_masks[int(rng.integers(len(lesion_masks)))]
         lesions = real_lesions(subject, mask_path, rng)
         disease, mask_name = "MS", mask_path.name.split("_")[0]
+        if settings.real_mask_counts:
+            for extra in _extra_masks(rng, settings.real_mask_counts, lesion_masks, mask_path):
+                np.maximum(lesions, real_lesions(subject, extra, rng), out=lesions)
+                mask_name += "+" + extra.name.split("_")[0]
     if "pattern" in source:
         disease = _pick(rng, PATTERNS)
         np.maximum(lesions, pattern_lesions(subject, disease, rng), out=lesions)

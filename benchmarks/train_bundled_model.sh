@@ -44,7 +44,8 @@
 #     kept (mix_with_new_heads.py ... v6); 4 epochs lr 1e-4 + to 10 at 5e-5, 300 batches per epoch, bf16.
 #     Not shipped: its rule's heavy-load criterion failed (README "Experiments after 1.2.0").
 # 14. 1.6.0-v7: stage 13 on the same 180 heads drawn with synthesis v7 (lesions faint at their rim, full in
-#     their core); same recipe. Not shipped: the same criterion failed.
+#     their core); same recipe. Not shipped: the same criterion failed. (Resumed for 12 more epochs at 5e-5,
+#     "1.6.0-v7b", by hand: deepwml train ... --epochs 22 --lr 5e-5 in a copy of its run folder; failed too.)
 # Synthetic heads: SynthSeg's 20 whole-head label maps + 27 real MS lesion masks, both free for
 # training (README "Synthesis"). No real scan is read: the real evaluation sets
 # (lesjak2017-ms-mni and the unlabelled heads) never enter training, tuning or selection.

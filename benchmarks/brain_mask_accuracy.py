@@ -26,17 +26,13 @@ import numpy as np
 import SimpleITK as sitk
 from tqdm import tqdm
 
-from deepwml.brain_mask import DEFAULT_MARGIN_MM, brain_region
+from deepwml.brain_mask import DEFAULT_MARGIN_MM, brain_region, brain_share
 from deepwml.evaluation.brain_mask import brain_mask as registration_brain_mask
 from deepwml.evaluation.brain_mask import outside_mask
+from deepwml.evaluation.metrics import dice
 from deepwml.image_io import load_flair
 from deepwml.segmenter import Segmenter
 from deepwml.training.manifest import read_manifest
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum()) + int(b.sum())
-    return 2.0 * int((a & b).sum()) / total if total else 1.0
 
 
 def network_masks(segmenter: Segmenter, flair: sitk.Image) -> tuple[sitk.Image, sitk.Image, float]:
@@ -45,9 +41,7 @@ def network_masks(segmenter: Segmenter, flair: sitk.Image) -> tuple[sitk.Image, 
     used mask covers (the plausibility guard's quantity)."""
     prepared = segmenter.prepare(flair)
     segmenter.run_network(prepared)
-    block = prepared.brain.block
-    brain = brain_region(prepared.brain.mask, 0.0)[0]
-    share = float(brain.sum()) * block * block / max(1, int(np.count_nonzero(prepared.canvas[:, 0] > 0)))
+    share = brain_share(brain_region(prepared.brain.mask, 0.0)[0], prepared.brain.block, prepared.canvas)
     return segmenter.brain_image(prepared, raw=True), segmenter.brain_image(prepared), share
 
 

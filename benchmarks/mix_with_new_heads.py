@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training_mix import synth_rows  # benchmarks/, beside this script
+from training_mix import synth_rows, write_rows  # benchmarks/, beside this script
 
 SEED = 0
 
@@ -31,10 +31,7 @@ def main(mix: Path, split_in: Path, folders: list[Path], out: Path, split_out: P
         rows = list(csv.DictReader(f))
     new = [{**row, "case": f"{prefix}-{row['case']}", "patient": f"{prefix}-{row['patient']}"}
            for folder in folders for row in synth_rows(folder)]
-    with open(out, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
-        writer.writeheader()
-        writer.writerows(rows + new)
+    write_rows(out, rows + new)
     split = json.loads(split_in.read_text())
     n_train, n_val = round(len(new) * 44 / 60), round(len(new) * 8 / 60)
     for rank, i in enumerate(np.random.default_rng(SEED).permutation(len(new))):

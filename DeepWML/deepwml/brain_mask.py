@@ -149,6 +149,14 @@ def brain_region(brain: np.ndarray, margin_px: float) -> tuple[np.ndarray, np.nd
     return brain, sitk.GetArrayFromImage(grown) > 0
 
 
+def brain_share(brain: np.ndarray, block: int, canvas: np.ndarray) -> float:
+    """The share of the head's canvas pixels (``canvas`` ``[N, 1, C, C]`` > 0) that the brain mask
+    ``brain`` (on its own grid of ``block`` x ``block`` canvas pixels) covers: the plausibility
+    guard's quantity (:data:`MIN_BRAIN_SHARE`); 0 for a canvas without head."""
+    head_pixels = int(np.count_nonzero(canvas[:, 0] > 0))
+    return int(np.count_nonzero(brain)) * block * block / head_pixels if head_pixels else 0.0
+
+
 def restrict_to_brain(probs: np.ndarray, brain_canvas: BrainCanvas, canvas: np.ndarray, threshold: float,
                       pixel_mm: tuple[float, float], slice_mm: float, margin_mm: float,
                       model: LoadedModel) -> tuple[BrainMasking, np.ndarray, np.ndarray]:
@@ -164,11 +172,9 @@ def restrict_to_brain(probs: np.ndarray, brain_canvas: BrainCanvas, canvas: np.n
     block = brain_canvas.block
     pixel_ml = pixel_mm[0] * pixel_mm[1] * slice_mm / 1000.0
     brain, region = brain_region(brain_canvas.mask, margin_mm / (min(pixel_mm) * block))
-    head_pixels = int(np.count_nonzero(canvas[:, 0] > 0))
-    brain_pixels = int(np.count_nonzero(brain)) * block * block
-    share = brain_pixels / head_pixels if head_pixels else 0.0
+    share = brain_share(brain, block, canvas)
     common = dict(model=model.model_id, sha256=str(model.card.get("weights_sha256", "")), margin_mm=margin_mm,
-                  brain_ml=brain_pixels * pixel_ml, removed_ml=0.0)
+                  brain_ml=int(np.count_nonzero(brain)) * block * block * pixel_ml, removed_ml=0.0)
     none = np.zeros(0, dtype=np.intp), np.zeros((0, *probs.shape[1:]), dtype=probs.dtype)
     if share < MIN_BRAIN_SHARE:
         reason = (f"brain mask covers {share:.0%} of the head (< {MIN_BRAIN_SHARE:.0%}): not trusted, lesion "

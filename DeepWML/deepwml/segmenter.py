@@ -224,6 +224,13 @@ class Segmenter:
             self.brain_network, _, self.brain_model = build_network(
                 brain, "torch" if backend == "torch" else "auto", self.device, "float32")
 
+    def brain_mask_setting(self) -> str:
+        """One plain-text sentence on what this segmenter's brain mask does (for reports)."""
+        if self.brain_model is None:
+            return "No brain mask: lesion probabilities were kept everywhere in the head."
+        return (f"Lesion probabilities farther than {self.brain_margin_mm:g} mm outside the brain mask of "
+                f"{self.brain_model.model_id} (a network) were set to 0.")
+
     @property
     def ran_file(self) -> dict[str, str]:
         """The model file that computes the probabilities and its SHA-256 (verified at load):

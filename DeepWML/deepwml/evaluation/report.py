@@ -80,13 +80,6 @@ def choose_cases(manifest: Path, cases: list[Case], model_card: dict, model_path
     return cases_in(data, cases, name), data, f"the '{name}' split of {split_path}"
 
 
-def _brain_mask_note(segmenter: Segmenter) -> str:
-    if segmenter.brain_model is None:
-        return "No brain mask: lesion probabilities were kept everywhere in the head."
-    return (f"Lesion probabilities farther than {segmenter.brain_margin_mm:g} mm outside the brain mask of "
-            f"{html.escape(segmenter.brain_model.model_id)} were set to 0 (see the README's 'Brain mask').")
-
-
 @writes_output_folder("evaluate")
 def evaluate(manifest: Path, out_dir: Path, model: str | None = None, device: str = "auto",
              precision: str = "auto", split: str = "auto", overwrite: bool = False, progress: bool = True,
@@ -318,7 +311,8 @@ recall and F1 on 26-connected 3D components. Comparable across tools, unlike per
 <p class='note'>Each case's metrics and its slices with the most manual lesion plus the slice with the
 largest false-positive area (red: manual only, green: automatic only, yellow: both). Thin-slice
 (&lt; 2 mm) volumes were segmented as {segmenter.thin_slab_mm:g} mm axial slabs mapped back to every
-slice (0: every native slice); column slab_mm says which cases. {_brain_mask_note(segmenter)}{_case_cap_note(volume_rows)}</p>
+slice (0: every native slice); column slab_mm says which cases. {html.escape(segmenter.brain_mask_setting())} (See the README's "Brain
+mask".){_case_cap_note(volume_rows)}</p>
 {case_sections}
 <h2>Timing</h2>
 <p>Median {(_median(per_slice_s) * 1000):.0f} ms per slice and {_median([r['total_s'] for r in volume_rows]):.2f} s per

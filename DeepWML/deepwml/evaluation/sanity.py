@@ -126,13 +126,12 @@ def sanity_report(scans: Sequence[str | Path], out_dir: Path, model: str | None 
 
 
 def _brain_note(segmenter: Segmenter) -> str:
-    """One sentence on the segmenter's own brain mask (not the registration mask of this report)."""
+    """The segmenter's own brain mask, told apart from the registration mask this report measures with."""
+    note = html.escape(segmenter.brain_mask_setting())
     if segmenter.brain_model is None:
-        return "no brain mask in the segmenter (lesion probabilities everywhere in the head)."
-    return (f"the segmenter's own brain mask ({html.escape(segmenter.brain_model.model_id)}, a network) set lesion "
-            f"probabilities to 0 farther than {segmenter.brain_margin_mm:g} mm outside its brain "
-            "(<b>net_brain_ml</b>, <b>removed_ml</b>); outside_ml below is measured against the independent "
-            "registration mask.")
+        return note
+    return (f"{note} Its brain and the lesion volume it removed: <b>net_brain_ml</b>, <b>removed_ml</b>; "
+            "outside_ml below is measured against the independent registration mask.")
 
 
 def _write_outputs(out_dir: Path, rows: list[dict], failures: list[dict], segmenter: Segmenter,
@@ -152,7 +151,7 @@ def _write_outputs(out_dir: Path, rows: list[dict], failures: list[dict], segmen
     failed = (f"<h2>Not checked</h2>{table_html(failures)}" if failures else "")
     body = f"""
 <p>Model <b>{html.escape(segmenter.model.model_id)}</b>, device {segmenter.device}, backend {segmenter.backend};
-thin-slice (&lt; 2 mm) scans segmented as {segmenter.thin_slab_mm:g} mm axial slabs (0: every native slice);
+thin-slice (&lt; 2 mm) scans segmented as {segmenter.thin_slab_mm:g} mm axial slabs (0: every native slice).
 {_brain_note(segmenter)}
 No labels: these are plausibility checks, not accuracy.</p>
 <p><b>outside_ml</b>: predicted lesion farther than <b>{tolerance_mm:g} mm</b> from the brain mask (lesions

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import ndimage
 
+from ..phantom.generator import TRUTH_FRACTION
 from ..phantom.lesions import _draw_ellipsoid, _random_axes
 from .anatomy import (CEREBELLAR_CORTEX, CEREBELLAR_WM, CEREBRAL_WM, CORTEX, DEEP_GREY, FLUID,
                       LATERAL_VENTRICLES, SUBJECT_LESION_LABELS, SubjectAnatomy)
@@ -198,8 +199,6 @@ def core_profile(lesions: np.ndarray, ranges: Ranges, rng: np.random.Generator) 
     """The share of a case's lesion contrast each 1 mm voxel gets: ``rim`` at a lesion's edge
     (the truth's fraction), rising linearly to 1 at ``core_depth_mm`` inside; 1 outside lesions
     (the paint ramp fades those anyway)."""
-    from ..phantom.generator import TRUTH_FRACTION
-
     rim, depth_mm = _u(rng, ranges.rim_contrast), _u(rng, ranges.core_depth_mm)
     profile = np.ones(lesions.shape, np.float32)
     inside = lesions >= TRUTH_FRACTION

@@ -26,7 +26,7 @@ import numpy as np
 import SimpleITK as sitk
 from tqdm import tqdm
 
-from deepwml.brain_mask import DEFAULT_MARGIN_MM, brain_region, brain_share
+from deepwml.brain_mask import DEFAULT_MARGIN_MM, brain_share
 from deepwml.evaluation.brain_mask import brain_mask as registration_brain_mask
 from deepwml.evaluation.brain_mask import outside_mask
 from deepwml.evaluation.metrics import dice
@@ -41,7 +41,7 @@ def network_masks(segmenter: Segmenter, flair: sitk.Image) -> tuple[sitk.Image, 
     used mask covers (the plausibility guard's quantity)."""
     prepared = segmenter.prepare(flair)
     segmenter.run_network(prepared)
-    share = brain_share(brain_region(prepared.brain.mask, 0.0)[0], prepared.brain.block, prepared.canvas)
+    share = brain_share(prepared.brain.regions(0.0)[0], prepared.brain.block, prepared.canvas)
     return segmenter.brain_image(prepared, raw=True), segmenter.brain_image(prepared), share
 
 

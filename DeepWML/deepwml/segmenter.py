@@ -21,8 +21,9 @@ from typing import Any, Callable, Optional
 import numpy as np
 import SimpleITK as sitk
 
-from .brain_mask import (DEFAULT_MARGIN_MM, BrainCanvas, BrainMasking, brain_region, load_brain_model,
-                         removed_voxels, restrict_to_brain)
+from .brain_mask import (DEFAULT_MARGIN_MM, BrainCanvas, BrainMasking, lesion_window, load_brain_model,
+                         margin_in_pixels, removed_voxels, restrict_to_brain)
+from .canvas_window import head_window
 from .errors import ModelFileError
 from .model_files import LoadedModel, load_model
 from .onnx_backend import OnnxNetwork, check_reproduces_weights, onnx_file_of, onnxruntime_available
@@ -45,33 +46,17 @@ class Cancelled(Exception):
     """The caller's progress callback asked to stop."""
 
 
-#: Canvas pixels (about 1 mm each at a 240 mm field of view) of air kept around the head.
-HEAD_MARGIN = 16
+#: Canvas pixels of context the lesion network sees beyond brain + margin (about 1 mm each at a
+#: 240 mm field of view; chosen on synthetic data by the rule in the README's Speed section).
+BRAIN_CONTEXT = 8
 
 
-def head_window(canvas: np.ndarray, divisor: int, margin: int = HEAD_MARGIN) -> tuple[slice, slice]:
-    """The rows and columns of ``[N, 1, C, C]`` canvas slices that hold the head, plus a margin.
-
-    Normalisation maps everything darker than the head's 1st percentile (air, zero padding)
-    to exactly 0, so the head is where any slice is > 0. One window for the whole volume keeps
-    results independent of the batch size; its sides are multiples of the network's divisor.
-    A routine 512x512 FLAIR with a 220-240 mm field of view leaves roughly half the canvas as
-    air, and the network's time is proportional to the pixels it sees.
-    """
-    canvas = np.asarray(canvas)
-    size = canvas.shape[-1]
-    foreground = (canvas > 0).reshape(-1, *canvas.shape[-2:]).any(0)
-    windows = []
-    for axis in (1, 0):  # any over columns -> rows in use; over rows -> columns in use
-        used = np.flatnonzero(foreground.any(axis))
-        if used.size == 0:
-            windows.append(slice(0, size))
-            continue
-        lo, hi = int(used[0]) - margin, int(used[-1]) + 1 + margin
-        length = min(size, -(-(hi - lo) // divisor) * divisor)
-        start = min(max(0, (lo + hi - length) // 2), size - length)
-        windows.append(slice(start, start + length))
-    return windows[0], windows[1]
+def _shifted(progress: ProgressCallback | None, before: int, after: int) -> ProgressCallback | None:
+    """``progress`` for one of two passes over slices reported as one: ``before`` slices were done
+    by an earlier pass, ``after`` are still to come in a later one."""
+    if progress is None:
+        return None
+    return lambda done, total: progress(before + done, before + total + after)
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -161,6 +146,9 @@ class PreparedVolume:
     timings_s: dict = field(default_factory=dict)
     #: the brain-mask network's mask and time (deepwml.brain_mask.BrainCanvas); None without one
     brain: Optional[BrainCanvas] = None
+    #: time of the brain mask's post-processing (largest component, holes, margin): done before
+    #: the lesion network for its window, counted by finish() as post-processing, not network
+    brain_region_s: float = 0.0
 
 @dataclass
 class SegmentationResult:
@@ -197,7 +185,8 @@ class Segmenter:
                  precision: str = "auto", batch_size: int = 8, flip_tta: bool = False,
                  head_crop: bool = True, backend: str = "auto",
                  thin_slab_mm: float = THIN_SLAB_MM, brain_model: LoadedModel | str | None = "bundled",
-                 brain_margin_mm: float = DEFAULT_MARGIN_MM) -> None:
+                 brain_margin_mm: float = DEFAULT_MARGIN_MM,
+                 brain_context_px: int | None = BRAIN_CONTEXT) -> None:
         self.batch_size = check_positive_int(batch_size, "batch size")
         #: Thin-slice volumes (< 2 mm) are seen as axial slabs of this thickness (mm), the
         #: probabilities interpolated back to every slice; 0: every native slice. The model
@@ -217,6 +206,10 @@ class Segmenter:
         #: The brain-mask model and network (None: lesion probabilities everywhere in the head);
         #: see :mod:`deepwml.brain_mask`. Float32 whatever the lesion network's precision.
         self.brain_margin_mm = check_non_negative(brain_margin_mm, "brain margin")
+        #: Canvas pixels of context the lesion network sees around brain + margin (None: it sees
+        #: the head's window, as before the brain's window existed; for measuring). See run_network.
+        self.brain_context_px = None if brain_context_px is None else check_positive_int(brain_context_px,
+                                                                                         "brain context")
         self.brain_model: LoadedModel | None = None
         self.brain_network: Callable[[np.ndarray], np.ndarray] | None = None
         if brain_model is not None:
@@ -242,40 +235,60 @@ class Segmenter:
         return {"file": card["weights_file"], "sha256": card["weights_sha256"]}
 
     def predict_canvas(self, canvas: Any, progress: ProgressCallback | None = None,
-                       with_brain: bool = False) -> np.ndarray | tuple[np.ndarray, BrainCanvas]:
-        """Probabilities for ``[N, 1, C, C]`` canvas slices, in batches (float32 numpy).
-        ``with_brain``: also the brain-mask network's mask from the same batches, as
-        ``(probabilities, BrainCanvas)`` (requires a brain-mask model)."""
+                       where: tuple[np.ndarray, slice, slice] | None = None) -> np.ndarray:
+        """Lesion probabilities for ``[N, 1, C, C]`` canvas slices, in batches (float32 numpy):
+        on ``where`` = ``(slices, rows, cols)`` only (0 elsewhere; the brain's window, see
+        :meth:`run_network`), by default on the head's window of the slices with head (the whole
+        canvas when ``head_crop`` is off)."""
         net = self.network
         canvas = np.asarray(canvas, dtype=np.float32)
         out = np.zeros(canvas.shape, dtype=np.float32)
-        if self.head_crop:
-            todo = np.flatnonzero(slices_with_head(canvas))
-            rows, cols = (head_window(canvas[todo], self.model.config.divisor) if todo.size
-                          else (slice(0), slice(0)))
-        else:
-            todo = np.arange(canvas.shape[0])
-            rows = cols = slice(0, canvas.shape[-1])
-        brain_out = (BrainCanvas.empty(canvas.shape[0], rows, cols, canvas.shape[-1],
-                                       self.brain_model.config.input_pool) if with_brain else None)
-        total = int(todo.size)
-        for start in range(0, total, self.batch_size):
-            picked = todo[start:start + self.batch_size]
-            batch = np.ascontiguousarray(canvas[picked][..., rows, cols])
+        todo, rows, cols = where if where is not None else self._head_where(canvas)
+
+        def probabilities(batch: np.ndarray) -> np.ndarray:
             logits = net(batch)
             if self.flip_tta:
                 logits = np.float32(0.5) * (logits + net(np.ascontiguousarray(batch[..., ::-1]))[..., ::-1])
-            out[picked, :, rows, cols] = sigmoid(logits)
-            if brain_out is not None:
-                t_brain = time.perf_counter()
-                brain_out.put(picked, self._brain_logits(batch))
-                brain_out.seconds += time.perf_counter() - t_brain
-            done = min(start + self.batch_size, total)
-            if progress is not None and progress(done, total) is False:
+            return sigmoid(logits)
+
+        for picked, result in self._batches(canvas, todo, rows, cols, probabilities, progress):
+            out[picked, :, rows, cols] = result
+        return out
+
+    def predict_brain(self, canvas: Any, progress: ProgressCallback | None = None) -> BrainCanvas:
+        """The brain-mask network's mask of ``[N, 1, C, C]`` canvas slices on the head's window
+        (on its own grid, with its time; requires a brain-mask model)."""
+        canvas = np.asarray(canvas, dtype=np.float32)
+        t0 = time.perf_counter()
+        todo, rows, cols = self._head_where(canvas)
+        brain = BrainCanvas.empty(canvas.shape[0], rows, cols, canvas.shape[-1], self.brain_model.config.input_pool)
+        for picked, logits in self._batches(canvas, todo, rows, cols, self._brain_logits, progress):
+            brain.put(picked, logits)
+        brain.seconds = time.perf_counter() - t0
+        return brain
+
+    def _head_where(self, canvas: np.ndarray) -> tuple[np.ndarray, slice, slice]:
+        """``(slices, rows, cols)``: the slices with head and the head's window
+        (:func:`deepwml.canvas_window.head_window`), or every slice's whole canvas without ``head_crop``."""
+        if not self.head_crop:
+            return np.arange(canvas.shape[0]), slice(0, canvas.shape[-1]), slice(0, canvas.shape[-1])
+        todo = np.flatnonzero(slices_with_head(canvas))
+        if not todo.size:
+            return todo, slice(0), slice(0)
+        return (todo, *head_window(canvas[todo], self.model.config.divisor))
+
+    def _batches(self, canvas: np.ndarray, todo: np.ndarray, rows: slice, cols: slice,
+                 network: Callable[[np.ndarray], np.ndarray], progress: ProgressCallback | None):
+        """``(slice indices, network output)`` for ``todo``'s slices cropped to ``rows`` x ``cols``,
+        ``batch_size`` at a time, reporting ``progress`` after each batch (False from it cancels)."""
+        total = int(todo.size)
+        for start in range(0, total, self.batch_size):
+            picked = todo[start:start + self.batch_size]
+            yield picked, network(np.ascontiguousarray(canvas[picked][..., rows, cols]))
+            if progress is not None and progress(min(start + self.batch_size, total), total) is False:
                 raise Cancelled("segmentation cancelled")
         if progress is not None and total == 0:
             progress(0, 0)
-        return (out, brain_out) if with_brain else out
 
     def _brain_logits(self, batch: np.ndarray) -> np.ndarray:
         """The brain-mask network on a lesion-network batch: padded with air (0, what the canvas
@@ -297,16 +310,48 @@ class Segmenter:
                               {"preprocess": time.perf_counter() - t0})
 
     def run_network(self, prepared: PreparedVolume, progress: ProgressCallback | None = None) -> np.ndarray:
-        """The canvas probabilities of a prepared volume (records the network's time)."""
+        """The canvas probabilities of a prepared volume (records the network's time).
+
+        With a brain-mask model, its network runs first, and the lesion network then sees only
+        the brain's window (:func:`deepwml.brain_mask.lesion_window`: slices with brain, the
+        bounding box of brain + margin grown by ``brain_context_px``), since lesion probability
+        outside brain + margin is set to 0 anyway; the head's window when the mask will not be
+        trusted, ``head_crop`` is off or ``brain_context_px`` is None. Progress counts the brain
+        network's slices, then the lesion network's."""
         t1 = time.perf_counter()
-        if self.brain_network is not None:
-            probs, prepared.brain = self.predict_canvas(prepared.canvas, progress, with_brain=True)
-        else:
+        region_s = 0.0
+        if self.brain_network is None:
             probs = self.predict_canvas(prepared.canvas, progress)
+        else:
+            first = int(np.count_nonzero(slices_with_head(prepared.canvas))) if self.head_crop else prepared.canvas.shape[0]
+            prepared.brain = self.predict_brain(prepared.canvas, _shifted(progress, 0, first))
+            t_region = time.perf_counter()
+            where = self._lesion_where(prepared)
+            region_s = time.perf_counter() - t_region
+            probs = self.predict_canvas(prepared.canvas, _shifted(progress, first, 0), where)
         if isinstance(self.network, TorchNetwork):
             self.network.synchronize()
-        prepared.timings_s["network"] = time.perf_counter() - t1
+        prepared.timings_s["network"] = time.perf_counter() - t1 - region_s
+        prepared.brain_region_s = region_s
         return probs
+
+    def _lesion_where(self, prepared: PreparedVolume) -> tuple[np.ndarray, slice, slice] | None:
+        """The brain's window for the lesion network (see :meth:`run_network`); None: the head's."""
+        if not self.head_crop or self.brain_context_px is None:
+            return None
+        return lesion_window(prepared.brain, prepared.canvas, self._brain_margin_px(prepared),
+                             self.model.config.divisor, self.brain_context_px)
+
+    def _brain_margin_px(self, prepared: PreparedVolume) -> float:
+        """``brain_margin_mm`` in pixels of the brain network's grid for this volume."""
+        return margin_in_pixels(self.brain_margin_mm, self._canvas_pixel_mm(prepared), prepared.brain.block)
+
+    @staticmethod
+    def _canvas_pixel_mm(prepared: PreparedVolume) -> tuple[float, float]:
+        """A canvas pixel's (row, col) size in mm for this volume."""
+        rows_mm, cols_mm = prepared.layout.in_plane_spacing_mm
+        per_row, per_col = prepared.mapping.native_per_canvas_pixel
+        return rows_mm * per_row, cols_mm * per_col
 
     def finish(self, prepared: PreparedVolume, probs: np.ndarray,
                threshold: float | None = None) -> SegmentationResult:
@@ -318,10 +363,8 @@ class Segmenter:
         slab_mm = (slabs[0][1] - slabs[0][0]) * layout.slice_thickness_mm if slabs else 0.0
         brain_mask, marked, lost = None, None, None
         if prepared.brain is not None:
-            rows_mm, cols_mm = layout.in_plane_spacing_mm
-            per_row, per_col = mapping.native_per_canvas_pixel
             brain_mask, marked, lost = restrict_to_brain(probs, prepared.brain, prepared.canvas, threshold,
-                                                         (rows_mm * per_row, cols_mm * per_col),
+                                                         self._canvas_pixel_mm(prepared),
                                                          slab_mm or layout.slice_thickness_mm,
                                                          self.brain_margin_mm, self.brain_model)
         native = np.zeros((probs.shape[0], *mapping.native_shape), dtype=np.float32)
@@ -335,7 +378,7 @@ class Segmenter:
             native = interpolate_from_slabs(native, slabs, prepared.n_slices)
         prob_image = image_from_slices(native, layout, prepared.image)
         timings = dict(prepared.timings_s)
-        timings["postprocess"] = time.perf_counter() - t2
+        timings["postprocess"] = time.perf_counter() - t2 + prepared.brain_region_s
         timings["total"] = sum(timings.values())
         if prepared.brain is not None:  # part of "network", not added to the total
             timings["brain_network"] = prepared.brain.seconds
@@ -366,7 +409,7 @@ class Segmenter:
         segmenting does not need it."""
         if prepared.brain is None:
             return None
-        small = prepared.brain.mask if raw else brain_region(prepared.brain.mask, 0.0)[0]
+        small = prepared.brain.mask if raw else prepared.brain.regions(0.0)[0]
         brain = prepared.brain.on_canvas(small, prepared.canvas.shape[-1])
         native = prepared.mapping.to_native(brain[:, None].astype(np.float32))[:, 0]
         if prepared.slabs is not None:

@@ -133,18 +133,17 @@ def test_models_are_used_only_for_their_task(tiny_model_dir, tiny_brain_model_di
 def test_segmenter_removes_lesion_probability_outside_the_brain_only(tiny_model_dir, tiny_brain_model_dir):
     """End to end on the input's grid: a brain network that calls the left half of every canvas
     brain leaves the left half's probabilities exactly as without a brain mask and zeroes the
-    right half beyond the margin."""
+    right half beyond the margin. (The lesion network sees the head's window here, as without a
+    brain mask, so that "as without" is exact; the brain's window: the next test.)"""
     image = synthetic_flair(size=(64, 64, 6), spacing=(1.0, 1.0, 5.0))
     plain = Segmenter(str(tiny_model_dir), device="cpu", brain_model=None).segment(image)
     masked = Segmenter(str(tiny_model_dir), device="cpu", brain_model=str(tiny_brain_model_dir),
-                       brain_margin_mm=3.0)
+                       brain_margin_mm=3.0, brain_context_px=None)
     canvas_cols = {}
 
     def left_half_is_brain(batch: np.ndarray) -> np.ndarray:
         canvas_cols["n"] = batch.shape[-1]
-        logits = np.full(batch.shape, -5.0, np.float32)
-        logits[..., : batch.shape[-1] // 2] = 5.0
-        return logits
+        return _left_half_is_brain(batch)
 
     masked.brain_network = left_half_is_brain
     result = masked.segment(image, threshold=0.4)  # the random network's probabilities are ~0.43
@@ -163,6 +162,77 @@ def test_segmenter_removes_lesion_probability_outside_the_brain_only(tiny_model_
     assert np.count_nonzero((a >= t) & (b < t)) > 0
     assert result.brain_mask.removed_ml == pytest.approx(np.count_nonzero((a >= t) & (b < t)) * voxel_ml)
     assert canvas_cols["n"] % 16 == 0  # ran on the lesion network's head window
+
+
+def _left_half_is_brain(batch: np.ndarray) -> np.ndarray:
+    logits = np.full(batch.shape, -5.0, np.float32)
+    logits[..., : batch.shape[-1] // 2] = 5.0
+    return logits
+
+
+def test_lesion_network_sees_only_the_brains_window_and_keeps_what_the_mask_keeps(tiny_model_dir,
+                                                                                 tiny_brain_model_dir):
+    """With the brain mask applied, the lesion network runs on the brain's window (brain + margin
+    + context), not the head's: a network that looks at one pixel at a time then gives exactly the
+    probabilities of the head's window, and every batch it gets is narrower."""
+    image = synthetic_flair(size=(64, 64, 6), spacing=(1.0, 1.0, 5.0))
+    results, widths = {}, {}
+    for context in (None, 16):
+        seg = Segmenter(str(tiny_model_dir), device="cpu", brain_model=str(tiny_brain_model_dir),
+                        brain_margin_mm=3.0, brain_context_px=context)
+        seen = widths[context] = []
+
+        def pointwise(batch: np.ndarray, seen: list = seen) -> np.ndarray:
+            seen.append(batch.shape[-1])
+            return (4.0 * (batch - 1.0)).astype(np.float32)
+
+        seg.network, seg.brain_network = pointwise, _left_half_is_brain
+        results[context] = seg.segment(image, threshold=0.5)
+    head, brain = results[None], results[16]
+    assert brain.brain_mask.applied and head.brain_mask.applied
+    assert np.array_equal(sitk.GetArrayFromImage(head.probabilities), sitk.GetArrayFromImage(brain.probabilities))
+    assert np.count_nonzero(sitk.GetArrayFromImage(brain.mask)) > 0
+    assert max(widths[16]) < min(widths[None]) and all(w % 16 == 0 for w in widths[16])
+    assert brain.brain_mask.removed_ml <= head.brain_mask.removed_ml
+
+
+def test_untrusted_brain_mask_leaves_the_head_window_to_the_lesion_network(tiny_model_dir, tiny_brain_model_dir):
+    """A brain mask that will not be applied (it covers nothing) must not shrink what the lesion
+    network sees: the probabilities are exactly those without a brain mask."""
+    image = synthetic_flair(size=(64, 64, 6), spacing=(1.0, 1.0, 5.0))
+    plain = Segmenter(str(tiny_model_dir), device="cpu", brain_model=None).segment(image)
+    seg = Segmenter(str(tiny_model_dir), device="cpu", brain_model=str(tiny_brain_model_dir))
+    seg.brain_network = lambda batch: np.full(batch.shape, -5.0, np.float32)
+    result = seg.segment(image)
+    assert not result.brain_mask.applied
+    assert np.array_equal(sitk.GetArrayFromImage(plain.probabilities), sitk.GetArrayFromImage(result.probabilities))
+
+
+def test_lesion_window_skips_slices_without_brain_and_keeps_context_around_the_region():
+    from deepwml.brain_mask import lesion_window
+
+    canvas = np.zeros((4, 1, 128, 128), np.float32)
+    canvas[1:3, 0, 8:120, 8:120] = 1.0  # the head, in slices 1 and 2
+    holder = BrainCanvas.empty(4, slice(0, 128), slice(0, 128), 128, block=2)
+    holder.mask[1, 10:50, 10:50] = True  # canvas rows 20-99, cols 20-99
+    holder.mask[2, 12:48, 14:52] = True  # canvas rows 24-95, cols 28-103
+    where = lesion_window(holder, canvas, margin_px=1.0, divisor=16, context=4)
+    assert where is not None
+    slices, rows, cols = where
+    assert slices.tolist() == [1, 2]  # no brain, no lesion network
+    # on the head window's grid (here 0-128), so the network's poolings see the same blocks
+    assert rows.start % 16 == 0 and cols.start % 16 == 0
+    assert (rows.stop - rows.start) % 16 == 0 and (cols.stop - cols.start) % 16 == 0
+    # brain + 1 pixel of margin (2 canvas pixels) + 4 of context on every side, less than the head's window
+    assert rows.start <= 20 - 2 - 4 and rows.stop >= 100 + 2 + 4 and cols.start <= 20 - 2 - 4 and cols.stop >= 104 + 2 + 4
+    assert rows.stop - rows.start < 128 and cols.stop - cols.start < 128
+    # a head window starting at 8: the brain's window starts on its grid and stays inside it
+    _, rows8, cols8 = lesion_window(BrainCanvas(slice(8, 120), slice(8, 120), 2, holder.mask[:, 4:60, 4:60]),
+                                    canvas, 1.0, 16, 4)
+    assert rows8.start % 16 == 8 and cols8.start % 16 == 8 and rows8.stop <= 120 and cols8.stop <= 120
+    holder.mask[:] = False
+    holder.mask[1, 20, 25] = True  # a speck: below MIN_BRAIN_SHARE, the mask will not be applied
+    assert lesion_window(BrainCanvas(holder.rows, holder.cols, 2, holder.mask), canvas, 1.0, 16, 8) is None
 
 
 def test_cli_summary_records_the_brain_mask_and_the_option_turns_it_off(phantom_flair, tiny_model_dir,

@@ -12,12 +12,13 @@ import slicerio
 import torch
 
 from conftest import synthetic_flair
+from deepwml.canvas_window import head_window
 from deepwml.cli import main
 from deepwml.image_io import load_flair
 from deepwml.model_files import load_model
 from deepwml.preprocessing import image_to_canvas
 from deepwml.resize import area_shrink
-from deepwml.segmenter import Segmenter, head_window
+from deepwml.segmenter import Segmenter
 
 
 def test_cpu_float32_matches_float64_reference(tiny_model_dir):

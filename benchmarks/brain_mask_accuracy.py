@@ -26,7 +26,8 @@ import numpy as np
 import SimpleITK as sitk
 from tqdm import tqdm
 
-from deepwml.brain_mask import DEFAULT_MARGIN_MM, brain_share
+from deepwml.brain_mask import brain_share
+from deepwml.defaults import DEFAULT_MARGIN_MM
 from deepwml.evaluation.brain_mask import brain_mask as registration_brain_mask
 from deepwml.evaluation.brain_mask import outside_mask
 from deepwml.evaluation.metrics import dice

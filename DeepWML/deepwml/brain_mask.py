@@ -26,6 +26,7 @@ warning is logged and the summary says so.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,8 +44,6 @@ log = logging.getLogger(__name__)
 BRAIN_MODEL_DIR = DEFAULT_MODEL_DIR.parent / "brain"
 #: ``task`` of a brain-mask model's card; lesion models have none (or ``"lesion"``).
 BRAIN_TASK = "brain"
-#: Lesion probability is kept up to this far (mm, in-plane) outside the brain mask.
-DEFAULT_MARGIN_MM = 3.0
 #: Below this share of the head's canvas pixels the brain mask is not trusted (not applied).
 #: On the 60 fresh synthetic validation heads (whole heads, 17-39 slices, 15 % skull-stripped)
 #: the share is 0.23-0.90, on the 14 real heads 0.43-0.91; see the README's "Brain mask".
@@ -156,8 +155,31 @@ def brain_region(brain: np.ndarray, margin_px: float) -> tuple[np.ndarray, np.nd
     radius = int(np.ceil(margin_px - 1e-6))
     if radius < 1:
         return brain, brain
-    grown = sitk.BinaryDilate(sitk.GetImageFromArray(brain.astype(np.uint8)), [radius, radius, 0], sitk.sitkBall)
-    return brain, sitk.GetArrayFromImage(grown) > 0
+    return brain, grow_in_plane(brain, radius)
+
+
+@functools.lru_cache(maxsize=None)
+def disc_offsets(radius: int) -> np.ndarray:
+    """``(dy, dx)`` of SimpleITK's in-plane ball of ``radius`` (``BinaryDilate`` with kernel
+    radius ``[radius, radius, 0]`` and ``sitkBall``): taken from SimpleITK itself, once."""
+    size = 2 * radius + 1
+    dot = np.zeros((1, size, size), np.uint8)
+    dot[0, radius, radius] = 1
+    ball = sitk.BinaryDilate(sitk.GetImageFromArray(dot), [radius, radius, 0], sitk.sitkBall)
+    return np.argwhere(sitk.GetArrayViewFromImage(ball)[0] > 0) - radius
+
+
+def grow_in_plane(mask: np.ndarray, radius: int) -> np.ndarray:
+    """``mask`` ``[slices, rows, cols]`` dilated slice by slice by SimpleITK's ball of ``radius``,
+    as shifted ORs in numpy: the same pixels as ``sitk.BinaryDilate`` (tested), ~3 ms instead of
+    ~13 ms for 24 slices of 128x128 on the 2-core CPU (the cold start, issue 14)."""
+    n, rows, cols = mask.shape
+    padded = np.zeros((n, rows + 2 * radius, cols + 2 * radius), dtype=bool)
+    padded[:, radius:radius + rows, radius:radius + cols] = mask
+    out = np.zeros((n, rows, cols), dtype=bool)
+    for dy, dx in disc_offsets(radius):
+        out |= padded[:, radius - dy:radius - dy + rows, radius - dx:radius - dx + cols]
+    return out
 
 
 def brain_share(brain: np.ndarray, block: int, canvas: np.ndarray) -> float:

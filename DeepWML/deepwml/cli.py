@@ -25,7 +25,7 @@ from .errors import DeepWMLError
 from .options import argtype, check_count, check_crop, check_fraction, check_positive, check_positive_int
 
 if TYPE_CHECKING:
-    from .image_io import ReadAhead
+    from .read_ahead import ReadAhead
 
 log = logging.getLogger("deepwml")
 
@@ -50,7 +50,7 @@ def _write_batch_summary(path: Path, summaries: list[dict[str, Any]], overwrite:
 
 def cmd_segment(args: argparse.Namespace) -> int:
     # one input: read it while the model loads (the cold start, issue 14)
-    from .image_io import ReadAhead
+    from .read_ahead import ReadAhead
 
     read_ahead = ReadAhead(args.inputs[0], args.series or ()) if len(args.inputs) == 1 else None
     try:

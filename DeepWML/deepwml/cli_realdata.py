@@ -17,7 +17,7 @@ THIN_SLAB_HELP = ("segment thin-slice (< 2 mm, e.g. 3D 1 mm) volumes as axial sl
 
 def add_thin_slab_option(parser: argparse.ArgumentParser) -> None:
     """``--thin-slab-mm`` with the engine's default (one definition for every command)."""
-    from .reslice import THIN_SLAB_MM
+    from .defaults import THIN_SLAB_MM
 
     parser.add_argument("--thin-slab-mm", type=argtype(check_non_negative, "--thin-slab-mm"),
                         default=THIN_SLAB_MM, help=THIN_SLAB_HELP)
@@ -26,7 +26,7 @@ def add_thin_slab_option(parser: argparse.ArgumentParser) -> None:
 def add_brain_mask_options(parser: argparse.ArgumentParser) -> None:
     """``--no-brain-mask``, ``--brain-model``, ``--brain-margin-mm`` (one definition for segment,
     cohort, evaluate and sanity); :func:`brain_model_arg` turns them into the Segmenter's argument."""
-    from .brain_mask import DEFAULT_MARGIN_MM
+    from .defaults import DEFAULT_MARGIN_MM
 
     parser.add_argument("--no-brain-mask", action="store_true",
                         help="keep lesion probabilities outside the brain (by default they are set to 0 farther "
@@ -47,7 +47,7 @@ def brain_model_arg(args: argparse.Namespace) -> str | None:
 
 def add_precision_option(parser: argparse.ArgumentParser) -> None:
     """``--precision`` (one definition for segment, cohort, evaluate and sanity)."""
-    from .torch_backend import PRECISIONS
+    from .defaults import PRECISIONS
 
     parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="auto = float32 on every device; bf16/fp16: PyTorch autocast; int8: the model's "
@@ -111,7 +111,7 @@ def cmd_sanity(args: argparse.Namespace) -> int:
 
 def add_realdata_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """Register ``realdata`` and ``sanity`` on the main parser's subcommands."""
-    from .evaluation.brain_mask import OUTSIDE_TOLERANCE_MM
+    from .defaults import OUTSIDE_TOLERANCE_MM
 
     rd = sub.add_parser("realdata", parents=[common],
                         help="write evaluate manifests for a real labelled set (native and resliced to thick "

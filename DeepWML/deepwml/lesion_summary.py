@@ -39,7 +39,9 @@ def lesion_summary(mask_image: sitk.Image) -> dict[str, Any]:
     per_slice_voxels = slices.reshape(slices.shape[0], -1).sum(axis=1)
     return {
         "total_volume_ml": round(float(mask.sum()) * voxel_ml, 4),
-        "lesion_count": count_lesions(sitk.Cast(mask_image > 0, sitk.sitkUInt8)),
+        # a uint8 mask (what segmenting makes) is labelled as it is: nonzero is foreground either way
+        "lesion_count": count_lesions(mask_image if mask_image.GetPixelID() == sitk.sitkUInt8
+                                      else sitk.Cast(mask_image > 0, sitk.sitkUInt8)),
         "voxel_volume_ml": voxel_ml,
         "slice_thickness_mm": layout.slice_thickness_mm,
         "slices": [

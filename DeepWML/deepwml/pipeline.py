@@ -12,9 +12,10 @@ from typing import Any, Collection
 import SimpleITK as sitk
 
 from . import __version__
-from .image_io import ReadAhead, load_flair
+from .image_io import load_flair
 from .output_files import publish_together, refuse_existing, write_with
 from .lesion_summary import lesion_summary
+from .read_ahead import ReadAhead
 from .segmentation_io import write_labelmap, write_probabilities, write_seg_nrrd
 from .segmenter import ProgressCallback, SegmentationResult, Segmenter
 
@@ -87,7 +88,7 @@ def segment_file(input_path: str | Path, out_dir: str | Path, segmenter: Segment
     outputs' stem (a batch uses it to keep same-named inputs apart); ``series`` are DICOM series
     UIDs to choose from a folder holding several. A batch of many files overlaps these steps
     across files: :func:`deepwml.batch.segment_files`. ``read_ahead``: this input already being
-    read (:class:`deepwml.image_io.ReadAhead`, started before the model loaded); ``read`` in the
+    read (:class:`deepwml.read_ahead.ReadAhead`, started before the model loaded); ``read`` in the
     summary's timings is then only the wait for it, the part not hidden behind loading.
     """
     input_path = Path(input_path)

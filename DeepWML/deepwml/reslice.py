@@ -33,12 +33,6 @@ LESION_FRACTION = 0.5
 #: Slices thinner than this (mm) are a 3D/thin acquisition, which the segmenter can see as
 #: thicker slabs (the training data are 3-8 mm slices).
 THIN_SLICE_MM = 2.0
-#: Default slab thickness (mm) for thin-slice volumes in :class:`deepwml.segmenter.Segmenter`
-#: (``--thin-slab-mm``); 0 segments every native slice. One constant, so the default can
-#: follow the model. 0 for the bundled model 0.2.0: on synthetic 1 mm phantoms (data we may
-#: choose on) native slices scored Dice 0.04-0.06 higher than 3 mm slabs, which are 2-3x
-#: faster; real-scan figures of both modes are in the README ("Accuracy on real scans").
-THIN_SLAB_MM = 0.0
 
 
 def slices_per_slab(thickness_mm: float, spacing_mm: float) -> int:

@@ -21,19 +21,22 @@ from typing import Any, Callable, Optional
 import numpy as np
 import SimpleITK as sitk
 
-from .brain_mask import (DEFAULT_MARGIN_MM, BrainCanvas, BrainMasking, lesion_window, load_brain_model,
+from .brain_mask import (BrainCanvas, BrainMasking, lesion_window, load_brain_model,
                          margin_in_pixels, removed_voxels, restrict_to_brain)
 from .canvas_window import head_window
+from .defaults import DEFAULT_MARGIN_MM, THIN_SLAB_MM
 from .errors import ModelFileError
 from .model_files import LoadedModel, load_model
-from .onnx_backend import OnnxNetwork, check_reproduces_weights, onnx_file_of, onnxruntime_available
-from .onnx_int8 import check_int8_graph
+from .onnx_backend import (PROBE_SEED, PROBE_SHAPE, REPRODUCE_TOLERANCE, OnnxNetwork, check_reproduces_weights,
+                           onnx_file_of, onnxruntime_available)
+from .onnx_int8 import INT8_REPRODUCE_TOLERANCE, check_int8_graph
 from .options import check_non_negative, check_positive_int, check_threshold
 from .preprocessing import CanvasMapping, image_to_canvas, slices_with_head, thin_slabs
-from .reslice import THIN_SLAB_MM, interpolate_from_slabs
+from .reslice import interpolate_from_slabs
 from .slice_layout import SliceLayout, image_from_slices
 from .torch_backend import (TorchNetwork, check_precision, choose_device, cpu_has_fast_bf16,  # noqa: F401
                             resolve_device, torch_installed)
+from .verified_graphs import check_key, check_once
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +107,23 @@ def resolve_onnx_file(backend: str, model: LoadedModel, device: str, precision: 
     return onnx_file_of(model) if usable and onnxruntime_available() else None
 
 
+def verify_graph(network: OnnxNetwork, model: LoadedModel, path: Path, int8: bool) -> None:
+    """Refuse an ONNX graph that does not compute what the model's weights compute
+    (:func:`deepwml.onnx_backend.check_reproduces_weights`; int8: :func:`check_int8_graph`),
+    unless this very check passed before for these files on this machine
+    (:mod:`deepwml.verified_graphs`: ~0.05 s of a cold start)."""
+    import onnxruntime
+
+    entry = model.card["onnx_int8" if int8 else "onnx"]
+    if int8:
+        what, check = (f"int8 graph, {INT8_REPRODUCE_TOLERANCE} of the spread, head probe 32 20240611",
+                       lambda: check_int8_graph(network, model, path))
+    else:
+        what, check = (f"float32 graph, {REPRODUCE_TOLERANCE}, probe {PROBE_SEED} {PROBE_SHAPE}",
+                       lambda: check_reproduces_weights(network, model, path))
+    check_once(check_key(what, entry["sha256"], model.card["weights_sha256"], onnxruntime.__version__), check)
+
+
 def build_network(model: LoadedModel, backend: str, device: str, precision: str
                   ) -> tuple[Callable[[np.ndarray], np.ndarray], str, LoadedModel]:
     """``(network, backend name, model)`` that runs ``model``: its verified ONNX graph in ONNX
@@ -114,10 +134,7 @@ def build_network(model: LoadedModel, backend: str, device: str, precision: str
     if onnx_file is not None:
         try:
             network = OnnxNetwork(onnx_file, model.config.divisor)
-            if precision == "int8":
-                check_int8_graph(network, model, onnx_file)
-            else:
-                check_reproduces_weights(network, model, onnx_file)
+            verify_graph(network, model, onnx_file, precision == "int8")
             return network, "onnx", model
         except ModelFileError as err:
             if backend == "onnx" or precision == "int8":

@@ -15,9 +15,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-#: ``--precision`` names: float32 runs without autocast, bf16/fp16 with PyTorch autocast, int8
-#: in ONNX Runtime on the CPU (the model's quantised graph, see deepwml.onnx_int8).
-PRECISIONS = ("auto", "float32", "bf16", "fp16", "int8")
+from .defaults import PRECISIONS
 
 
 def torch_installed() -> bool:

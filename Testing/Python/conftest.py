@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from pathlib import Path
+
+# The record of verified ONNX graphs (deepwml.verified_graphs) of this test run only: tests
+# never read or write the user's cache.
+os.environ["DEEPWML_CACHE_DIR"] = tempfile.mkdtemp(prefix="deepwml-test-cache-")
 
 # The test-only slicer.ScriptedLoadableModule stand-in must be on sys.path before anything
 # imports `slicer` (its package path is computed once, at first import).

@@ -170,6 +170,19 @@ def _left_half_is_brain(batch: np.ndarray) -> np.ndarray:
     return logits
 
 
+@pytest.mark.parametrize("radius", [1, 2, 3, 4, 6])
+def test_grow_in_plane_is_simpleitks_ball_dilation(radius):
+    from deepwml.brain_mask import grow_in_plane
+
+    rng = np.random.default_rng(radius)
+    mask = rng.random((3, 40, 36)) > 0.97
+    mask[1, 10:25, 5:20] = True
+    mask[2, 0, :] = True  # touching the border
+    expected = sitk.GetArrayFromImage(sitk.BinaryDilate(sitk.GetImageFromArray(mask.astype(np.uint8)),
+                                                        [radius, radius, 0], sitk.sitkBall)) > 0
+    assert np.array_equal(grow_in_plane(mask, radius), expected)
+
+
 def test_lesion_network_sees_only_the_brains_window_and_keeps_what_the_mask_keeps(tiny_model_dir,
                                                                                  tiny_brain_model_dir):
     """With the brain mask applied, the lesion network runs on the brain's window (brain + margin

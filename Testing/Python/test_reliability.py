@@ -550,6 +550,46 @@ def test_swapped_onnx_graph_with_updated_hash_is_refused(model_with_onnx, tmp_pa
     assert any("does not reproduce" in r.getMessage() for r in caplog.records)
 
 
+def test_a_verified_graph_is_checked_once_and_a_swap_still_refused(model_with_onnx, tmp_path, monkeypatch):
+    """The probe check of an ONNX graph against its weights is remembered per user for these
+    very files (deepwml.verified_graphs, the cold start): a second load does not run it; a
+    graph swapped afterwards (its hash put into the card) is checked and refused; where the
+    record cannot be written, every load checks."""
+    import torch
+
+    import deepwml.segmenter as segmenter_module
+    from deepwml.model_files import ModelCard, save_model, sha256_of
+    from deepwml.onnx_backend import export_onnx
+    from deepwml.unet import UNet2D, UNetConfig
+
+    monkeypatch.setenv("DEEPWML_CACHE_DIR", str(tmp_path / "cache"))
+    ran = []
+    check = segmenter_module.check_reproduces_weights
+
+    def counting(*args, **kwargs):
+        ran.append(1)
+        return check(*args, **kwargs)
+
+    monkeypatch.setattr(segmenter_module, "check_reproduces_weights", counting)
+    for _ in range(2):
+        assert Segmenter(str(model_with_onnx), device="cpu", backend="onnx", brain_model=None).backend == "onnx"
+    assert len(ran) == 1 and (tmp_path / "cache" / "verified-onnx-graphs.json").exists()
+    torch.manual_seed(1)
+    other = UNet2D(UNetConfig(base_channels=4))
+    save_model(other, ModelCard("other", "0", other.config), tmp_path / "other")
+    swapped = export_onnx(load_model(tmp_path / "other"))
+    (model_with_onnx / "model.onnx").write_bytes(swapped.read_bytes())
+    edit_card(model_with_onnx, lambda card: card["onnx"].update(sha256=sha256_of(swapped)))
+    with pytest.raises(ModelFileError, match="does not reproduce the model's safetensors weights"):
+        Segmenter(str(model_with_onnx), device="cpu", backend="onnx", brain_model=None)
+    assert len(ran) == 2
+    (tmp_path / "blocked").write_text("a file where the cache folder should be")
+    monkeypatch.setenv("DEEPWML_CACHE_DIR", str(tmp_path / "blocked"))
+    for _ in range(2):
+        Segmenter(str(tmp_path / "other"), device="cpu", backend="onnx", brain_model=None)
+    assert len(ran) == 4
+
+
 @pytest.mark.parametrize("backend, ran", [("onnx", "model.onnx"), ("torch", "model.safetensors")])
 def test_summary_names_the_file_that_ran(backend, ran, model_with_onnx, tmp_path, capsys):
     from deepwml.model_files import sha256_of

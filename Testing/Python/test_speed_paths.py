@@ -18,6 +18,7 @@ from conftest import synthetic_flair
 from deepwml.batch import segment_files
 from deepwml.cli import main
 from deepwml.pipeline import segment_file
+from deepwml.read_ahead import ReadAhead
 from deepwml.segmenter import Segmenter
 
 BLOCK_TORCH = "import sys\nsys.modules['torch'] = None  # any 'import torch' now raises ImportError\n"
@@ -175,4 +176,4 @@ def test_one_input_is_read_while_the_model_loads_with_the_same_outputs_and_error
     assert "model card not found" in capsys.readouterr().err
     with pytest.raises(ValueError, match="read_ahead reads"):
         segment_file(path, tmp_path / "other", Segmenter(str(tiny_model_dir), device="cpu"),
-                     read_ahead=image_io.ReadAhead(str(bad)))
+                     read_ahead=ReadAhead(str(bad)))

@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..brain_mask import DEFAULT_MARGIN_MM
-from ..reslice import THIN_SLAB_MM
+from ..defaults import DEFAULT_MARGIN_MM, THIN_SLAB_MM
 
 
 @dataclass(frozen=True)

@@ -37,9 +37,6 @@ REGISTRATION_MM = 3.0
 #: The metric looks only this far (mm) beyond the template's brain (see the module docstring).
 MOVING_MASK_MARGIN_MM = 6
 SAMPLING_FRACTION = 0.25
-#: Predicted lesion farther than this from the brain mask counts as "outside the brain" (mm):
-#: a registered template's outline is accurate to a few millimetres, not to a voxel.
-OUTSIDE_TOLERANCE_MM = 3.0
 SEED = 1
 
 

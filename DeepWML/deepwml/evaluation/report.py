@@ -29,8 +29,8 @@ from ..output_folder import writes_output_folder
 from ..labels import read_label
 from ..model_files import read_card
 from ..model_files import record_in_card as record_in_card_file
-from ..brain_mask import DEFAULT_MARGIN_MM
-from ..segmenter import THIN_SLAB_MM, Segmenter
+from ..defaults import DEFAULT_MARGIN_MM, THIN_SLAB_MM
+from ..segmenter import Segmenter
 from ..slice_layout import plan_slices
 from ..training.manifest import Case, manifest_sha256, read_manifest
 from ..training.split import cases_in, load_split, slice_selection

@@ -19,15 +19,15 @@ from typing import Any, Sequence
 import numpy as np
 import SimpleITK as sitk
 
+from ..defaults import DEFAULT_MARGIN_MM, OUTSIDE_TOLERANCE_MM, THIN_SLAB_MM
 from ..errors import DeepWMLError, OutputExistsError
 from ..image_io import load_flair
 from ..lesion_summary import count_lesions
 from ..output_files import write_csv, write_image_atomic
 from ..pipeline import case_name
-from ..brain_mask import DEFAULT_MARGIN_MM
-from ..segmenter import THIN_SLAB_MM, Segmenter
+from ..segmenter import Segmenter
 from ..slice_layout import plan_slices
-from .brain_mask import OUTSIDE_TOLERANCE_MM, brain_mask, outside_mask
+from .brain_mask import brain_mask, outside_mask
 from .case_overlays import file_stem
 from .contact_sheet import plot_contact_sheet
 from .report_html import figure_tag, html_page, table_html

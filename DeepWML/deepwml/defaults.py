@@ -1,0 +1,27 @@
+"""Defaults of the command line's options, in a module that imports nothing.
+
+Why: ``deepwml segment`` of one volume is mostly start-up (issue 14, the cold start). Its parser
+is built from these values before numpy, SimpleITK or ONNX Runtime are imported, so the volume
+can start reading (:class:`deepwml.read_ahead.ReadAhead`) while they are; the modules that use
+the values import them from here.
+"""
+
+#: Default slab thickness (mm) for thin-slice volumes in :class:`deepwml.segmenter.Segmenter`
+#: (``--thin-slab-mm``); 0 segments every native slice. One constant, so the default can
+#: follow the model. 0 for the bundled model 0.2.0: on synthetic 1 mm phantoms (data we may
+#: choose on) native slices scored Dice 0.04-0.06 higher than 3 mm slabs, which are 2-3x
+#: faster; real-scan figures of both modes are in the README ("Accuracy on real scans").
+THIN_SLAB_MM = 0.0
+
+#: ``--precision`` names: float32 runs without autocast, bf16/fp16 with PyTorch autocast, int8
+#: in ONNX Runtime on the CPU (the model's quantised graph, see deepwml.onnx_int8).
+PRECISIONS = ("auto", "float32", "bf16", "fp16", "int8")
+
+#: ``deepwml sanity``: predicted lesion farther than this from the registered brain mask counts
+#: as "outside the brain" (mm): a registered template's outline is accurate to a few
+#: millimetres, not to a voxel (:mod:`deepwml.evaluation.brain_mask`).
+OUTSIDE_TOLERANCE_MM = 3.0
+
+#: Lesion probability is kept up to this far (mm, in-plane) outside the brain mask
+#: (:mod:`deepwml.brain_mask`, ``--brain-margin-mm``).
+DEFAULT_MARGIN_MM = 3.0

@@ -109,9 +109,11 @@ def main() -> int:
     parser.add_argument("--synthetic", type=Path, help="manifest of synthetic heads labelled with their brain")
     parser.add_argument("--real", nargs="*", type=Path, default=[], help="real scans (evaluation only)")
     parser.add_argument("--brain-model", default="bundled")
+    parser.add_argument("--precision", default="float32", choices=["float32", "int8"],
+                        help="int8: the lesion network's int8 graph, and with it the brain model's (if it has one)")
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args()
-    segmenter = Segmenter(device="cpu", brain_model=args.brain_model)
+    segmenter = Segmenter(device="cpu", brain_model=args.brain_model, precision=args.precision)
     if args.synthetic:
         write(synthetic(segmenter, args.synthetic), args.output, "synthetic")
     if args.real:

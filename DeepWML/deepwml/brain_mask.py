@@ -74,6 +74,9 @@ class BrainMasking:
     removed_ml: float
     #: why the mask was not applied ('' when it was)
     reason: str = ""
+    #: the brain model's file that ran and its SHA-256 (the ONNX graph, its int8 graph under
+    #: ``--precision int8``, or the safetensors weights in PyTorch)
+    ran: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -212,7 +215,7 @@ def lesion_window(brain_canvas: BrainCanvas, canvas: np.ndarray, margin_px: floa
 
 def restrict_to_brain(probs: np.ndarray, brain_canvas: BrainCanvas, canvas: np.ndarray, threshold: float,
                       pixel_mm: tuple[float, float], slice_mm: float, margin_mm: float,
-                      model: LoadedModel) -> tuple[BrainMasking, np.ndarray, np.ndarray]:
+                      model: LoadedModel, ran: dict | None = None) -> tuple[BrainMasking, np.ndarray, np.ndarray]:
     """Set canvas lesion probabilities ``probs`` ``[N, 1, C, C]`` to 0 outside the brain of
     ``brain_canvas`` grown by ``margin_mm`` (in place; the margin is rounded up to the brain
     network's grid of ``block`` canvas pixels), unless the brain mask is implausible.
@@ -226,8 +229,8 @@ def restrict_to_brain(probs: np.ndarray, brain_canvas: BrainCanvas, canvas: np.n
     pixel_ml = pixel_mm[0] * pixel_mm[1] * slice_mm / 1000.0
     brain, region = brain_canvas.regions(margin_in_pixels(margin_mm, pixel_mm, block))
     share = brain_share(brain, block, canvas)
-    common = dict(model=model.model_id, sha256=str(model.card.get("weights_sha256", "")), margin_mm=margin_mm,
-                  brain_ml=int(np.count_nonzero(brain)) * block * block * pixel_ml, removed_ml=0.0)
+    common = dict(model=model.model_id, sha256=str(model.card.get("weights_sha256", "")), ran=dict(ran or {}),
+                  margin_mm=margin_mm, brain_ml=int(np.count_nonzero(brain)) * block * block * pixel_ml, removed_ml=0.0)
     none = np.zeros(0, dtype=np.intp), np.zeros((0, *probs.shape[1:]), dtype=probs.dtype)
     if share < MIN_BRAIN_SHARE:
         reason = (f"brain mask covers {share:.0%} of the head (< {MIN_BRAIN_SHARE:.0%}): not trusted, lesion "

@@ -16,7 +16,7 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import SimpleITK as sitk
@@ -124,6 +124,16 @@ def verify_graph(network: OnnxNetwork, model: LoadedModel, path: Path, int8: boo
     check_once(check_key(what, entry["sha256"], model.card["weights_sha256"], onnxruntime.__version__), check)
 
 
+def ran_file_of(model: LoadedModel, backend: str, precision: str) -> dict[str, str]:
+    """The file of ``model`` that runs under ``backend`` and ``precision`` (as :func:`build_network`
+    chose them) and its SHA-256, verified at load."""
+    card = model.card
+    if backend == "onnx":
+        entry = card["onnx_int8" if precision == "int8" else "onnx"]
+        return {"file": entry.get("file", "model.onnx"), "sha256": entry["sha256"]}
+    return {"file": card["weights_file"], "sha256": card["weights_sha256"]}
+
+
 def build_network(model: LoadedModel, backend: str, device: str, precision: str
                   ) -> tuple[Callable[[np.ndarray], np.ndarray], str, LoadedModel]:
     """``(network, backend name, model)`` that runs ``model``: its verified ONNX graph in ONNX
@@ -221,7 +231,7 @@ class Segmenter:
                                      "not as --model")
         self.network, self.backend, self.model = build_network(model, backend, self.device, self.precision_name)
         #: The brain-mask model and network (None: lesion probabilities everywhere in the head);
-        #: see :mod:`deepwml.brain_mask`. Float32 whatever the lesion network's precision.
+        #: see :mod:`deepwml.brain_mask`. Float32, or its int8 graph beside an int8 lesion network.
         self.brain_margin_mm = check_non_negative(brain_margin_mm, "brain margin")
         #: Canvas pixels of context the lesion network sees around brain + margin (None: it sees
         #: the head's window, as before the brain's window existed; for measuring). See run_network.
@@ -229,10 +239,16 @@ class Segmenter:
                                                                                          "brain context")
         self.brain_model: LoadedModel | None = None
         self.brain_network: Callable[[np.ndarray], np.ndarray] | None = None
+        #: The brain model's file that runs (ran_file_of), for the summary's ``brain_mask.ran``.
+        self.brain_ran_file: dict[str, str] = {}
         if brain_model is not None:
             brain = load_brain_model(None if brain_model == "bundled" else brain_model)
-            self.brain_network, _, self.brain_model = build_network(
-                brain, "torch" if backend == "torch" else "auto", self.device, "float32")
+            # int8 beside an int8 lesion network when the brain model carries an int8 graph (the
+            # cold start, issue 14; masks measured against float32's in the README), else float32
+            brain_precision = "int8" if self.precision_name == "int8" and brain.card.get("onnx_int8") else "float32"
+            self.brain_network, brain_backend, self.brain_model = build_network(
+                brain, "torch" if backend == "torch" else "auto", self.device, brain_precision)
+            self.brain_ran_file = ran_file_of(self.brain_model, brain_backend, brain_precision)
 
     def brain_mask_setting(self) -> str:
         """One plain-text sentence on what this segmenter's brain mask does (for reports)."""
@@ -245,11 +261,7 @@ class Segmenter:
     def ran_file(self) -> dict[str, str]:
         """The model file that computes the probabilities and its SHA-256 (verified at load):
         what a summary must name, since the ONNX graph and the weights are separate files."""
-        card = self.model.card
-        if self.backend == "onnx":
-            entry = card["onnx_int8" if self.precision_name == "int8" else "onnx"]
-            return {"file": entry.get("file", "model.onnx"), "sha256": entry["sha256"]}
-        return {"file": card["weights_file"], "sha256": card["weights_sha256"]}
+        return ran_file_of(self.model, self.backend, self.precision_name)
 
     def predict_canvas(self, canvas: Any, progress: ProgressCallback | None = None,
                        where: tuple[np.ndarray, slice, slice] | None = None) -> np.ndarray:
@@ -295,7 +307,8 @@ class Segmenter:
         return (todo, *head_window(canvas[todo], self.model.config.divisor))
 
     def _batches(self, canvas: np.ndarray, todo: np.ndarray, rows: slice, cols: slice,
-                 network: Callable[[np.ndarray], np.ndarray], progress: ProgressCallback | None):
+                 network: Callable[[np.ndarray], np.ndarray], progress: ProgressCallback | None
+                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(slice indices, network output)`` for ``todo``'s slices cropped to ``rows`` x ``cols``,
         ``batch_size`` at a time, reporting ``progress`` after each batch (False from it cancels)."""
         total = int(todo.size)
@@ -383,7 +396,7 @@ class Segmenter:
             brain_mask, marked, lost = restrict_to_brain(probs, prepared.brain, prepared.canvas, threshold,
                                                          self._canvas_pixel_mm(prepared),
                                                          slab_mm or layout.slice_thickness_mm,
-                                                         self.brain_margin_mm, self.brain_model)
+                                                         self.brain_margin_mm, self.brain_model, self.brain_ran_file)
         native = np.zeros((probs.shape[0], *mapping.native_shape), dtype=np.float32)
         busy = np.flatnonzero(probs.reshape(probs.shape[0], -1).any(1))  # slices without head stay 0
         if busy.size:

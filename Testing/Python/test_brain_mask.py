@@ -259,6 +259,7 @@ def test_cli_summary_records_the_brain_mask_and_the_option_turns_it_off(phantom_
     assert off["brain_mask"] is None
     entry = on["brain_mask"]
     assert entry["model"] == "tiny-brain@0.0.1" and entry["margin_mm"] == 4.0
+    assert entry["ran"]["file"] == "model.safetensors"  # no ONNX export: PyTorch ran its weights
     assert entry["sha256"] == json.loads((tiny_brain_model_dir / "model.json").read_text())["weights_sha256"]
     assert entry["applied"] in (True, False) and entry["brain_ml"] >= 0.0
     if entry["applied"]:
@@ -285,6 +286,21 @@ def test_bundled_brain_model_onnx_graph_reproduces_its_weights():
     assert path is not None
     assert check_reproduces_weights(OnnxNetwork(path, model.config.divisor), model, path) < 1e-3
 
+
+
+def test_bundled_brain_model_runs_its_int8_graph_beside_an_int8_lesion_network():
+    """--precision int8 runs the brain model's int8 graph too (the cold start); float32 its
+    float32 graph; the summary names the file that ran."""
+    from deepwml.model_files import sha256_of
+
+    model = load_model(BRAIN_MODEL_DIR, framework="numpy")
+    assert "no real scan" in model.card["onnx_int8"]["calibration"]["data"]
+    int8 = Segmenter(device="cpu", precision="int8")
+    f32 = Segmenter(device="cpu")
+    assert int8.brain_ran_file == {"file": "model.int8.onnx", "sha256": sha256_of(BRAIN_MODEL_DIR / "model.int8.onnx")}
+    assert f32.brain_ran_file["file"] == "model.onnx"
+    image = synthetic_flair(size=(96, 96, 8), spacing=(2.0, 2.0, 5.0))
+    assert int8.segment(image).brain_mask_summary()["ran"] == int8.brain_ran_file
 
 
 def test_cohort_settings_carry_the_brain_mask_setting():

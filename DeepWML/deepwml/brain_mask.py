@@ -10,7 +10,7 @@ canvas resolution (``input_pool`` 2), trained on the brain masks of the syntheti
 (the same label maps that make the lesion network's training data; never a real scan), runs on
 the canvas the lesion network sees, first, on the head's window; the lesion probability is set to
 0 farther than ``margin_mm`` outside its brain, and so the lesion network runs only on the brain's
-window (:func:`lesion_window`; a third less network time on whole heads, issue 14).
+window (:func:`lesion_window`; about a quarter less lesion-network time on whole heads, issue 14).
 
 Why the largest component, filled holes and a margin: the brain is one connected object, so
 what the network calls brain apart from it (a speck of orbital fat, the scalp) is dropped; a

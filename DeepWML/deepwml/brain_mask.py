@@ -136,15 +136,18 @@ def fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
     """``mask`` ``[slices, rows, cols]`` with every in-plane hole (background not 4-connected to
     the slice's border) filled, slice by slice.
 
-    One SimpleITK call for all slices: the slices are stacked with a full slice of foreground
-    between each two and at both ends, so background can only connect within its own slice, and
-    the 3D face-connected hole filling is then exactly the per-slice 2D one (tested against it).
-    24 slices took 30 ms as 24 calls on the 2-core CPU, 5 ms as one (the cold start, issue 14)."""
+    One SimpleITK call for all slices: the background of the slices is stacked with an empty
+    slice between each two and at both ends, so it can only connect within its own slice; its
+    face-connected components are then each slice's 4-connected ones, and a hole is a component
+    that touches no in-plane border (tested against per-slice 2D filling). 24 slices took 30 ms
+    as 24 ``BinaryFillhole`` calls on the 2-core CPU, 8 ms as one, 3 ms as one labelling (159
+    slices of a 1 mm 3D head: 59 -> 19 ms); the cold start, issue 14."""
     n, rows, cols = mask.shape
-    stack = np.ones((2 * n + 1, rows, cols), dtype=np.uint8)
-    stack[1::2] = mask
-    filled = sitk.BinaryFillhole(sitk.GetImageFromArray(stack), fullyConnected=False)
-    return sitk.GetArrayViewFromImage(filled)[1::2] > 0
+    stack = np.zeros((2 * n + 1, rows, cols), dtype=np.uint8)
+    stack[1::2] = ~np.asarray(mask, dtype=bool)
+    labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(stack), False))[1::2]
+    border = np.unique(np.concatenate([labels[:, 0], labels[:, -1], labels[:, :, 0], labels[:, :, -1]], axis=None))
+    return ~np.isin(labels, border[border > 0])
 
 
 def brain_region(brain: np.ndarray, margin_px: float) -> tuple[np.ndarray, np.ndarray]:

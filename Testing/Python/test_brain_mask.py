@@ -68,6 +68,11 @@ def test_fill_holes_per_slice_is_the_2d_filling_of_every_slice():
     assert np.array_equal(fill_holes_per_slice(stack), expected)
     assert expected[0].sum() > ring.sum() and np.array_equal(expected[2], open_ring)
     assert expected[3][11, 11] and not expected[3][20, 20] and not expected[1].any()
+    for density in (0.3, 0.5, 0.6, 0.8):  # random masks: many holes, channels and corner contacts
+        noise = rng.random((4, 24, 28)) < density
+        per_slice = np.stack([sitk.GetArrayFromImage(sitk.BinaryFillhole(sitk.GetImageFromArray(k.astype(np.uint8)),
+                                                                         fullyConnected=False)) > 0 for k in noise])
+        assert np.array_equal(fill_holes_per_slice(noise), per_slice)
 
 
 def test_brain_canvas_keeps_the_network_grid_and_maps_back_to_the_canvas():

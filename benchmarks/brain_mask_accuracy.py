@@ -41,7 +41,7 @@ def network_masks(segmenter: Segmenter, flair: sitk.Image) -> tuple[sitk.Image, 
     component, holes filled) on the input's grid, and the share of the head's canvas pixels the
     used mask covers (the plausibility guard's quantity)."""
     prepared = segmenter.prepare(flair)
-    segmenter.run_network(prepared)
+    prepared.brain = segmenter.predict_brain(prepared.canvas)  # the lesion network is not needed here
     share = brain_share(prepared.brain.regions(0.0)[0], prepared.brain.block, prepared.canvas)
     return segmenter.brain_image(prepared, raw=True), segmenter.brain_image(prepared), share
 

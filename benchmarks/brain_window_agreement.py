@@ -63,9 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     for manifest in args.manifests:
         for case in tqdm(read_manifest(manifest), desc=manifest.parent.name, unit="volume"):
             truth = sitk.GetArrayFromImage(sitk.ReadImage(str(case.label))) > 0
-            spacing = sitk.ReadImage(str(case.flair)).GetSpacing()
-            voxel_ml = float(np.prod(spacing)) / 1000.0
-            masks = masks_by_context(segmenter, load_flair(case.flair), contexts)
+            flair = load_flair(case.flair)
+            voxel_ml = float(np.prod(flair.GetSpacing())) / 1000.0
+            masks = masks_by_context(segmenter, flair, contexts)
             head = masks[None][0]
             for context, (mask, seconds) in masks.items():
                 rows.append({"set": str(manifest), "case": case.case, "context": context if context else "head",

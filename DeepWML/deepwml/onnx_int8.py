@@ -39,7 +39,7 @@ import numpy as np
 from .errors import DeepWMLError, ModelFileError
 from .image_io import load_flair, write_with
 from .model_files import LoadedModel, read_card, sha256_of, write_card
-from .onnx_backend import OnnxNetwork, check_reproduces_weights, export_onnx, onnx_file_of
+from .onnx_backend import PROBE_SEED, PROBE_SHAPE, OnnxNetwork, check_reproduces_weights, export_onnx, onnx_file_of
 from .preprocessing import image_to_canvas, slices_with_head
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ CALIBRATION_BATCH = 4
 FLAIR_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 
 
-def head_probe(size: int = 32, seed: int = 20240611) -> np.ndarray:
+def head_probe(size: int = PROBE_SHAPE[-1], seed: int = PROBE_SEED) -> np.ndarray:
     """A fixed, head-like canvas slice ``[1, 1, size, size]``: an ellipse at white-matter level
     with smooth texture, four bright blobs and mild noise, air at 0 (what normalised canvases
     look like), for checking an int8 graph against the weights. 32x32 like the float32 probe:

@@ -114,14 +114,15 @@ def verify_graph(network: OnnxNetwork, model: LoadedModel, path: Path, int8: boo
     (:mod:`deepwml.verified_graphs`: ~0.05 s of a cold start)."""
     import onnxruntime
 
-    entry = model.card["onnx_int8" if int8 else "onnx"]
+    graph = ran_file_of(model, "onnx", "int8" if int8 else "float32")
     if int8:
-        what, check = (f"int8 graph, {INT8_REPRODUCE_TOLERANCE} of the spread, head probe 32 20240611",
+        what, check = (f"int8 graph, {INT8_REPRODUCE_TOLERANCE} of the spread, "
+                       f"head probe {PROBE_SHAPE[-1]} {PROBE_SEED}",
                        lambda: check_int8_graph(network, model, path))
     else:
         what, check = (f"float32 graph, {REPRODUCE_TOLERANCE}, probe {PROBE_SEED} {PROBE_SHAPE}",
                        lambda: check_reproduces_weights(network, model, path))
-    check_once(check_key(what, entry["sha256"], model.card["weights_sha256"], onnxruntime.__version__), check)
+    check_once(check_key(what, graph["sha256"], model.card["weights_sha256"], onnxruntime.__version__), check)
 
 
 def ran_file_of(model: LoadedModel, backend: str, precision: str) -> dict[str, str]:
@@ -284,12 +285,14 @@ class Segmenter:
             out[picked, :, rows, cols] = result
         return out
 
-    def predict_brain(self, canvas: Any, progress: ProgressCallback | None = None) -> BrainCanvas:
+    def predict_brain(self, canvas: Any, progress: ProgressCallback | None = None,
+                      head: tuple[np.ndarray, slice, slice] | None = None) -> BrainCanvas:
         """The brain-mask network's mask of ``[N, 1, C, C]`` canvas slices on the head's window
-        (on its own grid, with its time; requires a brain-mask model)."""
+        (on its own grid, with its time; requires a brain-mask model). ``head``: the canvas's
+        :meth:`_head_where`, when the caller has it already."""
         canvas = np.asarray(canvas, dtype=np.float32)
         t0 = time.perf_counter()
-        todo, rows, cols = self._head_where(canvas)
+        todo, rows, cols = head if head is not None else self._head_where(canvas)
         brain = BrainCanvas.empty(canvas.shape[0], rows, cols, canvas.shape[-1], self.brain_model.config.input_pool)
         for picked, logits in self._batches(canvas, todo, rows, cols, self._brain_logits, progress):
             brain.put(picked, logits)
@@ -353,12 +356,14 @@ class Segmenter:
         if self.brain_network is None:
             probs = self.predict_canvas(prepared.canvas, progress)
         else:
-            first = int(np.count_nonzero(slices_with_head(prepared.canvas))) if self.head_crop else prepared.canvas.shape[0]
-            prepared.brain = self.predict_brain(prepared.canvas, _shifted(progress, 0, first))
+            head = self._head_where(prepared.canvas)
+            first = int(head[0].size)
+            prepared.brain = self.predict_brain(prepared.canvas, _shifted(progress, 0, first), head)
             t_region = time.perf_counter()
             where = self._lesion_where(prepared)
             region_s = time.perf_counter() - t_region
-            probs = self.predict_canvas(prepared.canvas, _shifted(progress, first, 0), where)
+            probs = self.predict_canvas(prepared.canvas, _shifted(progress, first, 0),
+                                       where if where is not None else head)
         if isinstance(self.network, TorchNetwork):
             self.network.synchronize()
         prepared.timings_s["network"] = time.perf_counter() - t1 - region_s

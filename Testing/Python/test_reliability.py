@@ -529,8 +529,9 @@ def model_with_onnx(tiny_model_dir, tmp_path) -> Path:
     return model
 
 
-def test_swapped_onnx_graph_with_updated_hash_is_refused(model_with_onnx, tmp_path, caplog):
-    """A model.onnx of other weights, its hash put into the card, ran silently (5,798 ml)."""
+def _swap_in_another_models_graph(model_dir: Path, other_dir: Path) -> None:
+    """Put the ONNX graph of another model (saved and exported in ``other_dir``) into ``model_dir``,
+    its hash written into the card: what the card's SHA-256 alone cannot catch."""
     import torch
 
     from deepwml.model_files import ModelCard, save_model, sha256_of
@@ -539,10 +540,15 @@ def test_swapped_onnx_graph_with_updated_hash_is_refused(model_with_onnx, tmp_pa
 
     torch.manual_seed(1)
     other = UNet2D(UNetConfig(base_channels=4))
-    save_model(other, ModelCard("other", "0", other.config), tmp_path / "other")
-    swapped = export_onnx(load_model(tmp_path / "other"))
-    (model_with_onnx / "model.onnx").write_bytes(swapped.read_bytes())
-    edit_card(model_with_onnx, lambda card: card["onnx"].update(sha256=sha256_of(swapped)))
+    save_model(other, ModelCard("other", "0", other.config), other_dir)
+    swapped = export_onnx(load_model(other_dir))
+    (model_dir / "model.onnx").write_bytes(swapped.read_bytes())
+    edit_card(model_dir, lambda card: card["onnx"].update(sha256=sha256_of(swapped)))
+
+
+def test_swapped_onnx_graph_with_updated_hash_is_refused(model_with_onnx, tmp_path, caplog):
+    """A model.onnx of other weights, its hash put into the card, ran silently (5,798 ml)."""
+    _swap_in_another_models_graph(model_with_onnx, tmp_path / "other")
     with pytest.raises(ModelFileError, match="does not reproduce the model's safetensors weights"):
         Segmenter(str(model_with_onnx), device="cpu", backend="onnx")
     segmenter = Segmenter(str(model_with_onnx), device="cpu", backend="auto")
@@ -555,12 +561,7 @@ def test_a_verified_graph_is_checked_once_and_a_swap_still_refused(model_with_on
     very files (deepwml.verified_graphs, the cold start): a second load does not run it; a
     graph swapped afterwards (its hash put into the card) is checked and refused; where the
     record cannot be written, every load checks."""
-    import torch
-
     import deepwml.segmenter as segmenter_module
-    from deepwml.model_files import ModelCard, save_model, sha256_of
-    from deepwml.onnx_backend import export_onnx
-    from deepwml.unet import UNet2D, UNetConfig
 
     monkeypatch.setenv("DEEPWML_CACHE_DIR", str(tmp_path / "cache"))
     ran = []
@@ -574,12 +575,7 @@ def test_a_verified_graph_is_checked_once_and_a_swap_still_refused(model_with_on
     for _ in range(2):
         assert Segmenter(str(model_with_onnx), device="cpu", backend="onnx", brain_model=None).backend == "onnx"
     assert len(ran) == 1 and (tmp_path / "cache" / "verified-onnx-graphs.json").exists()
-    torch.manual_seed(1)
-    other = UNet2D(UNetConfig(base_channels=4))
-    save_model(other, ModelCard("other", "0", other.config), tmp_path / "other")
-    swapped = export_onnx(load_model(tmp_path / "other"))
-    (model_with_onnx / "model.onnx").write_bytes(swapped.read_bytes())
-    edit_card(model_with_onnx, lambda card: card["onnx"].update(sha256=sha256_of(swapped)))
+    _swap_in_another_models_graph(model_with_onnx, tmp_path / "other")
     with pytest.raises(ModelFileError, match="does not reproduce the model's safetensors weights"):
         Segmenter(str(model_with_onnx), device="cpu", backend="onnx", brain_model=None)
     assert len(ran) == 2

@@ -41,6 +41,8 @@ REQUIREMENTS: List[Requirement] = [
     Requirement("safetensors", "safetensors", "0.4", "segment"),
     Requirement("scipy", "scipy", "1.9", "segment"),
     Requirement("onnxruntime", "onnxruntime", "1.16", "segment"),
+    # reads an int8 graph's stored weights on its first run (deepwml.onnx_int8.check_int8_weights)
+    Requirement("onnx", "onnx", "1.16", "segment"),
     Requirement("tqdm", "tqdm", "4.60", "segment"),
     Requirement("slicerio", "slicerio", "1.1", "segment"),
     Requirement("matplotlib", "matplotlib", "3.5", "train"),

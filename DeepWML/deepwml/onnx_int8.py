@@ -21,8 +21,9 @@ Choices, and why:
   graph gives the same integers on every x86 CPU (tests and defaults must not depend on the
   CPU). U8 x U8 avoids it too but ran 2.4x slower than float32 here.
 
-Quantising needs the ``onnx`` package (export time only); running the graph needs only
-onnxruntime, like the float32 graph.
+Quantising needs the ``onnx`` package, and so does the first check of a graph on a machine
+(:func:`check_int8_weights` reads its stored weights); running the graph needs only onnxruntime,
+like the float32 graph.
 """
 
 from __future__ import annotations
@@ -55,6 +56,12 @@ INT8_ONNX_NAME = "model.int8.onnx"
 #: inside the calibrated ranges (on the float32 check's noise probe a random width-4 network's
 #: int8 graph was 0.14-0.17 off, here 0.01-0.03).
 INT8_REPRODUCE_TOLERANCE = 0.10
+#: How far (in quantisation steps of their own channel) an int8 graph's dequantised weights may
+#: lie from the safetensors weights: correct rounding gives at most half a step; the rest is
+#: float rounding. Why a second check beside the probe: a close fine-tune's graph computes
+#: nearly the same logits. Against 1.6.0's weights, 1.5.0's int8 graph (its parent) is 0.088 of
+#: the spread off on the probe, inside the 0.10 above (1.6.0's own int8 graph: 0.049).
+WEIGHT_STEP_TOLERANCE = 0.5 + 1e-3
 #: Percentile of |activation| kept by the calibration (ONNX Runtime's Percentile method).
 CALIBRATION_PERCENTILE = 99.999
 #: Every n-th canvas slice of a calibration volume (neighbouring slices add little range).
@@ -80,10 +87,65 @@ def head_probe(size: int = PROBE_SHAPE[-1], seed: int = PROBE_SEED) -> np.ndarra
 
 
 def check_int8_graph(network: OnnxNetwork, model: LoadedModel, path: Path) -> float:
-    """Refuse an int8 graph that is not ``model``'s quantised network (see
-    :data:`INT8_REPRODUCE_TOLERANCE`); returns its difference as a fraction of the spread."""
+    """Refuse an int8 graph that is not ``model``'s quantised network: its stored weights must be
+    these weights rounded (:func:`check_int8_weights`) and its logits on :func:`head_probe` close
+    to theirs (:data:`INT8_REPRODUCE_TOLERANCE`); returns the probe difference as a fraction of
+    the spread."""
+    check_int8_weights(path, model)
     return check_reproduces_weights(network, model, path, INT8_REPRODUCE_TOLERANCE, relative=True,
                                     probe=head_probe())
+
+
+def check_int8_weights(path: Path, model: LoadedModel) -> float:
+    """Refuse an int8 graph whose stored weights are not ``model``'s safetensors weights rounded
+    to its quantisation steps (int8 convolution weights and int32 biases, dequantised per
+    channel; float32 tensors such as the last convolution's must be equal), or that lacks one
+    of them. Exact where the probe is only close: another model's weights differ by more than
+    half a step somewhere. Returns the largest distance in steps (at most
+    :data:`WEIGHT_STEP_TOLERANCE`)."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    stored = {tensor.name: numpy_helper.to_array(tensor) for tensor in graph.initializer}
+    weights = model.numpy_weights()
+    worst, found = 0.0, set()
+    for node in graph.node:
+        name = node.input[0].removesuffix("_quantized") if node.op_type == "DequantizeLinear" else ""
+        if name not in weights or node.input[0] not in stored:
+            continue
+        if stored[node.input[0]].shape != weights[name].shape:
+            raise ModelFileError(path, f"int8 graph's {name} has shape {stored[node.input[0]].shape}, the weights "
+                                       f"{weights[name].shape}: it is not this model's graph; refusing it")
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        worst = max(worst, _steps_off(weights[name], stored[node.input[0]], stored[node.input[1]],
+                                      stored[node.input[2]] if len(node.input) > 2 else 0, axis))
+        found.add(name)
+    if not worst <= WEIGHT_STEP_TOLERANCE:
+        raise ModelFileError(path, f"int8 graph's weights are not this model's safetensors weights rounded (up to "
+                                   f"{worst:.3g} quantisation steps off, at most 0.5): it belongs to another model or "
+                                   "was altered; refusing it")
+    for name in sorted(set(weights) - found):  # kept float32 (the last convolution): equal, or refused
+        if name not in stored or not np.array_equal(stored[name], weights[name]):
+            what = "lacks the weights" if name not in stored else "holds other float32 weights for"
+            raise ModelFileError(path, f"int8 graph {what} {name}: it is not this model's graph; refusing it")
+    return worst
+
+
+def _steps_off(weight: np.ndarray, quantized: np.ndarray, scale: np.ndarray, zero: np.ndarray | int,
+               axis: int) -> float:
+    """Largest |dequantised - weight| in quantisation steps (``scale`` per tensor, or per channel
+    along ``axis``; a 1-D tensor such as a bias is its own channel axis)."""
+    shape = [1] * weight.ndim
+    if np.size(scale) > 1:
+        shape[axis if weight.ndim > 1 else 0] = -1
+    step = np.reshape(np.asarray(scale, np.float64), shape)
+    dequantized = (quantized.astype(np.float64) - np.reshape(np.asarray(zero, np.float64), shape)) * step
+    error = np.abs(dequantized - weight.astype(np.float64))
+    step = np.broadcast_to(step, weight.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        steps = np.where(step > 0, error / step, np.where(error == 0, 0.0, np.inf))
+    return float(steps.max(initial=0.0))
 
 
 def calibration_files(sources: Iterable[str | Path]) -> list[Path]:
@@ -187,6 +249,7 @@ def quantize_int8(model: LoadedModel, calibration: np.ndarray, description: str)
                             nodes_to_exclude=[logits_node],
                             extra_options={"CalibPercentile": CALIBRATION_PERCENTILE})
         log.debug("ONNX Runtime quantisation: %s", chatter.getvalue().strip())
+        check_int8_weights(candidate, model)  # what every first run will check: a failure here is a bug
         network = OnnxNetwork(candidate, model.config.divisor)
         probe_error = check_reproduces_weights(network, model, candidate, float("inf"), relative=True,
                                                probe=head_probe())

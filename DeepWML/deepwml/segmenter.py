@@ -29,7 +29,7 @@ from .errors import ModelFileError
 from .model_files import LoadedModel, load_model
 from .onnx_backend import (PROBE_SEED, PROBE_SHAPE, REPRODUCE_TOLERANCE, OnnxNetwork, check_reproduces_weights,
                            onnx_file_of, onnxruntime_available)
-from .onnx_int8 import INT8_REPRODUCE_TOLERANCE, check_int8_graph
+from .onnx_int8 import INT8_REPRODUCE_TOLERANCE, WEIGHT_STEP_TOLERANCE, check_int8_graph
 from .options import check_non_negative, check_positive_int, check_threshold
 from .preprocessing import CanvasMapping, image_to_canvas, slices_with_head, thin_slabs
 from .reslice import interpolate_from_slabs
@@ -116,8 +116,8 @@ def verify_graph(network: OnnxNetwork, model: LoadedModel, path: Path, int8: boo
 
     graph = ran_file_of(model, "onnx", "int8" if int8 else "float32")
     if int8:
-        what, check = (f"int8 graph, {INT8_REPRODUCE_TOLERANCE} of the spread, "
-                       f"head probe {PROBE_SHAPE[-1]} {PROBE_SEED}",
+        what, check = (f"int8 graph, weights within {WEIGHT_STEP_TOLERANCE} steps, {INT8_REPRODUCE_TOLERANCE} "
+                       f"of the spread, head probe {PROBE_SHAPE[-1]} {PROBE_SEED}",
                        lambda: check_int8_graph(network, model, path))
     else:
         what, check = (f"float32 graph, {REPRODUCE_TOLERANCE}, probe {PROBE_SEED} {PROBE_SHAPE}",

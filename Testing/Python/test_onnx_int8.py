@@ -134,8 +134,35 @@ def test_altered_or_foreign_int8_graph_is_refused(int8_tiny, tmp_path, calibrati
     card = json.loads((swapped / "model.json").read_text())
     card["onnx_int8"]["sha256"] = json.loads((foreign / "model.json").read_text())["onnx_int8"]["sha256"]
     (swapped / "model.json").write_text(json.dumps(card))
-    with pytest.raises(ModelFileError, match="does not reproduce"):
+    with pytest.raises(ModelFileError, match="not this model's safetensors weights rounded"):
         Segmenter(str(swapped), device="cpu", precision="int8")
+
+
+def test_a_close_fine_tunes_int8_graph_is_refused_by_its_weights(int8_tiny, tmp_path):
+    """A fine-tune's graph computes nearly the same logits (1.5.0's int8 graph against 1.6.0's
+    weights: 0.088 of the spread, inside the probe's 0.10); its stored weights give it away."""
+    from deepwml.model_files import ModelCard, read_card, save_model, write_card
+    from deepwml.onnx_backend import OnnxNetwork, check_reproduces_weights
+    from deepwml.onnx_int8 import check_int8_weights, head_probe
+
+    parent = load_model(int8_tiny)
+    assert check_int8_weights(int8_tiny / INT8_ONNX_NAME, parent) <= 0.5 + 1e-3  # its own graph passes
+    network = parent.network
+    state = network.state_dict()
+    state["bottom.2.weight"] = state["bottom.2.weight"] * 1.05  # one layer of a 'fine-tune' moved by 5 %
+    network.load_state_dict(state)
+    child = tmp_path / "child"
+    save_model(network, ModelCard("tiny-test", "0.0.9", network.config, notes="close fine-tune"), child)
+    shutil.copy(int8_tiny / INT8_ONNX_NAME, child / INT8_ONNX_NAME)  # the parent's graph, the card rewritten
+    card, card_path = read_card(child)
+    card["onnx_int8"] = {**read_card(int8_tiny)[0]["onnx_int8"], "exported_from_weights_sha256": card["weights_sha256"]}
+    write_card(card, card_path)
+    child_model = load_model(child)
+    probe = check_reproduces_weights(OnnxNetwork(child / INT8_ONNX_NAME, child_model.config.divisor), child_model,
+                                     child / INT8_ONNX_NAME, float("inf"), relative=True, probe=head_probe())
+    assert probe <= INT8_REPRODUCE_TOLERANCE  # the probe alone would let it through
+    with pytest.raises(ModelFileError, match="quantisation steps off"):
+        Segmenter(str(child), device="cpu", precision="int8")
 
 
 def test_calibration_reads_manifests_folders_and_spreads_slices(calibration_folder, phantom_set, tmp_path):

@@ -275,16 +275,16 @@ def test_dependencies_missing_and_install_order(slicer):
     def find_spec(name):
         return object() if name in present else None
 
-    assert [r.module for r in deps.missing("segment", find_spec, versions.get)] == ["onnxruntime"]
+    assert [r.module for r in deps.missing("segment", find_spec, versions.get)] == ["onnxruntime", "onnx"]
     missing = deps.missing("torch", find_spec, versions.get)
-    assert [r.module for r in missing] == ["torch", "onnxruntime"]  # torch below its floor
-    assert [r.module for r in deps.missing("train", find_spec, versions.get)] == ["torch", "onnxruntime"]
+    assert [r.module for r in missing] == ["torch", "onnxruntime", "onnx"]  # torch below its floor
+    assert [r.module for r in deps.missing("train", find_spec, versions.get)] == ["torch", "onnxruntime", "onnx"]
     assert {r.module for r in deps.missing("phantoms", find_spec, versions.get)} >= {"nibabel", "nilearn"}
 
     calls = []
     deps.install(missing, pip_install=lambda spec: calls.append(("pip", spec)),
                  torch_installer=lambda req: calls.append(("torch", req)) or "torch", log=lambda _: None)
-    assert calls == [("torch", f">={deps.TORCH_FLOOR}"), ("pip", "onnxruntime>=1.16")]
+    assert calls == [("torch", f">={deps.TORCH_FLOOR}"), ("pip", "onnxruntime>=1.16"), ("pip", "onnx>=1.16")]
     with pytest.raises(deps.DependencyError, match="PyTorch"):
         deps.install(missing[:1], pip_install=calls.append, torch_installer=lambda req: None, log=lambda _: None)
     bundled = [r for r in deps.REQUIREMENTS if r.bundled]

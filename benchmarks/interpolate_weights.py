@@ -2,9 +2,10 @@
 ``deepwml.training.weight_interpolation``) and export the result's ONNX graph.
 
     .venv/bin/python benchmarks/interpolate_weights.py BASE_DIR TUNED_DIR ALPHA OUT_DIR --model-version V
+    .venv/bin/python benchmarks/interpolate_weights.py --soup TUNED_DIR TUNED_DIR [...] OUT_DIR --model-version V
 
-Writes ``(1 - ALPHA) * BASE + ALPHA * TUNED`` as a model folder; the threshold is left to
-``threshold_on_validation.py``.
+Writes ``(1 - ALPHA) * BASE + ALPHA * TUNED`` as a model folder, or with ``--soup`` the uniform
+average of fine-tunes of one model; the threshold is left to ``threshold_on_validation.py``.
 """
 
 from __future__ import annotations
@@ -14,19 +15,27 @@ import sys
 from pathlib import Path
 
 from deepwml.onnx_backend import export_after_training
-from deepwml.training.weight_interpolation import interpolate_models
+from deepwml.training.weight_interpolation import interpolate_models, soup_models
 
 
 def main(argv: list[str]) -> int:
+    soup = argv[:1] == ["--soup"]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("base")
-    parser.add_argument("tuned")
-    parser.add_argument("alpha", type=float)
+    if soup:
+        argv = argv[1:]
+        parser.add_argument("models", nargs="+")
+    else:
+        parser.add_argument("base")
+        parser.add_argument("tuned")
+        parser.add_argument("alpha", type=float)
     parser.add_argument("out")
     parser.add_argument("--model-version", required=True)
     args = parser.parse_args(argv)
     try:
-        interpolate_models(args.base, args.tuned, args.alpha, args.out, args.model_version)
+        if soup:
+            soup_models(args.models, args.out, args.model_version)
+        else:
+            interpolate_models(args.base, args.tuned, args.alpha, args.out, args.model_version)
     except ValueError as err:
         parser.error(str(err))
     if export_after_training(Path(args.out)) is None:

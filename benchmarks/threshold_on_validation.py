@@ -1,6 +1,7 @@
 """Choose a model's threshold on its own validation cases (never on real evaluation scans).
 
     .venv/bin/python benchmarks/threshold_on_validation.py MODEL_DIR MANIFEST SPLIT_JSON [PART] [--record]
+    .venv/bin/python benchmarks/threshold_on_validation.py MODEL_DIR MANIFEST SPLIT_JSON [PART] --grow
 
 MANIFEST and SPLIT_JSON are the training run's (``deepwml train`` writes ``split.json``); PART is
 ``val`` (default). SPLIT_JSON ``-``: every case of MANIFEST (a validation set of its own, e.g.
@@ -8,6 +9,13 @@ fresh synthetic heads that no model being compared was trained on). Prints the m
 per-volume Dice over the cases with lesions at each candidate threshold; the bundled model's
 threshold is the one with the highest median (the project's primary figure); ``--record`` writes
 it into the card (``threshold``) with the figures (``metrics.threshold_selection``).
+
+``--grow`` (an experiment; README "Experiments", the thirteenth): the card's threshold stays the
+seed threshold and the sweep is over the growth threshold of seeded lesion growth (hysteresis, as in
+LST's lesion growth algorithm: a lesion needs a voxel >= the threshold, then takes its 26-connected
+voxels >= the growth threshold; "None" = no growth). Prints the figures only: growth lowered the
+median at every growth threshold on 1.5.0's validation cases, so the segmenter does not grow.
+The segmenter's defaults apply (brain mask on).
 """
 
 from __future__ import annotations
@@ -27,9 +35,14 @@ from deepwml.model_files import read_card, write_card
 from deepwml.segmenter import Segmenter
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+#: growth thresholds of ``--grow`` (None: no growth), highest first so that ties keep the higher
+GROW_THRESHOLDS = (None, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2)
 
 
-def dice_by_threshold(model: str, manifest: str, split_json: str, part: str = "val") -> dict[float, list[float]]:
+def dice_by_threshold(model: str, manifest: str, split_json: str, part: str = "val",
+                      grow: bool = False) -> dict:
+    """Per-volume Dice of every case with lesions, per candidate: thresholds, or with ``grow``
+    growth thresholds at the card's threshold (probabilities computed once per case)."""
     assignment = None
     if split_json != "-":
         with open(split_json, encoding="utf-8") as f:
@@ -37,16 +50,31 @@ def dice_by_threshold(model: str, manifest: str, split_json: str, part: str = "v
     with open(manifest, newline="", encoding="utf-8") as f:
         rows = [row for row in csv.DictReader(f) if assignment is None or assignment.get(row["patient"]) == part]
     segmenter = Segmenter(model, device="cpu")
-    scores: dict[float, list[float]] = {t: [] for t in THRESHOLDS}
+    seed = segmenter.model.threshold
+    candidates = GROW_THRESHOLDS if grow else THRESHOLDS
+    scores: dict = {t: [] for t in candidates}
     for row in tqdm(rows, desc=f"{part} cases", unit="case"):
         image = load_flair(row["flair"])
         truth = read_label(row["label"], image)
         if not truth.any():
             continue  # Dice is undefined without lesion; empty cases do not choose a threshold
         prob = sitk.GetArrayFromImage(segmenter.segment(image).probabilities)
-        for t in THRESHOLDS:
-            scores[t].append(dice(truth, prob >= t))
+        for t in candidates:
+            pred = grown_mask(prob, seed, t) if grow else prob >= t
+            scores[t].append(dice(truth, pred > 0))
     return scores
+
+
+def grown_mask(prob: np.ndarray, seed: float, grow: float | None) -> np.ndarray:
+    """Seeded growth: the 26-connected components of ``prob >= grow`` holding a voxel ``>= seed``."""
+    if grow is None:
+        return prob >= seed
+    labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray((prob >= grow).view(np.uint8)),
+                                                            True))
+    keep = np.zeros(int(labels.max()) + 1, dtype=bool)
+    keep[np.unique(labels[prob >= seed])] = True
+    keep[0] = False
+    return keep[labels]
 
 
 def record(model: str, scores: dict[float, list[float]], best: float, data: str) -> None:
@@ -65,10 +93,13 @@ def record(model: str, scores: dict[float, list[float]], best: float, data: str)
 
 def main(argv: list[str]) -> int:
     write = "--record" in argv
-    argv = [a for a in argv if a != "--record"]
+    grow = "--grow" in argv
+    argv = [a for a in argv if a not in ("--record", "--grow")]
     if len(argv) not in (3, 4):
         print(__doc__)
         return 2
+    if grow:
+        return main_grow(argv)
     scores = dice_by_threshold(*argv)
     print(f"cases with lesions: {len(scores[THRESHOLDS[0]])}")
     for t in THRESHOLDS:
@@ -80,6 +111,16 @@ def main(argv: list[str]) -> int:
         data = f"every case of {argv[1]}" if argv[2] == "-" else f"the training run's '{part}' split"
         record(argv[0], scores, best, data)
         print(f"threshold {best} recorded in {argv[0]}")
+    return 0
+
+
+def main_grow(argv: list[str]) -> int:
+    scores = dice_by_threshold(*argv, grow=True)
+    print(f"cases with lesions: {len(scores[None])}")
+    for t, values in scores.items():
+        print(f"grow threshold {t}: median per-volume Dice {np.median(values):.4f}, mean {np.mean(values):.4f}")
+    best = max(GROW_THRESHOLDS, key=lambda t: float(np.median(scores[t])))  # first maximum: the higher
+    print(f"highest median: {best}")
     return 0
 
 

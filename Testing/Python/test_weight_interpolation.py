@@ -1,5 +1,5 @@
-"""Weight interpolation of a model and its own fine-tune (WiSE-FT): exact arithmetic, provenance
-in the card, and refusal of pairs that are not base and fine-tune."""
+"""Weight interpolation of a model and its own fine-tune (WiSE-FT) and the uniform soup of fine-tunes
+of one model: exact arithmetic, provenance in the card, and refusal of networks from other basins."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from deepwml.model_files import ModelCard, load_model, read_card, save_model
-from deepwml.training.weight_interpolation import interpolate_models, interpolated_state
+from deepwml.training.weight_interpolation import averaged_state, interpolate_models, interpolated_state, soup_models
 from deepwml.unet import UNet2D, UNetConfig
 
 
@@ -59,3 +59,43 @@ def test_a_model_that_is_not_a_fine_tune_of_the_base_is_refused(tiny_model_dir, 
     save_model(wider, ModelCard("wide", "0.1", wider.config), tmp_path / "wide")
     with pytest.raises(ValueError, match="architecture differs"):
         interpolate_models(tiny_model_dir, tmp_path / "wide", 0.5, tmp_path / "mid", "0.0.3")
+
+
+def test_averaged_state_is_the_weighted_sum():
+    states = [{"w": torch.tensor([0.0, 3.0]), "n": torch.tensor(1)}, {"w": torch.tensor([3.0, 6.0]), "n": torch.tensor(2)},
+              {"w": torch.tensor([6.0, 0.0]), "n": torch.tensor(5)}]
+    mean = averaged_state(states, [1 / 3] * 3)
+    assert torch.allclose(mean["w"], torch.tensor([3.0, 3.0])) and mean["n"].item() == 5
+    with pytest.raises(ValueError, match="one weight each"):
+        averaged_state(states[:1], [1.0])
+    with pytest.raises(ValueError, match="different tensors"):
+        averaged_state([states[0], {"w": states[1]["w"]}], [0.5, 0.5])
+
+
+def test_soup_of_two_fine_tunes_is_their_mean_and_names_both(tiny_model_dir, tmp_path):
+    first = fine_tune_of(tiny_model_dir, tmp_path / "first", shift=0.5)
+    second = fine_tune_of(tiny_model_dir, tmp_path / "second", shift=-0.25)
+    soup_models([first, second], tmp_path / "soup", "0.0.4")
+    soup, a, b, base = (load_model(p) for p in (tmp_path / "soup", first, second, tiny_model_dir))
+    for key, value in soup.network.state_dict().items():
+        if value.is_floating_point():
+            assert torch.allclose(value, base.network.state_dict()[key] + 0.125, atol=1e-6)
+            assert torch.allclose(value, (a.network.state_dict()[key] + b.network.state_dict()[key]) / 2, atol=1e-6)
+    card, _ = read_card(tmp_path / "soup")
+    record = card["training"]["model_soup"]
+    assert [i["weights_sha256"] for i in record["ingredients"]] == [a.card["weights_sha256"], b.card["weights_sha256"]]
+    assert record["initialised_from"]["weights_sha256"] == base.card["weights_sha256"]
+    assert card["version"] == "0.0.4" and card["threshold"] == 0.7
+
+
+def test_a_soup_refuses_models_of_different_parents(tiny_model_dir, tmp_path):
+    tuned = fine_tune_of(tiny_model_dir, tmp_path / "tuned")
+    grandchild = fine_tune_of(tuned, tmp_path / "grandchild")  # fine-tuned from the fine-tune, not the base
+    with pytest.raises(ValueError, match="not fine-tuned from the weights"):
+        soup_models([tuned, grandchild], tmp_path / "soup", "0.0.4")
+    unrelated = fine_tune_of(tiny_model_dir, tmp_path / "unrelated", initialised=False)
+    with pytest.raises(ValueError, match="names no model"):
+        soup_models([unrelated, tuned], tmp_path / "soup", "0.0.4")
+    with pytest.raises(ValueError, match="two or more"):
+        soup_models([tuned], tmp_path / "soup", "0.0.4")
+    assert not (tmp_path / "soup").exists()  # nothing written

@@ -5,7 +5,7 @@
 #
 # Chain: 0.2.0 (phantoms, git c43b84c) --stage 1--> 1.0.0 (git a401d69) --stage 2--> 1.1.0
 # (git f5f2904) --stage 3--> 1.2.0 (git 2986285) --stage 9--> 1.4.0 (git 4d0a35f); 1.2.0 --stage 4-->
-# 1.3.0-v4 --stage 10--> 1.5.0 (shipped). Experiments, not
+# 1.3.0-v4 --stage 10--> 1.5.0 --stages 13, 14 (their data) and 16--> 1.6.0 (shipped). Experiments, not
 # shipped (README "Experiments after 1.2.0"): 1.3.0-v4 --stage 5--> 1.3.0; 1.5.0 --stage 11--> 1.6.0-3d;
 # 1.2.0 --stage 6--> 1.3.0-mix; 1.2.0 + 1.3.0-v4 --stage 7--> 1.3.0-wise0.5; 1.3.0-v4 --stage 8--> 1.3.0-v4h.
 # Stage 12 trains the bundled brain-mask model deepwml-synth-brain8@1.0.0 (deepwml.brain_mask) from scratch on
@@ -46,6 +46,11 @@
 # 14. 1.6.0-v7: stage 13 on the same 180 heads drawn with synthesis v7 (lesions faint at their rim, full in
 #     their core); same recipe. Not shipped: the same criterion failed. (Resumed for 12 more epochs at 5e-5,
 #     "1.6.0-v7b", by hand: deepwml train ... --epochs 22 --lr 5e-5 in a copy of its run folder; failed too.)
+# 15. 1.6.0-soup (not shipped): the uniform weight average of stages 13 and 14's models (no training;
+#     benchmarks/interpolate_weights.py --soup), threshold by the fixed rule on stage 14's validation split.
+# 16. 1.6.0 (shipped, trained as run 1.6.0-v67): 1.5.0 fine-tuned on stages 13 and 14's data together
+#     (benchmarks/merge_mixes.py: v6-k and v7-k keep their common assignment); 4 epochs lr 1e-4 + to 16 at 5e-5,
+#     300 batches per epoch, bf16; then the threshold and the int8 graph.
 # Synthetic heads: SynthSeg's 20 whole-head label maps + 27 real MS lesion masks, both free for
 # training (README "Synthesis"). No real scan is read: the real evaluation sets
 # (lesjak2017-ms-mni and the unlabelled heads) never enter training, tuning or selection.
@@ -56,7 +61,7 @@
 # models failed the phantom test guard and were not shipped.
 # Stage 9 needs stage 8's mix (mix-1.3-v4h.csv) but not its model: with stages 3-5 done,
 # STAGES="8 9" trains both, or make the mix by hand with stage 8's two mix lines. "13", "14" (after 10): the experiments of
-# synthesis v6 and v7. "11 12" (after 10): the shipped
+# synthesis v6 and v7; "15", "16" (after 13 and 14): their soup and their data together. "11 12" (after 10): the shipped
 # brain-mask model (stage 12 needs stage 11's mix, not its model). On a GPU, raise EPOCHS and STEPS; training runs on CUDA with --device auto.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -276,6 +281,28 @@ $DATA" --precision "${PRECISION:-bf16}"
 }
 V6_WHAT="v4 with the real MS masks of one to three patients united per case"
 if [[ " $STAGES " == *" 13 "* ]]; then new_heads_stage 13 6 "$V6_WHAT"; fi  # 1.6.0-v6 (not shipped)
+V7_WHAT="$V6_WHAT, lesions faint at their rim and full in their core"
 if [[ " $STAGES " == *" 14 "* ]]; then  # 1.6.0-v7 (not shipped): the same heads, lesions faint at the rim
-  new_heads_stage 14 7 "$V6_WHAT, lesions faint at their rim and full in their core"
+  new_heads_stage 14 7 "$V7_WHAT"
+fi
+if [[ " $STAGES " == *" 15 "* ]]; then  # 1.6.0-soup (not shipped): stages 13 and 14's models averaged (run them first)
+  $BIN/python benchmarks/interpolate_weights.py --soup "$OUT/run-1.6-v6/model" "$OUT/run-1.6-v7/model" \
+    "$OUT/soup-1.6" --model-version 1.6.0-soup
+  $BIN/python benchmarks/threshold_on_validation.py "$OUT/soup-1.6" "$OUT/mix-1.6-v7.csv" "$OUT/run-1.6-v7/split.json" val --record
+fi
+if [[ " $STAGES " == *" 16 "* ]]; then  # 1.6.0-v67: 1.5.0 on stages 13 and 14's data together (their synthesis first)
+  mkdir -p "$OUT/run-1.6-v67"
+  $BIN/python benchmarks/merge_mixes.py "$OUT/mix-1.6-v7.csv" "$OUT/run-1.6-v7/split.json" \
+    "$OUT/mix-1.6-v6.csv" "$OUT/run-1.6-v6/split.json" "$OUT/mix-1.6-v67.csv" "$OUT/run-1.6-v67/split.json"
+  heads_options "${STEPS16:-300}"
+  E1=${E1_16:-4} E2=${E2_16:-16}
+  model_from_git 581a3d1 "$OUT/model-1.5.0"  # the shipped 1.5.0, as the run started from it
+  fine_tune 1.6.0-v67 "$OUT/model-1.5.0" "$OUT/mix-1.6-v67.csv" "$OUT/run-1.6-v67" 1e-4 5e-5 \
+    "Fine-tuned from deepwml-synth-unet16@1.5.0 on its own training mix plus 180 heads of synthesis v6 (seed 51: \
+$V6_WHAT) and the same 180 heads drawn as synthesis v7 (lesions faint at their rim and full in their core): $DATA" \
+    --precision "${PRECISION:-bf16}"
+  $BIN/python benchmarks/threshold_on_validation.py "$OUT/run-1.6-v67/model" "$OUT/mix-1.6-v67.csv" \
+    "$OUT/run-1.6-v67/split.json" val --record
+  $BIN/deepwml export-onnx "$OUT/run-1.6-v67/model" --int8 --calibration "$OUT/mix-1.6-v67.csv" -q \
+    --calibration-note "96 canvas slices of 24 evenly spaced cases of this model's training manifest; no real scan"
 fi

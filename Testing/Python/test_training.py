@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -157,6 +158,31 @@ def test_fine_tuning_starts_from_the_given_model_and_records_it(phantom_set, tin
     # a tiny learning rate keeps the weights close to where they started (not re-initialised)
     a, b = start.network.state_dict(), model.network.state_dict()
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-3
+
+
+def test_a_resumed_fine_tune_keeps_the_model_it_started_from(phantom_set, tiny_model_dir, tmp_path):
+    """``--init`` is a path; when another model is put there between sessions (the bundled model
+    replaced by its own fine-tune), the resumed run still names the weights it started from."""
+    import shutil
+
+    from deepwml.model_files import ModelCard, save_model
+    from deepwml.unet import UNet2D, UNetConfig
+
+    init = tmp_path / "init"
+    shutil.copytree(tiny_model_dir, init)
+    first = load_model(init).card["weights_sha256"]
+    run = tmp_path / "ft"
+    config = TrainConfig(epochs=1, **{**TINY, "lr": 1e-6}, init=str(init))
+    train(phantom_set, run, config, progress=False)
+    shutil.rmtree(init)
+    torch.manual_seed(7)
+    other = UNet2D(UNetConfig(base_channels=4))
+    save_model(other, ModelCard("other", "9.9.9", other.config), init)  # another model at the same path
+    assert load_model(init).card["weights_sha256"] != first
+    train(phantom_set, run, TrainConfig(epochs=2, **{**TINY, "lr": 1e-6}, init=str(init)), progress=False)
+    record = json.loads((run / "train_config.json").read_text())
+    assert record["initialised_from"]["weights_sha256"] == first and len(record["sessions"]) == 2
+    assert load_model(run / "model").card["training"]["initialised_from"]["weights_sha256"] == first
 
 
 def _augmented(images, labels, seed: int):

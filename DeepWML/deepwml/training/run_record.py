@@ -76,21 +76,46 @@ def check_resume(out_dir: Path, config: Any, fingerprint: dict[str, dict[str, An
 
 
 def write_record(out_dir: Path, config: Any, fingerprint: dict[str, dict[str, Any]], start_epoch: int,
-                 manifest: Path) -> None:
-    """Start the record of a new run, or append this session to an existing run's history."""
+                 manifest: Path, initialised_from: dict[str, Any] | None = None) -> None:
+    """Start the record of a new run, or append this session to an existing run's history.
+    ``initialised_from``: the model a new run starts from (``--init``: id, path, weights
+    SHA-256), kept for its later sessions (:func:`recorded_init`)."""
     path = out_dir / RECORD_NAME
     session = {"started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                "from_epoch": start_epoch, "manifest": str(manifest),
                **{k: asdict(config)[k] for k in MAY_CHANGE}}
     if start_epoch == 0 or not path.exists():
-        record = {"config": asdict(config), "data_sha256": fingerprint, "sessions": [session]}
+        record = {"config": asdict(config), "data_sha256": fingerprint, "sessions": [session],
+                  **({"initialised_from": initialised_from} if initialised_from else {})}
     else:
         record = _read(path)
         if "config" not in record:  # a flat record from before: keep it as the first settings
             record = {"config": record}
         record.setdefault("data_sha256", fingerprint)
+        if initialised_from:  # records from before it was kept: the resumed run's recorded start
+            record.setdefault("initialised_from", initialised_from)
         record.setdefault("sessions", []).append(session)
     write_with(path, lambda tmp: tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8"))
+
+
+def recorded_init(out_dir: Path) -> dict[str, Any] | None:
+    """The model the run in ``out_dir`` started from, as its first session found it: from the
+    run record, or (runs recorded before it kept this) from the card its earlier sessions wrote
+    into ``out_dir/model``. None when neither says. Why: ``--init`` is a path, and what lies
+    there can change between sessions (the bundled model is replaced by the model it helped
+    make), while the weights this run descends from do not."""
+    path = out_dir / RECORD_NAME
+    if path.exists():
+        found = _read(path).get("initialised_from")
+        if found:
+            return found
+    card = out_dir / "model" / "model.json"
+    if card.exists():
+        try:
+            return json.loads(card.read_text(encoding="utf-8")).get("training", {}).get("initialised_from")
+        except (OSError, ValueError):
+            return None
+    return None
 
 
 def set_aside(out_dir: Path, names: Iterable[str]) -> list[str]:

@@ -32,7 +32,7 @@ from .augment import flip_rotate, intensity, random_crop
 from .dataset import SliceDataset, load_canvas_case
 from .loss import bce_dice_loss
 from .manifest import manifest_sha256, read_manifest
-from .run_record import RECORD_NAME, check_resume, data_fingerprint, set_aside, write_record
+from .run_record import RECORD_NAME, check_resume, data_fingerprint, recorded_init, set_aside, write_record
 from .split import SPLITS, cases_in, load_split, make_split, save_split, slice_selection
 
 log = logging.getLogger(__name__)
@@ -175,6 +175,18 @@ def _initial_network(config: TrainConfig) -> tuple[UNet2D, dict]:
                                     "weights_sha256": loaded.card.get("weights_sha256")}
 
 
+def _started_from(out_dir: Path, now: dict) -> dict:
+    """What a resumed run records as its start: the model its first session started from, even
+    when ``--init``'s path now holds another (see :func:`run_record.recorded_init`)."""
+    first = recorded_init(out_dir)
+    if not first:
+        return now
+    if first.get("weights_sha256") != now.get("weights_sha256"):
+        log.warning("%s now holds %s; this run started from %s (weights %s...), which its model card keeps",
+                    now.get("path"), now.get("model"), first.get("model"), str(first.get("weights_sha256"))[:12])
+    return first
+
+
 #: What --restart sets aside (renamed, never deleted): the previous run's best model included.
 PREVIOUS_RUN = ("checkpoint.pt", "training_log.csv", "training_curves.png", "model", RECORD_NAME)
 
@@ -285,8 +297,9 @@ def _train(manifest: Path, out_dir: Path, config: TrainConfig, resume: bool, pro
         start_epoch, best_dice, best_epoch = int(state["epoch"]), float(state["best_dice"]), int(state["best_epoch"])
         if is_main:
             log.warning("resuming %s after epoch %d (best validation Dice %.4f)", out_dir, start_epoch, best_dice)
+        init_card = _started_from(out_dir, init_card) if init_card else init_card
     if is_main:
-        write_record(out_dir, config, fingerprint, start_epoch, manifest)
+        write_record(out_dir, config, fingerprint, start_epoch, manifest, init_card or None)
     model = DistributedDataParallel(net) if world > 1 else net
     autocast = training_autocast(config.precision, device)
     # oneDNN's bf16 convolutions want NHWC; float32 runs keep their layout (bit-identical)

@@ -10,6 +10,7 @@ carries them so the model's real-data behaviour travels with it.
 from __future__ import annotations
 
 import csv
+import json
 import sys
 from pathlib import Path
 
@@ -36,9 +37,12 @@ def real_data_figures(real_out: Path) -> dict:
             name = row["scan"] if row["scan"] != "FLAIR" else "FLAIR(rorden)"
             heads[name] = {"pred_ml": float(row["pred_ml"]), "lesions": int(row["lesions"]),
                            "outside_ml": float(row["outside_ml"])}
+    # evaluate's summary says whether the flipped pass ran (reports from before it said so: no TTA)
+    tta = json.loads((real_out / next(iter(REPORTS)) / "summary.json").read_text()).get("flip_tta", False)
     return {"note": "evaluation only: never used for training, tuning or checkpoint selection; see README "
-                    "'Accuracy on real scans'; CPU, ONNX Runtime float32, the card's threshold",
-            "lesjak2017": lesjak, "whole_head_sanity": heads}
+                    "'Accuracy on real scans'; CPU, ONNX Runtime float32, the card's threshold, "
+                    + ("left-right flip TTA" if tta else "no TTA"),
+            "flip_tta": tta, "lesjak2017": lesjak, "whole_head_sanity": heads}
 
 
 def main(argv: list[str]) -> int:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Sequence
 from . import __version__
 from .cli_cohort import add_cohort_command
 from .cli_realdata import (add_brain_mask_options, add_precision_option, add_realdata_commands,
-                           add_segmentation_options, add_thin_slab_option, brain_model_arg)
+                           add_segmentation_options, add_thin_slab_option, add_tta_option, brain_model_arg)
 from .errors import DeepWMLError
 from .options import argtype, check_count, check_crop, check_fraction, check_positive, check_positive_int
 
@@ -219,7 +219,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                       precision=args.precision, split=args.split, overwrite=args.overwrite, progress=not args.quiet,
                       max_cases=args.max_cases, record_in_card=args.record_in_card,
                       thin_slab_mm=args.thin_slab_mm, brain_model=brain_model_arg(args),
-                      brain_margin_mm=args.brain_margin_mm)
+                      brain_margin_mm=args.brain_margin_mm, tta=args.tta)
     print(f"evaluation report: {report}")
     return 0
 
@@ -349,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--max-cases", type=argtype(check_count, "--max-cases"), default=0)
     ev.add_argument("--record-in-card", action="store_true",
                     help="write the results into the model card (metrics.evaluation)")
+    add_tta_option(ev)
     ev.add_argument("--overwrite", action="store_true")
     add_thin_slab_option(ev)
     add_brain_mask_options(ev)

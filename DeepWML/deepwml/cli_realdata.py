@@ -55,6 +55,14 @@ def add_precision_option(parser: argparse.ArgumentParser) -> None:
                              "different from float32; 'deepwml export-onnx --int8' makes it)")
 
 
+def add_tta_option(parser: argparse.ArgumentParser) -> None:
+    """``--tta`` / ``--no-tta`` (one definition for segment, cohort, evaluate and sanity); unset:
+    :func:`deepwml.defaults.default_flip_tta` (on, except with --precision int8)."""
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                        help="average with the left-right flipped slice (default: on, except with --precision int8, "
+                             "the fast mode; --no-tta: one pass, twice as fast)")
+
+
 def add_segmentation_options(parser: argparse.ArgumentParser) -> None:
     """The options that say how volumes are segmented, shared by ``segment`` and ``cohort`` so
     they cannot drift apart (one definition, one meaning)."""
@@ -67,7 +75,7 @@ def add_segmentation_options(parser: argparse.ArgumentParser) -> None:
                         help="probability threshold, strictly between 0 and 1 (default: the model card's)")
     add_precision_option(parser)
     parser.add_argument("--batch-size", type=argtype(check_positive_int, "--batch-size"), default=8)
-    parser.add_argument("--tta", action="store_true", help="average with the left-right flipped slice")
+    add_tta_option(parser)
     parser.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"],
                         help="auto: ONNX Runtime for float32 on the CPU when the model has an ONNX export, "
                              "else PyTorch")
@@ -103,7 +111,7 @@ def cmd_sanity(args: argparse.Namespace) -> int:
     report = sanity_report(args.scans, Path(args.output), model=args.model, device=args.device,
                            precision=args.precision, thin_slab_mm=args.thin_slab_mm,
                            brain_model=brain_model_arg(args), brain_margin_mm=args.brain_margin_mm,
-                           tolerance_mm=args.tolerance_mm, step=args.every,
+                           tolerance_mm=args.tolerance_mm, step=args.every, tta=args.tta,
                            overwrite=args.overwrite, progress=not args.quiet)
     print(f"sanity report: {report}")
     return 0
@@ -133,6 +141,7 @@ def add_realdata_commands(sub: argparse._SubParsersAction, common: argparse.Argu
     sa.add_argument("--model", default=None, help="model folder or model.json (default: bundled)")
     sa.add_argument("--device", default="auto")
     add_precision_option(sa)
+    add_tta_option(sa)
     sa.add_argument("--tolerance-mm", type=argtype(check_non_negative, "--tolerance-mm"),
                     default=OUTSIDE_TOLERANCE_MM,
                     help="lesion farther than this from the brain mask counts as outside (default: %(default)s)")

@@ -25,3 +25,14 @@ OUTSIDE_TOLERANCE_MM = 3.0
 #: Lesion probability is kept up to this far (mm, in-plane) outside the brain mask
 #: (:mod:`deepwml.brain_mask`, ``--brain-margin-mm``).
 DEFAULT_MARGIN_MM = 3.0
+
+
+def default_flip_tta(precision: str) -> bool:
+    """Whether the network also sees each slice flipped left-right (its probabilities averaged)
+    when the user did not say (``--tta`` / ``--no-tta``): on, except in the int8 fast mode.
+
+    Why on: on 1.6.0's own validation cases median per-volume Dice 0.553 -> 0.570, on the phantom
+    test 0.746 -> 0.774 with half the false-positive slices (README "Test-time augmentation";
+    rule in work-data/b23/RULE-tta.md). Why not for int8: it doubles the network's time, and
+    int8 is the mode for speed (issue 14's cold start)."""
+    return precision != "int8"

@@ -129,6 +129,7 @@ def _summary(input_path: Path, paths: OutputPaths, image: sitk.Image, result: Se
         "device": result.device,
         "precision": result.precision,
         "head_crop": segmenter.head_crop,
+        "flip_tta": segmenter.flip_tta,  # averaged with the left-right flipped slice
         "backend": result.backend,
         "slab_mm": result.slab_mm,  # thin-slice volume seen as slabs of this thickness; 0 = native slices
         # what the brain mask did (None: no brain mask); see deepwml.brain_mask

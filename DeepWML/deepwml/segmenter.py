@@ -24,7 +24,7 @@ import SimpleITK as sitk
 from .brain_mask import (BrainCanvas, BrainMasking, lesion_window, load_brain_model,
                          margin_in_pixels, removed_voxels, restrict_to_brain)
 from .canvas_window import head_window
-from .defaults import DEFAULT_MARGIN_MM, THIN_SLAB_MM
+from .defaults import DEFAULT_MARGIN_MM, THIN_SLAB_MM, default_flip_tta
 from .errors import ModelFileError
 from .model_files import LoadedModel, load_model
 from .onnx_backend import (PROBE_SEED, PROBE_SHAPE, REPRODUCE_TOLERANCE, OnnxNetwork, check_reproduces_weights,
@@ -210,7 +210,7 @@ class Segmenter:
     """A verified model bound to a device and backend; reuse one instance for many volumes."""
 
     def __init__(self, model: LoadedModel | str | None = None, device: str = "auto",
-                 precision: str = "auto", batch_size: int = 8, flip_tta: bool = False,
+                 precision: str = "auto", batch_size: int = 8, flip_tta: bool | None = None,
                  head_crop: bool = True, backend: str = "auto",
                  thin_slab_mm: float = THIN_SLAB_MM, brain_model: LoadedModel | str | None = "bundled",
                  brain_margin_mm: float = DEFAULT_MARGIN_MM,
@@ -222,7 +222,8 @@ class Segmenter:
         self.thin_slab_mm = check_non_negative(thin_slab_mm, "thin slab thickness")
         self.precision_name = check_precision(precision)
         self.device = choose_device(device)
-        self.flip_tta = flip_tta
+        #: Average with the left-right flipped slice (None: :func:`deepwml.defaults.default_flip_tta`)
+        self.flip_tta = default_flip_tta(self.precision_name) if flip_tta is None else bool(flip_tta)
         #: Run the network only on slices with head and only on the head's window (see
         #: :func:`head_window`); outside it the lesion probability is 0. False: whole canvas.
         self.head_crop = head_crop

@@ -140,3 +140,17 @@ def test_evaluation_report_builds_on_phantoms(phantom_set, tmp_path):
     assert float(overall["median_dice"]) == pytest.approx(np.median(dices), abs=1e-3)
     with pytest.raises(Exception, match="is not empty"):
         evaluate(phantom_set, tmp_path, device="cpu", split="all", max_cases=1, progress=False)
+
+
+def test_evaluate_takes_segment_tta_and_says_so(phantom_set, tiny_model_dir, tmp_path):
+    """``evaluate --tta`` measures what ``segment --tta`` gives, and its report and summary say so."""
+    from deepwml.cli import main
+
+    for flag, out in ((["--tta"], tmp_path / "tta"), ([], tmp_path / "plain")):
+        assert main(["evaluate", str(phantom_set), "-o", str(out), "--model", str(tiny_model_dir), "--device", "cpu",
+                     "--split", "all", "--max-cases", "1", "-q", *flag]) == 0
+    tta = json.loads((tmp_path / "tta" / "summary.json").read_text(encoding="utf-8"))
+    plain = json.loads((tmp_path / "plain" / "summary.json").read_text(encoding="utf-8"))
+    assert tta["flip_tta"] is True and plain["flip_tta"] is False
+    assert "flip test-time augmentation" in (tmp_path / "tta" / "report.html").read_text(encoding="utf-8")
+    assert "flip test-time augmentation" not in (tmp_path / "plain" / "report.html").read_text(encoding="utf-8")

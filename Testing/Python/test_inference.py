@@ -113,6 +113,29 @@ def test_flip_tta_is_symmetric(tiny_model_dir):
     np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
 
 
+def test_flip_tta_is_the_default_except_for_int8(tiny_model_dir, tmp_path):
+    """On unless asked otherwise or in the int8 fast mode; --no-tta is one pass, recorded in the summary."""
+    from deepwml.defaults import default_flip_tta
+
+    assert Segmenter(str(tiny_model_dir), device="cpu").flip_tta is True
+    assert Segmenter(str(tiny_model_dir), device="cpu", flip_tta=False).flip_tta is False
+    assert default_flip_tta("float32") and default_flip_tta("auto") and not default_flip_tta("int8")
+    flair = tmp_path / "flair.nii.gz"
+    sitk.WriteImage(synthetic_flair(), str(flair))
+    calls = []
+    seg = Segmenter(str(tiny_model_dir), device="cpu", flip_tta=False)
+    network = seg.network
+    seg.network = lambda batch: calls.append(len(batch)) or network(batch)
+    seg.segment(sitk.ReadImage(str(flair)))
+    single = len(calls)
+    seg.flip_tta, calls[:] = True, []
+    seg.segment(sitk.ReadImage(str(flair)))
+    assert single > 0 and len(calls) == 2 * single  # the flipped pass doubles the network's calls
+    assert main(["segment", str(flair), "-o", str(tmp_path / "one"), "--model", str(tiny_model_dir),
+                 "--device", "cpu", "--no-tta", "-q"]) == 0
+    assert json.loads((tmp_path / "one" / "flair.summary.json").read_text())["flip_tta"] is False
+
+
 def test_cli_end_to_end(phantom_flair, tmp_path, capsys):
     out = tmp_path / "out"
     code = main(["segment", str(phantom_flair), "-o", str(out), "--device", "cpu", "--probabilities",
@@ -137,6 +160,7 @@ def test_cli_end_to_end(phantom_flair, tmp_path, capsys):
     assert summary["total_volume_ml"] == pytest.approx(mask.sum() * voxel_ml, abs=1e-3)
     assert sum(s["volume_ml"] for s in summary["slices"]) == pytest.approx(summary["total_volume_ml"], abs=1e-3)
     assert summary["device"] == "cpu" and summary["model"]["id"]
+    assert summary["flip_tta"] is True  # the float32 default (deepwml.defaults.default_flip_tta)
     rows = list(csv.DictReader(open(out / "batch.csv", encoding="utf-8")))
     assert len(rows) == 1 and float(rows[0]["total_volume_ml"]) == pytest.approx(summary["total_volume_ml"])
     probs = sitk.ReadImage(str(out / "flair_probabilities.nii.gz"))

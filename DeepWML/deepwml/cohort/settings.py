@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..defaults import DEFAULT_MARGIN_MM, THIN_SLAB_MM
+from ..defaults import DEFAULT_MARGIN_MM, THIN_SLAB_MM, default_flip_tta
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,8 @@ class CohortSettings:
     device: str = "auto"
     precision: str = "auto"
     batch_size: int = 8
-    tta: bool = False
+    #: None: deepwml.defaults.default_flip_tta (on, except for int8)
+    tta: bool | None = None
     head_crop: bool = True
     backend: str = "auto"
     thin_slab_mm: float = THIN_SLAB_MM
@@ -48,6 +49,8 @@ class CohortSettings:
             values.pop(key)
         values["brain_mask"] = values.pop("brain_model") is not None  # a path differs between machines
         values["threshold"] = model_threshold if self.threshold is None else self.threshold
+        # what runs, not how it was asked for: a resumed cohort from before TTA was the default re-runs
+        values["tta"] = default_flip_tta(self.precision) if self.tta is None else self.tta
         values["series"] = list(self.series)
         return values
 

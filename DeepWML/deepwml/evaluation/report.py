@@ -85,11 +85,12 @@ def evaluate(manifest: Path, out_dir: Path, model: str | None = None, device: st
              precision: str = "auto", split: str = "auto", overwrite: bool = False, progress: bool = True,
              max_cases: int = 0, record_in_card: bool = False,
              thin_slab_mm: float = THIN_SLAB_MM, brain_model: str | None = "bundled",
-             brain_margin_mm: float = DEFAULT_MARGIN_MM) -> Path:
+             brain_margin_mm: float = DEFAULT_MARGIN_MM, tta: bool | None = None) -> Path:
     """Run the model on the selected cases and write the full report; return report.html.
 
     ``thin_slab_mm``: how thin-slice (< 2 mm) volumes are segmented; ``brain_model`` /
-    ``brain_margin_mm``: the brain mask (None: off); see :class:`Segmenter`."""
+    ``brain_margin_mm``: the brain mask (None: off); ``tta``: average with the left-right
+    flipped slice, as ``segment --tta`` (None: the default for the precision); see :class:`Segmenter`."""
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
@@ -99,7 +100,7 @@ def evaluate(manifest: Path, out_dir: Path, model: str | None = None, device: st
     out_dir.mkdir(parents=True, exist_ok=True)
     cases = read_manifest(manifest)
     segmenter = Segmenter(model, device=device, precision=precision, thin_slab_mm=thin_slab_mm,
-                          brain_model=brain_model, brain_margin_mm=brain_margin_mm)
+                          brain_model=brain_model, brain_margin_mm=brain_margin_mm, flip_tta=tta)
     card, card_path = read_card(segmenter.model.path)
     selected, split_data, why = choose_cases(Path(manifest), cases, card, card_path, split)
     if max_cases:
@@ -170,7 +171,7 @@ def evaluate(manifest: Path, out_dir: Path, model: str | None = None, device: st
             "data": f"{manifest} ({why})", "volumes": summary["volumes"], "counts": summary["counts"],
             "per_slice_median": {m: summary["overall"].get(f"median_{m}") for m in METRICS},
             "per_volume_median": {r["metric"]: r["median"] for r in summary["per_volume"]},
-            "device": summary["device"]})
+            "device": summary["device"], "flip_tta": segmenter.flip_tta})
     return report
 
 
@@ -284,7 +285,8 @@ def _write_report(out_dir: Path, slice_rows: list[dict], volume_rows: list[dict]
     per_slice_s = [r["s_per_slice"] for r in volume_rows]
     body = f"""
 <p>Model <b>{segmenter.model.model_id}</b> ({card.get('architecture', {})}), device {segmenter.device},
-precision {segmenter.precision_name}. Evaluated: {why}; {len(volume_rows)} volume(s).</p>
+precision {segmenter.precision_name}{', left-right flip test-time augmentation' if segmenter.flip_tta else ''}.
+Evaluated: {why}; {len(volume_rows)} volume(s).</p>
 <p class='note'>{card.get('notes', '')}</p>
 <h2>Per-slice results (the paper's Table 2)</h2>
 <p>Overall median Dice <b>{overall.get('median_dice', math.nan)}</b>, sensitivity
@@ -325,7 +327,7 @@ statistics.json/.md, {', '.join(figures)}, cases/*.png.</p>
     report.write_text(html_page("DeepWML evaluation", body), encoding="utf-8")
     summary = {"evaluated": why, "volumes": len(volume_rows), "counts": counts, "overall": overall,
                "per_volume": volume_summary, "model": segmenter.model.model_id,
-               "device": str(segmenter.device)}
+               "device": str(segmenter.device), "flip_tta": segmenter.flip_tta}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=float) + "\n",
                                           encoding="utf-8")
     return report, summary

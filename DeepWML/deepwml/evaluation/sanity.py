@@ -87,7 +87,7 @@ def sanity_report(scans: Sequence[str | Path], out_dir: Path, model: str | None 
                   device: str = "auto", thin_slab_mm: float = THIN_SLAB_MM, precision: str = "auto",
                   tolerance_mm: float = OUTSIDE_TOLERANCE_MM, step: int = 0, overwrite: bool = False,
                   progress: bool = True, brain_model: str | None = "bundled",
-                  brain_margin_mm: float = DEFAULT_MARGIN_MM) -> Path:
+                  brain_margin_mm: float = DEFAULT_MARGIN_MM, tta: bool | None = None) -> Path:
     """Check every scan and write ``sanity.html`` (+ CSV, JSON, sheets, masks); return the HTML.
 
     A scan that cannot be read is reported in the page and the others go on; if none can,
@@ -105,7 +105,7 @@ def sanity_report(scans: Sequence[str | Path], out_dir: Path, model: str | None 
     paths = [Path(s) for s in scans]
     names = unique_names(paths)
     segmenter = Segmenter(model, device=device, precision=precision, thin_slab_mm=thin_slab_mm,
-                          brain_model=brain_model, brain_margin_mm=brain_margin_mm)
+                          brain_model=brain_model, brain_margin_mm=brain_margin_mm, flip_tta=tta)
     rows: list[dict[str, Any]] = []
     failures: list[dict[str, str]] = []
     for path, name in tqdm(list(zip(paths, map(file_stem, names))), desc="sanity", unit="scan",

@@ -143,10 +143,11 @@ def test_evaluation_report_builds_on_phantoms(phantom_set, tmp_path):
 
 
 def test_evaluate_takes_segment_tta_and_says_so(phantom_set, tiny_model_dir, tmp_path):
-    """``evaluate --tta`` measures what ``segment --tta`` gives, and its report and summary say so."""
+    """``evaluate`` measures what ``segment`` gives (TTA on by default, ``--no-tta`` one pass), and its
+    report and summary say which."""
     from deepwml.cli import main
 
-    for flag, out in ((["--tta"], tmp_path / "tta"), ([], tmp_path / "plain")):
+    for flag, out in (([], tmp_path / "tta"), (["--no-tta"], tmp_path / "plain")):  # on by default (float32)
         assert main(["evaluate", str(phantom_set), "-o", str(out), "--model", str(tiny_model_dir), "--device", "cpu",
                      "--split", "all", "--max-cases", "1", "-q", *flag]) == 0
     tta = json.loads((tmp_path / "tta" / "summary.json").read_text(encoding="utf-8"))

@@ -27,6 +27,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from typing import Iterator
 
 import numpy as np
 import SimpleITK as sitk
@@ -43,25 +44,33 @@ THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 GROW_THRESHOLDS = (None, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2)
 
 
-def dice_by_threshold(model: str, manifest: str, split_json: str, part: str = "val",
-                      grow: bool = False) -> dict:
-    """Per-volume Dice of every case with lesions, per candidate: thresholds, or with ``grow``
-    growth thresholds at the card's threshold (probabilities computed once per case)."""
+def cases_with_lesions(manifest: str, split_json: str, part: str = "val") -> Iterator[tuple[sitk.Image, np.ndarray]]:
+    """``(image, truth)`` of the ``part`` cases of ``manifest`` (every case when ``split_json`` is
+    ``-``) whose label holds lesion: Dice is undefined without, so empty cases choose nothing."""
     assignment = None
     if split_json != "-":
         with open(split_json, encoding="utf-8") as f:
             assignment = json.load(f)["assignment"]
     with open(manifest, newline="", encoding="utf-8") as f:
         rows = [row for row in csv.DictReader(f) if assignment is None or assignment.get(row["patient"]) == part]
-    segmenter = Segmenter(model, device="cpu")
-    seed = segmenter.model.threshold
-    candidates = GROW_THRESHOLDS if grow else THRESHOLDS
-    scores: dict = {t: [] for t in candidates}
     for row in tqdm(rows, desc=f"{part} cases", unit="case"):
         image = load_flair(row["flair"])
         truth = read_label(row["label"], image)
-        if not truth.any():
-            continue  # Dice is undefined without lesion; empty cases do not choose a threshold
+        if truth.any():
+            yield image, truth
+
+
+def dice_by_threshold(model: str, manifest: str, split_json: str, part: str = "val",
+                      grow: bool = False) -> dict:
+    """Per-volume Dice of every case with lesions, per candidate: thresholds, or with ``grow``
+    growth thresholds at the card's threshold (probabilities computed once per case). One
+    network pass (no TTA): how every recorded threshold was chosen, before TTA became the
+    default (README "Test-time augmentation")."""
+    segmenter = Segmenter(model, device="cpu", flip_tta=False)
+    seed = segmenter.model.threshold
+    candidates = GROW_THRESHOLDS if grow else THRESHOLDS
+    scores: dict = {t: [] for t in candidates}
+    for image, truth in cases_with_lesions(manifest, split_json, part):
         prob = sitk.GetArrayFromImage(segmenter.segment(image).probabilities)
         for t in candidates:
             pred = grown_mask(prob, seed, t) if grow else prob >= t
@@ -123,16 +132,9 @@ def main(argv: list[str]) -> int:
 
 def main_tta(argv: list[str]) -> int:
     model, manifest, split_json, part = (*argv, "val")[:4]
-    assignment = json.loads(open(split_json, encoding="utf-8").read())["assignment"]
-    with open(manifest, newline="", encoding="utf-8") as f:
-        rows = [row for row in csv.DictReader(f) if assignment.get(row["patient"]) == part]
     plain, flipped = Segmenter(model, device="cpu", flip_tta=False), Segmenter(model, device="cpu", flip_tta=True)
     scores: dict[str, list[float]] = {"without": [], "with": []}
-    for row in tqdm(rows, desc=f"{part} cases", unit="case"):
-        image = load_flair(row["flair"])
-        truth = read_label(row["label"], image)
-        if not truth.any():
-            continue
+    for image, truth in cases_with_lesions(manifest, split_json, part):
         for name, segmenter in (("without", plain), ("with", flipped)):
             scores[name].append(dice(truth, sitk.GetArrayFromImage(segmenter.segment(image).mask) > 0))
     print(f"cases with lesions: {len(scores['with'])}; threshold {plain.model.threshold}")

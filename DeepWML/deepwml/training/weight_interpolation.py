@@ -41,13 +41,23 @@ def averaged_state(states: list[dict[str, Any]], weights: list[float]) -> dict[s
     return out
 
 
+def _initialised_from(model: LoadedModel) -> dict[str, Any]:
+    """The card's record of the model ``model`` was fine-tuned from ({} when none)."""
+    return model.card.get("training", {}).get("initialised_from", {})
+
+
+def _check_same_network(reference: LoadedModel, other: LoadedModel) -> None:
+    """Refuse ``other`` when its architecture or preprocessing differs from ``reference``'s."""
+    for key in ("architecture", "preprocessing"):
+        if other.card[key] != reference.card[key]:
+            raise ValueError(f"{other.path}: its {key} differs from {reference.path}'s")
+
+
 def check_fine_tune_of(base: LoadedModel, tuned: LoadedModel) -> None:
     """Refuse a pair that is not a base and its own fine-tune (same architecture and
     preprocessing, fine-tune initialised from exactly these base weights)."""
-    for key in ("architecture", "preprocessing"):
-        if base.card[key] != tuned.card[key]:
-            raise ValueError(f"{tuned.path}: its {key} differs from {base.path}'s")
-    init = tuned.card.get("training", {}).get("initialised_from", {})
+    _check_same_network(base, tuned)
+    init = _initialised_from(tuned)
     if init.get("weights_sha256") != base.card["weights_sha256"]:
         raise ValueError(f"{tuned.path}: not fine-tuned from {base.model_id}'s weights (its card's "
                          f"initialised_from names {init.get('model', 'no model')})")
@@ -57,15 +67,12 @@ def check_siblings(models: list[LoadedModel]) -> dict[str, Any]:
     """Refuse fine-tunes that do not share architecture, preprocessing and the weights they were
     initialised from; return that common ``initialised_from`` entry."""
     first = models[0]
-    parent = first.card.get("training", {}).get("initialised_from", {})
+    parent = _initialised_from(first)
     if not parent.get("weights_sha256"):
         raise ValueError(f"{first.path}: its card names no model it was fine-tuned from")
     for other in models[1:]:
-        for key in ("architecture", "preprocessing"):
-            if other.card[key] != first.card[key]:
-                raise ValueError(f"{other.path}: its {key} differs from {first.path}'s")
-        init = other.card.get("training", {}).get("initialised_from", {})
-        if init.get("weights_sha256") != parent["weights_sha256"]:
+        _check_same_network(first, other)
+        if _initialised_from(other).get("weights_sha256") != parent["weights_sha256"]:
             raise ValueError(f"{other.path}: not fine-tuned from the weights {first.path} was fine-tuned from "
                              f"({parent.get('model', '?')})")
     return parent

@@ -241,7 +241,7 @@ class DeepWMLLogic(ScriptedLoadableModuleLogic):
             raise SegmentationCancelled(str(err)) from None
         probabilities = sitk.GetArrayFromImage(result.probabilities)
         info = {"timings_s": result.timings_s, "device": result.device, "precision": result.precision,
-                "backend": result.backend, "model": segmenter.model.model_id,
+                "backend": result.backend, "model": result.model.model_id,  # the thin-slice model on thin slices
                 "brain_mask": result.brain_mask_summary()}
         node, summary = self.applyProbabilities(volumeNode, probabilities, segmentationNode, result.threshold, info)
         summary["seconds"] = time.perf_counter() - t0

@@ -51,6 +51,9 @@
 # 16. 1.6.0 (shipped, trained as run 1.6.0-v67): 1.5.0 fine-tuned on stages 13 and 14's data together
 #     (benchmarks/merge_mixes.py: v6-k and v7-k keep their common assignment); 4 epochs lr 1e-4 + to 16 at 5e-5,
 #     300 batches per epoch, bf16; then the threshold and the int8 graph.
+# 17. 1.6.0-thin (not shipped: its rules failed, README "The thin-slice model"): 1.6.0 fine-tuned on the thin (< 2 mm)
+#     cases of stages 16 and 11's mixes (benchmarks/thin_mix.py: 158 thin stacks + 60 whole-head 1 mm heads, their splits
+#     kept); 4 epochs lr 1e-4 + to 10 at 5e-5, 300 batches per epoch, bf16; for --thin-model, not as the lesion model.
 # Synthetic heads: SynthSeg's 20 whole-head label maps + 27 real MS lesion masks, both free for
 # training (README "Synthesis"). No real scan is read: the real evaluation sets
 # (lesjak2017-ms-mni and the unlabelled heads) never enter training, tuning or selection.
@@ -61,7 +64,7 @@
 # models failed the phantom test guard and were not shipped.
 # Stage 9 needs stage 8's mix (mix-1.3-v4h.csv) but not its model: with stages 3-5 done,
 # STAGES="8 9" trains both, or make the mix by hand with stage 8's two mix lines. "13", "14" (after 10): the experiments of
-# synthesis v6 and v7; "15", "16" (after 13 and 14): their soup and their data together. "11 12" (after 10): the shipped
+# synthesis v6 and v7; "15", "16" (after 13 and 14): their soup and their data together; "17" (after 11 and 16): the thin-slice model. "11 12" (after 10): the shipped
 # brain-mask model (stage 12 needs stage 11's mix, not its model). On a GPU, raise EPOCHS and STEPS; training runs on CUDA with --device auto.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -305,4 +308,18 @@ $V6_WHAT) and the same 180 heads drawn as synthesis v7 (lesions faint at their r
     "$OUT/run-1.6-v67/split.json" val --record
   $BIN/deepwml export-onnx "$OUT/run-1.6-v67/model" --int8 --calibration "$OUT/mix-1.6-v67.csv" -q \
     --calibration-note "96 canvas slices of 24 evenly spaced cases of this model's training manifest; no real scan"
+fi
+if [[ " $STAGES " == *" 17 "* ]]; then  # 1.6.0-thin (not shipped): a thin-slice model (--thin-model) from 1.6.0 (run 11 and 16 first)
+  mkdir -p "$OUT/run-thin"
+  $BIN/python benchmarks/thin_mix.py "$OUT/mix-1.6-v67.csv" "$OUT/run-1.6-v67/split.json" "$OUT/mix-1.6.csv" \
+    "$OUT/run-1.6/split.json" "$OUT/mix-thin.csv" "$OUT/run-thin/split.json"
+  heads_options "${STEPS17:-300}"
+  COMMON=("${COMMON[@]/deepwml-synth-unet16/deepwml-synth-unet16-thin}")
+  E1=${E1_17:-4} E2=${E2_17:-10}
+  model_from_git 92069f0 "$OUT/model-1.6.0"  # the shipped 1.6.0, as the run started from it
+  fine_tune 1.6.0-thin "$OUT/model-1.6.0" "$OUT/mix-thin.csv" "$OUT/run-thin" 1e-4 5e-5 \
+    "Thin-slice model: fine-tuned from deepwml-synth-unet16@1.6.0 on the thin (< 2 mm) synthetic heads of 1.6.0's training \
+mix (158 stacks of synthesis v4/v6/v7) plus 60 whole-head 1 mm 3D heads of synthesis v4 (seed 41): $DATA" \
+    --precision "${PRECISION:-bf16}"
+  $BIN/python benchmarks/threshold_on_validation.py "$OUT/run-thin/model" "$OUT/mix-thin.csv" "$OUT/run-thin/split.json" val --record
 fi

@@ -64,7 +64,8 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     sitk.WriteImage(sitk.Cast(result.probabilities, sitk.sitkFloat32), str(out / "probabilities.nrrd"))
     info = {"device": result.device, "backend": result.backend, "precision": result.precision,
-            "model": segmenter.model.model_id, "model_threshold": segmenter.model.threshold,
+            # the model that ran: the thin-slice model on thin slices (deepwml.thin_model)
+            "model": result.model.model_id, "model_threshold": result.model.threshold,
             "timings_s": result.timings_s, "seconds": time.perf_counter() - t0,
             "brain_mask": result.brain_mask_summary()}
     (out / "result.json").write_text(json.dumps(info, indent=2), encoding="utf-8")

@@ -16,11 +16,21 @@ THIN_SLAB_HELP = ("segment thin-slice (< 2 mm, e.g. 3D 1 mm) volumes as axial sl
 
 
 def add_thin_slab_option(parser: argparse.ArgumentParser) -> None:
-    """``--thin-slab-mm`` with the engine's default (one definition for every command)."""
+    """``--thin-slab-mm`` with the engine's default and ``--thin-model`` (one definition for
+    every command; both say how thin-slice volumes are segmented)."""
     from .defaults import THIN_SLAB_MM
 
     parser.add_argument("--thin-slab-mm", type=argtype(check_non_negative, "--thin-slab-mm"),
                         default=THIN_SLAB_MM, help=THIN_SLAB_HELP)
+    parser.add_argument("--thin-model", default="auto", metavar="DIR",
+                        help="lesion model for volumes the network sees at slices thinner than 2 mm: auto (default: "
+                             "the bundled thin-slice model when --model is the bundled model, else none), bundled, "
+                             "a model folder, or none (every volume to --model)")
+
+
+def thin_model_arg(args: argparse.Namespace) -> str | None:
+    """The Segmenter's ``thin_model`` for parsed options: "auto", "bundled", a folder, or None."""
+    return None if args.thin_model == "none" else args.thin_model
 
 
 def add_brain_mask_options(parser: argparse.ArgumentParser) -> None:
@@ -110,6 +120,7 @@ def cmd_sanity(args: argparse.Namespace) -> int:
 
     report = sanity_report(args.scans, Path(args.output), model=args.model, device=args.device,
                            precision=args.precision, thin_slab_mm=args.thin_slab_mm,
+                           thin_model=thin_model_arg(args),
                            brain_model=brain_model_arg(args), brain_margin_mm=args.brain_margin_mm,
                            tolerance_mm=args.tolerance_mm, step=args.every, tta=args.tta,
                            overwrite=args.overwrite, progress=not args.quiet)

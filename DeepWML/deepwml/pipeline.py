@@ -134,8 +134,10 @@ def _summary(input_path: Path, paths: OutputPaths, image: sitk.Image, result: Se
         "slab_mm": result.slab_mm,  # thin-slice volume seen as slabs of this thickness; 0 = native slices
         # what the brain mask did (None: no brain mask); see deepwml.brain_mask
         "brain_mask": result.brain_mask_summary(),
-        "model": {"id": segmenter.model.model_id, "path": str(segmenter.model.path),
-                  "weights_sha256": segmenter.model.card.get("weights_sha256"), "ran": segmenter.ran_file},
+        # the lesion model that ran on this volume: the thin-slice model's on thin slices (deepwml.thin_model)
+        "model": {"id": result.model.model_id, "path": str(result.model.path),
+                  "weights_sha256": result.model.card.get("weights_sha256"), "ran": result.ran_file,
+                  "thin_slice_model": result.model is not segmenter.model},
         "engine_version": __version__,
     }
     return summary

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,8 +33,9 @@ from .onnx_backend import (PROBE_SEED, PROBE_SHAPE, REPRODUCE_TOLERANCE, OnnxNet
 from .onnx_int8 import INT8_REPRODUCE_TOLERANCE, WEIGHT_STEP_TOLERANCE, check_int8_graph
 from .options import check_non_negative, check_positive_int, check_threshold
 from .preprocessing import CanvasMapping, image_to_canvas, slices_with_head, thin_slabs
-from .reslice import interpolate_from_slabs
+from .reslice import THIN_SLICE_MM, interpolate_from_slabs
 from .slice_layout import SliceLayout, image_from_slices
+from .thin_model import resolve_thin_model, sees_thin_slices
 from .torch_backend import (TorchNetwork, check_precision, choose_device, cpu_has_fast_bf16,  # noqa: F401
                             resolve_device, torch_installed)
 from .verified_graphs import check_key, check_once
@@ -177,6 +179,9 @@ class PreparedVolume:
     #: time of the brain mask's post-processing (largest component, holes, margin): done before
     #: the lesion network for its window, counted by finish() as post-processing, not network
     brain_region_s: float = 0.0
+    #: the network sees thin slices and the segmenter has a thin-slice model: that model runs
+    #: (:mod:`deepwml.thin_model`)
+    thin: bool = False
 
 @dataclass
 class SegmentationResult:
@@ -194,6 +199,10 @@ class SegmentationResult:
     slab_mm: float = 0.0
     #: What the brain mask did (None: no brain-mask model).
     brain_mask: Optional[BrainMasking] = None
+    #: The lesion model that computed the probabilities (the thin-slice model on thin slices) and
+    #: its file that ran (:func:`ran_file_of`): what a summary must name.
+    model: Optional[LoadedModel] = None
+    ran_file: dict = field(default_factory=dict)
 
     def brain_mask_summary(self) -> Optional[dict]:
         """The summaries' ``brain_mask`` entry (None: no brain mask), one definition for the
@@ -214,7 +223,8 @@ class Segmenter:
                  head_crop: bool = True, backend: str = "auto",
                  thin_slab_mm: float = THIN_SLAB_MM, brain_model: LoadedModel | str | None = "bundled",
                  brain_margin_mm: float = DEFAULT_MARGIN_MM,
-                 brain_context_px: int | None = BRAIN_CONTEXT) -> None:
+                 brain_context_px: int | None = BRAIN_CONTEXT,
+                 thin_model: LoadedModel | str | None = "auto") -> None:
         self.batch_size = check_positive_int(batch_size, "batch size")
         #: Thin-slice volumes (< 2 mm) are seen as axial slabs of this thickness (mm), the
         #: probabilities interpolated back to every slice; 0: every native slice. The model
@@ -232,6 +242,16 @@ class Segmenter:
         model.require_task("lesion", ", not a lesion model; pass it as the brain-mask model (--brain-model), "
                                      "not as --model")
         self.network, self.backend, self.model = build_network(model, backend, self.device, self.precision_name)
+        #: The thin-slice model (None: every volume goes to ``model``); verified here, its network
+        #: built on the first thin volume, so thick-only runs do not pay for it (issue 14's cold start).
+        self.thin_model: LoadedModel | None = resolve_thin_model(thin_model, self.model)
+        if self.thin_model is not None and self.precision_name == "int8":
+            from .onnx_int8 import int8_file_of
+
+            int8_file_of(self.thin_model)  # refused now, in one line, not at the first thin volume
+        self._backend_asked = backend
+        self._thin: tuple[Callable[[np.ndarray], np.ndarray], str, LoadedModel] | None = None
+        self._thin_lock = threading.Lock()
         #: The brain-mask model and network (None: lesion probabilities everywhere in the head);
         #: see :mod:`deepwml.brain_mask`. Float32, or its int8 graph beside an int8 lesion network.
         self.brain_margin_mm = check_non_negative(brain_margin_mm, "brain margin")
@@ -261,17 +281,36 @@ class Segmenter:
 
     @property
     def ran_file(self) -> dict[str, str]:
-        """The model file that computes the probabilities and its SHA-256 (verified at load):
-        what a summary must name, since the ONNX graph and the weights are separate files."""
+        """The lesion model's file that computes the probabilities of thick volumes and its SHA-256
+        (verified at load): what a summary must name, since the ONNX graph and the weights are
+        separate files. A result names the file that ran for its volume (``result.ran_file``)."""
         return ran_file_of(self.model, self.backend, self.precision_name)
 
+    def _lesion(self, thin: bool) -> tuple[Callable[[np.ndarray], np.ndarray], str, LoadedModel]:
+        """``(network, backend, model)`` for thick (the lesion model) or thin volumes (the
+        thin-slice model's, built on first use; thread-safe)."""
+        if not thin:
+            return self.network, self.backend, self.model
+        with self._thin_lock:
+            if self._thin is None:
+                self._thin = build_network(self.thin_model, self._backend_asked, self.device, self.precision_name)
+                log.info("thin-slice volume: %s runs", self._thin[2].model_id)
+            return self._thin
+
+    def describe_models(self) -> str:
+        """One plain-text sentence on which lesion model runs on which volumes (for reports)."""
+        if self.thin_model is None:
+            return f"Lesion model {self.model.model_id} on every volume."
+        return (f"Lesion model {self.model.model_id}; volumes the network sees at slices thinner than "
+                f"{THIN_SLICE_MM:g} mm: thin-slice model {self.thin_model.model_id}.")
+
     def predict_canvas(self, canvas: Any, progress: ProgressCallback | None = None,
-                       where: tuple[np.ndarray, slice, slice] | None = None) -> np.ndarray:
+                       where: tuple[np.ndarray, slice, slice] | None = None, thin: bool = False) -> np.ndarray:
         """Lesion probabilities for ``[N, 1, C, C]`` canvas slices, in batches (float32 numpy):
         on ``where`` = ``(slices, rows, cols)`` only (0 elsewhere; the brain's window, see
         :meth:`run_network`), by default on the head's window of the slices with head (the whole
-        canvas when ``head_crop`` is off)."""
-        net = self.network
+        canvas when ``head_crop`` is off). ``thin``: the thin-slice model's network runs."""
+        net = self._lesion(thin)[0]
         canvas = np.asarray(canvas, dtype=np.float32)
         out = np.zeros(canvas.shape, dtype=np.float32)
         todo, rows, cols = where if where is not None else self._head_where(canvas)
@@ -340,8 +379,9 @@ class Segmenter:
         canvas, mapping, layout = image_to_canvas(image, self.thin_slab_mm)
         n_slices = image.GetSize()[2 - layout.transpose[layout.slice_axis]]  # numpy axis n = index axis 2-n
         slabs = thin_slabs(layout.slice_thickness_mm, n_slices, self.thin_slab_mm)
+        thin = self.thin_model is not None and sees_thin_slices(layout.slice_thickness_mm, slabs)
         return PreparedVolume(image, canvas, mapping, layout, n_slices, slabs,
-                              {"preprocess": time.perf_counter() - t0})
+                              {"preprocess": time.perf_counter() - t0}, thin=thin)
 
     def run_network(self, prepared: PreparedVolume, progress: ProgressCallback | None = None) -> np.ndarray:
         """The canvas probabilities of a prepared volume (records the network's time).
@@ -355,7 +395,7 @@ class Segmenter:
         t1 = time.perf_counter()
         region_s = 0.0
         if self.brain_network is None:
-            probs = self.predict_canvas(prepared.canvas, progress)
+            probs = self.predict_canvas(prepared.canvas, progress, thin=prepared.thin)
         else:
             head = self._head_where(prepared.canvas)
             first = int(head[0].size)
@@ -364,9 +404,10 @@ class Segmenter:
             where = self._lesion_where(prepared)
             region_s = time.perf_counter() - t_region
             probs = self.predict_canvas(prepared.canvas, _shifted(progress, first, 0),
-                                       where if where is not None else head)
-        if isinstance(self.network, TorchNetwork):
-            self.network.synchronize()
+                                       where if where is not None else head, thin=prepared.thin)
+        network = self._lesion(prepared.thin)[0]
+        if isinstance(network, TorchNetwork):
+            network.synchronize()
         prepared.timings_s["network"] = time.perf_counter() - t1 - region_s
         prepared.brain_region_s = region_s
         return probs
@@ -391,8 +432,10 @@ class Segmenter:
 
     def finish(self, prepared: PreparedVolume, probs: np.ndarray,
                threshold: float | None = None) -> SegmentationResult:
-        """Canvas probabilities back onto the input's voxel grid (no network; thread-safe)."""
-        threshold = self.model.threshold if threshold is None else check_threshold(threshold)
+        """Canvas probabilities back onto the input's voxel grid (no network; thread-safe).
+        ``threshold`` None: the card's of the model that ran (the thin-slice model's on thin slices)."""
+        _, backend, model = self._lesion(prepared.thin)
+        threshold = model.threshold if threshold is None else check_threshold(threshold)
         t2 = time.perf_counter()
         mapping, layout = prepared.mapping, prepared.layout
         slabs = prepared.slabs
@@ -418,10 +461,11 @@ class Segmenter:
         timings["total"] = sum(timings.values())
         if prepared.brain is not None:  # part of "network", not added to the total
             timings["brain_network"] = prepared.brain.seconds
-        log.info("segmented %d slices in %.2f s on %s (%s, %s)", probs.shape[0], timings["total"],
-                 self.device, self.precision_name, self.backend)
-        return SegmentationResult(prob_image, threshold, timings, self.device, self.precision_name, self.backend,
-                                  layout.slice_thickness_mm, layout.slice_axis, slab_mm, brain_mask)
+        log.info("segmented %d slices in %.2f s on %s (%s, %s, %s)", probs.shape[0], timings["total"],
+                 self.device, self.precision_name, backend, model.model_id)
+        return SegmentationResult(prob_image, threshold, timings, self.device, self.precision_name, backend,
+                                  layout.slice_thickness_mm, layout.slice_axis, slab_mm, brain_mask, model,
+                                  ran_file_of(model, backend, self.precision_name))
 
     @staticmethod
     def _removed_ml(prepared: PreparedVolume, native: np.ndarray, marked: np.ndarray, lost: np.ndarray,

@@ -220,16 +220,22 @@ def test_input_discovery(flairs, tmp_path):
 def test_resume_check_reasons(tmp_path):
     outputs = OutputPaths.for_case(tmp_path, "c", False, False)
     settings = {"threshold": 0.5}
-    assert finished_summary(outputs, "/in.nii.gz", "abc", settings) == (None, "")
+    assert finished_summary(outputs, "/in.nii.gz", ("abc",), settings) == (None, "")
     outputs.segmentation.write_bytes(b"seg")
     good = {"input": "/in.nii.gz", "model": {"weights_sha256": "abc"}, "cohort": {"settings": settings}}
     outputs.summary.write_text(json.dumps(good))
-    assert finished_summary(outputs, "/in.nii.gz", "abc", settings)[0] == good
+    assert finished_summary(outputs, "/in.nii.gz", ("abc",), settings)[0] == good
+    # a thin volume's summary names the thin-slice model's weights: done when the run has that thin model
+    thin = {**good, "model": {"weights_sha256": "thin"}}
+    outputs.summary.write_text(json.dumps(thin))
+    assert finished_summary(outputs, "/in.nii.gz", ("abc", "thin"), settings)[0] == thin
+    assert "other model weights" in finished_summary(outputs, "/in.nii.gz", ("abc",), settings)[1]
+    outputs.summary.write_text(json.dumps(good))
     for changed, reason in (({"input": "/other.nii.gz"}, "another input"),
                             ({"model": {"weights_sha256": "def", "id": "m@2"}}, "other model weights (m@2)"),
                             ({"cohort": {"settings": {"threshold": 0.3}}}, "other settings")):
         outputs.summary.write_text(json.dumps({**good, **changed}))
-        summary, why = finished_summary(outputs, "/in.nii.gz", "abc", settings)
+        summary, why = finished_summary(outputs, "/in.nii.gz", ("abc",), settings)
         assert summary is None and reason in why
     outputs.summary.write_text("[1, 2]")
-    assert "not a JSON object" in finished_summary(outputs, "/in.nii.gz", "abc", settings)[1]
+    assert "not a JSON object" in finished_summary(outputs, "/in.nii.gz", ("abc",), settings)[1]

@@ -52,10 +52,18 @@ def bids_sidecar(item: CohortInput) -> dict[str, Any]:
     return {"Type": "Lesion", "Sources": [f"bids:raw:{item.bids_path}"]}
 
 
+def _thin_text(thin: dict[str, Any] | None) -> str:
+    """The thin-slice model's part of ``GeneratedBy`` ('' without one)."""
+    if not thin:
+        return ""
+    return f"; slices thinner than 2 mm: thin-slice model {thin['id']}, weights SHA-256 {thin['weights_sha256']}"
+
+
 def write_dataset_description(root: Path, bids_root: Path, model: dict[str, Any]) -> None:
     """Write the derivatives dataset's ``dataset_description.json`` and ``.bidsignore``.
 
-    ``GeneratedBy`` names the engine version and the model (id and weights SHA-256), so a
+    ``GeneratedBy`` names the engine version and the model (id and weights SHA-256; and the
+    thin-slice model's, ``model["thin"]``, when thin volumes went to one), so a
     derivatives folder says what produced it; the raw dataset is linked as ``raw`` for the
     sidecars' ``bids:raw:`` sources.
     """
@@ -65,7 +73,7 @@ def write_dataset_description(root: Path, bids_root: Path, model: dict[str, Any]
         "DatasetType": "derivative",
         "GeneratedBy": [{"Name": "DeepWML", "Version": __version__,
                          "Description": f"2D U-Net on FLAIR; model {model['id']}, weights SHA-256 "
-                                        f"{model['weights_sha256']}"}],
+                                        f"{model['weights_sha256']}" + _thin_text(model.get("thin"))}],
         "SourceDatasets": [{"URL": bids_root.resolve().as_uri()}],
         "DatasetLinks": {"raw": bids_root.resolve().as_uri()},
     }

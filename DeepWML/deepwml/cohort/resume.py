@@ -15,14 +15,14 @@ from typing import Any, Optional
 from ..pipeline import OutputPaths
 
 
-def _problem(summary: Any, outputs: OutputPaths, input_path: str, weights_sha256: str,
+def _problem(summary: Any, outputs: OutputPaths, input_path: str, weights: tuple[str, ...],
              fingerprint: dict[str, Any]) -> str:
     if not isinstance(summary, dict):
         return "its summary is not a JSON object"
     if summary.get("input") != input_path:
         return f"its summary names another input ({summary.get('input')})"
     model = summary.get("model") if isinstance(summary.get("model"), dict) else {}
-    if model.get("weights_sha256") != weights_sha256:
+    if model.get("weights_sha256") not in weights:
         return f"it was segmented with other model weights ({model.get('id')})"
     cohort = summary.get("cohort") if isinstance(summary.get("cohort"), dict) else {}
     if cohort.get("settings") != fingerprint:
@@ -33,9 +33,11 @@ def _problem(summary: Any, outputs: OutputPaths, input_path: str, weights_sha256
     return ""
 
 
-def finished_summary(outputs: OutputPaths, input_path: str, weights_sha256: str,
+def finished_summary(outputs: OutputPaths, input_path: str, weights: tuple[str, ...],
                      fingerprint: dict[str, Any]) -> tuple[Optional[dict[str, Any]], str]:
-    """The case's summary if the case is verifiably done, else None and why it must be (re)run."""
+    """The case's summary if the case is verifiably done, else None and why it must be (re)run.
+    ``weights``: the SHA-256 of the lesion model's weights and, with a thin-slice model, of its
+    weights (a thin volume's summary names the thin model; the fingerprint names both)."""
     path: Path = outputs.summary
     if not path.exists():
         return None, ""
@@ -43,5 +45,5 @@ def finished_summary(outputs: OutputPaths, input_path: str, weights_sha256: str,
         summary = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         return None, f"its summary {path.name} cannot be read ({type(err).__name__})"
-    problem = _problem(summary, outputs, input_path, weights_sha256, fingerprint)
+    problem = _problem(summary, outputs, input_path, weights, fingerprint)
     return (None, problem) if problem else (summary, "")

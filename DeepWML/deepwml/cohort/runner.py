@@ -120,9 +120,11 @@ def _environ(values: dict[str, str]) -> Iterator[None]:
 
 
 def _plan(items: list[CohortInput], root: Path, bids: bool, settings: CohortSettings, model: ModelIdentity,
-          overwrite: bool, staging: Path) -> tuple[list[dict[str, Any]], dict[int, CaseJob]]:
+          thin: ModelIdentity | None, overwrite: bool, staging: Path
+          ) -> tuple[list[dict[str, Any]], dict[int, CaseJob]]:
     """Rows for every input (done-before, failed, or placeholders) and the jobs still to run."""
-    fingerprint = settings.fingerprint(model.threshold)
+    fingerprint = settings.fingerprint(model.threshold, thin)
+    weights = (model.weights_sha256,) + (() if thin is None else (thin.weights_sha256,))
     rows: list[dict[str, Any]] = []
     jobs: dict[int, CaseJob] = {}
     owners: dict[Path, Path] = {}
@@ -133,7 +135,7 @@ def _plan(items: list[CohortInput], root: Path, bids: bool, settings: CohortSett
             rows.append(failed_row(item, item.problem or f"has the same output names as {clash}"))
             continue
         source = str(item.path.resolve())
-        summary, why = (None, "") if overwrite else finished_summary(outputs, source, model.weights_sha256,
+        summary, why = (None, "") if overwrite else finished_summary(outputs, source, weights,
                                                                     fingerprint)
         if summary is not None:
             rows.append(summary_row(item, outputs, DONE_BEFORE, summary))
@@ -141,7 +143,7 @@ def _plan(items: list[CohortInput], root: Path, bids: bool, settings: CohortSett
         if why:
             log.warning("%s: segmenting it again: %s", item.path, why)
         extra = {"cohort": {"settings": fingerprint}, **(bids_sidecar(item) if bids else {})}
-        jobs[i] = CaseJob(source, outputs, str(staging), settings, model.weights_sha256, extra)
+        jobs[i] = CaseJob(source, outputs, str(staging), settings, weights, extra)
         rows.append(failed_row(item, NOT_FINISHED))
     return rows, jobs
 
@@ -208,13 +210,15 @@ def run_cohort(inputs: Sequence[str | Path], out: str | Path, settings: CohortSe
         raise CohortInputError(None, "--bids takes exactly one input: the root folder of the BIDS dataset")
     root = cohort_root(Path(out).absolute(), bids)  # absolute: workers may run in other folders
     items = bids_inputs(inputs[0]) if bids else flat_inputs(inputs, root)
-    model = model_identity(settings.model)
+    model, thin = model_identity(settings.model, settings.thin_model)
     with owned_output_folder(root, "cohort", overwrite, resume_marker=MARKER):
         staging = root / STAGING
         shutil.rmtree(staging, ignore_errors=True)  # left by workers of a run that was killed
         if bids:
-            write_dataset_description(root, Path(inputs[0]), {"id": model.id, "weights_sha256": model.weights_sha256})
-        rows, jobs = _plan(items, root, bids, settings, model, overwrite, staging)
+            write_dataset_description(root, Path(inputs[0]), {
+                "id": model.id, "weights_sha256": model.weights_sha256,
+                "thin": None if thin is None else {"id": thin.id, "weights_sha256": thin.weights_sha256}})
+        rows, jobs = _plan(items, root, bids, settings, model, thin, overwrite, staging)
         log.info("cohort: %d input(s), %d to segment", len(items), len(jobs))
         try:
             if jobs:

@@ -33,20 +33,25 @@ class CohortSettings:
     #: brain-mask model ("bundled", a folder, or None: no brain mask); see deepwml.brain_mask
     brain_model: str | None = "bundled"
     brain_margin_mm: float = DEFAULT_MARGIN_MM
+    #: thin-slice model ("auto", "bundled", a folder, or None); see deepwml.thin_model
+    thin_model: str | None = "auto"
 
     def segmenter_key(self) -> tuple[Any, ...]:
         """What makes two Segmenters different (a worker keeps one per key)."""
         return (self.model, self.device, self.precision, self.batch_size, self.tta, self.head_crop,
-                self.backend, self.thin_slab_mm, self.brain_model, self.brain_margin_mm)
+                self.backend, self.thin_slab_mm, self.brain_model, self.brain_margin_mm, self.thin_model)
 
-    def fingerprint(self, model_threshold: float) -> dict[str, Any]:
+    def fingerprint(self, model_threshold: float, thin: "ModelIdentity | None" = None) -> dict[str, Any]:
         """The settings that change a case's outputs, as JSON values (recorded in each summary).
 
         Device, backend and batch size are left out: they change speed, not the mask's meaning.
+        ``thin``: the thin-slice model the setting resolved to (by its weights: a folder path
+        differs between machines, "auto" between versions).
         """
         values = asdict(self)
         for key in ("model", "device", "backend", "batch_size"):
             values.pop(key)
+        values["thin_model"] = None if thin is None else {"id": thin.id, "weights_sha256": thin.weights_sha256}
         values["brain_mask"] = values.pop("brain_model") is not None  # a path differs between machines
         values["threshold"] = model_threshold if self.threshold is None else self.threshold
         # what runs, not how it was asked for: a resumed cohort from before TTA was the default re-runs
@@ -64,13 +69,20 @@ class ModelIdentity:
     threshold: float
 
 
-def model_identity(model: str | None) -> ModelIdentity:
-    """Load and verify the model once on the client (card, weights hash, architecture).
+def model_identity(model: str | None, thin_model: str | None = None) -> tuple[ModelIdentity, ModelIdentity | None]:
+    """Load and verify the model and the thin-slice model it resolves to once on the client
+    (card, weights hash, architecture); the thin one is None when thin volumes go to ``model``.
 
     Why on the client: a missing or altered model must stop the run with one line before a
     cluster starts, and the weights hash is what resumed summaries are checked against.
     """
     from ..model_files import load_model
+    from ..thin_model import resolve_thin_model
 
-    loaded = load_model(model)
+    loaded = load_model(model, framework="numpy")
+    thin = resolve_thin_model(thin_model, loaded)
+    return _identity(loaded), None if thin is None else _identity(thin)
+
+
+def _identity(loaded: Any) -> ModelIdentity:
     return ModelIdentity(loaded.model_id, loaded.card["weights_sha256"], loaded.threshold)

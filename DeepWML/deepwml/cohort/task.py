@@ -45,13 +45,15 @@ class CaseJob:
     outputs: OutputPaths
     staging: str
     settings: CohortSettings
-    weights_sha256: str
+    #: SHA-256 of the lesion model's weights, then of the thin-slice model's (when there is one)
+    weights: tuple[str, ...]
     #: Recorded in the summary: ``cohort.settings`` for resume, BIDS sidecar keys for BIDS.
     summary_extra: dict[str, Any] = field(default_factory=dict)
 
 
-def cached_segmenter(settings: CohortSettings, weights_sha256: str) -> Any:
-    """This worker's Segmenter for ``settings`` (built on first use, then reused)."""
+def cached_segmenter(settings: CohortSettings, weights: tuple[str, ...]) -> Any:
+    """This worker's Segmenter for ``settings`` (built on first use, then reused), refused in one
+    line when its models' weights are not the client's ``weights`` (see :class:`CaseJob`)."""
     from ..segmenter import Segmenter
 
     key = settings.segmenter_key()
@@ -63,13 +65,16 @@ def cached_segmenter(settings: CohortSettings, weights_sha256: str) -> Any:
                                              head_crop=settings.head_crop, backend=settings.backend,
                                              thin_slab_mm=settings.thin_slab_mm,
                                              brain_model=settings.brain_model,
-                                             brain_margin_mm=settings.brain_margin_mm)
+                                             brain_margin_mm=settings.brain_margin_mm,
+                                             thin_model=settings.thin_model)
             except RuntimeError as err:  # e.g. CUDA requested on a worker without a GPU
                 raise DeepWMLError(None, f"worker {socket.gethostname()}: {err}") from None
         segmenter = _segmenters[key]
-    if segmenter.model.card.get("weights_sha256") != weights_sha256:
-        raise DeepWMLError(segmenter.model.path, f"on worker {socket.gethostname()} this model's weights differ "
-                                                 "from the client's; give every worker the same --model")
+    here = [segmenter.model] + ([segmenter.thin_model] if segmenter.thin_model is not None else [])
+    if tuple(m.card.get("weights_sha256") for m in here) != tuple(weights):
+        differ = next((m for m, w in zip(here, weights) if m.card.get("weights_sha256") != w), here[-1])
+        raise DeepWMLError(differ.path, f"on worker {socket.gethostname()} this model's weights differ "
+                                        "from the client's; give every worker the same --model and --thin-model")
     return segmenter
 
 
@@ -113,7 +118,7 @@ def run_case(job: CaseJob) -> dict[str, Any]:
     """
     staging = Path(job.staging) / uuid.uuid4().hex
     try:
-        segmenter = cached_segmenter(job.settings, job.weights_sha256)
+        segmenter = cached_segmenter(job.settings, job.weights)
         staging.mkdir(parents=True)
         want = job.settings
         summary = segment_file(job.input, staging, segmenter, want.threshold, job.outputs.labelmap is not None,

@@ -85,7 +85,8 @@ def evaluate(manifest: Path, out_dir: Path, model: str | None = None, device: st
              precision: str = "auto", split: str = "auto", overwrite: bool = False, progress: bool = True,
              max_cases: int = 0, record_in_card: bool = False,
              thin_slab_mm: float = THIN_SLAB_MM, brain_model: str | None = "bundled",
-             brain_margin_mm: float = DEFAULT_MARGIN_MM, tta: bool | None = None) -> Path:
+             brain_margin_mm: float = DEFAULT_MARGIN_MM, tta: bool | None = None,
+             thin_model: str | None = "auto") -> Path:
     """Run the model on the selected cases and write the full report; return report.html.
 
     ``thin_slab_mm``: how thin-slice (< 2 mm) volumes are segmented; ``brain_model`` /
@@ -100,7 +101,8 @@ def evaluate(manifest: Path, out_dir: Path, model: str | None = None, device: st
     out_dir.mkdir(parents=True, exist_ok=True)
     cases = read_manifest(manifest)
     segmenter = Segmenter(model, device=device, precision=precision, thin_slab_mm=thin_slab_mm,
-                          brain_model=brain_model, brain_margin_mm=brain_margin_mm, flip_tta=tta)
+                          brain_model=brain_model, brain_margin_mm=brain_margin_mm, flip_tta=tta,
+                          thin_model=thin_model)
     card, card_path = read_card(segmenter.model.path)
     selected, split_data, why = choose_cases(Path(manifest), cases, card, card_path, split)
     if max_cases:
@@ -154,6 +156,7 @@ def evaluate(manifest: Path, out_dir: Path, model: str | None = None, device: st
                             **_case_slice_summary(slice_rows[first_row:],
                                                   counts["false_positive_slices"] - fp_before),
                             "slab_mm": result.slab_mm,
+                            "model": result.model.model_id,  # the thin-slice model's on thin slices
                             "network_s": round(result.timings_s["network"], 4),
                             "total_s": round(result.timings_s["total"], 4),
                             "s_per_slice": round(result.timings_s["total"] / n_sl, 5)})
@@ -313,7 +316,8 @@ recall and F1 on 26-connected 3D components. Comparable across tools, unlike per
 <p class='note'>Each case's metrics and its slices with the most manual lesion plus the slice with the
 largest false-positive area (red: manual only, green: automatic only, yellow: both). Thin-slice
 (&lt; 2 mm) volumes were segmented as {segmenter.thin_slab_mm:g} mm axial slabs mapped back to every
-slice (0: every native slice); column slab_mm says which cases. {html.escape(segmenter.brain_mask_setting())} (See the README's "Brain
+slice (0: every native slice); column slab_mm says which cases. {html.escape(segmenter.describe_models())}
+Column model says which model segmented each case. {html.escape(segmenter.brain_mask_setting())} (See the README's "Brain
 mask".){_case_cap_note(volume_rows)}</p>
 {case_sections}
 <h2>Timing</h2>
@@ -327,6 +331,7 @@ statistics.json/.md, {', '.join(figures)}, cases/*.png.</p>
     report.write_text(html_page("DeepWML evaluation", body), encoding="utf-8")
     summary = {"evaluated": why, "volumes": len(volume_rows), "counts": counts, "overall": overall,
                "per_volume": volume_summary, "model": segmenter.model.model_id,
+               "thin_model": segmenter.thin_model.model_id if segmenter.thin_model else None,
                "device": str(segmenter.device), "flip_tta": segmenter.flip_tta}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=float) + "\n",
                                           encoding="utf-8")

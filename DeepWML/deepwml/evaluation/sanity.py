@@ -34,7 +34,7 @@ from .report_html import figure_tag, html_page, table_html
 
 log = logging.getLogger(__name__)
 
-SUMMARY_FIELDS = ("scan", "slices", "slice_mm", "slab_mm", "pred_ml", "lesions", "outside_ml",
+SUMMARY_FIELDS = ("scan", "slices", "slice_mm", "slab_mm", "model", "pred_ml", "lesions", "outside_ml",
                   "outside_percent", "brain_ml", "net_brain_ml", "removed_ml", "segment_s", "brain_mask_s")
 
 
@@ -71,6 +71,7 @@ def check_scan(path: Path, flair: sitk.Image, segmenter: Segmenter, tolerance_mm
                                f"{tolerance_mm:g} mm of the brain mask", step)
     return {"scan": name, "input": str(path), "slices": int(stacks[0].shape[0]),
             "slice_mm": round(layout.slice_thickness_mm, 3), "slab_mm": result.slab_mm,
+            "model": result.model.model_id,  # the thin-slice model's on thin slices
             "pred_ml": round(pred_ml, 3), "lesions": count_lesions(lesion),
             "outside_ml": round(outside_ml, 3),
             "outside_percent": round(100.0 * outside_ml / pred_ml, 1) if pred_ml else 0.0,
@@ -87,7 +88,8 @@ def sanity_report(scans: Sequence[str | Path], out_dir: Path, model: str | None 
                   device: str = "auto", thin_slab_mm: float = THIN_SLAB_MM, precision: str = "auto",
                   tolerance_mm: float = OUTSIDE_TOLERANCE_MM, step: int = 0, overwrite: bool = False,
                   progress: bool = True, brain_model: str | None = "bundled",
-                  brain_margin_mm: float = DEFAULT_MARGIN_MM, tta: bool | None = None) -> Path:
+                  brain_margin_mm: float = DEFAULT_MARGIN_MM, tta: bool | None = None,
+                  thin_model: str | None = "auto") -> Path:
     """Check every scan and write ``sanity.html`` (+ CSV, JSON, sheets, masks); return the HTML.
 
     A scan that cannot be read is reported in the page and the others go on; if none can,
@@ -105,7 +107,8 @@ def sanity_report(scans: Sequence[str | Path], out_dir: Path, model: str | None 
     paths = [Path(s) for s in scans]
     names = unique_names(paths)
     segmenter = Segmenter(model, device=device, precision=precision, thin_slab_mm=thin_slab_mm,
-                          brain_model=brain_model, brain_margin_mm=brain_margin_mm, flip_tta=tta)
+                          brain_model=brain_model, brain_margin_mm=brain_margin_mm, flip_tta=tta,
+                          thin_model=thin_model)
     rows: list[dict[str, Any]] = []
     failures: list[dict[str, str]] = []
     for path, name in tqdm(list(zip(paths, map(file_stem, names))), desc="sanity", unit="scan",
@@ -138,7 +141,9 @@ def _write_outputs(out_dir: Path, rows: list[dict], failures: list[dict], segmen
                    tolerance_mm: float) -> None:
     table = [{k: r[k] for k in SUMMARY_FIELDS} for r in rows]
     write_csv(out_dir / "sanity.csv", [{**t, "input": r["input"]} for t, r in zip(table, rows)])
-    summary = {"model": segmenter.model.model_id, "device": str(segmenter.device),
+    summary = {"model": segmenter.model.model_id,
+               "thin_model": segmenter.thin_model.model_id if segmenter.thin_model else None,
+               "device": str(segmenter.device),
                "backend": segmenter.backend, "thin_slab_mm": segmenter.thin_slab_mm,
                "segmenter_brain_mask": (None if segmenter.brain_model is None else
                                         {"model": segmenter.brain_model.model_id,
@@ -152,6 +157,7 @@ def _write_outputs(out_dir: Path, rows: list[dict], failures: list[dict], segmen
     body = f"""
 <p>Model <b>{html.escape(segmenter.model.model_id)}</b>, device {segmenter.device}, backend {segmenter.backend};
 thin-slice (&lt; 2 mm) scans segmented as {segmenter.thin_slab_mm:g} mm axial slabs (0: every native slice).
+{html.escape(segmenter.describe_models())}
 {_brain_note(segmenter)}
 No labels: these are plausibility checks, not accuracy.</p>
 <p><b>outside_ml</b>: predicted lesion farther than <b>{tolerance_mm:g} mm</b> from the brain mask (lesions

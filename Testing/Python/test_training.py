@@ -183,6 +183,11 @@ def test_a_resumed_fine_tune_keeps_the_model_it_started_from(phantom_set, tiny_m
     record = json.loads((run / "train_config.json").read_text())
     assert record["initialised_from"]["weights_sha256"] == first and len(record["sessions"]) == 2
     assert load_model(run / "model").card["training"]["initialised_from"]["weights_sha256"] == first
+    # the checkpoint holds the weights: a resume does not read --init's path, even when it is gone
+    shutil.rmtree(init)
+    train(phantom_set, run, TrainConfig(epochs=3, **{**TINY, "lr": 1e-6}, init=str(init)), progress=False)
+    record = json.loads((run / "train_config.json").read_text())
+    assert record["initialised_from"]["weights_sha256"] == first and len(record["sessions"]) == 3
 
 
 def _augmented(images, labels, seed: int):

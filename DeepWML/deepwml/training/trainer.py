@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import logging
 import math
 import os
@@ -175,6 +176,27 @@ def _initial_network(config: TrainConfig) -> tuple[UNet2D, dict]:
                                     "weights_sha256": loaded.card.get("weights_sha256")}
 
 
+def _resumed_architecture(out_dir: Path, config: TrainConfig) -> UNetConfig | None:
+    """The architecture of a fine-tune being resumed, from the run's own best model (same network
+    as the model it started from), or None when there is nothing to resume from that card.
+
+    Why: a resume loads the checkpoint's weights at once, so loading ``--init``'s weights first only
+    made the resume fail when that path was gone and read a model that may no longer be the one the
+    run started from (the bundled model replaced by the model this run made)."""
+    card = out_dir / "model" / "model.json"
+    if not (out_dir / "checkpoint.pt").exists() or not card.exists():
+        return None
+    try:
+        architecture = json.loads(card.read_text(encoding="utf-8"))["architecture"]
+        found = UNetConfig.from_dict(architecture)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # the checkpoint check below names the problem, or --init's model is read as before
+    if found.base_channels != config.base_channels:
+        log.warning("resuming a fine-tune: width %d from the run's model replaces --base-channels %d",
+                    found.base_channels, config.base_channels)
+    return found
+
+
 def _started_from(out_dir: Path, now: dict) -> dict:
     """What a resumed run records as its start: the model its first session started from, even
     when ``--init``'s path now holds another (see :func:`run_record.recorded_init`)."""
@@ -274,7 +296,12 @@ def _train(manifest: Path, out_dir: Path, config: TrainConfig, resume: bool, pro
                                      "center and disease)")
 
     init_card: dict = {}
-    if config.init:
+    resumed_arch = _resumed_architecture(out_dir, config) if config.init and resume else None
+    if resumed_arch is not None:  # the checkpoint replaces the weights: --init's path is not read again
+        net = UNet2D(resumed_arch).to(device)
+        config.base_channels = resumed_arch.base_channels
+        init_card = recorded_init(out_dir) or {}
+    elif config.init:
         net, init_card = _initial_network(config)
         net = net.to(device)
     else:
@@ -297,7 +324,7 @@ def _train(manifest: Path, out_dir: Path, config: TrainConfig, resume: bool, pro
         start_epoch, best_dice, best_epoch = int(state["epoch"]), float(state["best_dice"]), int(state["best_epoch"])
         if is_main:
             log.warning("resuming %s after epoch %d (best validation Dice %.4f)", out_dir, start_epoch, best_dice)
-        init_card = _started_from(out_dir, init_card) if init_card else init_card
+        init_card = _started_from(out_dir, init_card) if init_card and resumed_arch is None else init_card
     if is_main:
         write_record(out_dir, config, fingerprint, start_epoch, manifest, init_card or None)
     model = DistributedDataParallel(net) if world > 1 else net

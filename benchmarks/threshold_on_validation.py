@@ -20,6 +20,11 @@ The segmenter's defaults apply (brain mask on).
 
 ``--tta``: per-volume Dice at the card's threshold without and with left-right flip test-time
 augmentation on the same cases (the rule of ``work-data/b23/RULE-tta.md``).
+
+``--adaptive`` (an experiment; README "Experiments", the eighteenth): a load-adaptive threshold, the
+card's threshold unless the volume's lesion load at it is at least V ml, then t_low; the sweep over
+(V, t_low) with the segmenter's defaults (TTA and brain mask on), chosen by the rule of
+``work-data/b24/RULE-adaptive.md`` (highest mean among those whose median keeps the plain one's).
 """
 
 from __future__ import annotations
@@ -78,6 +83,36 @@ def dice_by_threshold(model: str, manifest: str, split_json: str, part: str = "v
     return scores
 
 
+#: ``--adaptive``: load limits (ml at the card's threshold) and the lower thresholds above them
+ADAPTIVE_LOADS_ML = (5.0, 10.0, 20.0, 40.0)
+ADAPTIVE_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
+
+
+def adaptive_mask(prob: np.ndarray, voxel_ml: float, threshold: float, load_ml: float | None,
+                  low: float) -> np.ndarray:
+    """``prob >= threshold``, or ``prob >= low`` where that mask already holds ``load_ml`` or more
+    (None: the plain threshold)."""
+    plain = prob >= threshold
+    if load_ml is None or np.count_nonzero(plain) * voxel_ml < load_ml:
+        return plain
+    return prob >= low
+
+
+def dice_by_adaptive(model: str, manifest: str, split_json: str, part: str = "val") -> dict:
+    """Per-volume Dice of every case with lesions for the plain threshold (key None) and every
+    (load, low threshold) of the grid, with the segmenter's defaults (TTA, brain mask)."""
+    segmenter = Segmenter(model, device="cpu")
+    threshold = segmenter.model.threshold
+    keys = [None] + [(v, t) for v in ADAPTIVE_LOADS_ML for t in ADAPTIVE_THRESHOLDS]
+    scores: dict = {k: [] for k in keys}
+    for image, truth in cases_with_lesions(manifest, split_json, part):
+        prob = sitk.GetArrayFromImage(segmenter.segment(image).probabilities)
+        voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
+        for k in keys:
+            scores[k].append(dice(truth, adaptive_mask(prob, voxel_ml, threshold, *(k or (None, 0.0)))))
+    return scores
+
+
 def grown_mask(prob: np.ndarray, seed: float, grow: float | None) -> np.ndarray:
     """Seeded growth: the 26-connected components of ``prob >= grow`` holding a voxel ``>= seed``."""
     if grow is None:
@@ -108,12 +143,15 @@ def main(argv: list[str]) -> int:
     write = "--record" in argv
     grow = "--grow" in argv
     tta = "--tta" in argv
-    argv = [a for a in argv if a not in ("--record", "--grow", "--tta")]
+    adaptive = "--adaptive" in argv
+    argv = [a for a in argv if a not in ("--record", "--grow", "--tta", "--adaptive")]
     if len(argv) not in (3, 4):
         print(__doc__)
         return 2
     if tta:
         return main_tta(argv)
+    if adaptive:
+        return main_adaptive(argv)
     if grow:
         return main_grow(argv)
     scores = dice_by_threshold(*argv)
@@ -140,6 +178,23 @@ def main_tta(argv: list[str]) -> int:
     print(f"cases with lesions: {len(scores['with'])}; threshold {plain.model.threshold}")
     for name, values in scores.items():
         print(f"{name} TTA: median per-volume Dice {np.median(values):.4f}, mean {np.mean(values):.4f}")
+    return 0
+
+
+def main_adaptive(argv: list[str]) -> int:
+    scores = dice_by_adaptive(*argv)
+    plain = scores[None]
+    print(f"cases with lesions: {len(plain)}; plain: median {np.median(plain):.4f}, mean {np.mean(plain):.4f}")
+    for key, values in scores.items():
+        if key is not None:
+            print(f"load >= {key[0]:g} ml -> {key[1]}: median {np.median(values):.4f}, mean {np.mean(values):.4f}")
+    allowed = [k for k in scores if k is not None and np.median(scores[k]) >= np.median(plain) - 0.005]
+    # highest mean; ties: larger load limit, then higher low threshold
+    best = max(allowed, key=lambda k: (round(float(np.mean(scores[k])), 6), k[0], k[1]), default=None)
+    if best is None or np.mean(scores[best]) < np.mean(plain) + 0.005:
+        print("no load-adaptive threshold beats the plain one by the rule")
+    else:
+        print(f"chosen by the rule: load >= {best[0]:g} ml -> {best[1]}")
     return 0
 
 

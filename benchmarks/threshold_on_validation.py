@@ -32,7 +32,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from typing import Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -65,22 +65,29 @@ def cases_with_lesions(manifest: str, split_json: str, part: str = "val") -> Ite
             yield image, truth
 
 
+def dice_by_candidate(segmenter: Segmenter, manifest: str, split_json: str, part: str, candidates: Sequence,
+                      mask: Callable[[np.ndarray, sitk.Image, Any], np.ndarray]) -> dict:
+    """Per-volume Dice of every case with lesions for each candidate, ``mask(probabilities,
+    image, candidate)`` giving its mask (probabilities computed once per case)."""
+    scores: dict = {c: [] for c in candidates}
+    for image, truth in cases_with_lesions(manifest, split_json, part):
+        prob = sitk.GetArrayFromImage(segmenter.segment(image).probabilities)
+        for c in candidates:
+            scores[c].append(dice(truth, mask(prob, image, c) > 0))
+    return scores
+
+
 def dice_by_threshold(model: str, manifest: str, split_json: str, part: str = "val",
                       grow: bool = False) -> dict:
     """Per-volume Dice of every case with lesions, per candidate: thresholds, or with ``grow``
-    growth thresholds at the card's threshold (probabilities computed once per case). One
-    network pass (no TTA): how every recorded threshold was chosen, before TTA became the
-    default (README "Test-time augmentation")."""
+    growth thresholds at the card's threshold. One network pass (no TTA): how every recorded
+    threshold was chosen, before TTA became the default (README "Test-time augmentation")."""
     segmenter = Segmenter(model, device="cpu", flip_tta=False)
     seed = segmenter.model.threshold
-    candidates = GROW_THRESHOLDS if grow else THRESHOLDS
-    scores: dict = {t: [] for t in candidates}
-    for image, truth in cases_with_lesions(manifest, split_json, part):
-        prob = sitk.GetArrayFromImage(segmenter.segment(image).probabilities)
-        for t in candidates:
-            pred = grown_mask(prob, seed, t) if grow else prob >= t
-            scores[t].append(dice(truth, pred > 0))
-    return scores
+    if grow:
+        return dice_by_candidate(segmenter, manifest, split_json, part, GROW_THRESHOLDS,
+                                 lambda prob, image, t: grown_mask(prob, seed, t))
+    return dice_by_candidate(segmenter, manifest, split_json, part, THRESHOLDS, lambda prob, image, t: prob >= t)
 
 
 #: ``--adaptive``: load limits (ml at the card's threshold) and the lower thresholds above them
@@ -88,14 +95,14 @@ ADAPTIVE_LOADS_ML = (5.0, 10.0, 20.0, 40.0)
 ADAPTIVE_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 
 
-def adaptive_mask(prob: np.ndarray, voxel_ml: float, threshold: float, load_ml: float | None,
-                  low: float) -> np.ndarray:
-    """``prob >= threshold``, or ``prob >= low`` where that mask already holds ``load_ml`` or more
-    (None: the plain threshold)."""
+def adaptive_mask(prob: np.ndarray, voxel_ml: float, threshold: float,
+                  candidate: tuple[float, float] | None) -> np.ndarray:
+    """``prob >= threshold``, or, for ``candidate`` = (load_ml, low), ``prob >= low`` where that
+    mask already holds ``load_ml`` or more (None: the plain threshold)."""
     plain = prob >= threshold
-    if load_ml is None or np.count_nonzero(plain) * voxel_ml < load_ml:
+    if candidate is None or np.count_nonzero(plain) * voxel_ml < candidate[0]:
         return plain
-    return prob >= low
+    return prob >= candidate[1]
 
 
 def dice_by_adaptive(model: str, manifest: str, split_json: str, part: str = "val") -> dict:
@@ -104,13 +111,8 @@ def dice_by_adaptive(model: str, manifest: str, split_json: str, part: str = "va
     segmenter = Segmenter(model, device="cpu")
     threshold = segmenter.model.threshold
     keys = [None] + [(v, t) for v in ADAPTIVE_LOADS_ML for t in ADAPTIVE_THRESHOLDS]
-    scores: dict = {k: [] for k in keys}
-    for image, truth in cases_with_lesions(manifest, split_json, part):
-        prob = sitk.GetArrayFromImage(segmenter.segment(image).probabilities)
-        voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
-        for k in keys:
-            scores[k].append(dice(truth, adaptive_mask(prob, voxel_ml, threshold, *(k or (None, 0.0)))))
-    return scores
+    return dice_by_candidate(segmenter, manifest, split_json, part, keys, lambda prob, image, k: adaptive_mask(
+        prob, float(np.prod(image.GetSpacing())) / 1000.0, threshold, k))
 
 
 def grown_mask(prob: np.ndarray, seed: float, grow: float | None) -> np.ndarray:

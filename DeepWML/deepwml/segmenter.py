@@ -143,7 +143,7 @@ def build_network(model: LoadedModel, backend: str, device: str, precision: str
     Runtime where :func:`resolve_onnx_file` picks one (checked against the weights before use),
     else PyTorch (the returned model then carries the PyTorch network). Used for the lesion
     network and the brain-mask network alike."""
-    onnx_file = resolve_onnx_file(backend, model, device, precision)
+    onnx_file = runnable_file(model, backend, device, precision)
     if onnx_file is not None:
         try:
             network = OnnxNetwork(onnx_file, model.config.divisor)
@@ -154,13 +154,28 @@ def build_network(model: LoadedModel, backend: str, device: str, precision: str
                 raise
             # a verified file this onnxruntime cannot run (too old, broken install): slower, not wrong
             log.warning("%s; using PyTorch instead", err)
+    _require_torch(model, device, precision)
+    if model.network is None:
+        model = load_model(model.path, device)
+    return TorchNetwork(model.network, device, precision), "torch", model
+
+
+def runnable_file(model: LoadedModel, backend: str, device: str, precision: str) -> Path | None:
+    """The verified ONNX graph :func:`build_network` will run (None: PyTorch), refusing at once a
+    model that cannot run here at all: a missing or altered graph it needs (int8, ``--backend
+    onnx``), or PyTorch needed and not installed. Called early for a model whose network is built
+    later (the thin-slice model's, on the first thin volume)."""
+    onnx_file = resolve_onnx_file(backend, model, device, precision)
+    if onnx_file is None:
+        _require_torch(model, device, precision)
+    return onnx_file
+
+
+def _require_torch(model: LoadedModel, device: str, precision: str) -> None:
     if model.network is None and not torch_installed():
         raise RuntimeError(f"model {model.model_id} needs PyTorch here (no verified ONNX export, "
                            f"{device}, {precision}); install torch, or run 'deepwml "
                            "export-onnx MODEL' and use the CPU")
-    if model.network is None:
-        model = load_model(model.path, device)
-    return TorchNetwork(model.network, device, precision), "torch", model
 
 
 @dataclass
@@ -199,15 +214,18 @@ class SegmentationResult:
     slab_mm: float = 0.0
     #: What the brain mask did (None: no brain-mask model).
     brain_mask: Optional[BrainMasking] = None
-    #: The lesion model that computed the probabilities (the thin-slice model on thin slices) and
-    #: its file that ran (:func:`ran_file_of`): what a summary must name.
+    #: The lesion model that computed the probabilities (the thin-slice model on thin slices).
     model: Optional[LoadedModel] = None
-    ran_file: dict = field(default_factory=dict)
 
     def brain_mask_summary(self) -> Optional[dict]:
         """The summaries' ``brain_mask`` entry (None: no brain mask), one definition for the
         command line, the Slicer module and its background worker."""
         return self.brain_mask.as_dict() if self.brain_mask else None
+
+    @property
+    def ran_file(self) -> dict[str, str]:
+        """The file of :attr:`model` that ran and its SHA-256 (:func:`ran_file_of`): what a summary must name."""
+        return ran_file_of(self.model, self.backend, self.precision)
 
     @functools.cached_property
     def mask(self) -> sitk.Image:
@@ -245,10 +263,8 @@ class Segmenter:
         #: The thin-slice model (None: every volume goes to ``model``); verified here, its network
         #: built on the first thin volume, so thick-only runs do not pay for it (issue 14's cold start).
         self.thin_model: LoadedModel | None = resolve_thin_model(thin_model, self.model)
-        if self.thin_model is not None and self.precision_name == "int8":
-            from .onnx_int8 import int8_file_of
-
-            int8_file_of(self.thin_model)  # refused now, in one line, not at the first thin volume
+        if self.thin_model is not None:  # refused now, in one line, not at the first thin volume
+            runnable_file(self.thin_model, backend, self.device, self.precision_name)
         self._backend_asked = backend
         self._thin: tuple[Callable[[np.ndarray], np.ndarray], str, LoadedModel] | None = None
         self._thin_lock = threading.Lock()
@@ -464,8 +480,7 @@ class Segmenter:
         log.info("segmented %d slices in %.2f s on %s (%s, %s, %s)", probs.shape[0], timings["total"],
                  self.device, self.precision_name, backend, model.model_id)
         return SegmentationResult(prob_image, threshold, timings, self.device, self.precision_name, backend,
-                                  layout.slice_thickness_mm, layout.slice_axis, slab_mm, brain_mask, model,
-                                  ran_file_of(model, backend, self.precision_name))
+                                  layout.slice_thickness_mm, layout.slice_axis, slab_mm, brain_mask, model)
 
     @staticmethod
     def _removed_ml(prepared: PreparedVolume, native: np.ndarray, marked: np.ndarray, lost: np.ndarray,

@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import ModelFileError
-from .model_files import DEFAULT_MODEL_DIR, LoadedModel, load_model
+from .model_files import CARD_NAME, DEFAULT_MODEL_DIR, LoadedModel, load_model
 from .reslice import THIN_SLICE_MM
 
 #: The bundled thin-slice model (absent in an extension built without one: "auto" then routes nothing).
@@ -40,7 +40,7 @@ def resolve_thin_model(thin_model: LoadedModel | str | Path | None, lesion_model
     if thin_model is None or thin_model == "none":
         return None
     if thin_model == "auto":
-        if not is_bundled_lesion_model(lesion_model) or not (THIN_MODEL_DIR / "model.json").exists():
+        if not is_bundled_lesion_model(lesion_model) or not (THIN_MODEL_DIR / CARD_NAME).exists():
             return None
         thin_model = "bundled"
     if isinstance(thin_model, LoadedModel):

@@ -11,6 +11,7 @@ import SimpleITK as sitk
 import torch
 from conftest import synthetic_flair
 
+from deepwml import segmenter as segmenter_module
 from deepwml import thin_model as thin_module
 from deepwml.cli import main
 from deepwml.cohort import CohortSettings
@@ -88,9 +89,13 @@ def test_a_wrong_thin_model_is_refused_in_one_line(tiny_model_dir, tmp_path):
         resolve_thin_model(str(shallow), tiny)
 
 
-def test_int8_needs_the_thin_models_int8_graph_at_once(thin_dir):
+def test_a_thin_model_that_cannot_run_here_is_refused_at_once(thin_dir, monkeypatch):
     with pytest.raises(ModelFileError, match="has no int8 graph"):  # refused at start, not at the first thin volume
         Segmenter(None, device="cpu", precision="int8", brain_model=None, thin_model=str(thin_dir))
+    # float32 without an ONNX export needs PyTorch (the bundled lesion model itself runs in ONNX Runtime)
+    monkeypatch.setattr(segmenter_module, "torch_installed", lambda: False)
+    with pytest.raises(RuntimeError, match="tiny-thin@0.0.1 needs PyTorch here"):
+        Segmenter(None, device="cpu", brain_model=None, thin_model=str(thin_dir))
 
 
 def test_summary_names_the_model_that_ran(tiny_model_dir, thin_dir, tmp_path):

@@ -215,9 +215,8 @@ def run_cohort(inputs: Sequence[str | Path], out: str | Path, settings: CohortSe
         staging = root / STAGING
         shutil.rmtree(staging, ignore_errors=True)  # left by workers of a run that was killed
         if bids:
-            write_dataset_description(root, Path(inputs[0]), {
-                "id": model.id, "weights_sha256": model.weights_sha256,
-                "thin": None if thin is None else {"id": thin.id, "weights_sha256": thin.weights_sha256}})
+            write_dataset_description(root, Path(inputs[0]), {**model.record(),
+                                                              "thin": None if thin is None else thin.record()})
         rows, jobs = _plan(items, root, bids, settings, model, thin, overwrite, staging)
         log.info("cohort: %d input(s), %d to segment", len(items), len(jobs))
         try:

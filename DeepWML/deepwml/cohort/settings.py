@@ -51,7 +51,7 @@ class CohortSettings:
         values = asdict(self)
         for key in ("model", "device", "backend", "batch_size"):
             values.pop(key)
-        values["thin_model"] = None if thin is None else {"id": thin.id, "weights_sha256": thin.weights_sha256}
+        values["thin_model"] = None if thin is None else thin.record()
         values["brain_mask"] = values.pop("brain_model") is not None  # a path differs between machines
         values["threshold"] = model_threshold if self.threshold is None else self.threshold
         # what runs, not how it was asked for: a resumed cohort from before TTA was the default re-runs
@@ -67,6 +67,11 @@ class ModelIdentity:
     id: str
     weights_sha256: str
     threshold: float
+
+    def record(self) -> dict[str, str]:
+        """What outputs record of the model: its id and weights' SHA-256 (not its path, which
+        differs between machines)."""
+        return {"id": self.id, "weights_sha256": self.weights_sha256}
 
 
 def model_identity(model: str | None, thin_model: str | None = None) -> tuple[ModelIdentity, ModelIdentity | None]:

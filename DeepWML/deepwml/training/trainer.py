@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import json
 import logging
 import math
 import os
@@ -23,7 +22,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from ..errors import DeepWMLError
+from ..errors import DeepWMLError, ModelFileError
 from ..output_folder import output_lock, prepare_output_folder
 from ..model_files import ModelCard, save_model
 from ..onnx_backend import export_after_training
@@ -183,14 +182,14 @@ def _resumed_architecture(out_dir: Path, config: TrainConfig) -> UNetConfig | No
     Why: a resume loads the checkpoint's weights at once, so loading ``--init``'s weights first only
     made the resume fail when that path was gone and read a model that may no longer be the one the
     run started from (the bundled model replaced by the model this run made)."""
-    card = out_dir / "model" / "model.json"
-    if not (out_dir / "checkpoint.pt").exists() or not card.exists():
+    from ..model_files import read_card
+
+    if not (out_dir / "checkpoint.pt").exists():
         return None
     try:
-        architecture = json.loads(card.read_text(encoding="utf-8"))["architecture"]
-        found = UNetConfig.from_dict(architecture)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # the checkpoint check below names the problem, or --init's model is read as before
+        found = UNetConfig.from_dict(read_card(out_dir / "model")[0]["architecture"])
+    except (ModelFileError, ValueError, TypeError):
+        return None  # no readable card of its own: --init's model is read as before
     if found.base_channels != config.base_channels:
         log.warning("resuming a fine-tune: width %d from the run's model replaces --base-channels %d",
                     found.base_channels, config.base_channels)

@@ -17,17 +17,18 @@ import json
 import sys
 from pathlib import Path
 
+from deepwml.training.manifest import rows_with_absolute_paths
+
 
 def merge(mix_a: Path, split_a: Path, mix_b: Path, split_b: Path, out: Path, split_out: Path) -> int:
     rows: dict[str, dict] = {}
     fields: list[str] = []
     for mix in (mix_a, mix_b):
-        with open(mix, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            fields = fields or list(reader.fieldnames or [])
-            for row in reader:
-                if rows.setdefault(row["case"], row) != row:
-                    raise ValueError(f"{mix}: case {row['case']} differs from the other mix's row")
+        columns, mix_rows = rows_with_absolute_paths(mix)  # OUT may sit elsewhere than either mix
+        fields = fields or columns
+        for row in mix_rows:
+            if rows.setdefault(row["case"], row) != row:
+                raise ValueError(f"{mix}: case {row['case']} differs from the other mix's row")
     first = json.loads(split_a.read_text())["assignment"]
     split = json.loads(split_b.read_text())
     for case, part in first.items():

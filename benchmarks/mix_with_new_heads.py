@@ -13,12 +13,13 @@ from the model being fine-tuned into checkpoint selection). No real scan is read
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from deepwml.training.manifest import rows_with_absolute_paths
 
 from training_mix import synth_rows, write_rows  # benchmarks/, beside this script
 
@@ -27,8 +28,7 @@ SEED = 0
 
 def main(mix: Path, split_in: Path, folders: list[Path], out: Path, split_out: Path,
          prefix: str = "synth3d") -> None:
-    with open(mix, newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = rows_with_absolute_paths(mix)[1]  # OUT may sit elsewhere than MIX
     new = [{**row, "case": f"{prefix}-{row['case']}", "patient": f"{prefix}-{row['patient']}"}
            for folder in folders for row in synth_rows(folder)]
     write_rows(out, rows + new)

@@ -4,7 +4,7 @@
 
 Takes every row of each MIX whose FLAIR has slices thinner than deepwml.reslice.THIN_SLICE_MM (the
 volumes the segmenter routes to a thin-slice model), with the train/val/test assignment its run's
-SPLIT gave it, so that no case moves between training and validation; a case in several mixes is
+SPLIT gave it (file paths made absolute), so that no case moves between training and validation; a case in several mixes is
 taken once, from the first. Writes OUT_MIX and OUT_SPLIT (the first split's settings, these
 assignments). Used for the thin-slice model (README "The thin-slice model"; stage 17 of
 train_bundled_model.sh). Reads only image headers.
@@ -20,6 +20,7 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from deepwml.reslice import THIN_SLICE_MM
+from deepwml.training.manifest import rows_with_absolute_paths
 
 
 def slice_spacing_mm(path: str) -> float:
@@ -38,12 +39,11 @@ def thin_mix(pairs: list[tuple[Path, Path]]) -> tuple[list[dict[str, str]], dict
     for mix, split_path in pairs:
         this = json.loads(split_path.read_text(encoding="utf-8"))
         split = split or this
-        with open(mix, newline="", encoding="utf-8") as handle:
-            for row in csv.DictReader(handle):
-                if row["patient"] in assignment or slice_spacing_mm(row["flair"]) >= THIN_SLICE_MM:
-                    continue
-                assignment[row["patient"]] = this["assignment"][row["patient"]]
-                rows.append(row)
+        for row in rows_with_absolute_paths(mix)[1]:  # paths relative to the mix would break in OUT_MIX
+            if row["patient"] in assignment or slice_spacing_mm(row["flair"]) >= THIN_SLICE_MM:
+                continue
+            assignment[row["patient"]] = this["assignment"][row["patient"]]
+            rows.append(row)
     return rows, {**split, "assignment": assignment}
 
 

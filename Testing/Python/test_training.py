@@ -221,3 +221,29 @@ def test_augmentation_on_the_gpu_draws_as_on_the_cpu():
     gpu_x, gpu_y = _augmented(images.cuda(), labels.cuda(), 3)
     assert gpu_x.is_cuda and gpu_y.is_cuda
     assert torch.allclose(cpu_x, gpu_x.cpu(), atol=1e-4) and torch.allclose(cpu_y, gpu_y.cpu(), atol=1e-4)
+
+
+def test_a_mix_copied_elsewhere_still_names_its_files(phantom_set, tmp_path):
+    """The mix scripts copy rows of manifests whose paths are relative to their own folder
+    (deepwml synth, deepwml phantom): the copies are made absolute, so the merged mix reads."""
+    import importlib.util
+
+    from deepwml.training.manifest import PATH_COLUMNS, rows_with_absolute_paths
+
+    columns, rows = rows_with_absolute_paths(phantom_set)
+    assert "flair" in columns and rows
+    relative = [row for row in csv.DictReader(open(phantom_set, newline="", encoding="utf-8"))
+                if not Path(row["flair"]).is_absolute()]
+    assert relative, "the phantom manifest should hold relative paths for this test to mean anything"
+    for row in rows:
+        assert all(Path(row[c]).is_absolute() and Path(row[c]).exists() for c in PATH_COLUMNS if row.get(c))
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "merge_mixes.py"
+    spec = importlib.util.spec_from_file_location("merge_mixes", script)
+    merge_mixes = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(merge_mixes)
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"assignment": {row["case"]: "train" for row in rows}}), encoding="utf-8")
+    elsewhere = tmp_path / "other" / "mix.csv"
+    elsewhere.parent.mkdir()
+    assert merge_mixes.merge(phantom_set, split, phantom_set, split, elsewhere, tmp_path / "out.json") == len(rows)
+    assert [c.flair for c in read_manifest(elsewhere)] == [c.flair.resolve() for c in read_manifest(phantom_set)]

@@ -47,6 +47,26 @@ def _path(base: Path, value: str | None) -> Path | None:
     return p if p.is_absolute() else base / p
 
 
+#: Columns of a manifest that name files (relative to the manifest's folder unless absolute).
+PATH_COLUMNS = ("flair", "label", "rater1", "rater2")
+
+
+def rows_with_absolute_paths(path: str | Path) -> tuple[list[str], list[dict[str, str]]]:
+    """A manifest's columns and rows, every file column made absolute.
+
+    Why: a row copied into a manifest written elsewhere (a training mix, a thin-slice mix) must
+    still name its files; ``deepwml synth`` writes paths relative to its own manifest, and a
+    copied relative path would point beside the new manifest instead."""
+    path = Path(path)
+    columns, rows = read_csv_rows(path)
+    base = path.parent.resolve()
+    for row in rows:
+        for name in PATH_COLUMNS:
+            if row.get(name):
+                row[name] = str(_path(base, row[name]))
+    return columns, rows
+
+
 def manifest_sha256(path: str | Path) -> str:
     """Fingerprint of a manifest file ("" for a folder): recorded in model cards, so evaluation
     can tell whether it is looking at the data a model was trained on."""

@@ -184,6 +184,7 @@ class DeepWMLLogic(ScriptedLoadableModuleLogic):
         chosen by :func:`DeepWMLLib.segmentation.choose_output`; return ``(node, summary)``."""
         import SimpleITK as sitk
 
+        from deepwml.known_limits import cautions
         from deepwml.lesion_summary import lesion_summary
 
         info = dict(info or {})
@@ -192,12 +193,14 @@ class DeepWMLLogic(ScriptedLoadableModuleLogic):
         if node is None:
             node = results.new_segmentation_node(volumeNode)
         results.write_mask(mask, volumeNode, node, threshold, info.get("model", ""))
-        self._probabilities[node.GetID()] = (probabilities, volumeNode.GetID())
+        # the limits travel with the probabilities: a re-thresholded result keeps its cautions
+        self._probabilities[node.GetID()] = (probabilities, volumeNode.GetID(), info.get("known_limits") or {})
         mask_image = sitk.GetImageFromArray(mask)
         mask_image.CopyInformation(self.imageFromVolumeNode(volumeNode))
         summary = lesion_summary(mask_image)
         summary.update(info, node=node.GetName(), reason=reason, threshold=threshold,
-                       lesions=results.lesion_table(mask, volumeNode))
+                       lesions=results.lesion_table(mask, volumeNode),
+                       cautions=cautions(info.get("known_limits") or {}, summary["total_volume_ml"]))
         return node, summary
 
     def hasProbabilities(self, segmentationNode) -> bool:
@@ -208,10 +211,11 @@ class DeepWMLLogic(ScriptedLoadableModuleLogic):
         An edited result is never changed: the new mask goes to a new node (reason says so)."""
         if not self.hasProbabilities(segmentationNode):
             raise ValueError(f"no probability map kept for {segmentationNode.GetName()}; run Segment lesions")
-        probabilities, volumeID = self._probabilities[segmentationNode.GetID()]
+        probabilities, volumeID, limits = self._probabilities[segmentationNode.GetID()]
         volumeNode = segmentationNode.GetScene().GetNodeByID(volumeID)
         return self.applyProbabilities(volumeNode, probabilities, segmentationNode, threshold,
-                                       {"model": segmentationNode.GetAttribute(results.MODEL_ATTRIBUTE) or ""})
+                                       {"model": segmentationNode.GetAttribute(results.MODEL_ATTRIBUTE) or "",
+                                        "known_limits": limits})
 
     # --- in this process (console, batch, tests) --------------------------------------------
     def segment(self, volumeNode, segmentationNode=None, device: str = "auto",
@@ -242,7 +246,7 @@ class DeepWMLLogic(ScriptedLoadableModuleLogic):
         probabilities = sitk.GetArrayFromImage(result.probabilities)
         info = {"timings_s": result.timings_s, "device": result.device, "precision": result.precision,
                 "backend": result.backend, "model": result.model.model_id,  # the thin-slice model on thin slices
-                "brain_mask": result.brain_mask_summary()}
+                "brain_mask": result.brain_mask_summary(), "known_limits": result.known_limits()}
         node, summary = self.applyProbabilities(volumeNode, probabilities, segmentationNode, result.threshold, info)
         summary["seconds"] = time.perf_counter() - t0
         return node, summary

@@ -39,7 +39,8 @@ def model_line(model_dir: Optional[str]) -> str:
 
 
 def result_line(summary: dict) -> str:
-    """Where the result went and why, what it holds, and how it was computed."""
+    """Where the result went and why, what it holds, and how it was computed; then, one per
+    line, the model's measured limits that apply to this result (deepwml.known_limits)."""
     lesions = summary.get("lesion_count", 0)
     parts = [f"{summary.get('total_volume_ml', 0.0):.2f} ml in {lesions} lesion{'s' if lesions != 1 else ''}",
              f"→ {summary.get('node', '?')} ({summary.get('reason', '')})",
@@ -50,7 +51,7 @@ def result_line(summary: dict) -> str:
                      else "brain mask not applied (see the log)")
     if "seconds" in summary:
         parts.append(f"{summary['seconds']:.1f} s on {summary.get('device', '?')} ({summary.get('backend', '?')})")
-    return "; ".join(parts)
+    return "\n".join(["; ".join(parts)] + [f"Caution: {c['text']}" for c in summary.get("cautions") or []])
 
 
 def outcome_line(status: str, detail: str = "") -> str:

@@ -32,10 +32,13 @@ log = logging.getLogger("deepwml")
 
 
 def _flatten(summary: dict[str, Any]) -> dict[str, Any]:
-    """One CSV row per case: scalars only, timings prefixed."""
+    """One CSV row per case: scalars only, timings prefixed, caution codes joined."""
+    from .known_limits import caution_codes
+
     row = {k: v for k, v in summary.items() if not isinstance(v, (dict, list))}
     row.update({f"time_{k}_s": v for k, v in summary.get("timings_s", {}).items()})
     row["model_id"] = summary.get("model", {}).get("id")
+    row["cautions"] = caution_codes(summary)
     return row
 
 
@@ -124,6 +127,8 @@ def _segment_all(args: argparse.Namespace, segmenter: Any, names: list[str],
             write(f"{path}: {summary['total_volume_ml']:.2f} ml in {summary['lesion_count']} "
                        f"lesions, {summary['timings_s']['end_to_end']:.2f} s on {summary['device']} "
                        f"-> {summary['segmentation']}")
+            for caution in summary["cautions"]:
+                write(f"  caution: {caution['text']}")
 
     options = dict(threshold=args.threshold, labelmap=args.labelmap, probabilities=args.probabilities,
                    overwrite=args.overwrite, series=args.series or ())

@@ -14,6 +14,7 @@ import SimpleITK as sitk
 
 from . import __version__
 from .image_io import load_flair
+from .known_limits import cautions
 from .output_files import publish_together, refuse_existing, write_with
 from .lesion_summary import lesion_summary
 from .read_ahead import ReadAhead
@@ -134,6 +135,8 @@ def _summary(input_path: Path, paths: OutputPaths, image: sitk.Image, result: Se
         "slab_mm": result.slab_mm,  # thin-slice volume seen as slabs of this thickness; 0 = native slices
         # what the brain mask did (None: no brain mask); see deepwml.brain_mask
         "brain_mask": result.brain_mask_summary(),
+        # where this model is known to be weak for this input, with its card's measured figures
+        "cautions": cautions(result.known_limits(), lesions["total_volume_ml"]),
         # the lesion model that ran on this volume: the thin-slice model's on thin slices (deepwml.thin_model)
         "model": {"id": result.model.model_id, "path": str(result.model.path),
                   "weights_sha256": result.model.card.get("weights_sha256"), "ran": result.ran_file,

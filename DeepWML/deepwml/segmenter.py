@@ -35,6 +35,7 @@ from .options import check_non_negative, check_positive_int, check_threshold
 from .preprocessing import CanvasMapping, image_to_canvas, slices_with_head, thin_slabs
 from .reslice import THIN_SLICE_MM, interpolate_from_slabs
 from .slice_layout import SliceLayout, image_from_slices
+from .known_limits import known_limits
 from .thin_model import resolve_thin_model, sees_thin_slices
 from .torch_backend import (TorchNetwork, check_precision, choose_device, cpu_has_fast_bf16,  # noqa: F401
                             resolve_device, torch_installed)
@@ -221,6 +222,11 @@ class SegmentationResult:
         """The summaries' ``brain_mask`` entry (None: no brain mask), one definition for the
         command line, the Slicer module and its background worker."""
         return self.brain_mask.as_dict() if self.brain_mask else None
+
+    def known_limits(self) -> dict[str, str]:
+        """The measured limits of the model that ran that apply to this input
+        (:func:`deepwml.known_limits.known_limits`; :func:`~deepwml.known_limits.cautions` adds the volume)."""
+        return known_limits(self.model.card, self.slice_thickness_mm, self.slab_mm)
 
     @property
     def ran_file(self) -> dict[str, str]:

@@ -129,6 +129,28 @@ def test_rethreshold_uses_the_kept_map_and_keeps_edits(slicer, scene, logic):
     np.testing.assert_array_equal(logic.maskFromSegmentation(node, flair), edited)
 
 
+def test_a_result_keeps_its_cautions_when_rethresholded(slicer, scene, logic):
+    """The model's measured limits travel with the kept probabilities (deepwml.known_limits):
+    the heavy-load caution comes and goes with the volume at each threshold."""
+    from DeepWMLLib import panel
+    from deepwml.known_limits import HEAVY, HEAVY_LOAD_ML, known_limits
+    from deepwml.model_files import DEFAULT_MODEL_DIR, read_card
+
+    flair = volume(slicer, "FLAIR", shape=(10, 60, 60), spacing=(1.0, 1.0, 5.0))
+    probabilities = np.zeros((10, 60, 60), np.float32)
+    probabilities[2:8, 5:55, 5:55] = 0.9  # 75 ml at 0.5
+    probabilities[4, 20:30, 20:30] = 0.95
+    limits = known_limits(read_card(DEFAULT_MODEL_DIR)[0], slice_thickness_mm=5.0)
+    node, summary = logic.applyProbabilities(flair, probabilities, None, 0.5, {"known_limits": limits})
+    assert [c["code"] for c in summary["cautions"]] == [HEAVY]
+    assert "\nCaution: Heavy lesion load" in panel.result_line(summary)
+    _, light = logic.rethreshold(node, 0.92)  # only the small bright square is left
+    assert light["total_volume_ml"] < HEAVY_LOAD_ML and light["cautions"] == []
+    assert "Caution" not in panel.result_line(light)
+    _, heavy_again = logic.rethreshold(node, 0.5)
+    assert [c["code"] for c in heavy_again["cautions"]] == [HEAVY]
+
+
 def test_transformed_volume_result_follows_the_volume_and_leaves_no_helper_nodes(slicer, scene, logic):
     """Items 4 and 5 without the network: same parent transform, one node across re-runs,
     no colour tables, labelmaps or orphaned display nodes."""

@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any, Optional
 
+from ..known_limits import caution_codes
 from ..output_files import write_csv, write_with
 from ..pipeline import OutputPaths
 from .inputs import CohortInput
@@ -26,6 +27,8 @@ TIMINGS = ("read", "preprocess", "network", "postprocess", "write", "end_to_end"
 COLUMNS: dict[str, str] = {
     "input": "string", "subject": "string", "session": "string", "status": "string", "error": "string",
     "total_volume_ml": "Float64", "lesion_count": "Int64",
+    # the codes of the result's cautions (deepwml.known_limits), ";"-joined: the cases to look at first
+    "cautions": "string",
     **{f"time_{k}_s": "Float64" for k in TIMINGS},
     "device": "string", "backend": "string", "precision": "string", "threshold": "Float64",
     "model_id": "string", "weights_sha256": "string", "segmentation": "string", "summary": "string",
@@ -46,6 +49,7 @@ def summary_row(item: CohortInput, outputs: OutputPaths, status: str, summary: d
     timings = summary.get("timings_s", {})
     model = summary.get("model", {})
     row.update(total_volume_ml=summary.get("total_volume_ml"), lesion_count=summary.get("lesion_count"),
+               cautions=caution_codes(summary),
                **{f"time_{k}_s": timings.get(k) for k in TIMINGS},
                device=summary.get("device"), backend=summary.get("backend"), precision=summary.get("precision"),
                threshold=summary.get("threshold"), model_id=model.get("id"),

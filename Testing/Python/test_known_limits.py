@@ -1,0 +1,70 @@
+"""Cautions with a result: the model card's measured limits that apply to one input (known_limits)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from statistics import median
+
+import SimpleITK as sitk
+
+from deepwml.cli import main
+from deepwml.known_limits import HEAVY, HEAVY_LOAD_ML, THIN, cautions, known_limits
+from deepwml.model_files import DEFAULT_MODEL_DIR
+
+CARD = json.loads((DEFAULT_MODEL_DIR / "model.json").read_text(encoding="utf-8"))
+
+
+def _real(set_name: str) -> dict:
+    return CARD["metrics"]["real_data"]["lesjak2017"][f"lesjak2017-{set_name}"]
+
+
+def test_thin_input_quotes_the_cards_own_thin_and_thick_figures():
+    limits = known_limits(CARD, slice_thickness_mm=1.0)
+    thin, thick = median(c["dice"] for c in _real("native").values()), median(c["dice"] for c in _real("5mm").values())
+    assert thin < thick  # the reason the caution exists: the bundled model is weaker on 1 mm FLAIR
+    assert f"Dice is {thin:.2f}" in limits[THIN] and f"{thick:.2f} on the same scans resliced to 5 mm" in limits[THIN]
+    slabs = known_limits(CARD, slice_thickness_mm=1.0, slab_mm=3.0)[THIN]
+    assert "3 mm slabs" in slabs and f"{median(c['dice'] for c in _real('native-slab3').values()):.2f}" in slabs
+    assert THIN not in known_limits(CARD, slice_thickness_mm=5.0)
+
+
+def test_heavy_load_caution_quotes_the_heavy_real_cases_and_needs_a_heavy_result():
+    heavy = [c for c in _real("5mm").values() if c["truth_ml"] >= 20]
+    assert heavy, "the bundled card's real data should hold a heavy load"
+    limits = known_limits(CARD, slice_thickness_mm=5.0)
+    for case in heavy:
+        assert f"{case['pred_ml']:.0f} of {case['truth_ml']:.0f} ml" in limits[HEAVY]
+    assert cautions(limits, HEAVY_LOAD_ML - 0.01) == []
+    assert [c["code"] for c in cautions(limits, HEAVY_LOAD_ML)] == [HEAVY]
+    assert [c["code"] for c in cautions(known_limits(CARD, 1.0), 0.5)] == [THIN]
+
+
+def test_a_card_without_real_figures_claims_nothing():
+    limits = known_limits({"metrics": {}}, slice_thickness_mm=1.0)
+    assert "no measured accuracy" in limits[THIN] and HEAVY not in limits
+    assert known_limits({"metrics": {}}, slice_thickness_mm=5.0) == {}
+    # unlabelled whole heads (no Dice) are not real-data figures to quote
+    sanity_only = {"metrics": {"real_data": {"whole_head_sanity": {"scan": {"pred_ml": 3.0}}}}}
+    assert known_limits(sanity_only, slice_thickness_mm=5.0) == {}
+
+
+def test_segment_reports_cautions_in_the_summary_the_table_and_the_output(phantom_flair, tmp_path, capsys):
+    """A thick phantom with a light load gets none; the same scan declared as 1 mm slices gets the
+    thin-slice caution, printed and in the summaries (the bundled model has real figures)."""
+    thin = sitk.ReadImage(str(phantom_flair))
+    thin.SetSpacing((*thin.GetSpacing()[:2], 1.0))
+    thin_path = tmp_path / "thin.nii.gz"
+    sitk.WriteImage(thin, str(thin_path))
+    out = tmp_path / "out"
+    code = main(["segment", str(phantom_flair), str(thin_path), "-o", str(out), "--device", "cpu",
+                 "--summary", str(out / "batch.csv")])
+    assert code == 0
+    printed = capsys.readouterr().out
+    thick_summary = json.loads((out / "flair.summary.json").read_text(encoding="utf-8"))
+    thin_summary = json.loads((out / "thin.summary.json").read_text(encoding="utf-8"))
+    assert thick_summary["total_volume_ml"] < HEAVY_LOAD_ML and thick_summary["cautions"] == []
+    assert [c["code"] for c in thin_summary["cautions"]][0] == THIN
+    assert f"caution: {thin_summary['cautions'][0]['text']}" in printed
+    rows = {row["input"]: row for row in csv.DictReader(open(out / "batch.csv", encoding="utf-8"))}
+    assert rows[str(phantom_flair)]["cautions"] == "" and rows[str(thin_path)]["cautions"].startswith(THIN)

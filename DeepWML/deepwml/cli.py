@@ -21,7 +21,7 @@ from . import __version__
 from .cli_cohort import add_cohort_command
 from .cli_realdata import (add_brain_mask_options, add_precision_option, add_realdata_commands,
                            add_segmentation_options, add_thin_slab_option, add_tta_option, brain_model_arg,
-                           thin_model_arg)
+                           thin_model_arg, thin_slab_args)
 from .errors import DeepWMLError
 from .options import argtype, check_count, check_crop, check_fraction, check_positive, check_positive_int
 
@@ -80,7 +80,7 @@ def _segment_planned(args: argparse.Namespace, read_ahead: "ReadAhead | None") -
     try:
         segmenter = Segmenter(args.model, device=args.device, precision=args.precision,
                               batch_size=args.batch_size, flip_tta=args.tta, head_crop=not args.whole_canvas,
-                              backend=args.backend, thin_slab_mm=args.thin_slab_mm,
+                              backend=args.backend, **thin_slab_args(args),
                               brain_model=brain_model_arg(args), brain_margin_mm=args.brain_margin_mm,
                               thin_model=thin_model_arg(args))
     except RuntimeError as err:
@@ -225,7 +225,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     report = evaluate(Path(args.manifest), Path(args.output), model=args.model, device=args.device,
                       precision=args.precision, split=args.split, overwrite=args.overwrite, progress=not args.quiet,
                       max_cases=args.max_cases, record_in_card=args.record_in_card,
-                      thin_slab_mm=args.thin_slab_mm, brain_model=brain_model_arg(args),
+                      **thin_slab_args(args), brain_model=brain_model_arg(args),
                       brain_margin_mm=args.brain_margin_mm, tta=args.tta, thin_model=thin_model_arg(args))
     print(f"evaluation report: {report}")
     return 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cli_realdata import add_segmentation_options, brain_model_arg, thin_model_arg
+from .cli_realdata import add_segmentation_options, brain_model_arg, thin_model_arg, thin_slab_args
 from .options import argtype, check_positive_int
 
 
@@ -17,10 +17,12 @@ def cmd_cohort(args: argparse.Namespace) -> int:
     from .cohort import CohortSettings, run_cohort
     from .cohort.table import DONE_BEFORE, FAILED, OK
 
+    slabs = thin_slab_args(args)
     settings = CohortSettings(args.model, args.device, args.precision, args.batch_size, args.tta,
-                              not args.whole_canvas, args.backend, args.thin_slab_mm, args.threshold,
+                              not args.whole_canvas, args.backend, slabs["thin_slab_mm"], args.threshold,
                               args.labelmap, args.probabilities, tuple(args.series or ()),
-                              brain_model_arg(args), args.brain_margin_mm, thin_model_arg(args))
+                              brain_model_arg(args), args.brain_margin_mm, thin_model_arg(args),
+                              slabs["thin_slab_sliding"])
     result = run_cohort(args.inputs, args.output, settings, bids=args.bids, workers=args.workers,
                         threads=args.threads, scheduler=args.scheduler, overwrite=args.overwrite,
                         progress=not args.quiet)

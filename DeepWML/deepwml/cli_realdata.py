@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .errors import DeepWMLError
 from .options import argtype, check_count, check_non_negative, check_positive
 
 THIN_SLAB_HELP = ("segment thin-slice (< 2 mm, e.g. 3D 1 mm) volumes as axial slabs of this thickness, "
@@ -16,16 +17,31 @@ THIN_SLAB_HELP = ("segment thin-slice (< 2 mm, e.g. 3D 1 mm) volumes as axial sl
 
 
 def add_thin_slab_option(parser: argparse.ArgumentParser) -> None:
-    """``--thin-slab-mm`` with the engine's default and ``--thin-model`` (one definition for
-    every command; both say how thin-slice volumes are segmented)."""
+    """``--thin-slab-mm`` with the engine's default, ``--sliding-slab-mm`` and ``--thin-model``
+    (one definition for every command; all say how thin-slice volumes are segmented; read them
+    with :func:`thin_slab_args` and :func:`thin_model_arg`)."""
     from .defaults import THIN_SLAB_MM
 
     parser.add_argument("--thin-slab-mm", type=argtype(check_non_negative, "--thin-slab-mm"),
                         default=THIN_SLAB_MM, help=THIN_SLAB_HELP)
+    parser.add_argument("--sliding-slab-mm", type=argtype(check_non_negative, "--sliding-slab-mm"), default=0.0,
+                        metavar="MM", help="instead, see every slice of a thin-slice volume through the slab of this "
+                                           "thickness centred on it (nothing interpolated back; opt-in, see the "
+                                           "README's 'Sliding slabs'); 0 = off (default)")
     parser.add_argument("--thin-model", default="auto", metavar="DIR",
                         help="lesion model for volumes the network sees at slices thinner than 2 mm: auto (default: "
                              "the bundled thin-slice model when --model is the bundled model, else none), bundled, "
                              "a model folder, or none (every volume to --model)")
+
+
+def thin_slab_args(args: argparse.Namespace) -> dict[str, float | bool]:
+    """The Segmenter's ``thin_slab_mm`` and ``thin_slab_sliding`` for parsed options (refused in
+    one line when both kinds of slab are asked for)."""
+    if args.sliding_slab_mm > 0 and args.thin_slab_mm > 0:
+        raise DeepWMLError(None, "--thin-slab-mm and --sliding-slab-mm are two ways of seeing thin slices; give one")
+    if args.sliding_slab_mm > 0:
+        return {"thin_slab_mm": args.sliding_slab_mm, "thin_slab_sliding": True}
+    return {"thin_slab_mm": args.thin_slab_mm, "thin_slab_sliding": False}
 
 
 def thin_model_arg(args: argparse.Namespace) -> str | None:
@@ -119,7 +135,7 @@ def cmd_sanity(args: argparse.Namespace) -> int:
     from .evaluation.sanity import sanity_report
 
     report = sanity_report(args.scans, Path(args.output), model=args.model, device=args.device,
-                           precision=args.precision, thin_slab_mm=args.thin_slab_mm,
+                           precision=args.precision, **thin_slab_args(args),
                            thin_model=thin_model_arg(args),
                            brain_model=brain_model_arg(args), brain_margin_mm=args.brain_margin_mm,
                            tolerance_mm=args.tolerance_mm, step=args.every, tta=args.tta,

@@ -42,11 +42,15 @@ def _real_sets(card: dict) -> dict[str, dict[str, dict[str, float]]]:
     return sets
 
 
-def _set_for(slice_thickness_mm: float, slab_mm: float) -> tuple[str, str]:
-    """``(set-name suffix, words)`` of the real-data set measured the way this input is seen."""
+def _set_for(slice_thickness_mm: float, slab_mm: float, sliding: bool) -> tuple[str, str]:
+    """``(set-name suffix, words)`` of the real-data set measured the way this input is seen
+    (slabs named by their whole millimetres, as ``benchmarks/real_scans.sh`` names its reports)."""
     if slice_thickness_mm < THIN_SLICE_MM:
+        mm = round(slab_mm)
+        if slab_mm > 0 and sliding:
+            return f"native-sliding{mm}", f"1 mm 3D FLAIR seen through sliding {mm} mm slabs"
         if slab_mm > 0:
-            return f"native-slab{slab_mm:g}", f"1 mm 3D FLAIR seen as {slab_mm:g} mm slabs"
+            return f"native-slab{mm}", f"1 mm 3D FLAIR seen as {mm} mm slabs"
         return "native", "1 mm 3D FLAIR"
     return "5mm", "1 mm 3D FLAIR resliced to 5 mm slices"
 
@@ -55,13 +59,14 @@ def _find(sets: dict, suffix: str) -> dict[str, dict[str, float]] | None:
     return next((cases for name, cases in sets.items() if name.endswith("-" + suffix)), None)
 
 
-def known_limits(card: dict, slice_thickness_mm: float, slab_mm: float = 0.0) -> dict[str, str]:
+def known_limits(card: dict, slice_thickness_mm: float, slab_mm: float = 0.0, sliding: bool = False
+                 ) -> dict[str, str]:
     """``{code: sentence}`` of the limits of the model with ``card`` that apply to an input whose
     slices the network saw at ``slice_thickness_mm`` (``slab_mm`` > 0: thin slices averaged into
-    slabs). ``heavy_load`` applies only to a heavy result (:func:`cautions` decides)."""
+    slabs, ``sliding`` ones). ``heavy_load`` applies only to a heavy result (:func:`cautions` decides)."""
     sets = _real_sets(card)
     limits: dict[str, str] = {}
-    suffix, seen_as = _set_for(slice_thickness_mm, slab_mm)
+    suffix, seen_as = _set_for(slice_thickness_mm, slab_mm, sliding)
     here = _find(sets, suffix)
     if slice_thickness_mm < THIN_SLICE_MM:
         if here:

@@ -133,6 +133,7 @@ def _summary(input_path: Path, paths: OutputPaths, image: sitk.Image, result: Se
         "flip_tta": segmenter.flip_tta,  # averaged with the left-right flipped slice
         "backend": result.backend,
         "slab_mm": result.slab_mm,  # thin-slice volume seen as slabs of this thickness; 0 = native slices
+        "slab_sliding": result.slab_sliding,  # one slab centred on every thin slice (--sliding-slab-mm)
         # what the brain mask did (None: no brain mask); see deepwml.brain_mask
         "brain_mask": result.brain_mask_summary(),
         # where this model is known to be weak for this input, with its card's measured figures

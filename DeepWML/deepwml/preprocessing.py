@@ -29,7 +29,7 @@ import SimpleITK as sitk
 from .counted_percentile import CountedValues
 from .intensity import air_level
 from .resize import resize
-from .reslice import THIN_SLICE_MM, average_slabs, slab_bounds, slices_per_slab
+from .reslice import THIN_SLICE_MM, average_slabs, slab_bounds, slices_per_slab, sliding_slab_mean
 from .slice_layout import SliceLayout, plan_slices
 
 CANVAS = 256
@@ -171,17 +171,31 @@ def thin_slabs(thickness_mm: float, n_slices: int, slab_mm: float) -> list[tuple
     return slab_bounds(n_slices, per_slab, whole_only=False) if per_slab > 1 else None
 
 
-def image_to_canvas(image: sitk.Image, slab_mm: float = 0.0
+def sliding_slab_size(thickness_mm: float, slab_mm: float) -> int | None:
+    """Thin slices per sliding slab of about ``slab_mm`` (odd, so centred on its slice), or None
+    when the slices are used as they are (as :func:`thin_slabs`)."""
+    if slab_mm <= 0 or thickness_mm >= THIN_SLICE_MM:
+        return None
+    per_slab = slices_per_slab(slab_mm, thickness_mm) | 1
+    return per_slab if per_slab > 1 else None
+
+
+def image_to_canvas(image: sitk.Image, slab_mm: float = 0.0, sliding: bool = False
                     ) -> tuple[np.ndarray, CanvasMapping, SliceLayout]:
     """A 3D FLAIR's acquisition slices, normalised, on the canvas, with the layout and mapping
     that lead back to its voxel grid. Training and inference both start here.
 
     ``slab_mm`` > 0: a thin-slice volume's slices are first averaged into the slabs of
-    :func:`thin_slabs` (one canvas slice per slab), mimicking a thick 2D acquisition."""
+    :func:`thin_slabs` (one canvas slice per slab), mimicking a thick 2D acquisition; with
+    ``sliding``, every slice into the slab centred on it (:func:`sliding_slab_mean`: one canvas
+    slice per thin slice, nothing to interpolate back)."""
     layout = plan_slices(image)
     slices = layout.to_slices(sitk.GetArrayViewFromImage(image))
-    bounds = thin_slabs(layout.slice_thickness_mm, slices.shape[0], slab_mm)
-    if bounds is not None:
+    if sliding:
+        per_slab = sliding_slab_size(layout.slice_thickness_mm, slab_mm)
+        if per_slab is not None:
+            slices = sliding_slab_mean(slices, per_slab)
+    elif (bounds := thin_slabs(layout.slice_thickness_mm, slices.shape[0], slab_mm)) is not None:
         slices = average_slabs(slices, bounds)
     canvas, mapping = volume_to_canvas(slices, layout.in_plane_spacing_mm)
     return canvas, mapping, layout

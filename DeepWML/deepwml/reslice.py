@@ -65,6 +65,24 @@ def average_slabs(stack: np.ndarray, bounds: list[tuple[int, int]], axis: int = 
     return np.moveaxis(out, 0, axis)
 
 
+def sliding_slab_mean(stack: np.ndarray, per_slab: int, axis: int = 0) -> np.ndarray:
+    """Every slice along ``axis`` replaced by the mean of the ``per_slab`` (odd) slices centred on
+    it, fewer at the stack's ends (float32): a slab around every thin slice, so the network sees
+    thick-slice-like partial volume at the thin grid's resolution and nothing is interpolated back."""
+    if per_slab < 1 or per_slab % 2 == 0:
+        raise ValueError(f"a sliding slab needs an odd number of slices, not {per_slab}")
+    data = np.moveaxis(np.asarray(stack), axis, 0)
+    total = data.astype(np.float64)  # a copy: the sum of every shifted view is added to it
+    count = np.ones(data.shape[0])
+    for shift in range(1, per_slab // 2 + 1):
+        total[shift:] += data[:-shift]
+        total[:-shift] += data[shift:]
+        count[shift:] += 1
+        count[:-shift] += 1
+    out = (total / count.reshape((-1,) + (1,) * (data.ndim - 1))).astype(np.float32)
+    return np.moveaxis(out, 0, axis)
+
+
 def slab_centres(bounds: list[tuple[int, int]]) -> np.ndarray:
     """Position of each slab's centre in thin-slice index units."""
     return np.array([(a + b - 1) / 2.0 for a, b in bounds], dtype=np.float64)

@@ -32,7 +32,7 @@ from .onnx_backend import (PROBE_SEED, PROBE_SHAPE, REPRODUCE_TOLERANCE, OnnxNet
                            onnx_file_of, onnxruntime_available)
 from .onnx_int8 import INT8_REPRODUCE_TOLERANCE, WEIGHT_STEP_TOLERANCE, check_int8_graph
 from .options import check_non_negative, check_positive_int, check_threshold
-from .preprocessing import CanvasMapping, image_to_canvas, slices_with_head, thin_slabs
+from .preprocessing import CanvasMapping, image_to_canvas, slices_with_head, sliding_slab_size, thin_slabs
 from .reslice import THIN_SLICE_MM, interpolate_from_slabs
 from .slice_layout import SliceLayout, image_from_slices
 from .known_limits import known_limits
@@ -198,6 +198,8 @@ class PreparedVolume:
     #: the network sees thin slices and the segmenter has a thin-slice model: that model runs
     #: (:mod:`deepwml.thin_model`)
     thin: bool = False
+    #: thickness (mm) of the sliding slab every thin slice was seen through; 0.0: none
+    sliding_slab_mm: float = 0.0
 
 @dataclass
 class SegmentationResult:
@@ -217,6 +219,8 @@ class SegmentationResult:
     brain_mask: Optional[BrainMasking] = None
     #: The lesion model that computed the probabilities (the thin-slice model on thin slices).
     model: Optional[LoadedModel] = None
+    #: The slabs of ``slab_mm`` were sliding (one centred on every thin slice), not consecutive.
+    slab_sliding: bool = False
 
     def brain_mask_summary(self) -> Optional[dict]:
         """The summaries' ``brain_mask`` entry (None: no brain mask), one definition for the
@@ -226,7 +230,7 @@ class SegmentationResult:
     def known_limits(self) -> dict[str, str]:
         """The measured limits of the model that ran that apply to this input
         (:func:`deepwml.known_limits.known_limits`; :func:`~deepwml.known_limits.cautions` adds the volume)."""
-        return known_limits(self.model.card, self.slice_thickness_mm, self.slab_mm)
+        return known_limits(self.model.card, self.slice_thickness_mm, self.slab_mm, self.slab_sliding)
 
     @property
     def ran_file(self) -> dict[str, str]:
@@ -248,12 +252,16 @@ class Segmenter:
                  thin_slab_mm: float = THIN_SLAB_MM, brain_model: LoadedModel | str | None = "bundled",
                  brain_margin_mm: float = DEFAULT_MARGIN_MM,
                  brain_context_px: int | None = BRAIN_CONTEXT,
-                 thin_model: LoadedModel | str | None = "auto") -> None:
+                 thin_model: LoadedModel | str | None = "auto", thin_slab_sliding: bool = False) -> None:
         self.batch_size = check_positive_int(batch_size, "batch size")
         #: Thin-slice volumes (< 2 mm) are seen as axial slabs of this thickness (mm), the
         #: probabilities interpolated back to every slice; 0: every native slice. The model
         #: was trained on 3-8 mm slices; see the README's "Accuracy on real scans".
         self.thin_slab_mm = check_non_negative(thin_slab_mm, "thin slab thickness")
+        #: With ``thin_slab_mm``: every thin slice seen through the slab centred on it (a moving
+        #: average, :func:`deepwml.reslice.sliding_slab_mean`) instead of consecutive slabs, so
+        #: nothing is interpolated back (README, "Sliding slabs"; opt-in, not the default).
+        self.thin_slab_sliding = bool(thin_slab_sliding)
         self.precision_name = check_precision(precision)
         self.device = choose_device(device)
         #: Average with the left-right flipped slice (None: :func:`deepwml.defaults.default_flip_tta`)
@@ -318,6 +326,16 @@ class Segmenter:
                 self._thin = build_network(self.thin_model, self._backend_asked, self.device, self.precision_name)
                 log.info("thin-slice volume: %s runs", self._thin[2].model_id)
             return self._thin
+
+    def describe_thin_slices(self) -> str:
+        """One plain-text sentence on how thin-slice volumes are seen (for reports)."""
+        if self.thin_slab_mm <= 0:
+            return f"Thin-slice (< {THIN_SLICE_MM:g} mm) volumes: every native slice."
+        if self.thin_slab_sliding:
+            return (f"Thin-slice (< {THIN_SLICE_MM:g} mm) volumes: every slice seen through the sliding "
+                    f"{self.thin_slab_mm:g} mm slab centred on it.")
+        return (f"Thin-slice (< {THIN_SLICE_MM:g} mm) volumes: {self.thin_slab_mm:g} mm axial slabs, "
+                "probabilities interpolated back to every slice.")
 
     def describe_models(self) -> str:
         """One plain-text sentence on which lesion model runs on which volumes (for reports)."""
@@ -398,12 +416,15 @@ class Segmenter:
     def prepare(self, image: sitk.Image) -> PreparedVolume:
         """Normalise and resample a validated 3D FLAIR onto the canvas (no network; thread-safe)."""
         t0 = time.perf_counter()
-        canvas, mapping, layout = image_to_canvas(image, self.thin_slab_mm)
+        canvas, mapping, layout = image_to_canvas(image, self.thin_slab_mm, self.thin_slab_sliding)
         n_slices = image.GetSize()[2 - layout.transpose[layout.slice_axis]]  # numpy axis n = index axis 2-n
-        slabs = thin_slabs(layout.slice_thickness_mm, n_slices, self.thin_slab_mm)
-        thin = self.thin_model is not None and sees_thin_slices(layout.slice_thickness_mm, slabs)
+        sliding = sliding_slab_size(layout.slice_thickness_mm, self.thin_slab_mm) if self.thin_slab_sliding else None
+        slabs = None if self.thin_slab_sliding else thin_slabs(layout.slice_thickness_mm, n_slices, self.thin_slab_mm)
+        # thin slices seen through sliding slabs look thick to the network: the lesion model runs
+        thin = self.thin_model is not None and sliding is None and sees_thin_slices(layout.slice_thickness_mm, slabs)
         return PreparedVolume(image, canvas, mapping, layout, n_slices, slabs,
-                              {"preprocess": time.perf_counter() - t0}, thin=thin)
+                              {"preprocess": time.perf_counter() - t0}, thin=thin,
+                              sliding_slab_mm=sliding * layout.slice_thickness_mm if sliding else 0.0)
 
     def run_network(self, prepared: PreparedVolume, progress: ProgressCallback | None = None) -> np.ndarray:
         """The canvas probabilities of a prepared volume (records the network's time).
@@ -486,7 +507,8 @@ class Segmenter:
         log.info("segmented %d slices in %.2f s on %s (%s, %s, %s)", probs.shape[0], timings["total"],
                  self.device, self.precision_name, backend, model.model_id)
         return SegmentationResult(prob_image, threshold, timings, self.device, self.precision_name, backend,
-                                  layout.slice_thickness_mm, layout.slice_axis, slab_mm, brain_mask, model)
+                                  layout.slice_thickness_mm, layout.slice_axis, slab_mm or prepared.sliding_slab_mm,
+                                  brain_mask, model, slab_sliding=prepared.sliding_slab_mm > 0)
 
     @staticmethod
     def _removed_ml(prepared: PreparedVolume, native: np.ndarray, marked: np.ndarray, lost: np.ndarray,

@@ -68,3 +68,14 @@ def test_segment_reports_cautions_in_the_summary_the_table_and_the_output(phanto
     assert f"caution: {thin_summary['cautions'][0]['text']}" in printed
     rows = {row["input"]: row for row in csv.DictReader(open(out / "batch.csv", encoding="utf-8"))}
     assert rows[str(phantom_flair)]["cautions"] == "" and rows[str(thin_path)]["cautions"].startswith(THIN)
+
+
+def test_sliding_slabs_quote_their_own_figures_or_none():
+    with_sliding = json.loads(json.dumps(CARD))
+    lesjak = with_sliding["metrics"]["real_data"]["lesjak2017"]
+    lesjak.pop("lesjak2017-native-sliding3", None)
+    assert "no measured accuracy" in known_limits(with_sliding, 1.0, 3.0, sliding=True)[THIN]
+    lesjak["lesjak2017-native-sliding3"] = {"p": {"dice": 0.61, "truth_ml": 30.0, "pred_ml": 20.0}}
+    limits = known_limits(with_sliding, 1.0, 3.0, sliding=True)
+    assert "sliding 3 mm slabs this model's median per-volume Dice is 0.61" in limits[THIN]
+    assert "found 20 of 30 ml" in limits[HEAVY]

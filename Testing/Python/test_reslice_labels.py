@@ -12,7 +12,7 @@ from deepwml.evaluation.case_overlays import pick_slices
 from deepwml.evaluation.sanity import unique_names
 from deepwml.labels import read_label
 from deepwml.reslice import (average_slabs, interpolate_from_slabs, reslice_axial, slab_bounds,
-                             slab_centres)
+                             slab_centres, sliding_slab_mean)
 from deepwml.segmenter import Segmenter
 
 
@@ -75,6 +75,56 @@ def test_thin_slab_inference_stays_on_the_input_grid(tiny_model_dir):
     assert segmenter.segment(synthetic_flair(size=(32, 24, 4))).slab_mm == 0.0
     with pytest.raises(OptionError, match="0 or more"):
         Segmenter(str(tiny_model_dir), device="cpu", thin_slab_mm=-1)
+
+
+def test_sliding_slab_mean_is_the_centred_window_mean_fewer_at_the_ends():
+    rng = np.random.default_rng(3)
+    stack = rng.normal(100, 20, (9, 3, 4)).astype(np.float32)
+    for per_slab in (3, 5):
+        half = per_slab // 2
+        expected = np.stack([stack[max(0, k - half):k + half + 1].mean(0, dtype=np.float64)
+                             for k in range(len(stack))]).astype(np.float32)
+        np.testing.assert_allclose(sliding_slab_mean(stack, per_slab), expected, rtol=1e-6)
+        # along another axis too (the stack's slice axis is the caller's)
+        np.testing.assert_allclose(sliding_slab_mean(np.moveaxis(stack, 0, 2), per_slab, axis=2),
+                                   np.moveaxis(expected, 0, 2), rtol=1e-6)
+    np.testing.assert_array_equal(sliding_slab_mean(stack, 1), stack)
+    with pytest.raises(ValueError, match="odd"):
+        sliding_slab_mean(stack, 4)
+
+
+def test_sliding_slabs_see_every_thin_slice_through_its_own_slab(tiny_model_dir):
+    """Sliding slabs = segmenting the volume whose every slice was replaced by its centred
+    window mean (the construction the study measured), on the input's grid; thick volumes
+    and consecutive slabs are unchanged by the option."""
+    from deepwml.slice_layout import image_from_slices, plan_slices
+
+    img = thin_volume()
+    sliding = Segmenter(str(tiny_model_dir), device="cpu", thin_slab_mm=3.0, thin_slab_sliding=True)
+    native = Segmenter(str(tiny_model_dir), device="cpu", thin_slab_mm=0.0)
+    result = sliding.segment(img)
+    assert result.slab_mm == 3.0 and result.slab_sliding
+    assert result.probabilities.GetSize() == img.GetSize() and result.probabilities.GetOrigin() == img.GetOrigin()
+    layout = plan_slices(img)
+    averaged = image_from_slices(sliding_slab_mean(layout.to_slices(sitk.GetArrayFromImage(img)), 3), layout, img)
+    np.testing.assert_allclose(sitk.GetArrayFromImage(result.probabilities),
+                               sitk.GetArrayFromImage(native.segment(averaged).probabilities), atol=1e-6)
+    assert "sliding 3 mm slab" in sliding.describe_thin_slices()
+    thick = synthetic_flair(size=(32, 24, 4))
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(sliding.segment(thick).probabilities),
+                                  sitk.GetArrayFromImage(native.segment(thick).probabilities))
+    assert not sliding.segment(thick).slab_sliding
+
+
+def test_one_kind_of_slab_at_a_time(tmp_path, capsys):
+    from deepwml.cli import main
+
+    flair = tmp_path / "thin.nii.gz"
+    sitk.WriteImage(thin_volume(), str(flair))
+    assert main(["segment", str(flair), "-o", str(tmp_path / "out"), "--thin-slab-mm", "3",
+                 "--sliding-slab-mm", "3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "give one" in err[0]
 
 
 def write(tmp_path, arr, like: sitk.Image, name="label.nii.gz", **geometry) -> str:
@@ -142,3 +192,12 @@ def test_realdata_refuses_to_write_into_the_data_folder(tmp_path):
         write_real_manifests("lesjak2017", tmp_path / "out", data_root=tmp_path, progress=False)
     with pytest.raises(DeepWMLError, match="unknown real data set"):
         write_real_manifests("nope", tmp_path / "o", data_root=tmp_path, progress=False)
+
+
+def test_cohort_settings_tell_sliding_slabs_apart_and_earlier_cohorts_still_resume():
+    from deepwml.cohort import CohortSettings
+
+    plain, sliding = CohortSettings(thin_slab_mm=3.0), CohortSettings(thin_slab_mm=3.0, thin_slab_sliding=True)
+    assert "thin_slab_sliding" not in plain.fingerprint(0.8)  # the fingerprint of cohorts made before the option
+    assert sliding.fingerprint(0.8)["thin_slab_sliding"] is True
+    assert plain.segmenter_key() != sliding.segmenter_key()

@@ -35,11 +35,14 @@ class CohortSettings:
     brain_margin_mm: float = DEFAULT_MARGIN_MM
     #: thin-slice model ("auto", "bundled", a folder, or None); see deepwml.thin_model
     thin_model: str | None = "auto"
+    #: thin_slab_mm is a sliding slab around every thin slice (Segmenter.thin_slab_sliding)
+    thin_slab_sliding: bool = False
 
     def segmenter_key(self) -> tuple[Any, ...]:
         """What makes two Segmenters different (a worker keeps one per key)."""
         return (self.model, self.device, self.precision, self.batch_size, self.tta, self.head_crop,
-                self.backend, self.thin_slab_mm, self.brain_model, self.brain_margin_mm, self.thin_model)
+                self.backend, self.thin_slab_mm, self.brain_model, self.brain_margin_mm, self.thin_model,
+                self.thin_slab_sliding)
 
     def fingerprint(self, model_threshold: float, thin: "ModelIdentity | None" = None) -> dict[str, Any]:
         """The settings that change a case's outputs, as JSON values (recorded in each summary).
@@ -57,6 +60,8 @@ class CohortSettings:
         # what runs, not how it was asked for: a resumed cohort from before TTA was the default re-runs
         values["tta"] = default_flip_tta(self.precision) if self.tta is None else self.tta
         values["series"] = list(self.series)
+        if not self.thin_slab_sliding:  # consecutive slabs, as before the option: earlier cohorts still resume
+            values.pop("thin_slab_sliding")
         return values
 
 

@@ -66,7 +66,8 @@ def cached_segmenter(settings: CohortSettings, weights: tuple[str, ...]) -> Any:
                                              thin_slab_mm=settings.thin_slab_mm,
                                              brain_model=settings.brain_model,
                                              brain_margin_mm=settings.brain_margin_mm,
-                                             thin_model=settings.thin_model)
+                                             thin_model=settings.thin_model,
+                                             thin_slab_sliding=settings.thin_slab_sliding)
             except RuntimeError as err:  # e.g. CUDA requested on a worker without a GPU
                 raise DeepWMLError(None, f"worker {socket.gethostname()}: {err}") from None
         segmenter = _segmenters[key]

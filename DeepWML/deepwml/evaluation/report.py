@@ -86,7 +86,7 @@ def evaluate(manifest: Path, out_dir: Path, model: str | None = None, device: st
              max_cases: int = 0, record_in_card: bool = False,
              thin_slab_mm: float = THIN_SLAB_MM, brain_model: str | None = "bundled",
              brain_margin_mm: float = DEFAULT_MARGIN_MM, tta: bool | None = None,
-             thin_model: str | None = "auto") -> Path:
+             thin_model: str | None = "auto", thin_slab_sliding: bool = False) -> Path:
     """Run the model on the selected cases and write the full report; return report.html.
 
     ``thin_slab_mm``: how thin-slice (< 2 mm) volumes are segmented; ``brain_model`` /
@@ -102,7 +102,7 @@ def evaluate(manifest: Path, out_dir: Path, model: str | None = None, device: st
     cases = read_manifest(manifest)
     segmenter = Segmenter(model, device=device, precision=precision, thin_slab_mm=thin_slab_mm,
                           brain_model=brain_model, brain_margin_mm=brain_margin_mm, flip_tta=tta,
-                          thin_model=thin_model)
+                          thin_model=thin_model, thin_slab_sliding=thin_slab_sliding)
     card, card_path = read_card(segmenter.model.path)
     selected, split_data, why = choose_cases(Path(manifest), cases, card, card_path, split)
     if max_cases:
@@ -314,9 +314,8 @@ recall and F1 on 26-connected 3D components. Comparable across tools, unlike per
 {figure_tag(out_dir / 'fig2_overlays.png', 'Slice with the largest manual lesion area of up to four cases per disease (cf. Fig. 2).')}
 <h2>Per case</h2>
 <p class='note'>Each case's metrics and its slices with the most manual lesion plus the slice with the
-largest false-positive area (red: manual only, green: automatic only, yellow: both). Thin-slice
-(&lt; 2 mm) volumes were segmented as {segmenter.thin_slab_mm:g} mm axial slabs mapped back to every
-slice (0: every native slice); column slab_mm says which cases. {html.escape(segmenter.describe_models())}
+largest false-positive area (red: manual only, green: automatic only, yellow: both).
+{html.escape(segmenter.describe_thin_slices())} Column slab_mm says which cases. {html.escape(segmenter.describe_models())}
 Column model says which model segmented each case. {html.escape(segmenter.brain_mask_setting())} (See the README's "Brain
 mask".){_case_cap_note(volume_rows)}</p>
 {case_sections}

@@ -89,7 +89,7 @@ def sanity_report(scans: Sequence[str | Path], out_dir: Path, model: str | None 
                   tolerance_mm: float = OUTSIDE_TOLERANCE_MM, step: int = 0, overwrite: bool = False,
                   progress: bool = True, brain_model: str | None = "bundled",
                   brain_margin_mm: float = DEFAULT_MARGIN_MM, tta: bool | None = None,
-                  thin_model: str | None = "auto") -> Path:
+                  thin_model: str | None = "auto", thin_slab_sliding: bool = False) -> Path:
     """Check every scan and write ``sanity.html`` (+ CSV, JSON, sheets, masks); return the HTML.
 
     A scan that cannot be read is reported in the page and the others go on; if none can,
@@ -108,7 +108,7 @@ def sanity_report(scans: Sequence[str | Path], out_dir: Path, model: str | None 
     names = unique_names(paths)
     segmenter = Segmenter(model, device=device, precision=precision, thin_slab_mm=thin_slab_mm,
                           brain_model=brain_model, brain_margin_mm=brain_margin_mm, flip_tta=tta,
-                          thin_model=thin_model)
+                          thin_model=thin_model, thin_slab_sliding=thin_slab_sliding)
     rows: list[dict[str, Any]] = []
     failures: list[dict[str, str]] = []
     for path, name in tqdm(list(zip(paths, map(file_stem, names))), desc="sanity", unit="scan",
@@ -145,6 +145,7 @@ def _write_outputs(out_dir: Path, rows: list[dict], failures: list[dict], segmen
                "thin_model": segmenter.thin_model.model_id if segmenter.thin_model else None,
                "device": str(segmenter.device),
                "backend": segmenter.backend, "thin_slab_mm": segmenter.thin_slab_mm,
+               "thin_slab_sliding": segmenter.thin_slab_sliding,
                "segmenter_brain_mask": (None if segmenter.brain_model is None else
                                         {"model": segmenter.brain_model.model_id,
                                          "margin_mm": segmenter.brain_margin_mm}),
@@ -156,7 +157,7 @@ def _write_outputs(out_dir: Path, rows: list[dict], failures: list[dict], segmen
     failed = (f"<h2>Not checked</h2>{table_html(failures)}" if failures else "")
     body = f"""
 <p>Model <b>{html.escape(segmenter.model.model_id)}</b>, device {segmenter.device}, backend {segmenter.backend};
-thin-slice (&lt; 2 mm) scans segmented as {segmenter.thin_slab_mm:g} mm axial slabs (0: every native slice).
+{html.escape(segmenter.describe_thin_slices())}
 {html.escape(segmenter.describe_models())}
 {_brain_note(segmenter)}
 No labels: these are plausibility checks, not accuracy.</p>

@@ -17,6 +17,7 @@ from pathlib import Path
 from deepwml.model_files import record_in_card
 
 REPORTS = {"report-native": "lesjak2017-native", "report-native-slab3": "lesjak2017-native-slab3",
+           "report-native-sliding3": "lesjak2017-native-sliding3",
            "report-3mm": "lesjak2017-3mm", "report-5mm": "lesjak2017-5mm"}
 CASE_FIELDS = ("truth_ml", "pred_ml", "dice", "hd95_mm", "avd_percent", "lesion_recall", "lesion_f1")
 

@@ -323,6 +323,8 @@ class DeepWMLWidget(ScriptedLoadableModuleWidget):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._summary: Optional[dict] = None
+        #: True while the panel itself moves the threshold slider (to show a result's threshold)
+        self._quietThreshold = False
         from DeepWMLLib.parameters import BACKENDS, DEVICES, PRECISIONS
 
         for combo, items in ((self.ui.deviceComboBox, DEVICES), (self.ui.backendComboBox, BACKENDS),
@@ -438,8 +440,10 @@ class DeepWMLWidget(ScriptedLoadableModuleWidget):
         self.timer.stop()
         self.run = None
         try:
-            node, summary = self.logic.finishSegmentation(run, self.ui.outputSelector.currentNode(),
-                                                          self.ui.thresholdSlider.value)
+            # a new result is made at the model's own threshold (its card's, chosen with the model;
+            # the slider's 0.5 default would over-mark with the bundled model, whose threshold is
+            # 0.8); the slider then shows it and re-thresholds from there
+            node, summary = self.logic.finishSegmentation(run, self.ui.outputSelector.currentNode())
         except SegmentationCancelled:
             self.ui.resultLabel.text = panel.outcome_line(CANCELLED)
         except SegmentationFailed as err:
@@ -456,6 +460,7 @@ class DeepWMLWidget(ScriptedLoadableModuleWidget):
         self.ui.outputSelector.blockSignals(wasBlocked)
         self.ui.segmentationShow3DButton.setSegmentationNode(node)
         self.ui.resultLabel.text = panel.result_line(summary)
+        self._showThreshold(summary.get("threshold"))
         rows = panel.lesion_rows(summary.get("lesions", []))
         table = self.ui.lesionTable
         table.setRowCount(len(rows))
@@ -463,9 +468,19 @@ class DeepWMLWidget(ScriptedLoadableModuleWidget):
             for c, value in enumerate(row):
                 table.setItem(r, c, self._qt.QTableWidgetItem(value))
 
+    def _showThreshold(self, value: Optional[float]) -> None:
+        """Put a result's threshold on the slider without re-thresholding the result."""
+        if value is None:
+            return
+        self._quietThreshold = True
+        try:
+            self.ui.thresholdSlider.value = value
+        finally:
+            self._quietThreshold = False
+
     def onThresholdChanged(self, value: float) -> None:
         node = self.ui.outputSelector.currentNode()
-        if self.run is not None or not self.logic.hasProbabilities(node):
+        if self._quietThreshold or self.run is not None or not self.logic.hasProbabilities(node):
             return  # applied by the next run
         with slicer.util.tryWithErrorDisplay("Could not apply the threshold."):
             node, summary = self.logic.rethreshold(node, value)

@@ -41,7 +41,7 @@ body { margin: 0; font: 13px 'DejaVu Sans', Arial, sans-serif; background: #e9e9
 .disabled { color: #a0a0a0; }
 .wide { display: block; margin: 6px 0; font-weight: bold; }
 .note { color: #5a4a00; background: #fff6cc; border: 1px solid #e6d27a; padding: 4px 6px; }
-.result { padding: 5px 2px; }
+.result { padding: 5px 2px; white-space: pre-line; }
 table { border-collapse: collapse; width: 100%; background: #fff; font-size: 13px; }
 th, td { border: 1px solid #cfcfcf; padding: 2px 6px; text-align: left; } th { background: #ececec; }
 tr.sel td { background: #cde3f7; }

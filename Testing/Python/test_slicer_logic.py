@@ -151,6 +151,51 @@ def test_a_result_keeps_its_cautions_when_rethresholded(slicer, scene, logic):
     assert [c["code"] for c in heavy_again["cautions"]] == [HEAVY]
 
 
+def test_the_panel_segments_at_the_models_threshold_and_shows_it_without_rethresholding(slicer):
+    """The panel's Segment lesions must not pass the slider's 0.5 default (the bundled model's
+    threshold is 0.8: Slicer marked more than the command line); the slider then shows the
+    result's threshold, and showing it does not re-threshold. The widget's own methods run on
+    stand-ins for its Qt widgets (the application cannot be started here)."""
+    from types import SimpleNamespace
+    from unittest import mock
+
+    import DeepWML
+    from DeepWMLLib.jobs import FINISHED
+
+    widget = DeepWML.DeepWMLWidget.__new__(DeepWML.DeepWMLWidget)
+
+    class Slider:  # a QSlider emits valueChanged when its value is set
+        _value = 0.5
+
+        @property
+        def value(self):
+            return self._value
+
+        @value.setter
+        def value(self, v):
+            self._value = v
+            widget.onThresholdChanged(v)
+
+    node = object()
+    widget.ui = mock.MagicMock()
+    widget.ui.thresholdSlider = Slider()
+    widget.ui.outputSelector.currentNode.return_value = node
+    widget._qt, widget.timer, widget._quietThreshold, widget._summary = mock.MagicMock(), mock.MagicMock(), False, None
+    widget.logic = mock.MagicMock()
+    widget.logic.hasProbabilities.return_value = True
+    summary = {"threshold": 0.8, "total_volume_ml": 1.0, "lesion_count": 1, "node": "FLAIR WMH", "reason": "new",
+               "lesions": [{"lesion": 1, "volume_ml": 1.0, "first_slice": 2, "last_slice": 3}]}
+    widget.logic.finishSegmentation.return_value = (node, summary)
+    widget.run = SimpleNamespace(poll=lambda: [], done=1, total=1, status=FINISHED)
+    widget.onPoll()
+    assert widget.logic.finishSegmentation.call_args.args[1:] == (node,)  # no threshold: the model's
+    assert not widget.logic.finishSegmentation.call_args.kwargs
+    assert widget.ui.thresholdSlider.value == 0.8 and not widget.logic.rethreshold.called
+    widget.logic.rethreshold.return_value = (node, dict(summary, threshold=0.6))
+    widget.ui.thresholdSlider.value = 0.6  # the user moves it: re-thresholded once
+    widget.logic.rethreshold.assert_called_once_with(node, 0.6)
+
+
 def test_transformed_volume_result_follows_the_volume_and_leaves_no_helper_nodes(slicer, scene, logic):
     """Items 4 and 5 without the network: same parent transform, one node across re-runs,
     no colour tables, labelmaps or orphaned display nodes."""

@@ -323,6 +323,8 @@ class Segmenter:
             return self.network, self.backend, self.model
         with self._thin_lock:
             if self._thin is None:
+                # build_network hashes the graph again (runnable_file did at start): the file is
+                # read now, perhaps long after that check, and must still be the verified one
                 self._thin = build_network(self.thin_model, self._backend_asked, self.device, self.precision_name)
                 log.info("thin-slice volume: %s runs", self._thin[2].model_id)
             return self._thin

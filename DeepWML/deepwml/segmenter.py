@@ -27,6 +27,7 @@ from .brain_mask import (BrainCanvas, BrainMasking, lesion_window, load_brain_mo
 from .canvas_window import head_window
 from .defaults import DEFAULT_MARGIN_MM, THIN_SLAB_MM, default_flip_tta
 from .errors import ModelFileError
+from .known_limits import known_limits
 from .model_files import LoadedModel, load_model
 from .onnx_backend import (PROBE_SEED, PROBE_SHAPE, REPRODUCE_TOLERANCE, OnnxNetwork, check_reproduces_weights,
                            onnx_file_of, onnxruntime_available)
@@ -35,7 +36,6 @@ from .options import check_non_negative, check_positive_int, check_threshold
 from .preprocessing import CanvasMapping, image_to_canvas, slices_with_head, sliding_slab_size, thin_slabs
 from .reslice import THIN_SLICE_MM, interpolate_from_slabs
 from .slice_layout import SliceLayout, image_from_slices
-from .known_limits import known_limits
 from .thin_model import resolve_thin_model, sees_thin_slices
 from .torch_backend import (TorchNetwork, check_precision, choose_device, cpu_has_fast_bf16,  # noqa: F401
                             resolve_device, torch_installed)

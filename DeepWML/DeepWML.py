@@ -135,15 +135,16 @@ class DeepWMLLogic(ScriptedLoadableModuleLogic):
         return modelPath or ModelChoice().current()
 
     def segmenter(self, modelPath: Optional[str] = None, device: str = "auto", precision: str = "auto",
-                  backend: str = "auto", brainMask: bool = True):
+                  backend: str = "auto", brainMask: bool = True, slidingSlabMm: float = 0.0):
         """A cached engine Segmenter (model loading takes a moment; reuse it across runs)."""
         from deepwml.segmenter import Segmenter
 
         modelPath = self.modelPath(modelPath)
-        key = (modelPath, device, precision, backend, brainMask)
+        key = (modelPath, device, precision, backend, brainMask, slidingSlabMm)
         if self._segmenter is None or self._segmenter_key != key:
             self._segmenter = Segmenter(modelPath, device=device, precision=precision, backend=backend,
-                                        brain_model="bundled" if brainMask else None)
+                                        brain_model="bundled" if brainMask else None,
+                                        thin_slab_mm=slidingSlabMm, thin_slab_sliding=slidingSlabMm > 0)
             self._segmenter_key = key
         return self._segmenter
 
@@ -221,7 +222,7 @@ class DeepWMLLogic(ScriptedLoadableModuleLogic):
     def segment(self, volumeNode, segmentationNode=None, device: str = "auto",
                 threshold: Optional[float] = None, modelPath: Optional[str] = None,
                 progress: Optional[Callable[[int, int], Optional[bool]]] = None, backend: str = "auto",
-                brainMask: bool = True):
+                brainMask: bool = True, slidingSlabMm: float = 0.0):
         """Segment ``volumeNode``; return ``(segmentationNode, summary dict)``.
 
         Writes into ``segmentationNode`` (or, if None, the volume's own previous result) only if
@@ -238,7 +239,7 @@ class DeepWMLLogic(ScriptedLoadableModuleLogic):
             raise ValueError("no input volume selected")
         t0 = time.perf_counter()
         image = validate_flair(self.imageFromVolumeNode(volumeNode), volumeNode.GetName())
-        segmenter = self.segmenter(modelPath, device, backend=backend, brainMask=brainMask)
+        segmenter = self.segmenter(modelPath, device, backend=backend, brainMask=brainMask, slidingSlabMm=slidingSlabMm)
         try:
             result = segmenter.segment(image, threshold, progress)
         except Cancelled as err:
@@ -254,7 +255,7 @@ class DeepWMLLogic(ScriptedLoadableModuleLogic):
     # --- in a background process (the panel) ---------------------------------------------
     def startSegmentation(self, volumeNode, device: str = "auto", backend: str = "auto",
                           modelPath: Optional[str] = None, precision: str = "auto",
-                          brainMask: bool = True) -> InferenceRun:
+                          brainMask: bool = True, slidingSlabMm: float = 0.0) -> InferenceRun:
         """Write the volume to a temporary file and start the worker; poll the returned run."""
         import SimpleITK as sitk
 
@@ -270,6 +271,8 @@ class DeepWMLLogic(ScriptedLoadableModuleLogic):
                    "--precision", precision]
         if not brainMask:
             command.append("--no-brain-mask")
+        if slidingSlabMm > 0:  # thin-slice volumes through sliding slabs (README "Sliding slabs")
+            command += ["--sliding-slab-mm", f"{slidingSlabMm:g}"]
         model = self.modelPath(modelPath)
         if model:
             command += ["--model", model]
@@ -325,10 +328,10 @@ class DeepWMLWidget(ScriptedLoadableModuleWidget):
         self._summary: Optional[dict] = None
         #: True while the panel itself moves the threshold slider (to show a result's threshold)
         self._quietThreshold = False
-        from DeepWMLLib.parameters import BACKENDS, DEVICES, PRECISIONS
+        from DeepWMLLib.parameters import BACKENDS, DEVICES, PRECISIONS, THIN_SLICES
 
         for combo, items in ((self.ui.deviceComboBox, DEVICES), (self.ui.backendComboBox, BACKENDS),
-                             (self.ui.precisionComboBox, PRECISIONS)):
+                             (self.ui.precisionComboBox, PRECISIONS), (self.ui.thinSlicesComboBox, THIN_SLICES)):
             if combo.count == 0:
                 combo.addItems(items)
         self.timer = qt.QTimer()
@@ -417,7 +420,9 @@ class DeepWMLWidget(ScriptedLoadableModuleWidget):
                                                     self.ui.deviceComboBox.currentText,
                                                     self.ui.backendComboBox.currentText,
                                                     precision=self.ui.precisionComboBox.currentText,
-                                                    brainMask=self.ui.brainMaskCheckBox.checked)
+                                                    brainMask=self.ui.brainMaskCheckBox.checked,
+                                                    slidingSlabMm=panel.sliding_slab_mm(
+                                                        self.ui.thinSlicesComboBox.currentText))
             self.ui.progressBar.setValue(0)
             self.ui.resultLabel.text = "Segmenting…"
             self.timer.start()

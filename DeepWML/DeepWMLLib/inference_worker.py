@@ -1,6 +1,7 @@
 """Runs one segmentation in a background process for the DeepWML panel.
 
-``python -m DeepWMLLib.inference_worker INPUT.nrrd OUTDIR [--device ..] [--backend ..] [--model DIR]``
+``python -m DeepWMLLib.inference_worker INPUT.nrrd OUTDIR [--device ..] [--backend ..] [--model DIR]
+[--sliding-slab-mm MM]``
 (with the DeepWML module folder on PYTHONPATH). Prints ``PROGRESS done total`` lines while the
 network runs, writes ``OUTDIR/probabilities.nrrd`` (float32, on INPUT's grid) and
 ``OUTDIR/result.json``, and exits 0; on a bad input or model it prints ``ERROR: message`` and
@@ -35,6 +36,7 @@ def main(argv=None) -> int:
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--model", default="")
     parser.add_argument("--no-brain-mask", action="store_true")
+    parser.add_argument("--sliding-slab-mm", type=float, default=0.0)
     args = parser.parse_args(argv)
 
     from pathlib import Path
@@ -50,7 +52,8 @@ def main(argv=None) -> int:
     try:
         image = validate_flair(sitk.ReadImage(args.input), Path(args.input).name)
         segmenter = Segmenter(args.model or None, device=args.device, precision=args.precision,
-                              backend=args.backend, brain_model=None if args.no_brain_mask else "bundled")
+                              backend=args.backend, brain_model=None if args.no_brain_mask else "bundled",
+                              thin_slab_mm=args.sliding_slab_mm, thin_slab_sliding=args.sliding_slab_mm > 0)
         print(f"model {segmenter.model.model_id} on {segmenter.device} ({segmenter.backend})", flush=True)
 
         def progress(done: int, total: int) -> None:

@@ -27,6 +27,9 @@ DEVICES = ["auto", "cpu", "cuda"]
 BACKENDS = ["auto", "torch", "onnx"]
 #: auto = float32; int8: the model's quantised graph on the CPU (faster, masks a few % different)
 PRECISIONS = ["auto", "int8"]
+#: how a thin-slice (< 2 mm, 3D) volume is seen: every native slice (the default) or through a sliding
+#: 3 mm slab around every slice (``--sliding-slab-mm 3``; README "Sliding slabs")
+THIN_SLICES = ["every slice", "sliding 3 mm slabs"]
 
 
 @parameterNodeWrapper
@@ -39,7 +42,8 @@ class DeepWMLParameterNode:
     threshold: Annotated[float, WithinRange(0.05, 0.95)] = 0.5
     #: lesion probabilities only inside the brain (the bundled brain-mask network; README "Brain mask")
     brainMask: bool = True
+    thinSlices: Annotated[str, Choice(THIN_SLICES)] = "every slice"
 
 
 FIELDS = {"inputVolume": None, "outputSegmentation": None, "device": "auto", "backend": "auto",
-          "precision": "auto", "threshold": 0.5, "brainMask": True}
+          "precision": "auto", "threshold": 0.5, "brainMask": True, "thinSlices": "every slice"}

@@ -79,7 +79,8 @@ def deepwml_panel(summary) -> str:
  <div class="collapsible collapsed"><div class="head">Log</div><div class="body"></div></div>
  <div class="collapsible"><div class="head">Advanced</div><div class="body form">
   <span>Device:</span><span class="combo">auto</span><span>Backend:</span><span class="combo">auto</span>
-  <span>Threshold:</span><span>0.50 <input type="range" min="5" max="95" value="50" style="width:200px"></span>
+  <span>Threshold:</span><span>{summary['threshold']:.2f} <input type="range" min="5" max="95" value="{round(100 * summary['threshold'])}" style="width:200px"></span>
+  <span>Thin slices (3D FLAIR):</span><span class="combo">every slice</span>
  </div></div>
  <div class="caption">Advanced is collapsed by default (shown open here).</div>
 </div>"""

@@ -332,6 +332,24 @@ def test_panel_path_runs_the_int8_graph_when_asked(slicer, scene, logic):
     assert not os.path.exists(run.workDir)
 
 
+def test_panel_path_sees_thin_slices_through_sliding_slabs_when_asked(slicer, scene, logic):
+    """The Advanced "Thin slices" choice reaches the worker: a 1 mm volume is seen through sliding
+    3 mm slabs, and the result's thin-slice caution quotes the card's figures for that choice."""
+    from DeepWMLLib import panel, parameters
+
+    assert [panel.sliding_slab_mm(choice) for choice in parameters.THIN_SLICES] == [0.0, 3.0]
+    flair = volume(slicer, "FLAIR3D", shape=(20, 40, 48), spacing=(1.0, 1.0, 1.0))
+    run = logic.startSegmentation(flair, device="cpu", slidingSlabMm=panel.sliding_slab_mm("sliding 3 mm slabs"))
+    node, summary = logic.finishSegmentation(run)
+    assert node is not None and run.job.command[-2:] == ["--sliding-slab-mm", "3"]
+    thin = [c["text"] for c in summary["cautions"] if c["code"] == "thin_slices"]
+    assert thin and "sliding 3 mm slabs" in thin[0]
+    plain = logic.startSegmentation(flair, device="cpu")
+    assert "--sliding-slab-mm" not in plain.job.command
+    _, plain_summary = logic.finishSegmentation(plain)
+    assert "sliding" not in [c["text"] for c in plain_summary["cautions"] if c["code"] == "thin_slices"][0]
+
+
 # --- one dependency list ---------------------------------------------------------------------
 def test_dependencies_missing_and_install_order(slicer):
     from DeepWMLLib import dependencies as deps

@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"brain mask: {brain['model']}, {brain['brain_ml']:.0f} ml of brain in the scanned slices, "
               + (f"{brain['removed_ml']:.2f} ml of marks outside it removed" if brain["applied"]
                  else f"not applied ({brain['reason']})"))
+    print("cautions: " + (" ".join(c["text"] for c in summary["cautions"]) if summary["cautions"]
+                          else "none (no measured limit of the model applies to this scan)"))
     return 0
 
 

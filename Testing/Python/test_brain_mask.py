@@ -353,14 +353,16 @@ def test_training_refuses_a_crop_the_pooled_network_cannot_take(tmp_path, phanto
 
 
 def test_demo_reports_the_brain_mask(tmp_path, capsys):
-    """``make demo`` (the README's first command) says what the brain mask did."""
+    """``make demo`` (the README's first command) says what the brain mask did and which cautions apply."""
     from deepwml.demo import main as demo
 
     assert demo([str(tmp_path / "demo"), "--device", "cpu"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[-1].startswith("brain mask: deepwml-synth-brain8@1.0.0, ")
+    assert lines[-2].startswith("brain mask: deepwml-synth-brain8@1.0.0, ")
     summary = json.loads((tmp_path / "demo" / "demo_flair.summary.json").read_text())
-    assert summary["brain_mask"]["applied"] and f"{summary['brain_mask']['brain_ml']:.0f} ml of brain" in lines[-1]
+    assert summary["brain_mask"]["applied"] and f"{summary['brain_mask']['brain_ml']:.0f} ml of brain" in lines[-2]
+    # and the result's cautions (deepwml.known_limits): none apply to this thick, light phantom
+    assert summary["cautions"] == [] and lines[-1].startswith("cautions: none")
 
 
 def test_fine_tuning_across_tasks_is_refused(tmp_path, phantom_set):

@@ -124,9 +124,31 @@ def main() -> None:
             print(f"| {name} | lesion-free heads, ml marked in all | | "
                   + " | ".join(f"{free[m]:.2f}" for m in modes) + " |")
     if "synthetic" in medians:
-        best = max(modes, key=lambda m: medians["synthetic"][m])
-        keep = medians["synthetic"][best] - medians["synthetic"]["native"] < 0.01
-        print(f"rule (synthetic heads, 2026-11-30): {'native (every slice) stays' if keep else best + ' becomes'} the default")
+        print(verdict(medians, lesion_free_ml, list(modes)))
+
+
+def verdict(medians: dict[str, dict[str, float]], lesion_free_ml: dict[str, dict[str, float]],
+            modes: list[str]) -> str:
+    """The default's rule on these figures: the best mode on the synthetic heads unless it beats
+    native by less than 0.01 (2026-11-30); when sliding slabs are among the modes, the 2026-12-01
+    rule's guards too: its lesion-free synthetic heads marked <= native's + 0.5 ml and, when
+    phantoms ran, their median >= native's - 0.02."""
+    synthetic = medians["synthetic"]
+    best = max(modes, key=lambda m: synthetic[m])
+    if best == "native":
+        return "rule: native (every slice) stays the default (the best on the synthetic heads)"
+    failed = []
+    if synthetic[best] - synthetic["native"] < 0.01:
+        failed.append("beats native by less than 0.01 on the synthetic heads")
+    if any("sliding" in m for m in modes):
+        if lesion_free_ml["synthetic"][best] > lesion_free_ml["synthetic"]["native"] + 0.5:
+            failed.append("marks more than native + 0.5 ml on the lesion-free synthetic heads")
+        if "phantoms" in medians and medians["phantoms"][best] < medians["phantoms"]["native"] - 0.02:
+            failed.append(f"phantoms {medians['phantoms'][best]:.3f} < native's - 0.02 "
+                          f"({medians['phantoms']['native'] - 0.02:.3f})")
+    if failed:
+        return "rule: native (every slice) stays the default" + (f" ({best}: {'; '.join(failed)})" if failed else "")
+    return f"rule: {best} becomes the default"
 
 
 if __name__ == "__main__":

@@ -201,3 +201,24 @@ def test_cohort_settings_tell_sliding_slabs_apart_and_earlier_cohorts_still_resu
     assert "thin_slab_sliding" not in plain.fingerprint(0.8)  # the fingerprint of cohorts made before the option
     assert sliding.fingerprint(0.8)["thin_slab_sliding"] is True
     assert plain.segmenter_key() != sliding.segmenter_key()
+
+
+def test_thin_slab_study_verdict_applies_the_sliding_rules_guards():
+    """The study printed '3 mm sliding becomes the default' on 2026-12-01 although its rule had
+    failed on the phantoms; the verdict now applies every criterion of the rule in force."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "thin_slab_study.py"
+    spec = importlib.util.spec_from_file_location("thin_slab_study", script)
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    modes = ["native", "3 mm slabs", "5 mm slabs", "3 mm sliding", "5 mm sliding"]
+    medians = {"phantoms": dict(zip(modes, [0.848, 0.694, 0.602, 0.820, 0.770])),
+               "synthetic": dict(zip(modes, [0.207, 0.264, 0.275, 0.390, 0.379]))}
+    free = {"synthetic": dict(zip(modes, [1.92, 0.65, 0.70, 1.63, 2.12]))}
+    assert study.verdict(medians, free, modes).startswith("rule: native (every slice) stays")
+    medians["phantoms"]["3 mm sliding"] = 0.83
+    assert study.verdict(medians, free, modes) == "rule: 3 mm sliding becomes the default"
+    free["synthetic"]["3 mm sliding"] = 2.5
+    assert "lesion-free" in study.verdict(medians, free, modes)

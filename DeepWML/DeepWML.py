@@ -137,6 +137,7 @@ class DeepWMLLogic(ScriptedLoadableModuleLogic):
     def segmenter(self, modelPath: Optional[str] = None, device: str = "auto", precision: str = "auto",
                   backend: str = "auto", brainMask: bool = True, slidingSlabMm: float = 0.0):
         """A cached engine Segmenter (model loading takes a moment; reuse it across runs)."""
+        from deepwml.options import thin_slab_kwargs
         from deepwml.segmenter import Segmenter
 
         modelPath = self.modelPath(modelPath)
@@ -144,7 +145,7 @@ class DeepWMLLogic(ScriptedLoadableModuleLogic):
         if self._segmenter is None or self._segmenter_key != key:
             self._segmenter = Segmenter(modelPath, device=device, precision=precision, backend=backend,
                                         brain_model="bundled" if brainMask else None,
-                                        thin_slab_mm=slidingSlabMm, thin_slab_sliding=slidingSlabMm > 0)
+                                        **thin_slab_kwargs(sliding_slab_mm=slidingSlabMm))
             self._segmenter_key = key
         return self._segmenter
 
@@ -189,19 +190,20 @@ class DeepWMLLogic(ScriptedLoadableModuleLogic):
         from deepwml.lesion_summary import lesion_summary
 
         info = dict(info or {})
+        limits = info.get("known_limits") or {}
         mask = (probabilities >= threshold).astype(np.uint8)
         node, reason = results.choose_output(volumeNode, segmentationNode)
         if node is None:
             node = results.new_segmentation_node(volumeNode)
         results.write_mask(mask, volumeNode, node, threshold, info.get("model", ""))
         # the limits travel with the probabilities: a re-thresholded result keeps its cautions
-        self._probabilities[node.GetID()] = (probabilities, volumeNode.GetID(), info.get("known_limits") or {})
+        self._probabilities[node.GetID()] = (probabilities, volumeNode.GetID(), limits)
         mask_image = sitk.GetImageFromArray(mask)
         mask_image.CopyInformation(self.imageFromVolumeNode(volumeNode))
         summary = lesion_summary(mask_image)
         summary.update(info, node=node.GetName(), reason=reason, threshold=threshold,
                        lesions=results.lesion_table(mask, volumeNode),
-                       cautions=cautions(info.get("known_limits") or {}, summary["total_volume_ml"]))
+                       cautions=cautions(limits, summary["total_volume_ml"]))
         return node, summary
 
     def hasProbabilities(self, segmentationNode) -> bool:
@@ -331,7 +333,7 @@ class DeepWMLWidget(ScriptedLoadableModuleWidget):
         from DeepWMLLib.parameters import BACKENDS, DEVICES, PRECISIONS, THIN_SLICES
 
         for combo, items in ((self.ui.deviceComboBox, DEVICES), (self.ui.backendComboBox, BACKENDS),
-                             (self.ui.precisionComboBox, PRECISIONS), (self.ui.thinSlicesComboBox, THIN_SLICES)):
+                             (self.ui.precisionComboBox, PRECISIONS), (self.ui.thinSlicesComboBox, list(THIN_SLICES))):
             if combo.count == 0:
                 combo.addItems(items)
         self.timer = qt.QTimer()
@@ -410,6 +412,8 @@ class DeepWMLWidget(ScriptedLoadableModuleWidget):
 
     # --- actions ----------------------------------------------------------------------------
     def onSegment(self) -> None:
+        from DeepWMLLib.parameters import THIN_SLICES
+
         self.ui.logTextEdit.clear()
         self.ui.resultLabel.text = ""
         with slicer.util.tryWithErrorDisplay("DeepWML could not start.", waitCursor=True):
@@ -421,8 +425,7 @@ class DeepWMLWidget(ScriptedLoadableModuleWidget):
                                                     self.ui.backendComboBox.currentText,
                                                     precision=self.ui.precisionComboBox.currentText,
                                                     brainMask=self.ui.brainMaskCheckBox.checked,
-                                                    slidingSlabMm=panel.sliding_slab_mm(
-                                                        self.ui.thinSlicesComboBox.currentText))
+                                                    slidingSlabMm=THIN_SLICES[self.ui.thinSlicesComboBox.currentText])
             self.ui.progressBar.setValue(0)
             self.ui.resultLabel.text = "Segmenting…"
             self.timer.start()

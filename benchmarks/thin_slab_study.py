@@ -147,7 +147,7 @@ def verdict(medians: dict[str, dict[str, float]], lesion_free_ml: dict[str, dict
             failed.append(f"phantoms {medians['phantoms'][best]:.3f} < native's - 0.02 "
                           f"({medians['phantoms']['native'] - 0.02:.3f})")
     if failed:
-        return "rule: native (every slice) stays the default" + (f" ({best}: {'; '.join(failed)})" if failed else "")
+        return f"rule: native (every slice) stays the default ({best}: {'; '.join(failed)})"
     return f"rule: {best} becomes the default"
 
 

@@ -45,6 +45,7 @@ def main(argv=None) -> int:
 
     from deepwml.errors import DeepWMLError
     from deepwml.image_io import validate_flair
+    from deepwml.options import thin_slab_kwargs
     from deepwml.segmenter import Segmenter
 
     t0 = time.perf_counter()
@@ -53,7 +54,7 @@ def main(argv=None) -> int:
         image = validate_flair(sitk.ReadImage(args.input), Path(args.input).name)
         segmenter = Segmenter(args.model or None, device=args.device, precision=args.precision,
                               backend=args.backend, brain_model=None if args.no_brain_mask else "bundled",
-                              thin_slab_mm=args.sliding_slab_mm, thin_slab_sliding=args.sliding_slab_mm > 0)
+                              **thin_slab_kwargs(sliding_slab_mm=args.sliding_slab_mm))
         print(f"model {segmenter.model.model_id} on {segmenter.device} ({segmenter.backend})", flush=True)
 
         def progress(done: int, total: int) -> None:

@@ -54,11 +54,6 @@ def result_line(summary: dict) -> str:
     return "\n".join(["; ".join(parts)] + [f"Caution: {c['text']}" for c in summary.get("cautions") or []])
 
 
-def sliding_slab_mm(thin_slices: str) -> float:
-    """The engine's ``--sliding-slab-mm`` for the Advanced "Thin slices" choice (0: every native slice)."""
-    return 3.0 if thin_slices.startswith("sliding 3 mm") else 0.0
-
-
 def outcome_line(status: str, detail: str = "") -> str:
     """The result line for a run that did not produce a result."""
     if status == "cancelled":

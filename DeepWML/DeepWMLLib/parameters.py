@@ -29,7 +29,8 @@ BACKENDS = ["auto", "torch", "onnx"]
 PRECISIONS = ["auto", "int8"]
 #: how a thin-slice (< 2 mm, 3D) volume is seen: every native slice (the default) or through a sliding
 #: 3 mm slab around every slice (``--sliding-slab-mm 3``; README "Sliding slabs")
-THIN_SLICES = ["every slice", "sliding 3 mm slabs"]
+#: (choice -> the engine's sliding slab in mm; 0: none)
+THIN_SLICES = {"every slice": 0.0, "sliding 3 mm slabs": 3.0}
 
 
 @parameterNodeWrapper
@@ -42,7 +43,7 @@ class DeepWMLParameterNode:
     threshold: Annotated[float, WithinRange(0.05, 0.95)] = 0.5
     #: lesion probabilities only inside the brain (the bundled brain-mask network; README "Brain mask")
     brainMask: bool = True
-    thinSlices: Annotated[str, Choice(THIN_SLICES)] = "every slice"
+    thinSlices: Annotated[str, Choice(list(THIN_SLICES))] = "every slice"
 
 
 FIELDS = {"inputVolume": None, "outputSegmentation": None, "device": "auto", "backend": "auto",

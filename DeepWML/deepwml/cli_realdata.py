@@ -8,8 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .errors import DeepWMLError
-from .options import argtype, check_count, check_non_negative, check_positive
+from .options import argtype, check_count, check_non_negative, check_positive, thin_slab_kwargs
 
 THIN_SLAB_HELP = ("segment thin-slice (< 2 mm, e.g. 3D 1 mm) volumes as axial slabs of this thickness, "
                   "probabilities interpolated back to every slice; 0 = every native slice "
@@ -35,13 +34,9 @@ def add_thin_slab_option(parser: argparse.ArgumentParser) -> None:
 
 
 def thin_slab_args(args: argparse.Namespace) -> dict[str, float | bool]:
-    """The Segmenter's ``thin_slab_mm`` and ``thin_slab_sliding`` for parsed options (refused in
-    one line when both kinds of slab are asked for)."""
-    if args.sliding_slab_mm > 0 and args.thin_slab_mm > 0:
-        raise DeepWMLError(None, "--thin-slab-mm and --sliding-slab-mm are two ways of seeing thin slices; give one")
-    if args.sliding_slab_mm > 0:
-        return {"thin_slab_mm": args.sliding_slab_mm, "thin_slab_sliding": True}
-    return {"thin_slab_mm": args.thin_slab_mm, "thin_slab_sliding": False}
+    """The Segmenter's ``thin_slab_mm`` and ``thin_slab_sliding`` for parsed options
+    (:func:`deepwml.options.thin_slab_kwargs`)."""
+    return thin_slab_kwargs(args.thin_slab_mm, args.sliding_slab_mm)
 
 
 def thin_model_arg(args: argparse.Namespace) -> str | None:

@@ -75,6 +75,18 @@ def check_non_negative(value: Any, name: str) -> float:
     return _at_least(_number(value, name), 0, name, value)
 
 
+def thin_slab_kwargs(thin_slab_mm: Any = 0.0, sliding_slab_mm: Any = 0.0) -> dict[str, Any]:
+    """The Segmenter's ``thin_slab_mm`` and ``thin_slab_sliding`` for consecutive slabs of
+    ``thin_slab_mm`` or sliding slabs of ``sliding_slab_mm`` (one definition for the command line,
+    the Slicer logic and its worker); both at once are refused in one line."""
+    thin, sliding = check_non_negative(thin_slab_mm, "thin slab thickness"), check_non_negative(sliding_slab_mm,
+                                                                                             "sliding slab thickness")
+    if sliding > 0 and thin > 0:
+        raise OptionError(None, "--thin-slab-mm and --sliding-slab-mm are two ways of seeing thin slices; give one")
+    return {"thin_slab_mm": sliding, "thin_slab_sliding": True} if sliding > 0 else \
+        {"thin_slab_mm": thin, "thin_slab_sliding": False}
+
+
 def check_crop(value: Any, name: str = "crop", divisor: int = 16, canvas: int = 256) -> int:
     """0 (no crop) or a multiple of the network's divisor up to the canvas size."""
     number = check_count(value, name)

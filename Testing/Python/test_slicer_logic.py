@@ -335,11 +335,11 @@ def test_panel_path_runs_the_int8_graph_when_asked(slicer, scene, logic):
 def test_panel_path_sees_thin_slices_through_sliding_slabs_when_asked(slicer, scene, logic):
     """The Advanced "Thin slices" choice reaches the worker: a 1 mm volume is seen through sliding
     3 mm slabs, and the result's thin-slice caution quotes the card's figures for that choice."""
-    from DeepWMLLib import panel, parameters
+    from DeepWMLLib import parameters
 
-    assert [panel.sliding_slab_mm(choice) for choice in parameters.THIN_SLICES] == [0.0, 3.0]
+    assert list(parameters.THIN_SLICES.values()) == [0.0, 3.0]
     flair = volume(slicer, "FLAIR3D", shape=(20, 40, 48), spacing=(1.0, 1.0, 1.0))
-    run = logic.startSegmentation(flair, device="cpu", slidingSlabMm=panel.sliding_slab_mm("sliding 3 mm slabs"))
+    run = logic.startSegmentation(flair, device="cpu", slidingSlabMm=parameters.THIN_SLICES["sliding 3 mm slabs"])
     node, summary = logic.finishSegmentation(run)
     assert node is not None and run.job.command[-2:] == ["--sliding-slab-mm", "3"]
     thin = [c["text"] for c in summary["cautions"] if c["code"] == "thin_slices"]

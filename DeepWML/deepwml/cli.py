@@ -169,7 +169,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
     manifest = generate_dataset(Path(args.output), args.cases, args.seed, overwrite=args.overwrite,
                                 progress=not args.quiet, start=args.start, version=args.synthesis_version,
-                                acquisition=WHOLE_HEAD_3D if args.whole_head_3d else None)
+                                acquisition=WHOLE_HEAD_3D if args.whole_head_3d else None, workers=args.workers)
     print(f"synthetic set of {args.cases} case(s): {manifest}")
     return 0
 
@@ -183,7 +183,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                          crop=args.crop, max_steps_per_epoch=args.steps_per_epoch,
                          val_slices=args.val_slices, name=args.name, version=args.model_version,
                          notes=args.notes, init=args.init, precision=args.precision, task=args.task,
-                         input_pool=args.input_pool)
+                         input_pool=args.input_pool, workers=args.workers)
     model_dir = train(Path(args.manifest), Path(args.output), config, resume=not args.restart,
                       progress=not args.quiet)
     print(f"model: {model_dir}")
@@ -282,6 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--whole-head-3d", action="store_true",
                     help="every case a whole-head 3D FLAIR (150 axial 1 mm slices, 256x256 at 0.94 mm) instead "
                          "of a protocol drawn per case (whose thin stacks cover 24-40 mm only)")
+    sy.add_argument("--workers", type=argtype(check_count, "--workers"), default=0,
+                    help="processes (default 0: one per core); the cases are the same whatever the number")
     sy.add_argument("--overwrite", action="store_true")
     sy.set_defaults(func=cmd_synth)
 
@@ -317,6 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--input-pool", type=argtype(check_positive_int, "--input-pool"), default=1,
                     help="run the network on the canvas averaged over NxN blocks, logits repeated back (1: full "
                          "resolution; the bundled brain-mask model uses 2)")
+    tr.add_argument("--workers", type=argtype(check_count, "--workers"), default=0,
+                    help="processes that read and preprocess the cases (default 0: one per core)")
     tr.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     tr.add_argument("--init", default="", metavar="MODEL_DIR",
                     help="fine-tune: start from this model's weights ('bundled' = the shipped model); "

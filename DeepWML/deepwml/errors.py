@@ -14,6 +14,11 @@ class DeepWMLError(Exception):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}" if self.path else problem)
 
+    def __reduce__(self):
+        # picklable as itself (not as Exception(message)), so a worker process's refusal reaches
+        # the command line as the same one-line error
+        return self.__class__, (self.path, self.problem)
+
 
 class InputImageError(DeepWMLError):
     """The input image is missing, unreadable or cannot be a FLAIR volume."""

@@ -310,3 +310,47 @@ def test_v7_lesions_are_faint_at_their_rim_and_full_in_their_core():
         {k: v for k, v in v7.info.items() if k != "synthesis_version"}
     rim = (t6 > 0) & ~ndimage.binary_erosion(t6 > 0)
     assert np.median(f7[rim].astype(float)) < np.median(f6[rim].astype(float))
+
+
+def test_the_stored_registrations_are_used_and_fit_the_label_maps(monkeypatch):
+    """Synthesis reads registrations.json (the same transforms on any machine) and falls back to
+    registering only for a label map other than the one registered; registering again here lands
+    on the stored transform."""
+    from deepwml.synthesis import lesions
+
+    subject = load_subject(label_map_paths()[0])
+    stored = lesions.stored_registration(subject)
+    assert stored is not None
+    fresh_threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(2)
+    try:
+        fresh = lesions._register(subject)
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(fresh_threads)
+    a = np.asarray(lesions.registration_record(subject, stored)["affine_parameters"])
+    b = np.asarray(lesions.registration_record(subject, fresh)["affine_parameters"])
+    assert np.allclose(a, b, atol=1e-6), np.abs(a - b).max()
+
+    def no_registration(_subject):
+        raise AssertionError("registered although stored")
+
+    monkeypatch.setattr(lesions, "_REGISTRATIONS", {})
+    monkeypatch.setattr(lesions, "_register", no_registration)
+    assert lesions.mni_to_subject(subject).GetParameters() == stored.GetParameters()
+    other = dataclasses.replace(subject, label_map_sha256="0" * 64)
+    monkeypatch.setattr(lesions, "_REGISTRATIONS", {})
+    monkeypatch.setattr(lesions, "_register", lambda s: "registered")
+    assert lesions.stored_registration(other) is None and lesions.mni_to_subject(other) == "registered"
+
+
+def test_synthesis_in_worker_processes_writes_the_serial_cases(tmp_path, monkeypatch):
+    from deepwml.synthesis import generator
+
+    serial = generator.generate_dataset(tmp_path / "serial", 2, seed=7, progress=False, version=6, workers=1)
+    monkeypatch.setattr(generator, "CASES_PER_WORKER", 1)
+    parallel = generator.generate_dataset(tmp_path / "parallel", 2, seed=7, progress=False, version=6, workers=2)
+    assert serial.read_text() == parallel.read_text()
+    files = sorted(p.relative_to(serial.parent) for p in serial.parent.rglob("*.nii.gz"))
+    assert len(files) == 6
+    for name in files:
+        assert (serial.parent / name).read_bytes() == (parallel.parent / name).read_bytes(), name

@@ -14,6 +14,7 @@ MNI-space lesion masks are brought in by resampling through a registration (see 
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,7 @@ class SubjectAnatomy:
     lesion_allowed: np.ndarray  # bool: white matter (and brain stem) where lesions may lie
     lesion_allowed_soft: np.ndarray  # the same, smoothed (0.6 mm): weights warped real masks
     brain_centre_lps: np.ndarray  # mm
+    label_map_sha256: str = ""  # of the file read: stored registrations are checked against it
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -112,4 +114,5 @@ def load_subject(path: Path) -> SubjectAnatomy:
                      origin_ras=np.zeros(3), skull=zeros, scalp=zeros)
     log.debug("anatomy %s: %s voxels", path.name, labels.shape)
     allowed_soft = ndimage.gaussian_filter(allowed.astype(np.float32), 0.6)
-    return SubjectAnatomy(path.name.split(".")[0], image, labels, tissue, allowed, allowed_soft, centre)
+    return SubjectAnatomy(path.name.split(".")[0], image, labels, tissue, allowed, allowed_soft, centre,
+                          hashlib.sha256(Path(path).read_bytes()).hexdigest())

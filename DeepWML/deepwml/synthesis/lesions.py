@@ -5,7 +5,8 @@ Real masks: 27 MS patients' 3-rater consensus masks in MNI space (Lesjak et al. 
 of the MNI ICBM152 white-matter map (shipped in nilearn's wheel) to its own cerebral white
 matter (mean squares on smoothed maps, moments initialisation, 4 and 2 mm levels): a few
 seconds, and it puts periventricular lesions at the ventricles and juxtacortical ones under
-the cortex of *this* brain. Lesion voxels are then kept only where white matter (or brain
+the cortex of *this* brain. The 20 label maps' registrations are stored in
+``registrations.json`` beside this file (see :func:`mni_to_subject`). Lesion voxels are then kept only where white matter (or brain
 stem) is, so an imperfect alignment cannot paint lesion into a ventricle or the cortex.
 Patterns: the phantom's MS / NMOSD / CSVD makers, drawn on the subject's own maps.
 """
@@ -13,6 +14,7 @@ Patterns: the phantom's MS / NMOSD / CSVD makers, drawn on the subject's own map
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from pathlib import Path
 
@@ -45,14 +47,56 @@ def _mni_white_matter() -> sitk.Image:
 
 _REGISTRATIONS: dict[str, sitk.Transform] = {}
 
+#: MNI -> subject registrations of the shared label maps, computed once (2 threads) and shipped.
+#: ITK sums its metric per thread, so the same registration run with other thread counts lands
+#: ~1e-10 apart: warped mask edges, and so a seed's synthetic cases, would differ between a
+#: 2-core laptop and a 16-core GPU server. Stored, they are the same everywhere, and no MNI
+#: template or registration time is needed to synthesise.
+REGISTRATIONS_FILE = Path(__file__).with_name("registrations.json")
+
 
 def mni_to_subject(subject: SubjectAnatomy) -> sitk.Transform:
     """Affine map from subject space to MNI (ITK's fixed->moving), by white-matter matching.
 
-    Computed once per subject and process."""
+    The stored one when ``registrations.json`` has this subject for this very label map
+    (SHA-256), else registered here (a few seconds, once per subject and process)."""
     if subject.name not in _REGISTRATIONS:
-        _REGISTRATIONS[subject.name] = _register(subject)
+        _REGISTRATIONS[subject.name] = stored_registration(subject) or _register(subject)
     return _REGISTRATIONS[subject.name]
+
+
+@functools.lru_cache(maxsize=1)
+def _stored_registrations() -> dict:
+    if not REGISTRATIONS_FILE.is_file():
+        return {}
+    return json.loads(REGISTRATIONS_FILE.read_text(encoding="utf-8"))["subjects"]
+
+
+def stored_registration(subject: SubjectAnatomy) -> sitk.Transform | None:
+    """The shipped registration of ``subject``, or None (not stored, or another label map)."""
+    entry = _stored_registrations().get(subject.name)
+    if entry is None:
+        return None
+    if entry["label_map_sha256"] != subject.label_map_sha256:
+        log.warning("%s: label map differs from the one registered in %s; registering anew",
+                    subject.name, REGISTRATIONS_FILE.name)
+        return None
+    return transform_from_record(entry)
+
+
+def registration_record(subject: SubjectAnatomy, transform: sitk.Transform) -> dict:
+    """A registration as JSON (exact: floats round-trip), for ``registrations.json``."""
+    affine = sitk.AffineTransform(sitk.CompositeTransform(transform).GetNthTransform(0))
+    return {"label_map_sha256": subject.label_map_sha256, "affine_parameters": list(affine.GetParameters()),
+            "affine_fixed_parameters": list(affine.GetFixedParameters())}
+
+
+def transform_from_record(entry: dict) -> sitk.Transform:
+    """The transform :func:`_register` returned (a composite of one affine), from its record."""
+    affine = sitk.AffineTransform(3)
+    affine.SetFixedParameters(entry["affine_fixed_parameters"])
+    affine.SetParameters(entry["affine_parameters"])
+    return sitk.CompositeTransform([affine])
 
 
 def _register(subject: SubjectAnatomy) -> sitk.Transform:

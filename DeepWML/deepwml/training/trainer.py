@@ -29,7 +29,7 @@ from ..onnx_backend import export_after_training
 from ..segmenter import resolve_device
 from ..unet import UNet2D, UNetConfig
 from .augment import flip_rotate, intensity, random_crop
-from .dataset import SliceDataset, load_canvas_case
+from .dataset import SliceDataset, load_canvas_cases
 from .loss import bce_dice_loss
 from .manifest import manifest_sha256, read_manifest
 from .run_record import RECORD_NAME, check_resume, data_fingerprint, recorded_init, set_aside, write_record
@@ -71,6 +71,8 @@ class TrainConfig:
     task: str = "lesion"
     #: see deepwml.architecture.UNetConfig.input_pool (1: full canvas resolution)
     input_pool: int = 1
+    #: processes that read and preprocess the cases (0: one per core); the tensors are the same
+    workers: int = 0
     # Which settings may change when a run is resumed: run_record.MAY_CHANGE.
 
 
@@ -274,8 +276,7 @@ def _train(manifest: Path, out_dir: Path, config: TrainConfig, resume: bool, pro
 
     cases = read_manifest(manifest)
     fingerprint = data_fingerprint(cases)
-    loaded = [load_canvas_case(c) for c in tqdm(cases, desc="preprocess", unit="case",
-                                                 disable=not (progress and is_main))]
+    loaded = load_canvas_cases(cases, config.workers, progress and is_main)
     counts = {cc.case.case: cc.images.shape[0] for cc in loaded}
     split = _prepare_split(cases, out_dir, config, counts, is_main, world)
     data = {}

@@ -23,7 +23,8 @@ from .cli_realdata import (add_brain_mask_options, add_precision_option, add_rea
                            add_segmentation_options, add_thin_slab_option, add_tta_option, brain_model_arg,
                            thin_model_arg, thin_slab_args)
 from .errors import DeepWMLError
-from .options import argtype, check_count, check_crop, check_fraction, check_positive, check_positive_int
+from .options import (argtype, check_count, check_crop, check_fraction, check_non_negative, check_positive,
+                      check_positive_int)
 
 if TYPE_CHECKING:
     from .read_ahead import ReadAhead
@@ -158,7 +159,7 @@ def cmd_phantom(args: argparse.Namespace) -> int:
     from .phantom.generator import generate_dataset
 
     manifest = generate_dataset(Path(args.output), args.cases, args.seed, overwrite=args.overwrite,
-                                progress=not args.quiet)
+                                progress=not args.quiet, workers=args.workers)
     print(f"phantom set of {args.cases} case(s): {manifest}")
     return 0
 
@@ -183,7 +184,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                          crop=args.crop, max_steps_per_epoch=args.steps_per_epoch,
                          val_slices=args.val_slices, name=args.name, version=args.model_version,
                          notes=args.notes, init=args.init, precision=args.precision, task=args.task,
-                         input_pool=args.input_pool, workers=args.workers)
+                         input_pool=args.input_pool, workers=args.workers, max_minutes=args.max_minutes)
     model_dir = train(Path(args.manifest), Path(args.output), config, resume=not args.restart,
                       progress=not args.quiet)
     print(f"model: {model_dir}")
@@ -260,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     ph.add_argument("output", help="output folder")
     ph.add_argument("--cases", type=argtype(check_positive_int, "--cases"), default=18)
     ph.add_argument("--seed", type=argtype(check_count, "--seed"), default=0)
+    ph.add_argument("--workers", type=argtype(check_count, "--workers"), default=0,
+                    help="processes (default 0: one per core); the cases are the same whatever the number")
     ph.add_argument("--overwrite", action="store_true")
     ph.set_defaults(func=cmd_phantom)
 
@@ -321,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "resolution; the bundled brain-mask model uses 2)")
     tr.add_argument("--workers", type=argtype(check_count, "--workers"), default=0,
                     help="processes that read and preprocess the cases (default 0: one per core)")
+    tr.add_argument("--max-minutes", type=argtype(check_non_negative, "--max-minutes"), default=0.0,
+                    help="stop after the first epoch that ends past this many minutes of training (default 0: "
+                         "no limit; the best checkpoint so far is the model), e.g. to fit a GPU lease")
     tr.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     tr.add_argument("--init", default="", metavar="MODEL_DIR",
                     help="fine-tune: start from this model's weights ('bundled' = the shipped model); "

@@ -4,7 +4,7 @@ Synthesis and preprocessing are NumPy/SciPy/SimpleITK code that the GIL and ITK'
 use one to two cores of; a 16-core GPU server would otherwise synthesise and load a training
 set on one core while the GPU waits. Workers are *spawned* (not forked: the parent may hold
 ITK or PyTorch thread pools, which do not survive a fork), each with its share of the cores for
-ITK. Results come back in task order, so outputs do not depend on the number of workers.
+ITK, OpenMP and PyTorch. Results come back in task order, so outputs do not depend on the number of workers.
 """
 
 from __future__ import annotations
@@ -37,10 +37,13 @@ def resolve_workers(workers: int) -> int:
     return workers if workers > 0 else available_cores()
 
 
-def _init_worker(itk_threads: int, log_level: int) -> None:
+def _init_worker(threads: int, log_level: int) -> None:
+    # before the task's modules are imported: PyTorch and OpenMP read these once
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = str(threads)
     import SimpleITK as sitk
 
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(itk_threads)
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
     logging.basicConfig(level=log_level)
 
 
@@ -61,10 +64,10 @@ def map_in_processes(fn: Callable[[T], R], tasks: Sequence[T], workers: int, des
                 results.append(fn(task))
                 bar.update(size)
             return results
-        itk_threads = max(1, available_cores() // workers)
-        log.info("%s: %d tasks in %d processes (%d ITK threads each)", desc, len(tasks), workers, itk_threads)
+        threads = max(1, available_cores() // workers)
+        log.info("%s: %d tasks in %d processes (%d threads each)", desc, len(tasks), workers, threads)
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                                 initargs=(itk_threads, logging.getLogger().level)) as pool:
+                                 initargs=(threads, logging.getLogger().level)) as pool:
             futures = [pool.submit(fn, task) for task in tasks]
             results: list[Any] = []
             for future, size in zip(futures, sizes):

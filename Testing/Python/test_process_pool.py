@@ -59,3 +59,16 @@ def test_training_cases_load_the_same_in_parallel(phantom_set, monkeypatch):
         assert a.images.dtype == torch.float16 and torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
     one = dataset.load_canvas_case(cases[0])
     assert torch.equal(one.images, serial[0].images)
+
+
+def test_phantoms_in_worker_processes_are_the_serial_phantoms(tmp_path, monkeypatch):
+    from deepwml.phantom import generator
+
+    serial = generator.generate_dataset(tmp_path / "serial", 2, seed=3, progress=False, workers=1)
+    monkeypatch.setattr(generator, "CASES_PER_WORKER", 1)
+    parallel = generator.generate_dataset(tmp_path / "parallel", 2, seed=3, progress=False, workers=2)
+    assert serial.read_text() == parallel.read_text()
+    files = sorted(p.relative_to(serial.parent) for p in serial.parent.rglob("*.nii.gz"))
+    assert len(files) == 8
+    for name in files:
+        assert (serial.parent / name).read_bytes() == (parallel.parent / name).read_bytes(), name

@@ -337,7 +337,7 @@ def test_the_stored_registrations_are_used_and_fit_the_label_maps(monkeypatch):
     monkeypatch.setattr(lesions, "_REGISTRATIONS", {})
     monkeypatch.setattr(lesions, "_register", no_registration)
     assert lesions.mni_to_subject(subject).GetParameters() == stored.GetParameters()
-    other = dataclasses.replace(subject, label_map_sha256="0" * 64)
+    other = dataclasses.replace(subject, labels_sha256="0" * 64)
     monkeypatch.setattr(lesions, "_REGISTRATIONS", {})
     monkeypatch.setattr(lesions, "_register", lambda s: "registered")
     assert lesions.stored_registration(other) is None and lesions.mni_to_subject(other) == "registered"

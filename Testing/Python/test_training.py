@@ -86,6 +86,18 @@ def test_tiny_training_lowers_loss_writes_a_loadable_model_and_resumes(phantom_s
     assert list(run.glob("checkpoint.before-restart-*.pt"))
 
 
+def test_a_time_limit_stops_after_the_epoch_that_passes_it_and_may_change_on_resume(phantom_set, tmp_path):
+    """--max-minutes: a GPU lease's time box. The epoch in progress finishes (its checkpoint and
+    log row are written); resuming with another limit (or none) continues the same run."""
+    run = tmp_path / "run"
+    train(phantom_set, run, TrainConfig(epochs=3, max_minutes=1e-6, **TINY), progress=False)
+    assert [r["epoch"] for r in read_log(run)] == ["1"]
+    assert (run / "model" / "model.json").exists()
+    assert load_model(run / "model").card["training"]["config"]["max_minutes"] == 1e-6
+    train(phantom_set, run, TrainConfig(epochs=2, **TINY), progress=False)
+    assert [r["epoch"] for r in read_log(run)] == ["1", "2"]
+
+
 def test_bf16_training_on_the_cpu_keeps_a_float32_model_and_may_change_on_resume(phantom_set, tmp_path):
     """--precision bf16 (the fast CPU recipe on AVX512-BF16 hosts): autocast only inside the step;
     weights and the saved model stay float32, the card records what ran, and a resume in float32

@@ -14,7 +14,6 @@ output folder, which must lie outside the data folder.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -27,19 +26,12 @@ from ..image_io import load_flair
 from ..labels import read_label
 from ..output_files import write_csv, write_image_atomic
 from ..reslice import reslice_axial
+from ..shared_data import default_data_root
 
 log = logging.getLogger(__name__)
 
-#: Environment variable naming the shared data folder (default: ``shared/data`` beside the repository).
-DATA_ENV = "DEEPWML_SHARED_DATA"
 FIELDS = ["case", "patient", "center", "disease", "flair", "label", "label_value", "slice_thickness_mm",
           "dataset"]
-
-
-def default_data_root() -> Path:
-    """``$DEEPWML_SHARED_DATA``, else ``../shared/data`` relative to this repository."""
-    env = os.environ.get(DATA_ENV)
-    return Path(env) if env else Path(__file__).resolve().parents[4] / "shared" / "data"
 
 
 @dataclass(frozen=True)

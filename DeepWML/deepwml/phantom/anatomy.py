@@ -9,6 +9,7 @@ the distance to them (periventricular lesions), and the white matter next to cor
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,14 @@ import numpy as np
 from scipy import ndimage
 
 
+#: Environment variable naming a folder with the MNI maps, instead of nilearn's (a GPU server
+#: without nilearn gets them from benchmarks/gpu_bundle.py)
+MNI_DIR_ENV = "DEEPWML_MNI_DIR"
+
+
 def _template_dir() -> Path:
+    if os.environ.get(MNI_DIR_ENV):
+        return Path(os.environ[MNI_DIR_ENV])
     import nilearn
 
     return Path(nilearn.__file__).resolve().parent / "datasets" / "data"

@@ -24,11 +24,12 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..phantom.anatomy import Anatomy
+from ..shared_data import default_data_root
 
 log = logging.getLogger(__name__)
 
-#: Where the shared real data live, relative to the repository (CI has them there too).
-SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+#: Where the shared real data live (deepwml.shared_data: ../shared/data or $DEEPWML_SHARED_DATA).
+SHARED_DATA = default_data_root()
 LABEL_MAP_DIR = SHARED_DATA / "synthseg-whole-head-label-maps"
 
 CEREBRAL_WM = (2, 41)
@@ -66,7 +67,9 @@ class SubjectAnatomy:
     lesion_allowed: np.ndarray  # bool: white matter (and brain stem) where lesions may lie
     lesion_allowed_soft: np.ndarray  # the same, smoothed (0.6 mm): weights warped real masks
     brain_centre_lps: np.ndarray  # mm
-    label_map_sha256: str = ""  # of the file read: stored registrations are checked against it
+    #: SHA-256 of ``labels`` and the grid: what a registration depends on, so stored registrations
+    #: are checked against it (not the file's bytes: a re-compressed copy is the same map)
+    labels_sha256: str = ""
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -115,4 +118,12 @@ def load_subject(path: Path) -> SubjectAnatomy:
     log.debug("anatomy %s: %s voxels", path.name, labels.shape)
     allowed_soft = ndimage.gaussian_filter(allowed.astype(np.float32), 0.6)
     return SubjectAnatomy(path.name.split(".")[0], image, labels, tissue, allowed, allowed_soft, centre,
-                          hashlib.sha256(Path(path).read_bytes()).hexdigest())
+                          labels_sha256(image, labels))
+
+
+def labels_sha256(image: sitk.Image, labels: np.ndarray) -> str:
+    """SHA-256 of a label map's values and grid (origin, spacing, direction)."""
+    digest = hashlib.sha256(np.ascontiguousarray(labels).tobytes())
+    digest.update(repr((image.GetOrigin(), image.GetSpacing(), image.GetDirection(), labels.dtype.str,
+                        labels.shape)).encode())
+    return digest.hexdigest()

@@ -59,7 +59,7 @@ def mni_to_subject(subject: SubjectAnatomy) -> sitk.Transform:
     """Affine map from subject space to MNI (ITK's fixed->moving), by white-matter matching.
 
     The stored one when ``registrations.json`` has this subject for this very label map
-    (SHA-256), else registered here (a few seconds, once per subject and process)."""
+    (SHA-256 of its labels and grid), else registered here (a few seconds, once per subject and process)."""
     if subject.name not in _REGISTRATIONS:
         _REGISTRATIONS[subject.name] = stored_registration(subject) or _register(subject)
     return _REGISTRATIONS[subject.name]
@@ -73,11 +73,11 @@ def _stored_registrations() -> dict:
 
 
 def stored_registration(subject: SubjectAnatomy) -> sitk.Transform | None:
-    """The shipped registration of ``subject``, or None (not stored, or another label map)."""
+    """The shipped registration of ``subject``, or None (not stored, or other labels or grid)."""
     entry = _stored_registrations().get(subject.name)
     if entry is None:
         return None
-    if entry["label_map_sha256"] != subject.label_map_sha256:
+    if entry["labels_sha256"] != subject.labels_sha256:
         log.warning("%s: label map differs from the one registered in %s; registering anew",
                     subject.name, REGISTRATIONS_FILE.name)
         return None
@@ -87,7 +87,7 @@ def stored_registration(subject: SubjectAnatomy) -> sitk.Transform | None:
 def registration_record(subject: SubjectAnatomy, transform: sitk.Transform) -> dict:
     """A registration as JSON (exact: floats round-trip), for ``registrations.json``."""
     affine = sitk.AffineTransform(sitk.CompositeTransform(transform).GetNthTransform(0))
-    return {"label_map_sha256": subject.label_map_sha256, "affine_parameters": list(affine.GetParameters()),
+    return {"labels_sha256": subject.labels_sha256, "affine_parameters": list(affine.GetParameters()),
             "affine_fixed_parameters": list(affine.GetFixedParameters())}
 
 

@@ -28,7 +28,7 @@ RECORD_NAME = "train_config.json"
 #: Settings a later session of the same run may change: how long and how fast to go on
 #: (lowering the learning rate for a second stage is a legitimate schedule), where and in
 #: which precision to run, and the model card's labels. Everything else defines the run.
-MAY_CHANGE = ("epochs", "lr", "device", "precision", "name", "version", "notes", "workers")
+MAY_CHANGE = ("epochs", "lr", "device", "precision", "name", "version", "notes", "workers", "max_minutes")
 
 
 def data_fingerprint(cases: Iterable[Case]) -> dict[str, dict[str, Any]]:

@@ -73,6 +73,9 @@ class TrainConfig:
     input_pool: int = 1
     #: processes that read and preprocess the cases (0: one per core); the tensors are the same
     workers: int = 0
+    #: stop after the first epoch that ends past this many minutes of training (0: no limit), so a
+    #: run fits a lease of a GPU machine; the best checkpoint so far is the model, as always
+    max_minutes: float = 0.0
     # Which settings may change when a run is resumed: run_record.MAY_CHANGE.
 
 
@@ -258,6 +261,16 @@ def train(manifest: Path, out_dir: Path, config: TrainConfig, resume: bool = Tru
         return _train(manifest, out_dir, config, resume, progress)
 
 
+def _out_of_time(config: TrainConfig, t_start: float, epoch: int, world: int, device: torch.device) -> bool:
+    """Whether ``max_minutes`` is spent after ``epoch`` (rank 0's clock decides for every rank)."""
+    if not config.max_minutes or epoch + 1 >= config.epochs:
+        return False
+    spent = torch.tensor([float(time.perf_counter() - t_start > 60 * config.max_minutes)], device=device)
+    if world > 1:
+        dist.broadcast(spent, src=0)  # on the training device: NCCL takes CUDA tensors only
+    return bool(spent.item())
+
+
 def _train(manifest: Path, out_dir: Path, config: TrainConfig, resume: bool, progress: bool) -> Path:
     from tqdm import tqdm
 
@@ -343,6 +356,7 @@ def _train(manifest: Path, out_dir: Path, config: TrainConfig, resume: bool, pro
     if config.max_steps_per_epoch:
         steps = min(steps, config.max_steps_per_epoch)
     model_dir = out_dir / "model"
+    t_start = time.perf_counter()
     for epoch in range(start_epoch, config.epochs):
         t0 = time.perf_counter()
         gen = torch.Generator().manual_seed(config.seed * 100003 + epoch)
@@ -402,6 +416,10 @@ def _train(manifest: Path, out_dir: Path, config: TrainConfig, resume: bool, pro
             if progress:
                 tqdm.write(f"epoch {epoch + 1}: train loss {np.mean(losses):.4f}, val loss {val_loss:.4f}, "
                            f"val Dice {val_dice:.4f}{' (best)' if improved else ''}")
+        if _out_of_time(config, t_start, epoch, world, device):
+            log.info("stopping after epoch %d of %d: %.1f min of training (max_minutes %g)", epoch + 1,
+                     config.epochs, (time.perf_counter() - t_start) / 60, config.max_minutes)
+            break
         if world > 1:
             dist.barrier()
     if world > 1:

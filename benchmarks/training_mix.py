@@ -1,6 +1,6 @@
 """Write the training manifest of the bundled model: synthetic heads + the phantoms' train/val.
 
-    .venv/bin/python benchmarks/training_mix.py SYNTH_DIR PHANTOM_DIR OUT.csv
+    .venv/bin/python benchmarks/training_mix.py SYNTH_DIR PHANTOM_DIR OUT.csv [--same-heads] [--phantom-copies N]
     .venv/bin/python benchmarks/training_mix.py --phantom-test PHANTOM_DIR TEST.csv
     .venv/bin/python benchmarks/training_mix.py --brain-labels MIX.csv [MORE.csv ...] OUT.csv
 
@@ -10,6 +10,10 @@ stopped early, every complete case folder). PHANTOM_DIR is ``deepwml phantom --c
 seed 0), and only the train and validation cases enter the mix, so that split's 36 test
 phantoms stay unseen and remain comparable with model 0.2.0's figures. Paths are absolute.
 No real scan is read: the real evaluation sets never enter training.
+
+``--same-heads``: the comma-separated synthetic sets are the same heads drawn by several synthesis
+versions (one seed), kept together by the split (see ``unique_ids``). ``--phantom-copies N``: the
+phantoms listed N times (1.4.0's phantom weighting, as ``phantom_copies``).
 
 ``--brain-labels``: the brain-mask model's manifest (deepwml.brain_mask): the synthetic heads of
 the given mixes, each once, with its ``brain.nii.gz`` (the label maps' brain) as the label;
@@ -54,17 +58,20 @@ def synth_rows(folder: Path) -> list[dict]:
     return rows
 
 
-def unique_ids(sets: list[list[dict]]) -> list[dict]:
+def unique_ids(sets: list[list[dict]], same_heads: bool = False) -> list[dict]:
     """Rows of several synthetic sets; a set whose case IDs clash with an earlier set's (two
     sets generated from index 0 with different seeds) gets its folder name as a prefix. Sets
     that do not clash keep their IDs, so earlier mixes (and their patient-level split) stay
-    as they were."""
+    as they were. ``same_heads``: the sets are the same heads drawn by different synthesis
+    versions (one seed; e.g. v6 and v7), so a clashing case keeps its patient: the patient-level
+    split then keeps a head's forms in one part, and validation never sees a training head."""
     seen: set[str] = set()
     rows: list[dict] = []
     for set_rows in sets:
         if any(row["case"] in seen for row in set_rows):
             prefix = Path(set_rows[0]["flair"]).parent.parent.name
-            set_rows = [{**row, "case": f"{prefix}-{row['case']}", "patient": f"{prefix}-{row['patient']}"}
+            set_rows = [{**row, "case": f"{prefix}-{row['case']}",
+                         "patient": row["patient"] if same_heads else f"{prefix}-{row['patient']}"}
                         for row in set_rows]
         seen.update(row["case"] for row in set_rows)
         rows += set_rows
@@ -90,6 +97,12 @@ def phantom_rows(folder: Path) -> list[dict]:
     return [{"case": f"ph-{c.case}", "patient": f"ph-{c.patient}", "center": c.center,
              "disease": c.disease, "flair": str(c.flair.resolve()), "label": str(c.label.resolve())}
             for c in cases if split["assignment"][c.case] in ("train", "val") and c.label.exists()]
+
+
+def phantom_copies(rows: list[dict], copies: int) -> list[dict]:
+    """The phantom rows listed ``copies`` times (phantom-weighted, as 1.4.0's mix): copies are
+    cases ``<case>-x1``, ``-x2``... of the same patient, so the split keeps them together."""
+    return rows + [{**row, "case": f"{row['case']}-x{k}"} for k in range(1, copies) for row in rows]
 
 
 def phantom_test_manifest(folder: Path, out: Path) -> None:
@@ -140,8 +153,13 @@ def main(argv: list[str]) -> int:
     if argv[0] == "--phantom-test":
         phantom_test_manifest(Path(argv[1]), Path(argv[2]))
         return 0
-    synth, phantoms, out = Path(argv[0]), Path(argv[1]), Path(argv[2])
-    rows = unique_ids([synth_rows(Path(folder)) for folder in str(synth).split(",")]) + phantom_rows(phantoms)
+    same_heads = "--same-heads" in argv
+    copies = int(argv[argv.index("--phantom-copies") + 1]) if "--phantom-copies" in argv else 1
+    positional = [a for i, a in enumerate(argv) if not a.startswith("--") and
+                  (i == 0 or argv[i - 1] != "--phantom-copies")]
+    synth, phantoms, out = Path(positional[0]), Path(positional[1]), Path(positional[2])
+    rows = unique_ids([synth_rows(Path(folder)) for folder in str(synth).split(",")], same_heads)
+    rows += phantom_copies(phantom_rows(phantoms), copies)
     write_rows(out, rows)
     print(f"{out}: {sum(r['center'] == 'synthetic' for r in rows)} synthetic + "
           f"{sum(r['center'] != 'synthetic' for r in rows)} phantom cases")

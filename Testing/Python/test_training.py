@@ -259,3 +259,31 @@ def test_a_mix_copied_elsewhere_still_names_its_files(phantom_set, tmp_path):
     elsewhere.parent.mkdir()
     assert merge_mixes.merge(phantom_set, split, phantom_set, split, elsewhere, tmp_path / "out.json") == len(rows)
     assert [c.flair for c in read_manifest(elsewhere)] == [c.flair.resolve() for c in read_manifest(phantom_set)]
+
+
+def test_a_mix_of_one_seeds_heads_in_two_versions_keeps_each_head_in_one_split_part(tmp_path):
+    """training_mix.py --same-heads: a head's v6 and v7 forms are one patient (the patient-level
+    split keeps them together); --phantom-copies lists phantoms again as cases of the same patient."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "training_mix.py"
+    spec = importlib.util.spec_from_file_location("training_mix", script)
+    mix = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mix)
+
+    def rows(version: str) -> list[dict]:
+        return [{"case": f"synth{i:04d}", "patient": f"synth{i:04d}", "center": "synthetic", "disease": "MS",
+                 "flair": str(tmp_path / version / f"synth{i:04d}" / "flair.nii.gz"), "label": "x"} for i in range(6)]
+
+    united = mix.unique_ids([rows("v6"), rows("v7")], same_heads=True)
+    assert len({r["case"] for r in united}) == 12 and len({r["patient"] for r in united}) == 6
+    separate = mix.unique_ids([rows("v6"), rows("v7")])
+    assert len({r["patient"] for r in separate}) == 12
+    cases = [Case(r["case"], r["patient"], "synthetic", "MS", Path(r["flair"]), Path(r["flair"])) for r in united]
+    split = make_split(cases, seed=0, level="patient")["assignment"]
+    for r in united[6:]:
+        assert split[r["case"]] == split[r["case"].split("-", 1)[1]]
+    phantoms = [{"case": "ph-case0001", "patient": "ph-case0001", "center": "A", "disease": "MS", "flair": "f", "label": "l"}]
+    copies = mix.phantom_copies(phantoms, 3)
+    assert [r["case"] for r in copies] == ["ph-case0001", "ph-case0001-x1", "ph-case0001-x2"]
+    assert {r["patient"] for r in copies} == {"ph-case0001"}

@@ -160,8 +160,6 @@ def test_ddp_training_with_gloo_on_two_cpu_processes(phantom_set, tmp_path):
 
 def test_fine_tuning_starts_from_the_given_model_and_records_it(phantom_set, tiny_model_dir, tmp_path):
     """``--init`` loads the model through the checked loader, keeps its width and says so."""
-    import torch
-
     start = load_model(tiny_model_dir)
     config = TrainConfig(epochs=1, **{**TINY, "base_channels": 8, "lr": 1e-6}, init=str(tiny_model_dir))
     model = load_model(train(phantom_set, tmp_path / "ft", config, progress=False))

@@ -10,7 +10,7 @@
 #
 # Steps (each timed into $OUT/timings.tsv): unpack and check the bundle; synthesise HEADS heads of
 # synthesis v6 and the same heads as v7 (seed SEED; stored registrations, so the same cases as on the
-# project's CPU) and the 180 phantoms of the bundled models' mixes, on every core; the mix (a head's two
+# project's CPU) and the 92 phantoms of the bundled models' mixes, on every core; the mix (a head's two
 # forms in one split part, the phantoms' train/validation cases listed three times, as 1.4.0-1.6.0);
 # fine-tune the bundled model on the GPU (bf16) for at most MINUTES, the checkpoint chosen by synthetic +
 # phantom validation Dice; the threshold chosen on the run's validation cases by the fixed rule (if TIME
@@ -24,7 +24,7 @@ OUT=${OUT:-work-data/gpu}
 WORK=${WORK:-/tmp/deepwml-gpu}
 HEADS=${HEADS:-360}
 SEED=${SEED:-71}
-PHANTOMS=${PHANTOMS:-180}
+PHANTOMS=${PHANTOMS:-92}  # as the bundled chain: its 78 train/validation phantoms (0.2.0 split)
 DEVICE=${DEVICE:-cuda}
 MINUTES=${MINUTES:-3.5}
 EPOCHS=${EPOCHS:-200}
@@ -59,7 +59,7 @@ done
   "$WORK/mix.csv" --same-heads --phantom-copies 3
 
 INIT=$("$PY" -c "import json; c=json.load(open('DeepWML/Resources/Models/default/model.json')); print(c['name']+'@'+c['version'])")
-NOTES="Fine-tuned from $INIT on a GPU ($DEVICE, benchmarks/gpu_train.sh, at most $MINUTES min) on $HEADS synthetic whole \
+NOTES="Fine-tuned from $INIT on device $DEVICE (benchmarks/gpu_train.sh, at most $MINUTES min of training) on $HEADS synthetic whole \
 heads of synthesis v6 (seed $SEED: one to three real patients' MS masks united per case) and the same heads drawn as \
 synthesis v7 (lesions faint at their rim), plus the 0.2.0 phantoms' train/validation cases listed three times: synthetic \
 whole-head FLAIR made from SynthSeg's 20 whole-head label maps (Billot et al. 2023, Apache-2.0) and 27 real MS patients' \

@@ -199,7 +199,7 @@ def generate_dataset(out_dir: Path, cases: int, seed: int = 0, overwrite: bool =
     out_dir.mkdir(parents=True, exist_ok=True)
     indices = list(range(start, start + cases))
     workers = min(resolve_workers(workers), cases // CASES_PER_WORKER)
-    chunk = -(-cases // (4 * workers)) if workers > 1 else max(cases, 1)
+    chunk = -(-cases // (4 * workers)) if workers > 1 else 1  # serial: one case per task, for the progress bar
     tasks = [(out_dir, indices[i:i + chunk], seed) for i in range(0, cases, chunk)]
     rows = [row for part in map_in_processes(_write_cases, tasks, workers, "phantoms", "case", progress,
                                              sizes=[len(t[1]) for t in tasks]) for row in part]

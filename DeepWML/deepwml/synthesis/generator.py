@@ -19,8 +19,8 @@ import SimpleITK as sitk
 
 from ..case_set import refuse_existing_set, write_case, write_manifest
 from ..output_folder import writes_output_folder
-from ..process_pool import map_in_processes, resolve_workers
 from ..phantom.generator import TRUTH_FRACTION
+from ..process_pool import map_in_processes, resolve_workers
 from .acquisition import SKULL_STRIPPED_PROBABILITY, degrade, draw_acquisition, resample, strip_skull
 from .anatomy import BRAIN, label_map_paths, load_subject
 from .appearance import RANGES_V1, RANGES_V2, RANGES_V3, RANGES_V4, RANGES_V5, RANGES_V7, Ranges, paint
@@ -199,7 +199,7 @@ def generate_dataset(out_dir: Path, cases: int, seed: int = 0, overwrite: bool =
     # small enough to share the cases out, large enough that a worker rarely loads a map twice
     order = sorted(range(start, start + cases), key=lambda i: (i % n_maps, i))
     workers = min(resolve_workers(workers), cases // CASES_PER_WORKER)
-    chunk = -(-cases // (4 * workers)) if workers > 1 else cases
+    chunk = -(-cases // (4 * workers)) if workers > 1 else 1  # serial: one case per task, for the progress bar
     tasks = [(out_dir, order[i:i + chunk], seed, version, acquisition) for i in range(0, cases, chunk)]
     rows = [row for part in map_in_processes(_write_cases, tasks, workers, "synthesis", "case", progress,
                                              sizes=[len(t[1]) for t in tasks]) for row in part]

@@ -3,10 +3,10 @@
 A device call carries the checkout and at most 64 MiB in all; ``../shared`` does not travel,
 and the GPU image has PyTorch, NumPy and SciPy but not SimpleITK or nibabel. As they come,
 SimpleITK's wheel (53 MB) and the label maps (32 MB) do not fit beside the repository (24 MB).
-Packed here they do (about 37 MiB):
+Packed here they do (about 38 MiB):
 
-- ``packages.tar.xz``: SimpleITK and nibabel as installed in this environment (the pinned
-  versions), xz-compressed (SimpleITK's 270 MB library packs to ~27 MB);
+- ``packages.tar.xz``: SimpleITK, nibabel, slicerio and pynrrd as installed in this environment (the
+  pinned versions), xz-compressed (SimpleITK's 270 MB library packs to ~27 MB);
 - ``data.tar.xz``: the 20 SynthSeg label maps as uint8 indices into their label values, with
   their grids (re-written as NIfTI there; the synthesis checks each map's labels and grid
   against ``registrations.json``, so a map that came back different would be noticed, and the
@@ -42,7 +42,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 LIMIT_MIB = 64.0
-PACKAGES = ("SimpleITK", "nibabel")
+#: what the engine needs beyond the GPU image: images, the phantoms' MNI maps, .seg.nrrd writing
+PACKAGES = ("SimpleITK", "nibabel", "slicerio", "pynrrd")
 MNI_KINDS = ("t1", "gm", "wm")
 LABEL_MAPS = "synthseg-whole-head-label-maps"
 LESION_MASKS = "lesjak2017-ms-lesion-masks-mni"
@@ -157,7 +158,7 @@ def pack(out: Path, data_root: Path) -> int:
             json.loads(previous.read_text(encoding="utf-8")).get("packages") == versions:
         manifest["packages"] = versions  # the same versions: packed before, kept
     else:
-        print("packing SimpleITK and nibabel (xz, a few minutes) ...", flush=True)
+        print(f"packing {', '.join(PACKAGES)} (xz, a few minutes) ...", flush=True)
         manifest["packages"] = pack_packages(out / "packages.tar.xz")
     print("packing the label maps, lesion masks and MNI maps (xz, a few minutes) ...", flush=True)
     manifest["data"] = pack_data(out / "data.tar.xz", data_root)

@@ -64,7 +64,6 @@ def _xz_tar(path: Path, extreme: bool = False) -> tarfile.TarFile:
 
 
 def mni_dir() -> Path:
-    sys.path.insert(0, str(REPO / "DeepWML"))
     from deepwml.phantom.anatomy import _template_dir
 
     return _template_dir()

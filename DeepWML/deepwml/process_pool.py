@@ -76,3 +76,17 @@ def map_in_processes(fn: Callable[[T], R], tasks: Sequence[T], workers: int, des
             return results
     finally:
         bar.close()
+
+
+def map_in_chunks(fn: Callable[[tuple], list], items: Sequence, shared: tuple, workers: int, desc: str,
+                  unit: str, progress: bool = True, min_items_per_worker: int = 1) -> list:
+    """``fn((chunk, *shared))`` over chunks of ``items``, each call returning a list; the lists
+    joined in item order. Serial (too few items, or ``workers`` 1): one item per chunk, so the
+    progress bar moves per item; else about four contiguous chunks per worker, so neighbouring
+    items (a synthetic subject's cases) share a worker's caches."""
+    workers = max(1, min(resolve_workers(workers), len(items) // max(1, min_items_per_worker)))
+    size = -(-len(items) // (4 * workers)) if workers > 1 else 1
+    chunks = [items[i:i + size] for i in range(0, len(items), size)]
+    parts = map_in_processes(fn, [(chunk, *shared) for chunk in chunks], workers, desc, unit, progress,
+                             sizes=[len(chunk) for chunk in chunks])
+    return [row for part in parts for row in part]

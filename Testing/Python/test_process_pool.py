@@ -13,7 +13,7 @@ import torch
 
 from deepwml.errors import DeepWMLError, ManifestError, OptionError
 from deepwml.options import check_positive_int
-from deepwml.process_pool import map_in_processes
+from deepwml.process_pool import map_in_chunks, map_in_processes
 
 
 def test_results_come_back_in_task_order_whatever_the_workers():
@@ -44,6 +44,18 @@ def test_too_little_work_runs_in_this_process(monkeypatch):
     monkeypatch.setattr("deepwml.process_pool.ProcessPoolExecutor", no_pool)
     assert concurrent.futures.ProcessPoolExecutor is not no_pool
     assert map_in_processes(abs, [-1, -2, -3], 4, "t", "x", progress=False, min_tasks_per_worker=2) == [1, 2, 3]
+    # "one per core" (0) with fewer items than a worker is worth: still this process
+    assert map_in_chunks(_chunk_sums, [1, 2], (10,), 0, "t", "x", progress=False, min_items_per_worker=3) == [11, 12]
+
+
+def _chunk_sums(task: tuple[list[int], int]) -> list[int]:
+    chunk, offset = task
+    return [v + offset for v in chunk]
+
+
+def test_chunks_come_back_joined_in_item_order():
+    items = list(range(23))
+    assert map_in_chunks(_chunk_sums, items, (100,), 2, "t", "x", progress=False) == [v + 100 for v in items]
 
 
 def test_training_cases_load_the_same_in_parallel(phantom_set, monkeypatch):

@@ -23,7 +23,7 @@ from scipy import ndimage
 
 from ..case_set import refuse_existing_set, write_case, write_manifest
 from ..output_folder import writes_output_folder
-from ..process_pool import map_in_processes, resolve_workers
+from ..process_pool import map_in_chunks
 from .anatomy import Anatomy, load_anatomy
 from .centers import CENTERS, Center
 from .lesions import LESION_MAKERS
@@ -197,12 +197,8 @@ def generate_dataset(out_dir: Path, cases: int, seed: int = 0, overwrite: bool =
     manifest = out_dir / "manifest.csv"
     refuse_existing_set(manifest, "phantom", overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
-    indices = list(range(start, start + cases))
-    workers = min(resolve_workers(workers), cases // CASES_PER_WORKER)
-    chunk = -(-cases // (4 * workers)) if workers > 1 else 1  # serial: one case per task, for the progress bar
-    tasks = [(out_dir, indices[i:i + chunk], seed) for i in range(0, cases, chunk)]
-    rows = [row for part in map_in_processes(_write_cases, tasks, workers, "phantoms", "case", progress,
-                                             sizes=[len(t[1]) for t in tasks]) for row in part]
+    rows = map_in_chunks(_write_cases, list(range(start, start + cases)), (out_dir, seed), workers, "phantoms",
+                         "case", progress, min_items_per_worker=CASES_PER_WORKER)
     return write_manifest(manifest, rows, MANIFEST_FIELDS)
 
 
@@ -210,9 +206,9 @@ def generate_dataset(out_dir: Path, cases: int, seed: int = 0, overwrite: bool =
 CASES_PER_WORKER = 3
 
 
-def _write_cases(task: tuple[Path, list[int], int]) -> list[dict]:
+def _write_cases(task: tuple[list[int], Path, int]) -> list[dict]:
     """Generate and write the phantoms ``indices`` (one worker's share); their manifest rows."""
-    out_dir, indices, seed = task
+    indices, out_dir, seed = task
     rows = []
     for i in indices:
         case = make_case(i, seed)

@@ -20,7 +20,7 @@ import SimpleITK as sitk
 from ..case_set import refuse_existing_set, write_case, write_manifest
 from ..output_folder import writes_output_folder
 from ..phantom.generator import TRUTH_FRACTION
-from ..process_pool import map_in_processes, resolve_workers
+from ..process_pool import map_in_chunks
 from .acquisition import SKULL_STRIPPED_PROBABILITY, degrade, draw_acquisition, resample, strip_skull
 from .anatomy import BRAIN, label_map_paths, load_subject
 from .appearance import RANGES_V1, RANGES_V2, RANGES_V3, RANGES_V4, RANGES_V5, RANGES_V7, Ranges, paint
@@ -195,21 +195,18 @@ def generate_dataset(out_dir: Path, cases: int, seed: int = 0, overwrite: bool =
     out_dir.mkdir(parents=True, exist_ok=True)
     n_maps = len(label_map_paths())
     lesion_mask_paths()  # refuse a missing mask folder here, not in every worker
-    # subject-major order: each label map is prepared once (cached) for all its cases; chunks
-    # small enough to share the cases out, large enough that a worker rarely loads a map twice
+    # subject-major order: each label map is prepared once (cached) for all its cases, and a
+    # worker's chunk of cases rarely needs a second map
     order = sorted(range(start, start + cases), key=lambda i: (i % n_maps, i))
-    workers = min(resolve_workers(workers), cases // CASES_PER_WORKER)
-    chunk = -(-cases // (4 * workers)) if workers > 1 else 1  # serial: one case per task, for the progress bar
-    tasks = [(out_dir, order[i:i + chunk], seed, version, acquisition) for i in range(0, cases, chunk)]
-    rows = [row for part in map_in_processes(_write_cases, tasks, workers, "synthesis", "case", progress,
-                                             sizes=[len(t[1]) for t in tasks]) for row in part]
+    rows = map_in_chunks(_write_cases, order, (out_dir, seed, version, acquisition), workers, "synthesis", "case",
+                         progress, min_items_per_worker=CASES_PER_WORKER)
     rows.sort(key=lambda row: row["case"])
     return write_manifest(manifest, rows, MANIFEST_FIELDS)
 
 
-def _write_cases(task: tuple[Path, list[int], int, int, dict | None]) -> list[dict]:
+def _write_cases(task: tuple[list[int], Path, int, int, dict | None]) -> list[dict]:
     """Synthesise and write the cases ``indices`` (one worker's share); their manifest rows."""
-    out_dir, indices, seed, version, acquisition = task
+    indices, out_dir, seed, version, acquisition = task
     label_maps, lesion_masks = label_map_paths(), lesion_mask_paths()
     rows = []
     for i in indices:

@@ -236,8 +236,6 @@ def test_augmentation_on_the_gpu_draws_as_on_the_cpu():
 def test_a_mix_copied_elsewhere_still_names_its_files(phantom_set, tmp_path):
     """The mix scripts copy rows of manifests whose paths are relative to their own folder
     (deepwml synth, deepwml phantom): the copies are made absolute, so the merged mix reads."""
-    import importlib.util
-
     from deepwml.training.manifest import PATH_COLUMNS, rows_with_absolute_paths
 
     columns, rows = rows_with_absolute_paths(phantom_set)
@@ -247,10 +245,7 @@ def test_a_mix_copied_elsewhere_still_names_its_files(phantom_set, tmp_path):
     assert relative, "the phantom manifest should hold relative paths for this test to mean anything"
     for row in rows:
         assert all(Path(row[c]).is_absolute() and Path(row[c]).exists() for c in PATH_COLUMNS if row.get(c))
-    script = Path(__file__).resolve().parents[2] / "benchmarks" / "merge_mixes.py"
-    spec = importlib.util.spec_from_file_location("merge_mixes", script)
-    merge_mixes = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(merge_mixes)
+    merge_mixes = _load_benchmark("merge_mixes")
     split = tmp_path / "split.json"
     split.write_text(json.dumps({"assignment": {row["case"]: "train" for row in rows}}), encoding="utf-8")
     elsewhere = tmp_path / "other" / "mix.csv"
@@ -262,12 +257,7 @@ def test_a_mix_copied_elsewhere_still_names_its_files(phantom_set, tmp_path):
 def test_a_mix_of_one_seeds_heads_in_two_versions_keeps_each_head_in_one_split_part(tmp_path):
     """training_mix.py --same-heads: a head's v6 and v7 forms are one patient (the patient-level
     split keeps them together); --phantom-copies lists phantoms again as cases of the same patient."""
-    import importlib.util
-
-    script = Path(__file__).resolve().parents[2] / "benchmarks" / "training_mix.py"
-    spec = importlib.util.spec_from_file_location("training_mix", script)
-    mix = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mix)
+    mix = _load_benchmark("training_mix")
 
     def rows(version: str) -> list[dict]:
         return [{"case": f"synth{i:04d}", "patient": f"synth{i:04d}", "center": "synthetic", "disease": "MS",
@@ -285,3 +275,43 @@ def test_a_mix_of_one_seeds_heads_in_two_versions_keeps_each_head_in_one_split_p
     copies = mix.phantom_copies(phantoms, 3)
     assert [r["case"] for r in copies] == ["ph-case0001", "ph-case0001-x1", "ph-case0001-x2"]
     assert {r["patient"] for r in copies} == {"ph-case0001"}
+
+
+def _load_benchmark(name: str):
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _report(folder: Path, rows: list[tuple[float, float, float]]) -> Path:
+    folder.mkdir(parents=True)
+    with open(folder / "per_volume.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["case", "truth_ml", "pred_ml", "dice"])
+        writer.writerows([(f"c{i}", *row) for i, row in enumerate(rows)])
+    return folder
+
+
+def test_the_shipping_rule_reads_every_criterion_from_the_reports(tmp_path):
+    """benchmarks/fresh_heads_by_load.py --judge: each of criteria (1)-(4) fails on its own when,
+    and only when, the candidate misses its bound."""
+    rule = _load_benchmark("fresh_heads_by_load")
+    # (truth ml, predicted ml, Dice): a light, a medium and a heavy head, and a lesion-free one
+    shipped = [(1.0, 1.5, 0.30), (10.0, 9.0, 0.60), (40.0, 30.0, 0.77), (0.0, 2.0, 0.0)]
+    ptest = [(5.0, 5.0, 0.77)]
+    s_wval, s_ptest = _report(tmp_path / "s", shipped), _report(tmp_path / "sp", ptest)
+
+    def verdicts(name: str, wval: list, phantom: list) -> list[bool]:
+        c_wval, c_ptest = _report(tmp_path / name, wval), _report(tmp_path / f"{name}p", phantom)
+        return [v[-1] for v in rule.judge(s_wval, c_wval, s_ptest, c_ptest)]
+
+    better = [(1.0, 1.4, 0.30), (10.0, 9.5, 0.65), (40.0, 31.0, 0.77), (0.0, 1.9, 0.0)]
+    assert verdicts("good", better, [(5.0, 5.0, 0.70)]) == [True, True, True, True]
+    assert verdicts("guard", better, [(5.0, 5.0, 0.69)]) == [False, True, True, True]
+    assert verdicts("gain", [*better[:1], (10.0, 9.5, 0.61), *better[2:]], ptest) == [True, False, True, True]
+    assert verdicts("heavy", [*better[:2], (40.0, 25.0, 0.75), better[3]], ptest) == [True, True, False, True]
+    assert verdicts("free", [*better[:3], (0.0, 2.1, 0.0)], ptest) == [True, True, True, False]

@@ -13,7 +13,7 @@ rules of stages 13-14 (README "Experiments after 1.2.0") read the >= 20 ml group
 only; no real scan is read.
 
 ``--judge`` prints criteria (1)-(4) of the rule (README "Training", fixed 2026-12-01 before any GPU
-run; the twenty-first to twenty-fourth experiments were judged with it) for a candidate against the
+run; the twenty-first to twenty-fifth experiments were judged with it) for a candidate against the
 shipped model, both evaluated with the defaults, and exits 0 only if all four pass; criterion (5),
 the real floors, is a veto run afterwards (``MODEL=DIR bash benchmarks/real_scans.sh``).
 ``benchmarks/judge_candidate.sh`` makes the data and the four reports and calls it, so a judgement

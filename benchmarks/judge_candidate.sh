@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's rule for a candidate lesion model to replace the bundled one, criteria (1)-(4), in one
-# command (README "Training"; the twenty-first to twenty-fourth experiments were judged with it):
+# command (README "Training"; the twenty-first to twenty-fifth experiments were judged with it):
 #
 #   bash benchmarks/judge_candidate.sh CANDIDATE_MODEL_DIR [WORK]      (~10 min on 2 CPU cores the first time)
 #

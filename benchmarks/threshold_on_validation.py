@@ -10,6 +10,10 @@ fresh synthetic heads that no model being compared was trained on). Prints the m
 per-volume Dice over the cases with lesions at each candidate threshold; the bundled model's
 threshold is the one with the highest median (the project's primary figure); ``--record`` writes
 it into the card (``threshold``) with the figures (``metrics.threshold_selection``).
+It also prints, per threshold, the volume marked on the PART's lesion-free cases, and records it:
+information only, the choice does not read it. Why: the rule reads the cases with lesions alone, so
+it cannot see what a lower threshold costs on healthy heads, and every candidate of 2026-11-30/12-01
+whose rule went below 0.8 then over-marked the lesion-free fresh heads (README "Experiments").
 
 ``--grow`` (an experiment; README "Experiments", the thirteenth): the card's threshold stays the
 seed threshold and the sweep is over the growth threshold of seeded lesion growth (hysteresis, as in
@@ -49,9 +53,11 @@ THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 GROW_THRESHOLDS = (None, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2)
 
 
-def cases_with_lesions(manifest: str, split_json: str, part: str = "val") -> Iterator[tuple[sitk.Image, np.ndarray]]:
+def cases_with_lesions(manifest: str, split_json: str, part: str = "val",
+                       lesion_free: bool = False) -> Iterator[tuple[sitk.Image, np.ndarray]]:
     """``(image, truth)`` of the ``part`` cases of ``manifest`` (every case when ``split_json`` is
-    ``-``) whose label holds lesion: Dice is undefined without, so empty cases choose nothing."""
+    ``-``) whose label holds lesion: Dice is undefined without, so empty cases choose nothing.
+    ``lesion_free``: the empty cases too (their truth all zero)."""
     assignment = None
     if split_json != "-":
         with open(split_json, encoding="utf-8") as f:
@@ -61,24 +67,34 @@ def cases_with_lesions(manifest: str, split_json: str, part: str = "val") -> Ite
     for row in tqdm(rows, desc=f"{part} cases", unit="case"):
         image = load_flair(row["flair"])
         truth = read_label(row["label"], image)
-        if truth.any():
+        if lesion_free or truth.any():
             yield image, truth
 
 
 def dice_by_candidate(segmenter: Segmenter, manifest: str, split_json: str, part: str, candidates: Sequence,
-                      mask: Callable[[np.ndarray, sitk.Image, Any], np.ndarray]) -> dict:
+                      mask: Callable[[np.ndarray, sitk.Image, Any], np.ndarray],
+                      lesion_free_ml: dict | None = None) -> dict:
     """Per-volume Dice of every case with lesions for each candidate, ``mask(probabilities,
-    image, candidate)`` giving its mask (probabilities computed once per case)."""
+    image, candidate)`` giving its mask (probabilities computed once per case). ``lesion_free_ml``:
+    filled with ``{candidate: ml marked on the lesion-free cases in all}`` (they are run too)."""
     scores: dict = {c: [] for c in candidates}
-    for image, truth in cases_with_lesions(manifest, split_json, part):
+    if lesion_free_ml is not None:
+        lesion_free_ml.update({c: 0.0 for c in candidates}, cases=0)
+    for image, truth in cases_with_lesions(manifest, split_json, part, lesion_free=lesion_free_ml is not None):
         prob = sitk.GetArrayFromImage(segmenter.segment(image).probabilities)
+        if truth.any():
+            for c in candidates:
+                scores[c].append(dice(truth, mask(prob, image, c) > 0))
+            continue
+        voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
+        lesion_free_ml["cases"] += 1
         for c in candidates:
-            scores[c].append(dice(truth, mask(prob, image, c) > 0))
+            lesion_free_ml[c] += float(np.count_nonzero(mask(prob, image, c))) * voxel_ml
     return scores
 
 
 def dice_by_threshold(model: str, manifest: str, split_json: str, part: str = "val",
-                      grow: bool = False) -> dict:
+                      grow: bool = False, lesion_free_ml: dict | None = None) -> dict:
     """Per-volume Dice of every case with lesions, per candidate: thresholds, or with ``grow``
     growth thresholds at the card's threshold. One network pass (no TTA): how every recorded
     threshold was chosen, before TTA became the default (README "Test-time augmentation")."""
@@ -87,7 +103,8 @@ def dice_by_threshold(model: str, manifest: str, split_json: str, part: str = "v
     if grow:
         return dice_by_candidate(segmenter, manifest, split_json, part, GROW_THRESHOLDS,
                                  lambda prob, image, t: grown_mask(prob, seed, t))
-    return dice_by_candidate(segmenter, manifest, split_json, part, THRESHOLDS, lambda prob, image, t: prob >= t)
+    return dice_by_candidate(segmenter, manifest, split_json, part, THRESHOLDS, lambda prob, image, t: prob >= t,
+                             lesion_free_ml)
 
 
 #: ``--adaptive``: load limits (ml at the card's threshold) and the lower thresholds above them
@@ -127,8 +144,10 @@ def grown_mask(prob: np.ndarray, seed: float, grow: float | None) -> np.ndarray:
     return keep[labels]
 
 
-def record(model: str, scores: dict[float, list[float]], best: float, data: str) -> None:
-    """Write the chosen threshold and the figures that chose it (on ``data``) into the model card."""
+def record(model: str, scores: dict[float, list[float]], best: float, data: str,
+           lesion_free_ml: dict | None = None) -> None:
+    """Write the chosen threshold and the figures that chose it (on ``data``) into the model card,
+    with the volume each threshold marks on the lesion-free cases (not read by the choice)."""
     card, path = read_card(model)
     card["threshold"] = best
     card.setdefault("metrics", {})["threshold_selection"] = {
@@ -138,6 +157,9 @@ def record(model: str, scores: dict[float, list[float]], best: float, data: str)
         "chosen": best,
         "script": "benchmarks/threshold_on_validation.py",
     }
+    if lesion_free_ml:
+        card["metrics"]["threshold_selection"]["lesion_free_ml_marked_not_used_to_choose"] = {
+            "cases": lesion_free_ml["cases"], **{str(t): round(lesion_free_ml[t], 3) for t in THRESHOLDS}}
     write_card(card, path)
 
 
@@ -156,16 +178,18 @@ def main(argv: list[str]) -> int:
         return main_adaptive(argv)
     if grow:
         return main_grow(argv)
-    scores = dice_by_threshold(*argv)
-    print(f"cases with lesions: {len(scores[THRESHOLDS[0]])}")
+    free: dict = {}
+    scores = dice_by_threshold(*argv, lesion_free_ml=free)
+    print(f"cases with lesions: {len(scores[THRESHOLDS[0]])}; lesion-free cases: {free['cases']}")
     for t in THRESHOLDS:
-        print(f"threshold {t}: median per-volume Dice {np.median(scores[t]):.4f}, mean {np.mean(scores[t]):.4f}")
+        print(f"threshold {t}: median per-volume Dice {np.median(scores[t]):.4f}, mean {np.mean(scores[t]):.4f}; "
+              f"lesion-free cases {free[t]:.2f} ml marked in all (not used to choose)")
     best = max(THRESHOLDS, key=lambda t: float(np.median(scores[t])))
     print(f"highest median: {best}")
     if write:
         part = argv[3] if len(argv) == 4 else "val"
         data = f"every case of {argv[1]}" if argv[2] == "-" else f"the training run's '{part}' split"
-        record(argv[0], scores, best, data)
+        record(argv[0], scores, best, data, free)
         print(f"threshold {best} recorded in {argv[0]}")
     return 0
 

@@ -315,3 +315,44 @@ def test_the_shipping_rule_reads_every_criterion_from_the_reports(tmp_path):
     assert verdicts("gain", [*better[:1], (10.0, 9.5, 0.61), *better[2:]], ptest) == [True, False, True, True]
     assert verdicts("heavy", [*better[:2], (40.0, 25.0, 0.75), better[3]], ptest) == [True, True, False, True]
     assert verdicts("free", [*better[:3], (0.0, 2.1, 0.0)], ptest) == [True, True, True, False]
+
+
+def test_the_threshold_sweep_reports_what_each_threshold_marks_on_lesion_free_cases(tmp_path):
+    """threshold_on_validation.dice_by_candidate: Dice only on the cases with lesions (the choice is
+    unchanged), and, when asked, the volume each threshold marks on the lesion-free ones."""
+    import SimpleITK as sitk
+
+    sweep = _load_benchmark("threshold_on_validation")
+    rows = []
+    for name, lesion in (("with", True), ("free", False)):
+        flair = np.random.default_rng(0).integers(80, 120, (6, 32, 32)).astype(np.int16)
+        truth = np.zeros(flair.shape, np.uint8)
+        if lesion:
+            truth[2:4, 10:14, 10:14] = 1
+        for kind, array in (("flair", flair), ("label", truth)):
+            image = sitk.GetImageFromArray(array)
+            image.SetSpacing((1.0, 1.0, 2.0))
+            sitk.WriteImage(image, str(tmp_path / f"{name}_{kind}.nii.gz"))
+        rows.append({"case": name, "patient": name, "center": "A", "disease": "MS",
+                     "flair": str(tmp_path / f"{name}_flair.nii.gz"), "label": str(tmp_path / f"{name}_label.nii.gz")})
+    manifest = tmp_path / "m.csv"
+    with open(manifest, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+    class Stub:  # probability 0.9 on a 2x4x4 block, 0.5 on a 1x2x2 block beside it: 64 / 72 mm3
+        def segment(self, image):
+            prob = np.zeros(sitk.GetArrayFromImage(image).shape, np.float32)
+            prob[2:4, 10:14, 10:14] = 0.9
+            prob[4, 10:12, 10:12] = 0.5
+            out = sitk.GetImageFromArray(prob)
+            out.CopyInformation(image)
+            return type("Result", (), {"probabilities": out})()
+
+    threshold = lambda prob, image, t: prob >= t  # noqa: E731
+    assert sweep.dice_by_candidate(Stub(), str(manifest), "-", "val", (0.4, 0.8), threshold) == {
+        0.4: [pytest.approx(2 * 32 / (32 + 36))], 0.8: [1.0]}
+    free: dict = {}
+    scores = sweep.dice_by_candidate(Stub(), str(manifest), "-", "val", (0.4, 0.8), threshold, free)
+    assert scores[0.8] == [1.0] and free == {"cases": 1, 0.4: pytest.approx(0.072), 0.8: pytest.approx(0.064)}

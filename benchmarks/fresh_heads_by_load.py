@@ -31,9 +31,14 @@ from pathlib import Path
 GROUPS = (("< 3 ml", 1e-9, 3.0), ("3-20 ml", 3.0, 20.0), (">= 20 ml", 20.0, float("inf")))
 
 
-def figures(report: Path) -> dict[str, float | int]:
+def per_volume(report: Path) -> list[tuple[float, float, float]]:
+    """``(truth ml, predicted ml, Dice)`` of every volume of a ``deepwml evaluate`` report."""
     with open(report / "per_volume.csv", newline="", encoding="utf-8") as handle:
-        rows = [(float(r["truth_ml"]), float(r["pred_ml"]), float(r["dice"])) for r in csv.DictReader(handle)]
+        return [(float(r["truth_ml"]), float(r["pred_ml"]), float(r["dice"])) for r in csv.DictReader(handle)]
+
+
+def figures(report: Path) -> dict[str, float | int]:
+    rows = per_volume(report)
     lesions = [dice for truth, _, dice in rows if truth > 0]
     out: dict[str, float | int] = {"with lesions": len(lesions), "median": statistics.median(lesions)}
     for name, low, high in GROUPS:
@@ -53,8 +58,7 @@ HEAVY_LOSS = 0.01
 
 def phantom_test_median(report: Path) -> float:
     """Median per-volume Dice of a phantom-test report (criterion 1)."""
-    with open(report / "per_volume.csv", newline="", encoding="utf-8") as handle:
-        return statistics.median(float(r["dice"]) for r in csv.DictReader(handle))
+    return statistics.median(dice for _, _, dice in per_volume(report))
 
 
 def judge(shipped_wval: Path, candidate_wval: Path, shipped_ptest: Path,

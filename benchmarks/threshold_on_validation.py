@@ -71,6 +71,11 @@ def cases_with_lesions(manifest: str, split_json: str, part: str = "val",
             yield image, truth
 
 
+def voxel_ml(image: sitk.Image) -> float:
+    """One voxel of ``image`` in ml (the probabilities and masks here are on its grid)."""
+    return float(np.prod(image.GetSpacing())) / 1000.0
+
+
 def dice_by_candidate(segmenter: Segmenter, manifest: str, split_json: str, part: str, candidates: Sequence,
                       mask: Callable[[np.ndarray, sitk.Image, Any], np.ndarray],
                       lesion_free_ml: dict | None = None) -> dict:
@@ -86,10 +91,9 @@ def dice_by_candidate(segmenter: Segmenter, manifest: str, split_json: str, part
             for c in candidates:
                 scores[c].append(dice(truth, mask(prob, image, c) > 0))
             continue
-        voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
         lesion_free_ml["cases"] += 1
         for c in candidates:
-            lesion_free_ml[c] += float(np.count_nonzero(mask(prob, image, c))) * voxel_ml
+            lesion_free_ml[c] += float(np.count_nonzero(mask(prob, image, c))) * voxel_ml(image)
     return scores
 
 
@@ -129,7 +133,7 @@ def dice_by_adaptive(model: str, manifest: str, split_json: str, part: str = "va
     threshold = segmenter.model.threshold
     keys = [None] + [(v, t) for v in ADAPTIVE_LOADS_ML for t in ADAPTIVE_THRESHOLDS]
     return dice_by_candidate(segmenter, manifest, split_json, part, keys, lambda prob, image, k: adaptive_mask(
-        prob, float(np.prod(image.GetSpacing())) / 1000.0, threshold, k))
+        prob, voxel_ml(image), threshold, k))
 
 
 def grown_mask(prob: np.ndarray, seed: float, grow: float | None) -> np.ndarray:

@@ -32,6 +32,7 @@ from deepwml.evaluation.brain_mask import brain_mask as registration_brain_mask
 from deepwml.evaluation.brain_mask import outside_mask
 from deepwml.evaluation.metrics import dice
 from deepwml.image_io import load_flair
+from deepwml.lesion_summary import voxel_volume_ml
 from deepwml.segmenter import Segmenter
 from deepwml.training.manifest import read_manifest
 
@@ -59,7 +60,7 @@ def synthetic(segmenter: Segmenter, manifest: Path) -> list[dict]:
         lesions = sitk.GetArrayFromImage(sitk.ReadImage(str(lesion_path))) > 0 if lesion_path.exists() else None
         raw_image, used_image, share = network_masks(segmenter, flair)
         raw, used = array(raw_image), array(used_image)
-        voxel_ml = float(np.prod(flair.GetSpacing())) / 1000.0
+        voxel_ml = voxel_volume_ml(flair)
         row = {"case": case.case, "disease": case.disease, "slices": flair.GetSize()[2],
                "slice_mm": round(flair.GetSpacing()[2], 2),
                "skull_stripped": int(np.count_nonzero(sitk.GetArrayViewFromImage(flair)) < 1.3 * truth.sum()),
@@ -81,7 +82,7 @@ def real(segmenter: Segmenter, scans: list[Path]) -> list[dict]:
         raw_image, used_image, share = network_masks(segmenter, flair)
         raw, used = array(raw_image), array(used_image)
         reference = sitk.GetArrayFromImage(registration_brain_mask(flair)) > 0
-        voxel_ml = float(np.prod(flair.GetSpacing())) / 1000.0
+        voxel_ml = voxel_volume_ml(flair)
         rows.append({"scan": f"{path.parent.name}/{path.name}"[-60:], "slices": flair.GetSize()[2],
                      "registration_ml": round(reference.sum() * voxel_ml, 1), "net_ml": round(used.sum() * voxel_ml, 1),
                      "dice_raw": round(dice(raw, reference), 4), "dice": round(dice(used, reference), 4),

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from deepwml.evaluation.metrics import dice
 from deepwml.image_io import load_flair
+from deepwml.lesion_summary import voxel_volume_ml
 from deepwml.output_files import write_csv
 from deepwml.segmenter import Segmenter
 from deepwml.training.manifest import read_manifest
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         for case in tqdm(read_manifest(manifest), desc=manifest.parent.name, unit="volume"):
             truth = sitk.GetArrayFromImage(sitk.ReadImage(str(case.label))) > 0
             flair = load_flair(case.flair)
-            voxel_ml = float(np.prod(flair.GetSpacing())) / 1000.0
+            voxel_ml = voxel_volume_ml(flair)
             masks = masks_by_context(segmenter, flair, contexts)
             head = masks[None][0]
             for context, (mask, seconds) in masks.items():

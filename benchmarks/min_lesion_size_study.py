@@ -27,6 +27,7 @@ from tqdm import tqdm
 from deepwml.evaluation.metrics import dice
 from deepwml.image_io import load_flair
 from deepwml.labels import read_label
+from deepwml.lesion_summary import voxel_volume_ml
 from deepwml.segmenter import Segmenter
 from deepwml.training.manifest import read_manifest
 
@@ -49,7 +50,7 @@ def run_set(name: str, manifest: Path, segmenter: Segmenter, out: Path) -> list[
     for case in tqdm(read_manifest(manifest), desc=name, unit="case"):
         image = load_flair(case.flair)
         truth = read_label(case.label, image, case.label_value)
-        voxel_ml = float(np.prod(image.GetSpacing())) / 1000
+        voxel_ml = voxel_volume_ml(image)
         mask = segmenter.segment(image).mask
         row = {"case": case.case, "truth_ml": round(float(truth.sum()) * voxel_ml, 4)}
         for v in CANDIDATES_MM3:

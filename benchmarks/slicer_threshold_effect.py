@@ -13,13 +13,13 @@ import argparse
 import glob
 from pathlib import Path
 
-import numpy as np
 import SimpleITK as sitk
 
 from deepwml.evaluation.metrics import dice
 from deepwml.evaluation.realdata import default_data_root
 from deepwml.image_io import load_flair
 from deepwml.labels import read_label
+from deepwml.lesion_summary import voxel_volume_ml
 from deepwml.segmenter import Segmenter
 from deepwml.training.manifest import read_manifest
 
@@ -37,7 +37,7 @@ def main() -> None:
             image = load_flair(case.flair)
             truth = read_label(case.label, image, case.label_value)
             probabilities = sitk.GetArrayFromImage(segmenter.segment(image).probabilities)
-            ml = float(np.prod(image.GetSpacing())) / 1000
+            ml = voxel_volume_ml(image)
             print(resolution, case.case, f"truth {truth.sum() * ml:.2f} ml",
                   *(f"at {t}: {(probabilities >= t).sum() * ml:.2f} ml, Dice {dice(truth, probabilities >= t):.3f}"
                     for t in THRESHOLDS))
@@ -46,7 +46,7 @@ def main() -> None:
     for path in heads:
         image = load_flair(path)
         probabilities = sitk.GetArrayFromImage(segmenter.segment(image).probabilities)
-        ml = float(np.prod(image.GetSpacing())) / 1000
+        ml = voxel_volume_ml(image)
         print(path.parent.name, path.name, *(f"at {t}: {(probabilities >= t).sum() * ml:.2f} ml" for t in THRESHOLDS))
 
 

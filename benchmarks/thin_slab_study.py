@@ -40,6 +40,7 @@ from deepwml.evaluation.metrics import dice
 from deepwml.evaluation.realdata import default_data_root, lesjak2017_cases
 from deepwml.image_io import load_flair
 from deepwml.labels import read_label
+from deepwml.lesion_summary import voxel_volume_ml
 from deepwml.segmenter import Segmenter
 
 MODES = (0.0, 3.0, 5.0)
@@ -104,7 +105,7 @@ def main() -> None:
         free = lesion_free_ml.setdefault(name, {label: 0.0 for label in modes})
         for case, flair, truth in cases:
             cells = []
-            voxel_ml = float(np.prod(flair.GetSpacing())) / 1000
+            voxel_ml = voxel_volume_ml(flair)
             for label, segmenter in modes.items():
                 t0 = time.perf_counter()
                 mask = sitk.GetArrayFromImage(segmenter.segment(flair).mask) > 0

@@ -11,10 +11,10 @@ import logging
 import sys
 from pathlib import Path
 
-import numpy as np
 import SimpleITK as sitk
 
 from .evaluation.metrics import dice
+from .lesion_summary import mask_volume_ml
 from .phantom.generator import make_case
 from .pipeline import segment_file
 from .segmenter import Segmenter
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"segmentation: {summary['segmentation']}  (open in 3D Slicer; also {summary['labelmap']})")
     print(f"summary: {Path(summary['segmentation']).with_name('demo_flair.summary.json')}")
     print(f"lesions: {summary['total_volume_ml']:.2f} ml in {summary['lesion_count']} lesions "
-          f"(phantom truth {truth.sum() * np.prod(case.flair.GetSpacing()) / 1000:.2f} ml); "
+          f"(phantom truth {mask_volume_ml(truth, case.flair):.2f} ml); "
           f"Dice vs truth {dice(truth, pred):.3f}")
     print(f"time: {summary['timings_s']['end_to_end']:.2f} s end to end on {summary['device']} "
           f"({summary['precision']}, {summary['backend']}), model {summary['model']['id']}")

@@ -25,6 +25,16 @@ def count_lesions(mask: np.ndarray | sitk.Image) -> int:
     return int(labeller.GetObjectCount())
 
 
+def voxel_volume_ml(image: sitk.Image) -> float:
+    """One voxel of ``image`` in ml: every volume the project reports is a voxel count times this."""
+    return float(np.prod(image.GetSpacing())) / 1000.0
+
+
+def mask_volume_ml(mask: np.ndarray, image: sitk.Image) -> float:
+    """The volume (ml) of the nonzero voxels of ``mask``, an array on ``image``'s voxel grid."""
+    return float(np.count_nonzero(mask)) * float(np.prod(image.GetSpacing())) / 1000.0
+
+
 def lesion_summary(mask_image: sitk.Image) -> dict[str, Any]:
     """Volume (ml), lesion count and per-slice area (mm^2) / volume (ml) of a binary mask image.
 
@@ -33,7 +43,7 @@ def lesion_summary(mask_image: sitk.Image) -> dict[str, Any]:
     """
     layout = plan_slices(mask_image)
     mask = sitk.GetArrayViewFromImage(mask_image) > 0
-    voxel_ml = float(np.prod(mask_image.GetSpacing())) / 1000.0
+    voxel_ml = voxel_volume_ml(mask_image)
     slices = layout.to_slices(mask)
     pixel_mm2 = float(np.prod(layout.in_plane_spacing_mm))
     per_slice_voxels = slices.reshape(slices.shape[0], -1).sum(axis=1)

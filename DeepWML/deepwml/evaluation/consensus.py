@@ -22,6 +22,7 @@ from ..errors import ManifestError, OutputExistsError
 from ..image_io import read_image
 from ..output_folder import writes_output_folder
 from ..labels import read_label
+from ..lesion_summary import mask_volume_ml
 from ..training.manifest import read_manifest
 from .metrics import dice
 from .report_html import figure_tag, html_page, table_html
@@ -65,8 +66,8 @@ def run_consensus(manifest: Path, out_dir: Path, threshold: float = 0.85, method
             d = 1.0  # both raters found no lesion: they agree
         passed = d >= threshold
         row = {"case": case.case, "center": case.center, "disease": case.disease,
-               "rater1_ml": round(r1.sum() * np.prod(r1_img.GetSpacing()) / 1000, 4),
-               "rater2_ml": round(r2.sum() * np.prod(r1_img.GetSpacing()) / 1000, 4),
+               "rater1_ml": round(mask_volume_ml(r1, r1_img), 4),
+               "rater2_ml": round(mask_volume_ml(r2, r1_img), 4),
                "dice": round(float(d), 4), "status": "pass" if passed else "relabel", "consensus": ""}
         if passed:
             mask = consensus_mask(_like(r1, r1_img), _like(r2, r1_img), method)

@@ -24,6 +24,7 @@ import SimpleITK as sitk
 from ..errors import DeepWMLError, ManifestError, OutputExistsError
 from ..image_io import load_flair
 from ..labels import read_label
+from ..lesion_summary import mask_volume_ml
 from ..output_files import write_csv, write_image_atomic
 from ..reslice import reslice_axial
 from ..shared_data import default_data_root
@@ -73,10 +74,6 @@ def _row(case: RealCase, flair: Path, label: Path, thickness: float) -> dict:
             "slice_thickness_mm": round(thickness, 4), "dataset": case.dataset}
 
 
-def _label_ml(mask: np.ndarray, image: sitk.Image) -> float:
-    return float(mask.sum()) * float(np.prod(image.GetSpacing())) / 1000.0
-
-
 def write_real_manifests(name: str, out_dir: Path, data_root: Path | None = None,
                          reslice_mm: tuple[float, ...] = (3.0, 5.0), overwrite: bool = False,
                          progress: bool = True) -> list[Path]:
@@ -116,7 +113,7 @@ def write_real_manifests(name: str, out_dir: Path, data_root: Path | None = None
             write_image_atomic(thick_flair, folder / "flair.nii.gz")
             write_image_atomic(thick_label, folder / "label.nii.gz")
             log.info("%s at %g mm: label %.2f ml (native %.2f ml)", case.case, t,
-                     _label_ml(sitk.GetArrayViewFromImage(thick_label) > 0, thick_label), _label_ml(truth, flair))
+                     mask_volume_ml(sitk.GetArrayViewFromImage(thick_label) > 0, thick_label), mask_volume_ml(truth, flair))
             # relative paths: the output folder can be moved as a whole
             rows[f"{t:g}"].append(_row(case, Path(case.case) / "flair.nii.gz", Path(case.case) / "label.nii.gz",
                                        max(thick_flair.GetSpacing())))

@@ -27,6 +27,7 @@ from ..errors import DeepWMLError, OutputExistsError
 from ..image_io import load_flair
 from ..output_folder import writes_output_folder
 from ..labels import read_label
+from ..lesion_summary import mask_volume_ml
 from ..model_files import read_card
 from ..model_files import record_in_card as record_in_card_file
 from ..defaults import DEFAULT_MARGIN_MM, THIN_SLAB_MM
@@ -150,8 +151,8 @@ def evaluate(manifest: Path, out_dir: Path, model: str | None = None, device: st
         vm = volume_metrics(truth_img, result.mask)
         n_sl = t_sl.shape[0]
         volume_rows.append({"case": case.case, "center": case.center, "disease": case.disease,
-                            "slices": n_sl, "truth_ml": round(truth.sum() * np.prod(flair.GetSpacing()) / 1000, 4),
-                            "pred_ml": round(pred.sum() * np.prod(flair.GetSpacing()) / 1000, 4),
+                            "slices": n_sl, "truth_ml": round(mask_volume_ml(truth, flair), 4),
+                            "pred_ml": round(mask_volume_ml(pred, flair), 4),
                             **{k: round(v, 5) if not math.isnan(v) else math.nan for k, v in vm.items()},
                             **_case_slice_summary(slice_rows[first_row:],
                                                   counts["false_positive_slices"] - fp_before),

@@ -16,13 +16,12 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import SimpleITK as sitk
 
 from ..defaults import DEFAULT_MARGIN_MM, OUTSIDE_TOLERANCE_MM, THIN_SLAB_MM
 from ..errors import DeepWMLError, OutputExistsError
 from ..image_io import load_flair
-from ..lesion_summary import count_lesions
+from ..lesion_summary import count_lesions, voxel_volume_ml
 from ..output_files import write_csv, write_image_atomic
 from ..pipeline import case_name
 from ..segmenter import Segmenter
@@ -58,7 +57,7 @@ def check_scan(path: Path, flair: sitk.Image, segmenter: Segmenter, tolerance_mm
     mask_s = time.perf_counter() - t1
     lesion = sitk.GetArrayFromImage(result.mask) > 0
     outside = outside_mask(brain, tolerance_mm)
-    voxel_ml = float(np.prod(flair.GetSpacing())) / 1000.0
+    voxel_ml = voxel_volume_ml(flair)
     pred_ml = float(lesion.sum()) * voxel_ml
     outside_ml = float((lesion & outside).sum()) * voxel_ml
     write_image_atomic(result.mask, out_dir / "masks" / f"{name}_wmh.nii.gz")

@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/threshold_on_validation.py MODEL_DIR MANIFEST SPLIT_JSON [PART] [--record]
     .venv/bin/python benchmarks/threshold_on_validation.py MODEL_DIR MANIFEST SPLIT_JSON [PART] --grow
     .venv/bin/python benchmarks/threshold_on_validation.py MODEL_DIR MANIFEST SPLIT_JSON [PART] --tta
+    .venv/bin/python benchmarks/threshold_on_validation.py MODEL_DIR MANIFEST SPLIT_JSON [PART] --bounded-by REF [--record]
 
 MANIFEST and SPLIT_JSON are the training run's (``deepwml train`` writes ``split.json``); PART is
 ``val`` (default). SPLIT_JSON ``-``: every case of MANIFEST (a validation set of its own, e.g.
@@ -25,6 +26,12 @@ The segmenter's defaults apply (brain mask on).
 ``--tta``: per-volume Dice at the card's threshold without and with left-right flip test-time
 augmentation on the same cases (the rule of ``work-data/b23/RULE-tta.md``).
 
+``--bounded-by REF`` (the rule of ``work-data/b28/RULE-bounded-threshold.md``, the
+twenty-sixth experiment): the grid reaches 0.95, and only thresholds at which the model marks no more on
+the PART's lesion-free cases than the model REF marks there at its own card threshold may be chosen
+(the highest median among them; none: nothing is chosen or recorded). Why: a fine-tune is not
+calibrated like its parent, and the plain rule cannot see healthy heads.
+
 ``--adaptive`` (an experiment; README "Experiments", the eighteenth): a load-adaptive threshold, the
 card's threshold unless the volume's lesion load at it is at least V ml, then t_low; the sweep over
 (V, t_low) with the segmenter's defaults (TTA and brain mask on), chosen by the rule of
@@ -45,10 +52,13 @@ from tqdm import tqdm
 from deepwml.evaluation.metrics import dice
 from deepwml.image_io import load_flair
 from deepwml.labels import read_label
+from deepwml.lesion_summary import voxel_volume_ml
 from deepwml.model_files import read_card, write_card
 from deepwml.segmenter import Segmenter
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+#: ``--bounded-by``'s grid: every fine-tune's plain curve still rose at 0.8, the top of THRESHOLDS
+BOUNDED_THRESHOLDS = (*THRESHOLDS, 0.85, 0.9, 0.95)
 #: growth thresholds of ``--grow`` (None: no growth), highest first so that ties keep the higher
 GROW_THRESHOLDS = (None, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2)
 
@@ -71,11 +81,6 @@ def cases_with_lesions(manifest: str, split_json: str, part: str = "val",
             yield image, truth
 
 
-def voxel_ml(image: sitk.Image) -> float:
-    """One voxel of ``image`` in ml (the probabilities and masks here are on its grid)."""
-    return float(np.prod(image.GetSpacing())) / 1000.0
-
-
 def dice_by_candidate(segmenter: Segmenter, manifest: str, split_json: str, part: str, candidates: Sequence,
                       mask: Callable[[np.ndarray, sitk.Image, Any], np.ndarray],
                       lesion_free_ml: dict | None = None) -> dict:
@@ -93,12 +98,13 @@ def dice_by_candidate(segmenter: Segmenter, manifest: str, split_json: str, part
             continue
         lesion_free_ml["cases"] += 1
         for c in candidates:
-            lesion_free_ml[c] += float(np.count_nonzero(mask(prob, image, c))) * voxel_ml(image)
+            lesion_free_ml[c] += float(np.count_nonzero(mask(prob, image, c))) * voxel_volume_ml(image)
     return scores
 
 
 def dice_by_threshold(model: str, manifest: str, split_json: str, part: str = "val",
-                      grow: bool = False, lesion_free_ml: dict | None = None) -> dict:
+                      grow: bool = False, lesion_free_ml: dict | None = None,
+                      thresholds: Sequence[float] = THRESHOLDS) -> dict:
     """Per-volume Dice of every case with lesions, per candidate: thresholds, or with ``grow``
     growth thresholds at the card's threshold. One network pass (no TTA): how every recorded
     threshold was chosen, before TTA became the default (README "Test-time augmentation")."""
@@ -107,8 +113,26 @@ def dice_by_threshold(model: str, manifest: str, split_json: str, part: str = "v
     if grow:
         return dice_by_candidate(segmenter, manifest, split_json, part, GROW_THRESHOLDS,
                                  lambda prob, image, t: grown_mask(prob, seed, t))
-    return dice_by_candidate(segmenter, manifest, split_json, part, THRESHOLDS, lambda prob, image, t: prob >= t,
+    return dice_by_candidate(segmenter, manifest, split_json, part, thresholds, lambda prob, image, t: prob >= t,
                              lesion_free_ml)
+
+
+def lesion_free_ml_at_card_threshold(segmenter: Segmenter, manifest: str, split_json: str, part: str = "val") -> float:
+    """The volume (ml, in all) ``segmenter`` marks at its own threshold on the ``part`` cases without lesions:
+    the bound of ``--bounded-by``. Only those cases are segmented."""
+    marked = 0.0
+    for image, truth in cases_with_lesions(manifest, split_json, part, lesion_free=True):
+        if not truth.any():
+            mask = sitk.GetArrayFromImage(segmenter.segment(image).mask)
+            marked += float(np.count_nonzero(mask)) * voxel_volume_ml(image)
+    return marked
+
+
+def bounded_choice(scores: dict, lesion_free_ml: dict, bound_ml: float) -> float | None:
+    """The threshold with the highest median Dice among those marking at most ``bound_ml`` on the
+    lesion-free cases (ties: the higher threshold); None when no threshold stays within the bound."""
+    admissible = [t for t in scores if lesion_free_ml[t] <= bound_ml]
+    return max(admissible, key=lambda t: (round(float(np.median(scores[t])), 6), t), default=None)
 
 
 #: ``--adaptive``: load limits (ml at the card's threshold) and the lower thresholds above them
@@ -133,7 +157,7 @@ def dice_by_adaptive(model: str, manifest: str, split_json: str, part: str = "va
     threshold = segmenter.model.threshold
     keys = [None] + [(v, t) for v in ADAPTIVE_LOADS_ML for t in ADAPTIVE_THRESHOLDS]
     return dice_by_candidate(segmenter, manifest, split_json, part, keys, lambda prob, image, k: adaptive_mask(
-        prob, voxel_ml(image), threshold, k))
+        prob, voxel_volume_ml(image), threshold, k))
 
 
 def grown_mask(prob: np.ndarray, seed: float, grow: float | None) -> np.ndarray:
@@ -149,21 +173,26 @@ def grown_mask(prob: np.ndarray, seed: float, grow: float | None) -> np.ndarray:
 
 
 def record(model: str, scores: dict[float, list[float]], best: float, data: str,
-           lesion_free_ml: dict | None = None) -> None:
+           lesion_free_ml: dict | None = None, bound: dict | None = None) -> None:
     """Write the chosen threshold and the figures that chose it (on ``data``) into the model card,
-    with the volume each threshold marks on the lesion-free cases (not read by the choice)."""
+    with the volume each threshold marks on the lesion-free cases (read by the choice only under
+    ``bound``: ``{"reference": model, "ml": its marks}`` of ``--bounded-by``)."""
     card, path = read_card(model)
     card["threshold"] = best
-    card.setdefault("metrics", {})["threshold_selection"] = {
+    selection = card.setdefault("metrics", {})["threshold_selection"] = {
         "data": f"{data} ({len(scores[best])} cases with lesions); no real scan",
         "criterion": "median per-volume Dice",
-        "median_per_volume_dice": {str(t): round(float(np.median(scores[t])), 4) for t in THRESHOLDS},
+        "median_per_volume_dice": {str(t): round(float(np.median(scores[t])), 4) for t in scores},
         "chosen": best,
         "script": "benchmarks/threshold_on_validation.py",
     }
     if lesion_free_ml:
-        card["metrics"]["threshold_selection"]["lesion_free_ml_marked_not_used_to_choose"] = {
-            "cases": lesion_free_ml["cases"], **{str(t): round(lesion_free_ml[t], 3) for t in THRESHOLDS}}
+        key = "lesion_free_ml_marked" if bound else "lesion_free_ml_marked_not_used_to_choose"
+        selection[key] = {"cases": lesion_free_ml["cases"], **{str(t): round(lesion_free_ml[t], 3) for t in scores}}
+    if bound:
+        selection["criterion"] = ("highest median per-volume Dice among the thresholds marking on the lesion-free "
+                                  "cases no more than the reference model at its own threshold")
+        selection["bounded_by"] = {"model": bound["reference"], "lesion_free_ml_marked": round(bound["ml"], 3)}
     write_card(card, path)
 
 
@@ -172,6 +201,14 @@ def main(argv: list[str]) -> int:
     grow = "--grow" in argv
     tta = "--tta" in argv
     adaptive = "--adaptive" in argv
+    reference = None
+    if "--bounded-by" in argv:
+        at = argv.index("--bounded-by")
+        reference = argv[at + 1] if at + 1 < len(argv) else None
+        argv = argv[:at] + argv[at + 2:]
+        if reference is None:
+            print(__doc__)
+            return 2
     argv = [a for a in argv if a not in ("--record", "--grow", "--tta", "--adaptive")]
     if len(argv) not in (3, 4):
         print(__doc__)
@@ -182,6 +219,8 @@ def main(argv: list[str]) -> int:
         return main_adaptive(argv)
     if grow:
         return main_grow(argv)
+    if reference is not None:
+        return main_bounded(argv, reference, write)
     free: dict = {}
     scores = dice_by_threshold(*argv, lesion_free_ml=free)
     print(f"cases with lesions: {len(scores[THRESHOLDS[0]])}; lesion-free cases: {free['cases']}")
@@ -195,6 +234,29 @@ def main(argv: list[str]) -> int:
         data = f"every case of {argv[1]}" if argv[2] == "-" else f"the training run's '{part}' split"
         record(argv[0], scores, best, data, free)
         print(f"threshold {best} recorded in {argv[0]}")
+    return 0
+
+
+def main_bounded(argv: list[str], reference: str, write: bool) -> int:
+    model, manifest, split_json, part = (*argv, "val")[:4]
+    bound = lesion_free_ml_at_card_threshold(Segmenter(reference, device="cpu", flip_tta=False),
+                                             manifest, split_json, part)
+    free: dict = {}
+    scores = dice_by_threshold(model, manifest, split_json, part, lesion_free_ml=free, thresholds=BOUNDED_THRESHOLDS)
+    print(f"cases with lesions: {len(scores[BOUNDED_THRESHOLDS[0]])}; lesion-free cases: {free['cases']}; "
+          f"{reference} marks {bound:.2f} ml on them at its own threshold (the bound)")
+    for t in BOUNDED_THRESHOLDS:
+        print(f"threshold {t}: median per-volume Dice {np.median(scores[t]):.4f}, mean {np.mean(scores[t]):.4f}; "
+              f"lesion-free cases {free[t]:.2f} ml{'' if free[t] <= bound else ' (over the bound)'}")
+    best = bounded_choice(scores, free, bound)
+    if best is None:
+        print("no threshold stays within the bound: nothing chosen")
+        return 1
+    print(f"highest median within the bound: {best}")
+    if write:
+        data = f"every case of {manifest}" if split_json == "-" else f"the training run's '{part}' split"
+        record(model, scores, best, data, free, {"reference": reference, "ml": bound})
+        print(f"threshold {best} recorded in {model}")
     return 0
 
 

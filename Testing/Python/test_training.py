@@ -297,24 +297,55 @@ def _report(folder: Path, rows: list[tuple[float, float, float]]) -> Path:
 
 
 def test_the_shipping_rule_reads_every_criterion_from_the_reports(tmp_path):
-    """benchmarks/fresh_heads_by_load.py --judge: each of criteria (1)-(4) fails on its own when,
-    and only when, the candidate misses its bound."""
+    """benchmarks/fresh_heads_by_load.py --judge: each criterion, (1) to (4b), fails on its own when,
+    and only when, the candidate misses its bound; the heads are compared pairwise by name."""
     rule = _load_benchmark("fresh_heads_by_load")
-    # (truth ml, predicted ml, Dice): a light, a medium and a heavy head, and a lesion-free one
-    shipped = [(1.0, 1.5, 0.30), (10.0, 9.0, 0.60), (40.0, 30.0, 0.77), (0.0, 2.0, 0.0)]
+    # (truth ml, predicted ml, Dice): ten medium heads, three heavy ones, three lesion-free ones
+    medium, heavy, free = [(5.0, 5.0, 0.5)] * 10, [(40.0, 30.0, 0.7)] * 3, [(0.0, 1.0, 0.0), (0.0, 1.0, 0.0),
+                                                                            (0.0, 10.0, 0.0)]
+    shipped = [*medium, *heavy, *free]
     ptest = [(5.0, 5.0, 0.77)]
     s_wval, s_ptest = _report(tmp_path / "s", shipped), _report(tmp_path / "sp", ptest)
 
-    def verdicts(name: str, wval: list, phantom: list) -> list[bool]:
+    def verdicts(name: str, wval: list, phantom: list = ptest) -> list[bool]:
         c_wval, c_ptest = _report(tmp_path / name, wval), _report(tmp_path / f"{name}p", phantom)
         return [v[-1] for v in rule.judge(s_wval, c_wval, s_ptest, c_ptest)]
 
-    better = [(1.0, 1.4, 0.30), (10.0, 9.5, 0.65), (40.0, 31.0, 0.77), (0.0, 1.9, 0.0)]
-    assert verdicts("good", better, [(5.0, 5.0, 0.70)]) == [True, True, True, True]
-    assert verdicts("guard", better, [(5.0, 5.0, 0.69)]) == [False, True, True, True]
-    assert verdicts("gain", [*better[:1], (10.0, 9.5, 0.61), *better[2:]], ptest) == [True, False, True, True]
-    assert verdicts("heavy", [*better[:2], (40.0, 25.0, 0.75), better[3]], ptest) == [True, True, False, True]
-    assert verdicts("free", [*better[:3], (0.0, 2.1, 0.0)], ptest) == [True, True, True, False]
+    better = [(5.0, 5.0, 0.55)] * 10
+    good_free = [(0.0, 0.9, 0.0), (0.0, 0.9, 0.0), (0.0, 9.0, 0.0)]
+    assert verdicts("good", [*better, *heavy, *good_free]) == [True] * 5
+    assert verdicts("guard", [*better, *heavy, *good_free], [(5.0, 5.0, 0.69)]) == [False, True, True, True, True]
+    mixed = [(5.0, 5.0, 0.55), (5.0, 5.0, 0.45)] * 5  # mean gain 0: the interval holds 0
+    assert verdicts("gain", [*mixed, *heavy, *good_free]) == [True, False, True, True, True]
+    much_better = [(5.0, 5.0, 0.6)] * 10
+    assert verdicts("heavy", [*much_better, *[(40.0, 25.0, 0.65)] * 3, *good_free]) == [True, True, False, True, True]
+    most_heads_more = [(0.0, 1.1, 0.0), (0.0, 1.1, 0.0), (0.0, 5.0, 0.0)]  # less in all, more on most heads
+    assert verdicts("most", [*better, *heavy, *most_heads_more]) == [True, True, True, False, True]
+    one_head_much_more = [(0.0, 0.9, 0.0), (0.0, 0.9, 0.0), (0.0, 15.0, 0.0)]
+    assert verdicts("total", [*better, *heavy, *one_head_much_more]) == [True, True, True, True, False]
+    with pytest.raises(SystemExit, match="same heads"):
+        verdicts("other", [*better, *heavy])
+
+
+def _validation_manifest(folder: Path, truths: dict[str, np.ndarray]) -> Path:
+    """A manifest of noisy FLAIRs (1 x 1 x 2 mm voxels) with the given truth masks, one case each."""
+    import SimpleITK as sitk
+
+    rows = []
+    for name, truth in truths.items():
+        flair = np.random.default_rng(0).integers(80, 120, truth.shape).astype(np.int16)
+        for kind, array in (("flair", flair), ("label", truth)):
+            image = sitk.GetImageFromArray(array)
+            image.SetSpacing((1.0, 1.0, 2.0))
+            sitk.WriteImage(image, str(folder / f"{name}_{kind}.nii.gz"))
+        rows.append({"case": name, "patient": name, "center": "A", "disease": "MS",
+                     "flair": str(folder / f"{name}_flair.nii.gz"), "label": str(folder / f"{name}_label.nii.gz")})
+    manifest = folder / "m.csv"
+    with open(manifest, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return manifest
 
 
 def test_the_threshold_sweep_reports_what_each_threshold_marks_on_lesion_free_cases(tmp_path):
@@ -323,23 +354,9 @@ def test_the_threshold_sweep_reports_what_each_threshold_marks_on_lesion_free_ca
     import SimpleITK as sitk
 
     sweep = _load_benchmark("threshold_on_validation")
-    rows = []
-    for name, lesion in (("with", True), ("free", False)):
-        flair = np.random.default_rng(0).integers(80, 120, (6, 32, 32)).astype(np.int16)
-        truth = np.zeros(flair.shape, np.uint8)
-        if lesion:
-            truth[2:4, 10:14, 10:14] = 1
-        for kind, array in (("flair", flair), ("label", truth)):
-            image = sitk.GetImageFromArray(array)
-            image.SetSpacing((1.0, 1.0, 2.0))
-            sitk.WriteImage(image, str(tmp_path / f"{name}_{kind}.nii.gz"))
-        rows.append({"case": name, "patient": name, "center": "A", "disease": "MS",
-                     "flair": str(tmp_path / f"{name}_flair.nii.gz"), "label": str(tmp_path / f"{name}_label.nii.gz")})
-    manifest = tmp_path / "m.csv"
-    with open(manifest, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    lesion = np.zeros((6, 32, 32), np.uint8)
+    lesion[2:4, 10:14, 10:14] = 1
+    manifest = _validation_manifest(tmp_path, {"with": lesion, "free": np.zeros_like(lesion)})
 
     class Stub:  # probability 0.9 on a 2x4x4 block, 0.5 on a 1x2x2 block beside it: 64 / 72 mm3
         def segment(self, image):
@@ -356,3 +373,41 @@ def test_the_threshold_sweep_reports_what_each_threshold_marks_on_lesion_free_ca
     free: dict = {}
     scores = sweep.dice_by_candidate(Stub(), str(manifest), "-", "val", (0.4, 0.8), threshold, free)
     assert scores[0.8] == [1.0] and free == {"cases": 1, 0.4: pytest.approx(0.072), 0.8: pytest.approx(0.064)}
+
+
+def test_the_bounded_threshold_rule_chooses_only_thresholds_within_the_reference_marks():
+    """threshold_on_validation.bounded_choice: the highest median among the thresholds marking no more
+    on lesion-free cases than the reference; ties keep the higher threshold; none within: None."""
+    sweep = _load_benchmark("threshold_on_validation")
+    scores = {0.5: [0.7, 0.7], 0.8: [0.6, 0.6], 0.9: [0.6, 0.6], 0.95: [0.4, 0.4]}
+    free = {"cases": 2, 0.5: 9.0, 0.8: 3.0, 0.9: 2.0, 0.95: 1.0}
+    assert sweep.bounded_choice(scores, free, 100.0) == 0.5
+    assert sweep.bounded_choice(scores, free, 3.0) == 0.9  # 0.8 and 0.9 tie on the median
+    assert sweep.bounded_choice(scores, free, 1.5) == 0.95
+    assert sweep.bounded_choice(scores, free, 0.5) is None
+    assert sweep.BOUNDED_THRESHOLDS[-3:] == (0.85, 0.9, 0.95) and 0.8 in sweep.BOUNDED_THRESHOLDS
+
+
+def test_the_bound_is_what_the_reference_marks_on_the_lesion_free_cases_alone(tmp_path):
+    """threshold_on_validation.lesion_free_ml_at_card_threshold segments only the lesion-free cases
+    and sums the volume of their masks."""
+    import SimpleITK as sitk
+
+    sweep = _load_benchmark("threshold_on_validation")
+    lesion = np.zeros((4, 16, 16), np.uint8)
+    lesion[1, 2:4, 2:4] = 1
+    empty = np.zeros_like(lesion)
+    manifest = _validation_manifest(tmp_path, {"with": lesion, "free": empty, "free2": empty})
+    seen = []
+
+    class Stub:  # marks 5 voxels of 2 mm3 on every case it is given
+        def segment(self, image):
+            seen.append(image)
+            mask = np.zeros(sitk.GetArrayFromImage(image).shape, np.uint8)
+            mask[0, 0, :5] = 1
+            out = sitk.GetImageFromArray(mask)
+            out.CopyInformation(image)
+            return type("Result", (), {"mask": out})()
+
+    assert sweep.lesion_free_ml_at_card_threshold(Stub(), str(manifest), "-") == pytest.approx(2 * 5 * 2 / 1000)
+    assert len(seen) == 2

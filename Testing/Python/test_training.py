@@ -287,12 +287,15 @@ def _load_benchmark(name: str):
     return module
 
 
-def _report(folder: Path, rows: list[tuple[float, float, float]]) -> Path:
+def _report(folder: Path, rows: list[tuple]) -> Path:
+    """A ``per_volume.csv`` of (truth ml, predicted ml, Dice[, disease]) rows; the disease is "none"
+    for an empty truth unless given."""
     folder.mkdir(parents=True)
     with open(folder / "per_volume.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["case", "truth_ml", "pred_ml", "dice"])
-        writer.writerows([(f"c{i}", *row) for i, row in enumerate(rows)])
+        writer.writerow(["case", "disease", "truth_ml", "pred_ml", "dice"])
+        writer.writerows([(f"c{i}", row[3] if len(row) > 3 else "none" if row[0] == 0 else "MS", *row[:3])
+                          for i, row in enumerate(rows)])
     return folder
 
 
@@ -325,6 +328,12 @@ def test_the_shipping_rule_reads_every_criterion_from_the_reports(tmp_path):
     assert verdicts("total", [*better, *heavy, *one_head_much_more]) == [True, True, True, True, False]
     with pytest.raises(SystemExit, match="same heads"):
         verdicts("other", [*better, *heavy])
+    # a head drawn with lesions that left none in its truth is not a lesion-free head: marks there count nowhere
+    faint = (0.0, 1.0, 0.0, "MS")
+    s_faint = _report(tmp_path / "sf", [*shipped, faint])
+    c_faint = _report(tmp_path / "cf", [*better, *heavy, *good_free, (0.0, 30.0, 0.0, "MS")])
+    assert [v[-1] for v in rule.judge(s_faint, c_faint, s_ptest, s_ptest)] == [True] * 5
+    assert rule.figures(c_faint)["lesion-free heads (n 3), ml marked in all"] == pytest.approx(10.8)
 
 
 def _validation_manifest(folder: Path, truths: dict[str, np.ndarray]) -> Path:

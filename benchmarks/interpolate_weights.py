@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Callable
 
 from deepwml.onnx_backend import export_after_training
 from deepwml.training.weight_interpolation import interpolate_models, soup_models
@@ -31,16 +32,23 @@ def main(argv: list[str]) -> int:
     parser.add_argument("out")
     parser.add_argument("--model-version", required=True)
     args = parser.parse_args(argv)
+    if soup:
+        return derived_model(parser, args.out, args.model_version,
+                             lambda: soup_models(args.models, args.out, args.model_version))
+    return derived_model(parser, args.out, args.model_version,
+                         lambda: interpolate_models(args.base, args.tuned, args.alpha, args.out, args.model_version))
+
+
+def derived_model(parser: argparse.ArgumentParser, out: str, version: str, make: Callable[[], object]) -> int:
+    """Run ``make`` (it writes a model folder into ``out`` from trained weights), then export that folder's
+    ONNX graph; a refusal or a failed export ends in one line (also ``widen_model.py``'s)."""
     try:
-        if soup:
-            soup_models(args.models, args.out, args.model_version)
-        else:
-            interpolate_models(args.base, args.tuned, args.alpha, args.out, args.model_version)
+        make()
     except ValueError as err:
         parser.error(str(err))
-    if export_after_training(Path(args.out)) is None:
-        parser.error(f"{args.out}: ONNX export failed")
-    print(f"model {args.model_version}: {args.out}")
+    if export_after_training(Path(out)) is None:
+        parser.error(f"{out}: ONNX export failed")
+    print(f"model {version}: {out}")
     return 0
 
 

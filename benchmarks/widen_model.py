@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from deepwml.onnx_backend import export_after_training
 from deepwml.training.widening import DEFAULT_NOISE, widen_model
+
+from interpolate_weights import derived_model  # a sibling script: benchmarks/ is on sys.path
 
 
 def main(argv: list[str]) -> int:
@@ -28,14 +28,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--noise", type=float, default=DEFAULT_NOISE)
     args = parser.parse_args(argv)
-    try:
-        widen_model(args.model, args.out, args.base_channels, args.model_version, args.seed, args.noise)
-    except ValueError as err:
-        parser.error(str(err))
-    if export_after_training(Path(args.out)) is None:
-        parser.error(f"{args.out}: ONNX export failed")
-    print(f"model {args.model_version}: {args.out}")
-    return 0
+    return derived_model(parser, args.out, args.model_version, lambda: widen_model(
+        args.model, args.out, args.base_channels, args.model_version, args.seed, args.noise))
 
 
 if __name__ == "__main__":

@@ -93,14 +93,21 @@ def phantom_test_median(report: Path) -> float:
     return statistics.median(h.dice for h in per_volume(report))
 
 
-def paired(shipped: Path, candidate: Path, value: str, keep: Callable[[Head], bool]) -> np.ndarray:
-    """Candidate minus shipped, head by head, of ``value`` ("pred_ml" or "dice") over the heads ``keep``
-    accepts. The two reports must hold the same heads: a judgement on different sets would compare
-    nothing."""
+def same_heads(shipped: Path, candidate: Path) -> tuple[dict[str, Head], dict[str, Head]]:
+    """Both reports' heads; refused unless they hold the same ones: a judgement on different sets
+    would compare nothing."""
     a, b = per_case(shipped), per_case(candidate)
     if a.keys() != b.keys():
         raise SystemExit(f"{shipped} and {candidate} do not hold the same heads: evaluate both on one manifest")
-    return np.array([getattr(b[case], value) - getattr(a[case], value) for case in sorted(a) if keep(a[case])])
+    return a, b
+
+
+def paired(shipped: dict[str, Head], candidate: dict[str, Head], value: str,
+           keep: Callable[[Head], bool]) -> np.ndarray:
+    """Candidate minus shipped, head by head, of ``value`` ("pred_ml" or "dice") over the heads ``keep``
+    accepts (the reports of :func:`same_heads`)."""
+    return np.array([getattr(candidate[case], value) - getattr(shipped[case], value)
+                     for case in sorted(shipped) if keep(shipped[case])])
 
 
 def bootstrap_mean_interval(differences: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES,
@@ -117,11 +124,12 @@ def judge(shipped_wval: Path, candidate_wval: Path, shipped_ptest: Path,
           candidate_ptest: Path) -> list[tuple[str, float, float, float, bool]]:
     """(criterion, shipped figure, candidate figure, bound, passed) for criteria (1)-(4); for the
     paired criteria the "shipped" figure is 0, the candidate's is its paired statistic."""
-    gain = paired(shipped_wval, candidate_wval, "dice", lambda head: head.truth_ml > 0)
+    shipped, candidate = same_heads(shipped_wval, candidate_wval)
+    gain = paired(shipped, candidate, "dice", lambda head: head.truth_ml > 0)
     low, _ = bootstrap_mean_interval(gain)
-    heavy = paired(shipped_wval, candidate_wval, "dice", lambda head: head.truth_ml >= GROUPS[-1][1])
-    free = paired(shipped_wval, candidate_wval, "pred_ml", lesion_free)
-    free_total = sum(head.pred_ml for head in per_volume(shipped_wval) if lesion_free(head))
+    heavy = paired(shipped, candidate, "dice", lambda head: head.truth_ml >= GROUPS[-1][1])
+    free = paired(shipped, candidate, "pred_ml", lesion_free)
+    free_total = sum(head.pred_ml for head in shipped.values() if lesion_free(head))
     ship_ptest, cand_ptest = phantom_test_median(shipped_ptest), phantom_test_median(candidate_ptest)
     heavy_mean = float(heavy.mean()) if len(heavy) else 0.0
     free_median = float(np.median(free)) if len(free) else 0.0

@@ -224,17 +224,25 @@ def main(argv: list[str]) -> int:
     free: dict = {}
     scores = dice_by_threshold(*argv, lesion_free_ml=free)
     print(f"cases with lesions: {len(scores[THRESHOLDS[0]])}; lesion-free cases: {free['cases']}")
-    for t in THRESHOLDS:
-        print(f"threshold {t}: median per-volume Dice {np.median(scores[t]):.4f}, mean {np.mean(scores[t]):.4f}; "
-              f"lesion-free cases {free[t]:.2f} ml marked in all (not used to choose)")
+    print_sweep(scores, free, lambda t: " marked in all (not used to choose)")
     best = max(THRESHOLDS, key=lambda t: float(np.median(scores[t])))
     print(f"highest median: {best}")
     if write:
-        part = argv[3] if len(argv) == 4 else "val"
-        data = f"every case of {argv[1]}" if argv[2] == "-" else f"the training run's '{part}' split"
-        record(argv[0], scores, best, data, free)
+        record(argv[0], scores, best, described_data(*argv), free)
         print(f"threshold {best} recorded in {argv[0]}")
     return 0
+
+
+def print_sweep(scores: dict, free: dict, note: Callable[[float], str]) -> None:
+    """One line per threshold: median and mean Dice, the ml marked on the lesion-free cases and ``note(t)``."""
+    for t in scores:
+        print(f"threshold {t}: median per-volume Dice {np.median(scores[t]):.4f}, mean {np.mean(scores[t]):.4f}; "
+              f"lesion-free cases {free[t]:.2f} ml{note(t)}")
+
+
+def described_data(model: str, manifest: str, split_json: str, part: str = "val") -> str:
+    """What the threshold was chosen on, as the card says it."""
+    return f"every case of {manifest}" if split_json == "-" else f"the training run's '{part}' split"
 
 
 def main_bounded(argv: list[str], reference: str, write: bool) -> int:
@@ -245,17 +253,14 @@ def main_bounded(argv: list[str], reference: str, write: bool) -> int:
     scores = dice_by_threshold(model, manifest, split_json, part, lesion_free_ml=free, thresholds=BOUNDED_THRESHOLDS)
     print(f"cases with lesions: {len(scores[BOUNDED_THRESHOLDS[0]])}; lesion-free cases: {free['cases']}; "
           f"{reference} marks {bound:.2f} ml on them at its own threshold (the bound)")
-    for t in BOUNDED_THRESHOLDS:
-        print(f"threshold {t}: median per-volume Dice {np.median(scores[t]):.4f}, mean {np.mean(scores[t]):.4f}; "
-              f"lesion-free cases {free[t]:.2f} ml{'' if free[t] <= bound else ' (over the bound)'}")
+    print_sweep(scores, free, lambda t: "" if free[t] <= bound else " (over the bound)")
     best = bounded_choice(scores, free, bound)
     if best is None:
         print("no threshold stays within the bound: nothing chosen")
         return 1
     print(f"highest median within the bound: {best}")
     if write:
-        data = f"every case of {manifest}" if split_json == "-" else f"the training run's '{part}' split"
-        record(model, scores, best, data, free, {"reference": reference, "ml": bound})
+        record(model, scores, best, described_data(*argv), free, {"reference": reference, "ml": bound})
         print(f"threshold {best} recorded in {model}")
     return 0
 

@@ -45,6 +45,11 @@ class UNetConfig:
                    int(data.get("in_channels", 1)), pool)
 
     @property
+    def widths(self) -> list[int]:
+        """Channels per level, top to bottom: the width doubles at every pooling."""
+        return [self.base_channels * 2 ** level for level in range(self.depth + 1)]
+
+    @property
     def divisor(self) -> int:
         """Input height and width must be multiples of this."""
         return 2 ** self.depth * self.input_pool
@@ -53,7 +58,7 @@ class UNetConfig:
 def parameter_shapes(config: UNetConfig) -> dict[str, tuple[int, ...]]:
     """Name -> shape of every weight of :class:`deepwml.unet.UNet2D` with ``config`` (its
     state-dict keys), so a weights file can be checked against the card without PyTorch."""
-    widths = [config.base_channels * 2 ** level for level in range(config.depth + 1)]
+    widths = config.widths
     shapes: dict[str, tuple[int, ...]] = {}
 
     def double_conv(prefix: str, cin: int, cout: int) -> None:

@@ -29,7 +29,7 @@ class UNet2D(nn.Module):
     def __init__(self, config: UNetConfig = UNetConfig()) -> None:
         super().__init__()
         self.config = config
-        widths = [config.base_channels * 2 ** level for level in range(config.depth + 1)]
+        widths = config.widths
         self.down = nn.ModuleList()
         cin = config.in_channels
         for w in widths[:-1]:

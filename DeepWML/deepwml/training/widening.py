@@ -27,10 +27,6 @@ from ..architecture import UNetConfig, parameter_shapes
 DEFAULT_NOISE = 0.01
 
 
-def _widths(config: UNetConfig) -> list[int]:
-    return [config.base_channels * 2 ** level for level in range(config.depth + 1)]
-
-
 def _copy_map(old: int, new: int, rng: np.random.Generator) -> np.ndarray:
     """Channel j of the widened map is channel ``map[j]`` of the old one: itself for j < old."""
     return np.concatenate([np.arange(old), rng.integers(0, old, new - old)])
@@ -56,7 +52,7 @@ def widened_weights(weights: Mapping[str, np.ndarray], config: UNetConfig, base_
         raise ValueError(f"cannot widen {config.base_channels} channels to {base_channels}")
     new_config = UNetConfig(base_channels, config.depth, config.in_channels, config.input_pool)
     rng = np.random.default_rng(seed)
-    old, new = _widths(config), _widths(new_config)
+    old, new = config.widths, new_config.widths
     out = {k: np.asarray(v).copy() for k, v in weights.items()}
     copies: dict[str, tuple[int, int]] = {}  # producing layer -> (its output axis, its old width)
 

@@ -63,21 +63,36 @@ BOUNDED_THRESHOLDS = (*THRESHOLDS, 0.85, 0.9, 0.95)
 GROW_THRESHOLDS = (None, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2)
 
 
-def cases_with_lesions(manifest: str, split_json: str, part: str = "val",
-                       lesion_free: bool = False) -> Iterator[tuple[sitk.Image, np.ndarray]]:
+def drawn_without_truth(row: dict, truth: np.ndarray) -> bool:
+    """A case drawn with lesions (its manifest's disease is not "none") whose truth ended empty: a
+    patient's few tenths of a ml on thick slices can stay under the truth's lesion fraction while the
+    image still shows them faintly. It has no Dice and is not lesion-free either (as the judge,
+    ``fresh_heads_by_load.lesion_free``); a manifest without a disease column counts it lesion-free."""
+    return not truth.any() and row.get("disease", "none") != "none"
+
+
+def cases_with_lesions(manifest: str, split_json: str, part: str = "val", lesion_free: bool = False,
+                       only_lesion_free: bool = False) -> Iterator[tuple[sitk.Image, np.ndarray]]:
     """``(image, truth)`` of the ``part`` cases of ``manifest`` (every case when ``split_json`` is
     ``-``) whose label holds lesion: Dice is undefined without, so empty cases choose nothing.
-    ``lesion_free``: the empty cases too (their truth all zero)."""
+    ``lesion_free``: the lesion-free cases too (truth all zero, nothing drawn: see
+    :func:`drawn_without_truth`); ``only_lesion_free``: those alone, and the cases whose manifest
+    names a disease are not even read."""
     assignment = None
     if split_json != "-":
         with open(split_json, encoding="utf-8") as f:
             assignment = json.load(f)["assignment"]
     with open(manifest, newline="", encoding="utf-8") as f:
         rows = [row for row in csv.DictReader(f) if assignment is None or assignment.get(row["patient"]) == part]
+    if only_lesion_free:
+        rows = [row for row in rows if row.get("disease", "none") == "none"]
     for row in tqdm(rows, desc=f"{part} cases", unit="case"):
         image = load_flair(row["flair"])
         truth = read_label(row["label"], image)
-        if lesion_free or truth.any():
+        if truth.any():
+            if not only_lesion_free:
+                yield image, truth
+        elif (lesion_free or only_lesion_free) and not drawn_without_truth(row, truth):
             yield image, truth
 
 
@@ -121,10 +136,9 @@ def lesion_free_ml_at_card_threshold(segmenter: Segmenter, manifest: str, split_
     """The volume (ml, in all) ``segmenter`` marks at its own threshold on the ``part`` cases without lesions:
     the bound of ``--bounded-by``. Only those cases are segmented."""
     marked = 0.0
-    for image, truth in cases_with_lesions(manifest, split_json, part, lesion_free=True):
-        if not truth.any():
-            mask = sitk.GetArrayFromImage(segmenter.segment(image).mask)
-            marked += float(np.count_nonzero(mask)) * voxel_volume_ml(image)
+    for image, _ in cases_with_lesions(manifest, split_json, part, only_lesion_free=True):
+        mask = sitk.GetArrayFromImage(segmenter.segment(image).mask)
+        marked += float(np.count_nonzero(mask)) * voxel_volume_ml(image)
     return marked
 
 

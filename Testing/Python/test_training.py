@@ -336,8 +336,9 @@ def test_the_shipping_rule_reads_every_criterion_from_the_reports(tmp_path):
     assert rule.figures(c_faint)["lesion-free heads (n 3), ml marked in all"] == pytest.approx(10.8)
 
 
-def _validation_manifest(folder: Path, truths: dict[str, np.ndarray]) -> Path:
-    """A manifest of noisy FLAIRs (1 x 1 x 2 mm voxels) with the given truth masks, one case each."""
+def _validation_manifest(folder: Path, truths: dict[str, np.ndarray], drawn: tuple[str, ...] = ()) -> Path:
+    """A manifest of noisy FLAIRs (1 x 1 x 2 mm voxels) with the given truth masks, one case each; its
+    disease "MS" where the truth holds lesion or the case is in ``drawn``, else "none" (as synthesis writes)."""
     import SimpleITK as sitk
 
     rows = []
@@ -347,7 +348,8 @@ def _validation_manifest(folder: Path, truths: dict[str, np.ndarray]) -> Path:
             image = sitk.GetImageFromArray(array)
             image.SetSpacing((1.0, 1.0, 2.0))
             sitk.WriteImage(image, str(folder / f"{name}_{kind}.nii.gz"))
-        rows.append({"case": name, "patient": name, "center": "A", "disease": "MS",
+        disease = "MS" if truth.any() or name in drawn else "none"
+        rows.append({"case": name, "patient": name, "center": "A", "disease": disease,
                      "flair": str(folder / f"{name}_flair.nii.gz"), "label": str(folder / f"{name}_label.nii.gz")})
     manifest = folder / "m.csv"
     with open(manifest, "w", newline="", encoding="utf-8") as handle:
@@ -359,13 +361,15 @@ def _validation_manifest(folder: Path, truths: dict[str, np.ndarray]) -> Path:
 
 def test_the_threshold_sweep_reports_what_each_threshold_marks_on_lesion_free_cases(tmp_path):
     """threshold_on_validation.dice_by_candidate: Dice only on the cases with lesions (the choice is
-    unchanged), and, when asked, the volume each threshold marks on the lesion-free ones."""
+    unchanged), and, when asked, the volume each threshold marks on the lesion-free ones; a case drawn
+    with lesions whose truth ended empty counts in neither."""
     import SimpleITK as sitk
 
     sweep = _load_benchmark("threshold_on_validation")
     lesion = np.zeros((6, 32, 32), np.uint8)
     lesion[2:4, 10:14, 10:14] = 1
-    manifest = _validation_manifest(tmp_path, {"with": lesion, "free": np.zeros_like(lesion)})
+    manifest = _validation_manifest(tmp_path, {"with": lesion, "free": np.zeros_like(lesion),
+                                               "faint": np.zeros_like(lesion)}, drawn=("faint",))
 
     class Stub:  # probability 0.9 on a 2x4x4 block, 0.5 on a 1x2x2 block beside it: 64 / 72 mm3
         def segment(self, image):
@@ -399,14 +403,16 @@ def test_the_bounded_threshold_rule_chooses_only_thresholds_within_the_reference
 
 def test_the_bound_is_what_the_reference_marks_on_the_lesion_free_cases_alone(tmp_path):
     """threshold_on_validation.lesion_free_ml_at_card_threshold segments only the lesion-free cases
-    and sums the volume of their masks."""
+    and sums the volume of their masks; a case drawn with lesions whose truth ended empty is not
+    lesion-free (the judge's definition) and is not segmented."""
     import SimpleITK as sitk
 
     sweep = _load_benchmark("threshold_on_validation")
     lesion = np.zeros((4, 16, 16), np.uint8)
     lesion[1, 2:4, 2:4] = 1
     empty = np.zeros_like(lesion)
-    manifest = _validation_manifest(tmp_path, {"with": lesion, "free": empty, "free2": empty})
+    manifest = _validation_manifest(tmp_path, {"with": lesion, "free": empty, "free2": empty, "faint": empty},
+                                    drawn=("faint",))
     seen = []
 
     class Stub:  # marks 5 voxels of 2 mm3 on every case it is given
@@ -420,3 +426,46 @@ def test_the_bound_is_what_the_reference_marks_on_the_lesion_free_cases_alone(tm
 
     assert sweep.lesion_free_ml_at_card_threshold(Stub(), str(manifest), "-") == pytest.approx(2 * 5 * 2 / 1000)
     assert len(seen) == 2
+
+
+def test_the_ensemble_probe_writes_reports_the_judge_reads(tmp_path, monkeypatch, capsys):
+    """benchmarks/ensemble_study.py: the base alone at its card threshold and the mean of the base's and a
+    member's probabilities at each threshold, one evaluate-format report per configuration, read by
+    fresh_heads_by_load like ``deepwml evaluate``'s."""
+    import sys
+
+    import SimpleITK as sitk
+
+    probe = _load_benchmark("ensemble_study")
+    rule = _load_benchmark("fresh_heads_by_load")
+    lesion = np.zeros((6, 32, 32), np.uint8)
+    lesion[2:4, 10:14, 10:14] = 1
+    manifest = _validation_manifest(tmp_path, {"with": lesion, "free": np.zeros_like(lesion)})
+
+    class Stub:  # base: 0.9 on the lesion; member: 0.5 on it and 0.9 on a block beside it
+        def __init__(self, folder=None):
+            self.member = folder == "member"
+
+        def segment(self, image):
+            prob = np.zeros(sitk.GetArrayFromImage(image).shape, np.float32)
+            prob[2:4, 10:14, 10:14] = 0.5 if self.member else 0.9
+            if self.member:
+                prob[2:4, 20:24, 20:24] = 0.9
+            out = sitk.GetImageFromArray(prob)
+            out.CopyInformation(image)
+            return type("Result", (), {"probabilities": out, "threshold": 0.8})()
+
+    monkeypatch.setattr(probe, "Segmenter", Stub)
+    monkeypatch.setattr(sys, "argv", ["ensemble_study.py", str(manifest), str(tmp_path / "out"), "--base", "bundled",
+                                      "--member", "m=member", "--thresholds", "0.4", "0.7", "0.8"])
+    probe.main()
+    heads = {name: rule.per_case(tmp_path / "out" / name) for name in ("base", "base+m@0.4", "base+m@0.7", "base+m@0.8")}
+    assert heads["base"]["with"].dice == 1.0 and heads["base"]["free"].pred_ml == pytest.approx(0.064)
+    # the mean is 0.7 on the lesion and 0.45 beside it
+    assert heads["base+m@0.4"]["with"].dice == pytest.approx(2 / 3, abs=1e-5) and heads["base+m@0.7"]["with"].dice == 1.0
+    assert heads["base+m@0.8"]["with"].dice == 0.0 and heads["base+m@0.8"]["with"].truth_ml == pytest.approx(0.064)
+    assert not heads["base"]["free"].drawn and rule.lesion_free(heads["base"]["free"])
+    printed = capsys.readouterr().out
+    # 0.4: a third of the Dice lost on the head with lesions, twice the base's marks on the lesion-free one
+    assert "base+m@0.4" in printed and "-0.3333" in printed and "0.13" in printed
+    assert probe.configurations(["a", "b"], [0.5, 0.8], ["b@0.8"]) == [("b", 0.8)]

@@ -64,7 +64,7 @@
 # models failed the phantom test guard and were not shipped.
 # Stage 9 needs stage 8's mix (mix-1.3-v4h.csv) but not its model: with stages 3-5 done,
 # STAGES="8 9" trains both, or make the mix by hand with stage 8's two mix lines. "13", "14" (after 10): the experiments of
-# synthesis v6 and v7; "15", "16" (after 13 and 14): their soup and their data together; "17" (after 11 and 16): the thin-slice model. "11 12" (after 10): the shipped
+# synthesis v6 and v7; "15", "16" (after 13 and 14): their soup and their data together; "17" (after 11 and 16): the thin-slice model; "18" (after 3-5): experiment 30, the realistic mix from scratch. "11 12" (after 10): the shipped
 # brain-mask model (stage 12 needs stage 11's mix, not its model). On a GPU, raise EPOCHS and STEPS; training runs on CUDA with --device auto.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -322,4 +322,25 @@ if [[ " $STAGES " == *" 17 "* ]]; then  # 1.6.0-thin (not shipped): a thin-slice
 mix (158 stacks of synthesis v4/v6/v7) plus 60 whole-head 1 mm 3D heads of synthesis v4 (seed 41): $DATA" \
     --precision "${PRECISION:-bf16}"
   $BIN/python benchmarks/threshold_on_validation.py "$OUT/run-thin/model" "$OUT/mix-thin.csv" "$OUT/run-thin/split.json" val --record
+fi
+if [[ " $STAGES " == *" 18 "* ]]; then  # 1.7.0-scratch (not shipped: real floors): the realistic mix from random weights
+  # (run stages 3-5 first for the v3/v4/v5 sets). Experiment 30's recipe; its run used experiment 25's mix, whose
+  # phantom copies were named by training_mix.py --phantom-copies 3, so this split is another draw of the same recipe.
+  phantom_weighted_mix
+  synth "$OUT/synth-v6-s71" 180 0 71 6
+  synth "$OUT/synth-v7-s71" 180 0 71 7
+  $BIN/python benchmarks/training_mix.py "$OUT/synth-v6-s71,$OUT/synth-v7-s71" "$OUT/phantoms" "$OUT/mix-s71-all.csv" --same-heads
+  { cat "$OUT/mix-1.4.csv"
+    awk -F, 'NR > 1 && $3 == "synthetic" {OFS=","; $1="s71-"$1; $2="s71-"$2; print}' "$OUT/mix-s71-all.csv"; } > "$OUT/mix-scratch.csv"
+  heads_options "${STEPS18:-300}"
+  SCRATCH_NOTES="Trained from random weights (no --init) on 1.5.0's training mix (360 synthesis-v4 heads seed 5, the 72 \
+lesion-free heads of synthesis v3 seed 4 and v5 seed 6, the phantoms' train/validation cases listed three times) plus 180 \
+heads of synthesis v6 (seed 71) and the same heads as v7: $DATA"
+  for stage in "${E1_18:-100} 5e-4" "${E2_18:-140} 1.5e-4"; do
+    read -r epochs lr <<< "$stage"
+    $BIN/deepwml train "$OUT/mix-scratch.csv" -o "$OUT/run-scratch" --base-channels 16 --epochs "$epochs" --lr "$lr" \
+      --model-version 1.7.0-scratch "${COMMON[@]}" --precision "${PRECISION:-bf16}" --notes "$SCRATCH_NOTES"
+  done
+  $BIN/python benchmarks/threshold_on_validation.py "$OUT/run-scratch/model" "$OUT/mix-scratch.csv" \
+    "$OUT/run-scratch/split.json" val --record
 fi

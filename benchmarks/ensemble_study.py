@@ -31,6 +31,8 @@ from deepwml.lesion_summary import mask_volume_ml
 from deepwml.segmenter import Segmenter
 from deepwml.training.manifest import read_manifest
 
+from fresh_heads_by_load import lesion_free, paired, per_case  # a sibling script: benchmarks/ is on sys.path
+
 FIELDS = ("case", "center", "disease", "slices", "truth_ml", "pred_ml", "dice")
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -89,16 +91,20 @@ def main() -> None:
             rows[f"base+{name}@{t:g}"].append(volume_row(case, truth, mean >= t, flair))
     for config, config_rows in rows.items():
         write_report(args.out / config, config_rows)
-    base_rows = {r["case"]: r for r in rows["base"]}
-    free = [c for c, r in base_rows.items() if r["truth_ml"] == 0 and r["disease"] == "none"]
+    print_summary(args.out, [config for config in rows if config != "base"])
+
+
+def print_summary(out: Path, configs: list[str]) -> None:
+    """Per configuration, read back as the judge reads reports: the mean paired Dice gain over ``base``
+    on the heads with lesions and the ml marked on the lesion-free heads."""
+    base = per_case(out / "base")
+    free = [case for case, head in base.items() if lesion_free(head)]
     print(f"{'configuration':<22} {'mean paired Dice gain':>22} {'lesion-free ml':>15}")
-    print(f"{'base alone':<22} {0.0:>22.4f} {sum(base_rows[c]['pred_ml'] for c in free):>15.2f}")
-    for config, config_rows in rows.items():
-        if config == "base":
-            continue
-        gains = [r["dice"] - base_rows[r["case"]]["dice"] for r in config_rows if r["truth_ml"] > 0]
-        marked = sum(r["pred_ml"] for r in config_rows if r["case"] in free)
-        print(f"{config:<22} {np.mean(gains):>22.4f} {marked:>15.2f}")
+    print(f"{'base alone':<22} {0.0:>22.4f} {sum(base[c].pred_ml for c in free):>15.2f}")
+    for config in configs:
+        heads = per_case(out / config)
+        gain = paired(base, heads, "dice", lambda head: head.truth_ml > 0).mean()
+        print(f"{config:<22} {gain:>22.4f} {sum(heads[c].pred_ml for c in free):>15.2f}")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import csv
 import statistics
 import sys
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable, Mapping, NamedTuple
 
 import numpy as np
 
@@ -47,6 +47,12 @@ class Head(NamedTuple):
     drawn: bool
 
 
+def drawn(row: Mapping[str, str], truth_ml: float) -> bool:
+    """Lesions were drawn in a case: its manifest's (or report's) disease is not "none"; without a disease
+    column, its truth decides. Also the threshold sweep's test (``threshold_on_validation.py``)."""
+    return row["disease"] != "none" if "disease" in row else truth_ml > 0
+
+
 def lesion_free(head: Head) -> bool:
     """Nothing drawn and nothing in the truth. Why not truth 0 alone: a head drawn with a patient's
     0.3 ml of lesions on 7 mm slices can keep none in its truth (the lesion fraction stays below 0.4 on
@@ -59,7 +65,7 @@ def per_case(report: Path) -> dict[str, Head]:
     """``{case: Head}`` of every volume of a ``deepwml evaluate`` report."""
     with open(report / "per_volume.csv", newline="", encoding="utf-8") as handle:
         return {r["case"]: Head(float(r["truth_ml"]), float(r["pred_ml"]), float(r["dice"]),
-                                r["disease"] != "none" if "disease" in r else float(r["truth_ml"]) > 0)
+                                drawn(r, float(r["truth_ml"])))
                 for r in csv.DictReader(handle)}
 
 

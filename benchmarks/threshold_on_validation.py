@@ -56,6 +56,8 @@ from deepwml.lesion_summary import voxel_volume_ml
 from deepwml.model_files import read_card, write_card
 from deepwml.segmenter import Segmenter
 
+from fresh_heads_by_load import drawn  # a sibling script: benchmarks/ is on sys.path
+
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 #: ``--bounded-by``'s grid: every fine-tune's plain curve still rose at 0.8, the top of THRESHOLDS
 BOUNDED_THRESHOLDS = (*THRESHOLDS, 0.85, 0.9, 0.95)
@@ -63,21 +65,14 @@ BOUNDED_THRESHOLDS = (*THRESHOLDS, 0.85, 0.9, 0.95)
 GROW_THRESHOLDS = (None, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2)
 
 
-def drawn_without_truth(row: dict, truth: np.ndarray) -> bool:
-    """A case drawn with lesions (its manifest's disease is not "none") whose truth ended empty: a
-    patient's few tenths of a ml on thick slices can stay under the truth's lesion fraction while the
-    image still shows them faintly. It has no Dice and is not lesion-free either (as the judge,
-    ``fresh_heads_by_load.lesion_free``); a manifest without a disease column counts it lesion-free."""
-    return not truth.any() and row.get("disease", "none") != "none"
-
-
 def cases_with_lesions(manifest: str, split_json: str, part: str = "val", lesion_free: bool = False,
                        only_lesion_free: bool = False) -> Iterator[tuple[sitk.Image, np.ndarray]]:
     """``(image, truth)`` of the ``part`` cases of ``manifest`` (every case when ``split_json`` is
     ``-``) whose label holds lesion: Dice is undefined without, so empty cases choose nothing.
-    ``lesion_free``: the lesion-free cases too (truth all zero, nothing drawn: see
-    :func:`drawn_without_truth`); ``only_lesion_free``: those alone, and the cases whose manifest
-    names a disease are not even read."""
+    ``lesion_free``: the lesion-free cases too (truth all zero and nothing drawn, as the judge counts them:
+    a case drawn with a few tenths of a ml on thick slices can keep no truth while its image shows them
+    faintly; it has no Dice and is not lesion-free either); ``only_lesion_free``: those alone, and the
+    cases whose manifest names a disease are not even read."""
     assignment = None
     if split_json != "-":
         with open(split_json, encoding="utf-8") as f:
@@ -85,14 +80,14 @@ def cases_with_lesions(manifest: str, split_json: str, part: str = "val", lesion
     with open(manifest, newline="", encoding="utf-8") as f:
         rows = [row for row in csv.DictReader(f) if assignment is None or assignment.get(row["patient"]) == part]
     if only_lesion_free:
-        rows = [row for row in rows if row.get("disease", "none") == "none"]
+        rows = [row for row in rows if not drawn(row, 0.0)]
     for row in tqdm(rows, desc=f"{part} cases", unit="case"):
         image = load_flair(row["flair"])
         truth = read_label(row["label"], image)
         if truth.any():
             if not only_lesion_free:
                 yield image, truth
-        elif (lesion_free or only_lesion_free) and not drawn_without_truth(row, truth):
+        elif (lesion_free or only_lesion_free) and not drawn(row, 0.0):
             yield image, truth
 
 

@@ -281,6 +281,8 @@ def _load_benchmark(name: str):
     import importlib.util
 
     script = Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py"
+    if str(script.parent) not in sys.path:  # as running the script does: its siblings import each other
+        sys.path.insert(0, str(script.parent))
     spec = importlib.util.spec_from_file_location(name, script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -1,4 +1,4 @@
-"""Add new synthetic heads to a training mix, keeping the mix's split (stages 11 and 13).
+"""Add new synthetic heads to a training mix, keeping the mix's split (stages 11, 13 and 19).
 
     .venv/bin/python benchmarks/mix_with_new_heads.py MIX.csv SPLIT.json SYNTH_DIR[,SYNTH_DIR...] \
         OUT.csv OUT_SPLIT.json [PREFIX]

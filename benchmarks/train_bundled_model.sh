@@ -54,6 +54,10 @@
 # 17. 1.6.0-thin (not shipped: its rules failed, README "The thin-slice model"): 1.6.0 fine-tuned on the thin (< 2 mm)
 #     cases of stages 16 and 11's mixes (benchmarks/thin_mix.py: 158 thin stacks + 60 whole-head 1 mm heads, their splits
 #     kept); 4 epochs lr 1e-4 + to 10 at 5e-5, 300 batches per epoch, bf16; for --thin-model, not as the lesion model.
+# 18. 1.7.0-scratch (not shipped: two real floors): the realistic mix from random weights (experiment 30).
+# 19. 1.7.0-v8 (experiment 32): stage 18's model fine-tuned on its mix plus 240 heads of synthesis v8 (seed 72: faint,
+#     diffuse, unlabelled white-matter brightening) added with benchmarks/mix_with_new_heads.py (stage 18's split
+#     kept); 40 epochs at 1.5e-4, 300 batches per epoch, bf16; then the threshold.
 # Synthetic heads: SynthSeg's 20 whole-head label maps + 27 real MS lesion masks, both free for
 # training (README "Synthesis"). No real scan is read: the real evaluation sets
 # (lesjak2017-ms-mni and the unlabelled heads) never enter training, tuning or selection.
@@ -64,7 +68,7 @@
 # models failed the phantom test guard and were not shipped.
 # Stage 9 needs stage 8's mix (mix-1.3-v4h.csv) but not its model: with stages 3-5 done,
 # STAGES="8 9" trains both, or make the mix by hand with stage 8's two mix lines. "13", "14" (after 10): the experiments of
-# synthesis v6 and v7; "15", "16" (after 13 and 14): their soup and their data together; "17" (after 11 and 16): the thin-slice model; "18" (after 3-5): experiment 30, the realistic mix from scratch. "11 12" (after 10): the shipped
+# synthesis v6 and v7; "15", "16" (after 13 and 14): their soup and their data together; "17" (after 11 and 16): the thin-slice model; "18" (after 3-5): experiment 30, the realistic mix from scratch; "19" (after 18): experiment 32, v8 heads added. "11 12" (after 10): the shipped
 # brain-mask model (stage 12 needs stage 11's mix, not its model). On a GPU, raise EPOCHS and STEPS; training runs on CUDA with --device auto.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -343,4 +347,19 @@ heads of synthesis v6 (seed 71) and the same heads as v7: $DATA"
   done
   $BIN/python benchmarks/threshold_on_validation.py "$OUT/run-scratch/model" "$OUT/mix-scratch.csv" \
     "$OUT/run-scratch/split.json" val --record
+fi
+if [[ " $STAGES " == *" 19 "* ]]; then  # 1.7.0-v8: stage 18's model taught to leave faint diffuse white-matter
+  # brightening alone. Experiment 32's run split its new heads 144/48/48 (make_split on them alone); mix_with_new_heads.py
+  # splits them 44/60 train, 8/60 validation, so this is another draw of the same recipe.
+  synth "$OUT/synth-v8-s72" 240 0 72 8
+  $BIN/python benchmarks/mix_with_new_heads.py "$OUT/mix-scratch.csv" "$OUT/run-scratch/split.json" "$OUT/synth-v8-s72" \
+    "$OUT/mix-v8.csv" "$OUT/split-v8.json" s72v8
+  mkdir -p "$OUT/run-v8"
+  [ -f "$OUT/run-v8/split.json" ] || cp "$OUT/split-v8.json" "$OUT/run-v8/split.json"
+  heads_options "${STEPS19:-300}"
+  $BIN/deepwml train "$OUT/mix-v8.csv" -o "$OUT/run-v8" --init "$OUT/run-scratch/model" --base-channels 16 \
+    --epochs "${E19:-40}" --lr 1.5e-4 --model-version 1.7.0-v8 "${COMMON[@]}" --precision "${PRECISION:-bf16}" \
+    --notes "Fine-tuned from 1.7.0-scratch (stage 18: random weights, 1.5.0's mix + v6/v7 heads of seed 71) on the same \
+mix plus 240 heads of synthesis v8 (seed 72: v7 + faint, diffuse, unlabelled white-matter brightening): $DATA"
+  $BIN/python benchmarks/threshold_on_validation.py "$OUT/run-v8/model" "$OUT/mix-v8.csv" "$OUT/run-v8/split.json" val --record
 fi

@@ -139,8 +139,8 @@ def test_synthesis_versions_differ_only_where_documented():
     index, _ = _case_with("real")
     v1 = make_case(index, 5, version=1)
     assert v1.info["synthesis_version"] == 1 and "confluent" not in v1.info["lesion_source"]
-    with pytest.raises(ValueError, match="synthesis version 8"):
-        make_case(index, 5, version=8)
+    with pytest.raises(ValueError, match="synthesis version 9"):
+        make_case(index, 5, version=9)
 
 
 def test_strip_skull_keeps_the_brain_and_zeroes_the_rest():
@@ -354,3 +354,42 @@ def test_synthesis_in_worker_processes_writes_the_serial_cases(tmp_path, monkeyp
     assert len(files) == 6
     for name in files:
         assert (serial.parent / name).read_bytes() == (parallel.parent / name).read_bytes(), name
+
+
+def test_v8_brightens_white_matter_faintly_and_never_labels_it():
+    """v8's diffuse white-matter brightening: a field of 1 outside cerebral white matter, at most
+    1 + the gain inside, absent when its probability is 0; a v8 case is its v7 case (truth,
+    brain, acquisition) with the white matter brighter in places and nothing else changed."""
+    from dataclasses import replace
+
+    from deepwml.synthesis.anatomy import CEREBRAL_WM, SUBJECT_LESION_LABELS, label_map_paths, load_subject
+    from deepwml.synthesis.appearance import RANGES_V7, RANGES_V8, diffuse_white_matter
+    from deepwml.synthesis.generator import make_case
+
+    subject = load_subject(label_map_paths()[0])
+    white = np.isin(subject.labels, CEREBRAL_WM + SUBJECT_LESION_LABELS)
+    assert diffuse_white_matter(subject, RANGES_V7, np.random.default_rng(0)) is None
+    for layout in ("patchy", "superior", "periventricular"):
+        ranges = replace(RANGES_V8, diffuse_wm_probability=1.0, diffuse_wm_gain=(0.1, 0.1),
+                         diffuse_wm_layouts=((layout, 1.0),))
+        field = diffuse_white_matter(subject, ranges, np.random.default_rng(3))
+        assert (field[~white] == 1).all() and field.max() <= 1.1 + 1e-6
+        assert (field[white] > 1.01).mean() > 0.02, layout  # brighter in places, not a speck
+        assert (field[white] > 1.01).mean() < 0.95, layout  # ... and not a uniform shift
+    ranges = replace(RANGES_V8, diffuse_wm_probability=1.0, diffuse_wm_layouts=(("superior", 1.0),))
+    field = diffuse_white_matter(subject, ranges, np.random.default_rng(3))
+    # gathered towards the top of the brain: the physical superior coordinate (LPS z) of the
+    # brightened voxels is above the white matter's on average
+    direction = np.asarray(subject.image.GetDirection()).reshape(3, 3)
+    k, j, i = np.nonzero(white)
+    z = direction[2] @ np.stack([i, j, k]).astype(float)  # 1 mm spacing; the origin cancels
+    bright = field[white] > 1.01
+    assert z[bright].mean() > z.mean() + 10
+
+    v7, v8 = make_case(1, 72, version=7), make_case(1, 72, version=8)
+    (f7, t7, b7), (f8, t8, b8) = _arrays(v7), _arrays(v8)
+    assert (t7 == t8).all() and (b7 == b8).all()
+    assert {k: v for k, v in v7.info.items() if k != "synthesis_version"} == \
+        {k: v for k, v in v8.info.items() if k != "synthesis_version"}
+    diff = f8.astype(float) - f7.astype(float)
+    assert (diff[b7 > 0] > 0).any() and (diff[b7 == 0] == 0).mean() > 0.99

@@ -77,6 +77,23 @@ class Ranges:
     #: None (v1-v6): one level throughout.
     rim_contrast: tuple[float, float] | None = None
     core_depth_mm: tuple[float, float] = (1.5, 4.0)
+    #: Synthesis v8: in this share of cases (with or without lesions) the cerebral white matter is
+    #: faintly, diffusely and unevenly brighter in places, and that is never labelled. Why: real
+    #: FLAIR shows it -- diffusely abnormal white matter in MS (a few to ~15 % over normal white
+    #: matter, ill-defined, often periventricular), the upper centrum semiovale brighter than the
+    #: deep white matter, thick slices mixing bright cortex into the vertex -- and raters draw only
+    #: the focal lesions. v1-v7 white matter is uniform up to voxel texture, so nothing taught the
+    #: network to leave such brightening alone; a model trained from scratch on v4-v7 marked it on
+    #: real 5 mm slabs (experiment 30, seen on a real overlay -- the idea comes from there).
+    #: 0 (v1-v7): never, and no random number is drawn for it.
+    diffuse_wm_probability: float = 0.0
+    #: peak brightening over the white matter (the field's maximum; most of it is fainter)
+    diffuse_wm_gain: tuple[float, float] = (0.04, 0.16)
+    #: size of the brightened patches (correlation length of the smooth field)
+    diffuse_wm_scale_mm: tuple[float, float] = (8.0, 24.0)
+    #: where the brightening gathers: anywhere, towards the top of the brain, around the ventricles
+    diffuse_wm_layouts: tuple[tuple[str, float], ...] = (("patchy", 0.4), ("superior", 0.35),
+                                                          ("periventricular", 0.25))
 
 
 RANGES_V2 = Ranges()
@@ -97,6 +114,8 @@ RANGES_V4 = Ranges(subject_lesions_as_wm=True, lesion_over_wm=(1.15, 1.9), lesio
 RANGES_V5 = replace(RANGES_V4, grey_below_lesion=(0.3, 0.9))
 #: Synthesis v7: v4 with faint rims and bright cores (see Ranges.rim_contrast).
 RANGES_V7 = replace(RANGES_V4, rim_contrast=(0.3, 0.75))
+#: Synthesis v8: v7 with faint, diffuse, unlabelled white-matter brightening (see Ranges.diffuse_wm_probability).
+RANGES_V8 = replace(RANGES_V7, diffuse_wm_probability=0.7)
 #: The default version's ranges (v3, the data of the shipped model; see generator.SYNTHESIS_VERSION).
 RANGES = RANGES_V3
 #: Synthesis v1 (the data of model 1.0.0): brighter lesions, rarely faint.
@@ -220,6 +239,7 @@ def paint(subject: SubjectAnatomy, lesions: np.ndarray, rng: np.random.Generator
     if texture > 0:
         image *= 1 + np.float32(texture) * rng.standard_normal(image.shape, dtype=np.float32)
     normal_bright_spots(subject, image, rng, ranges)
+    lesion_image = None
     if lesions.any():
         level = lesion_level(rng, cortex, wm, ranges)
         # lesions are not uniform: +-15 % smooth variation within and between lesions
@@ -235,7 +255,64 @@ def paint(subject: SubjectAnatomy, lesions: np.ndarray, rng: np.random.Generator
         if ranges.rim_contrast is not None:
             # a child generator again (the second spawn, so not the grey cap's): v7 = v6 + rims
             lesion_image = wm + (lesion_image - wm) * core_profile(lesions, ranges, rng.spawn(2)[1])
+    if ranges.diffuse_wm_probability > 0:
+        # a child generator drawn after the others: a v8 case is its v7 case with brighter white
+        # matter in places; lesions ride on it, so their contrast over their surroundings stays
+        brightening = diffuse_white_matter(subject, ranges, rng.spawn(3)[2])
+        if brightening is not None:
+            image *= brightening
+            if lesion_image is not None:
+                lesion_image *= brightening
+    if lesion_image is not None:
         lo, hi = ranges.paint_ramp
         weight = np.clip((lesions - lo) / (hi - lo), 0.0, 1.0)
         image = image * (1 - weight) + lesion_image * weight
     return ndimage.gaussian_filter(image, _u(rng, ranges.blur_mm)).astype(np.float32)
+
+
+def _smooth_noise(shape: tuple[int, ...], scale_mm: float, rng: np.random.Generator) -> np.ndarray:
+    """Zero-mean, unit-variance noise correlated over about ``scale_mm`` (1 mm grid): drawn on a
+    coarse grid and interpolated, so a 256^3 field costs a zoom, not a large Gaussian filter."""
+    coarse = [max(2, int(round(s / scale_mm)) + 2) for s in shape]
+    field = ndimage.gaussian_filter(rng.standard_normal(coarse).astype(np.float32), 0.7)
+    field = ndimage.zoom(field, [(s + scale_mm) / c for s, c in zip(shape, coarse)], order=1)
+    field = field[tuple(slice(0, s) for s in shape)]
+    return (field - field.mean()) / (field.std() + 1e-6)
+
+
+def _superior_mm(subject: SubjectAnatomy) -> np.ndarray:
+    """Physical superior coordinate (LPS z, mm) of every voxel of the ``[k, j, i]`` arrays."""
+    image = subject.image
+    direction = np.asarray(image.GetDirection(), float).reshape(3, 3)
+    step = direction[2] * np.asarray(image.GetSpacing(), float)  # z change per i, j, k step
+    k, j, i = np.ogrid[tuple(slice(0, s) for s in subject.shape)]
+    return (image.GetOrigin()[2] + step[0] * i + step[1] * j + step[2] * k).astype(np.float32)
+
+
+def diffuse_white_matter(subject: SubjectAnatomy, ranges: Ranges,
+                         rng: np.random.Generator) -> np.ndarray | None:
+    """A multiplicative field (1 outside cerebral white matter) that brightens the white matter
+    faintly and unevenly in a share of cases (:attr:`Ranges.diffuse_wm_probability`), or None.
+    Patchy smooth noise thresholded at a random level, gathered by the case's layout, with
+    finer texture on top: ill-defined and textured like diffusely abnormal white matter, not a
+    smooth shading (a smooth ramp over the upper head did not reproduce what real slabs show)."""
+    if rng.random() >= ranges.diffuse_wm_probability:
+        return None
+    names = [name for name, _ in ranges.diffuse_wm_layouts]
+    weights = np.asarray([w for _, w in ranges.diffuse_wm_layouts], float)
+    layout = str(rng.choice(names, p=weights / weights.sum()))
+    shape = subject.shape
+    patches = np.clip(_smooth_noise(shape, _u(rng, ranges.diffuse_wm_scale_mm), rng) - rng.uniform(-0.5, 0.8),
+                      0.0, None)
+    patches /= patches.max() + 1e-6
+    if layout == "superior":
+        wm_z = _superior_mm(subject)
+        z = np.broadcast_to(wm_z, shape)[np.isin(subject.labels, CEREBRAL_WM)]
+        low, top = np.percentile(z, rng.uniform(30, 60)), np.percentile(z, 99)
+        patches = np.maximum(patches, 0.5) * np.clip((wm_z - low) / max(top - low, 1.0), 0.0, 1.0)
+    elif layout == "periventricular":
+        patches = np.maximum(patches, 0.4) * np.exp(-subject.tissue.ventricle_distance_mm / rng.uniform(5.0, 15.0))
+    texture = np.clip(1 + rng.uniform(0.2, 0.5) * _smooth_noise(shape, rng.uniform(2.0, 4.0), rng), 0.0, None)
+    field = np.float32(_u(rng, ranges.diffuse_wm_gain)) * np.clip(patches * texture, 0.0, 1.0)
+    white = np.isin(subject.labels, CEREBRAL_WM + SUBJECT_LESION_LABELS)
+    return np.where(white, 1.0 + field, 1.0).astype(np.float32)

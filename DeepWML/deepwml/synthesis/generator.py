@@ -23,7 +23,7 @@ from ..phantom.generator import TRUTH_FRACTION
 from ..process_pool import map_in_chunks
 from .acquisition import SKULL_STRIPPED_PROBABILITY, degrade, draw_acquisition, resample, strip_skull
 from .anatomy import BRAIN, label_map_paths, load_subject
-from .appearance import RANGES_V1, RANGES_V2, RANGES_V3, RANGES_V4, RANGES_V5, RANGES_V7, Ranges, paint
+from .appearance import RANGES_V1, RANGES_V2, RANGES_V3, RANGES_V4, RANGES_V5, RANGES_V7, RANGES_V8, Ranges, paint
 from .lesions import (CONFLUENT_MAX_LOAD_ML, grow_confluent, lesion_load_ml,
                       lesion_mask_paths, pattern_lesions, real_lesions)
 
@@ -70,6 +70,9 @@ class SynthesisVersion:
 #: infratentorial lesions together.
 #: v7: v6 with lesions fainter at their rim than in their core (appearance.Ranges.rim_contrast);
 #: drawn from a child generator, so a v7 case is its v6 case with other lesion intensities.
+#: v8: v7 with faint, diffuse, unlabelled white-matter brightening in 70 % of the cases
+#: (appearance.Ranges.diffuse_wm_probability); a child generator again, so a v8 case is its v7
+#: case with the white matter brighter in places.
 REAL_MASK_COUNTS_V6 = {1: 0.4, 2: 0.35, 3: 0.25}
 VERSIONS = {
     1: SynthesisVersion(RANGES_V1, 0.0, plausible_confluent_loads=False, skull_stripping=False),
@@ -80,6 +83,8 @@ VERSIONS = {
     6: SynthesisVersion(RANGES_V4, 0.45, plausible_confluent_loads=True, skull_stripping=True,
                         real_mask_counts=REAL_MASK_COUNTS_V6),
     7: SynthesisVersion(RANGES_V7, 0.45, plausible_confluent_loads=True, skull_stripping=True,
+                        real_mask_counts=REAL_MASK_COUNTS_V6),
+    8: SynthesisVersion(RANGES_V8, 0.45, plausible_confluent_loads=True, skull_stripping=True,
                         real_mask_counts=REAL_MASK_COUNTS_V6),
 }
 #: The default stays v3, the data of model 1.2.0: models trained on v4 or v5 alone were better on the

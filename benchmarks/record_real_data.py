@@ -37,7 +37,9 @@ def real_data_figures(real_out: Path) -> dict:
             # two scans are called FLAIR: name the near-healthy 3D one by its dataset
             name = row["scan"] if row["scan"] != "FLAIR" else "FLAIR(rorden)"
             heads[name] = {"pred_ml": float(row["pred_ml"]), "lesions": int(row["lesions"]),
-                           "outside_ml": float(row["outside_ml"])}
+                           "outside_ml": float(row["outside_ml"]),
+                           # the marks' brightness over white matter (older sanity tables lack it)
+                           "marked_over_wm": _number(row.get("marked_over_wm", ""))}
     # evaluate's summary says whether the flipped pass ran (reports from before it said so: no TTA)
     tta = json.loads((real_out / next(iter(REPORTS)) / "summary.json").read_text()).get("flip_tta", False)
     return {"note": "evaluation only: never used for training, tuning or checkpoint selection; see README "

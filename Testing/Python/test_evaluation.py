@@ -155,3 +155,26 @@ def test_evaluate_takes_segment_tta_and_says_so(phantom_set, tiny_model_dir, tmp
     assert tta["flip_tta"] is True and plain["flip_tta"] is False
     assert "flip test-time augmentation" in (tmp_path / "tta" / "report.html").read_text(encoding="utf-8")
     assert "flip test-time augmentation" not in (tmp_path / "plain" / "report.html").read_text(encoding="utf-8")
+
+
+def test_marked_over_white_matter_reads_the_scans_own_white_matter_level():
+    """The white-matter level is the mode of the brain's brighter half, whatever the scale; marks
+    on lesions score their contrast, marks on white matter about 1, no marks or no brain nothing."""
+    from deepwml.evaluation.mark_contrast import marked_over_white_matter, white_matter_level
+
+    rng = np.random.default_rng(0)
+    shape = (20, 64, 64)
+    tissue = rng.choice([0, 1, 2], size=shape, p=[0.15, 0.6, 0.25])  # fluid, white matter, cortex
+    flair = np.choose(tissue, [20.0, 100.0, 125.0]) + rng.normal(0, 3, shape)
+    lesion = np.zeros(shape, bool)
+    lesion[8:12, 20:30, 20:30] = True
+    flair[lesion] = 150 + rng.normal(0, 3, int(lesion.sum()))
+    brain = np.ones(shape, bool)
+    brain[:, :2] = False
+    assert white_matter_level(flair, brain) == pytest.approx(100, abs=3)
+    assert white_matter_level(7 * flair + 1000, brain) == pytest.approx(7 * 100 + 1000, rel=0.01)
+    assert marked_over_white_matter(flair, brain, lesion) == pytest.approx(1.5, abs=0.05)
+    on_white = (tissue == 1) & ~lesion
+    assert marked_over_white_matter(flair, brain, on_white) == pytest.approx(1.0, abs=0.04)
+    assert marked_over_white_matter(flair, brain, np.zeros(shape, bool)) is None
+    assert marked_over_white_matter(flair, np.zeros(shape, bool), lesion) is None

@@ -61,13 +61,15 @@ def test_whole_head_2d_scan_segment_and_sanity_report(tmp_path):
     assert int(row["lesions"]) == summary["lesion_count"]
     assert floors["brain_ml_range"][0] <= float(row["brain_ml"]) <= floors["brain_ml_range"][1]
     assert float(row["outside_ml"]) <= floors["outside_ml_max"]
+    # what it marks is hyperintense against the scan's own white matter, not normal-looking white matter
+    assert float(row["marked_over_wm"]) >= floors["marked_over_wm_min"], row["marked_over_wm"]
     # the segmenter's own brain mask agrees with the registration mask's brain volume
     assert summary["brain_mask"]["applied"] and float(row["net_brain_ml"]) == pytest.approx(float(row["brain_ml"]),
                                                                                             rel=0.1)
     for name in ("study1_FLAIR_brain.nii.gz", "study1_FLAIR_wmh.nii.gz"):
         assert same_grid(sitk.ReadImage(str(tmp_path / "sanity" / "masks" / name)), flair)
     page = (tmp_path / "sanity" / "sanity.html").read_text(encoding="utf-8")
-    for part in ("study1_FLAIR", "outside_ml", "3 mm", "brain mask", "data:image/png;base64"):
+    for part in ("study1_FLAIR", "outside_ml", "marked_over_wm", "3 mm", "brain mask", "data:image/png;base64"):
         assert part in page
     assert (tmp_path / "sanity" / "sheets" / "study1_FLAIR.png").stat().st_size > 10_000
 
@@ -84,6 +86,7 @@ def test_near_healthy_3d_head_stays_under_its_ceiling(tmp_path):
     assert float(row["slab_mm"]) == ceiling["thin_slab_mm"]
     assert float(row["pred_ml"]) <= ceiling["pred_ml_max"], row["pred_ml"]
     assert float(row["outside_ml"]) <= ceiling["outside_ml_max"], row["outside_ml"]
+    assert float(row["marked_over_wm"]) >= ceiling["marked_over_wm_min"], row["marked_over_wm"]
     low, high = ceiling["net_brain_ml_range"]
     assert low <= float(row["net_brain_ml"]) <= high and float(row["removed_ml"]) > 0.0
 

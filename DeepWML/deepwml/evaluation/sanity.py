@@ -29,12 +29,13 @@ from ..slice_layout import plan_slices
 from .brain_mask import brain_mask, outside_mask
 from .case_overlays import file_stem
 from .contact_sheet import plot_contact_sheet
+from .mark_contrast import marked_over_white_matter
 from .report_html import figure_tag, html_page, table_html
 
 log = logging.getLogger(__name__)
 
 SUMMARY_FIELDS = ("scan", "slices", "slice_mm", "slab_mm", "model", "pred_ml", "lesions", "outside_ml",
-                  "outside_percent", "brain_ml", "net_brain_ml", "removed_ml", "segment_s", "brain_mask_s")
+                  "outside_percent", "marked_over_wm", "brain_ml", "net_brain_ml", "removed_ml", "segment_s", "brain_mask_s")
 
 
 def unique_names(paths: Sequence[Path]) -> list[str]:
@@ -64,6 +65,7 @@ def check_scan(path: Path, flair: sitk.Image, segmenter: Segmenter, tolerance_mm
     write_image_atomic(brain, out_dir / "masks" / f"{name}_brain.nii.gz")
     layout = plan_slices(flair)
     brain_arr = sitk.GetArrayViewFromImage(brain) > 0
+    contrast = marked_over_white_matter(sitk.GetArrayViewFromImage(flair), brain_arr, lesion)
     stacks = [layout.to_slices(a) for a in (sitk.GetArrayViewFromImage(flair), lesion, brain_arr, outside)]
     sheet = plot_contact_sheet(*stacks, layout.in_plane_spacing_mm, out_dir / "sheets" / f"{name}.png",
                                f"{name}: {pred_ml:.1f} ml predicted, {outside_ml:.1f} ml beyond "
@@ -74,6 +76,7 @@ def check_scan(path: Path, flair: sitk.Image, segmenter: Segmenter, tolerance_mm
             "pred_ml": round(pred_ml, 3), "lesions": count_lesions(lesion),
             "outside_ml": round(outside_ml, 3),
             "outside_percent": round(100.0 * outside_ml / pred_ml, 1) if pred_ml else 0.0,
+            "marked_over_wm": round(contrast, 2) if contrast is not None else "",
             "brain_ml": round(float(brain_arr.sum()) * voxel_ml, 1),
             # the segmenter's own brain-mask network (not the registration mask above): its brain
             # and the lesion volume it removed; empty without one, or when it was not trusted
@@ -164,7 +167,9 @@ No labels: these are plausibility checks, not accuracy.</p>
 belong to the brain; the tolerance absorbs the mask's few-millimetre registration error). The brain
 mask does not come from the model: the MNI ICBM152 2009a template is registered (affine, mutual
 information) to each FLAIR and its brain mask warped onto the scan; <b>brain_ml</b> checks it
-(an adult brain is about 1.0-1.8 l).</p>
+(an adult brain is about 1.0-1.8 l). <b>marked_over_wm</b>: the median intensity of the predicted lesion
+over the scan's white-matter level (the mode of the brain's intensities above their median; empty when nothing
+is marked). Lesions are brighter than white matter: marks near 1.0 are normal-looking white matter.</p>
 <p class='note'>Sheets: every k-th acquisition slice; red outline = predicted lesion, yellow fill = predicted
 lesion outside the brain tolerance, cyan outline = brain mask. Rows = posterior down, columns = patient's
 left on the right (radiological view after reorientation).</p>

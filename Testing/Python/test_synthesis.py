@@ -139,8 +139,8 @@ def test_synthesis_versions_differ_only_where_documented():
     index, _ = _case_with("real")
     v1 = make_case(index, 5, version=1)
     assert v1.info["synthesis_version"] == 1 and "confluent" not in v1.info["lesion_source"]
-    with pytest.raises(ValueError, match="synthesis version 9"):
-        make_case(index, 5, version=9)
+    with pytest.raises(ValueError, match="synthesis version 10"):
+        make_case(index, 5, version=10)
 
 
 def test_strip_skull_keeps_the_brain_and_zeroes_the_rest():
@@ -393,3 +393,40 @@ def test_v8_brightens_white_matter_faintly_and_never_labels_it():
         {k: v for k, v in v8.info.items() if k != "synthesis_version"}
     diff = f8.astype(float) - f7.astype(float)
     assert (diff[b7 > 0] > 0).any() and (diff[b7 == 0] == 0).mean() > 0.99
+
+
+def test_v9_labels_only_the_visibly_brighter_lesion_voxels():
+    """v9 paints v7's image and labels a lesion voxel only where the painted image is at least
+    min_visible_contrast times the image without the lesion: same FLAIR, brain and acquisition as
+    its v7 case, a truth inside v7's, and what it drops was faint."""
+    from dataclasses import replace
+
+    from deepwml.synthesis.anatomy import CEREBRAL_WM, label_map_paths, load_subject
+    from deepwml.synthesis.appearance import RANGES_V7, RANGES_V9, paint_with_truth
+    from deepwml.synthesis.generator import make_case
+
+    assert RANGES_V7.min_visible_contrast is None and RANGES_V9.min_visible_contrast == 1.08
+    subject = load_subject(label_map_paths()[0])
+    lesions = np.zeros(subject.shape, np.float32)
+    deep_white = ndimage.binary_erosion(np.isin(subject.labels, CEREBRAL_WM), np.ones((3, 3, 3)), iterations=6)
+    centre = np.argwhere(deep_white)[0]
+    box = tuple(slice(int(c) - 5, int(c) + 6) for c in centre)  # 11 mm, all white matter
+    lesions[box] = 1.0
+    # lesions vary +-15 % and white matter +-5 %: 0.8x stays under 1.08x its background, 1.6x over it
+    faint = replace(RANGES_V9, lesion_over_wm=(0.8, 0.8), lesion_over_cortex=(0.0, 0.0),
+                    faint_lesion_probability=0.0, rim_contrast=None, texture_std=(0.0, 0.0))
+    _, truth = paint_with_truth(subject, lesions, np.random.default_rng(0), faint)
+    assert not truth.any()  # drawn, not visibly brighter: not labelled
+    bright = replace(faint, lesion_over_wm=(1.6, 1.6))
+    _, truth = paint_with_truth(subject, lesions, np.random.default_rng(0), bright)
+    assert np.array_equal(truth, lesions)  # visibly brighter throughout: labelled as drawn
+    # v1-v8 label the mask as drawn
+    assert paint_with_truth(subject, lesions, np.random.default_rng(0), RANGES_V7)[1] is lesions
+
+    v7, v9 = make_case(2, 72, version=7), make_case(2, 72, version=9)
+    (f7, t7, b7), (f9, t9, b9) = _arrays(v7), _arrays(v9)
+    assert (f7 == f9).all() and (b7 == b9).all() and (t9 <= t7).all() and 0 < t9.sum() < t7.sum()
+    assert {k: v for k, v in v7.info.items() if k != "synthesis_version"} == \
+        {k: v for k, v in v9.info.items() if k != "synthesis_version"}
+    dropped = (t7 > 0) & (t9 == 0)
+    assert np.median(f7[dropped].astype(float)) < np.median(f7[t9 > 0].astype(float))

@@ -23,7 +23,7 @@ from ..phantom.generator import TRUTH_FRACTION
 from ..process_pool import map_in_chunks
 from .acquisition import SKULL_STRIPPED_PROBABILITY, degrade, draw_acquisition, resample, strip_skull
 from .anatomy import BRAIN, label_map_paths, load_subject
-from .appearance import RANGES_V1, RANGES_V2, RANGES_V3, RANGES_V4, RANGES_V5, RANGES_V7, RANGES_V8, Ranges, paint
+from .appearance import RANGES_V1, RANGES_V2, RANGES_V3, RANGES_V4, RANGES_V5, RANGES_V7, RANGES_V8, RANGES_V9, Ranges, paint_with_truth
 from .lesions import (CONFLUENT_MAX_LOAD_ML, grow_confluent, lesion_load_ml,
                       lesion_mask_paths, pattern_lesions, real_lesions)
 
@@ -73,6 +73,9 @@ class SynthesisVersion:
 #: v8: v7 with faint, diffuse, unlabelled white-matter brightening in 70 % of the cases
 #: (appearance.Ranges.diffuse_wm_probability); a child generator again, so a v8 case is its v7
 #: case with the white matter brighter in places.
+#: v9: v7's images with only the visibly brighter lesion voxels labelled (>= 1.08x the image
+#: without the lesion; appearance.Ranges.min_visible_contrast); no new random draw, so a v9 case is
+#: its v7 case with a smaller truth where lesions are faint.
 REAL_MASK_COUNTS_V6 = {1: 0.4, 2: 0.35, 3: 0.25}
 VERSIONS = {
     1: SynthesisVersion(RANGES_V1, 0.0, plausible_confluent_loads=False, skull_stripping=False),
@@ -85,6 +88,8 @@ VERSIONS = {
     7: SynthesisVersion(RANGES_V7, 0.45, plausible_confluent_loads=True, skull_stripping=True,
                         real_mask_counts=REAL_MASK_COUNTS_V6),
     8: SynthesisVersion(RANGES_V8, 0.45, plausible_confluent_loads=True, skull_stripping=True,
+                        real_mask_counts=REAL_MASK_COUNTS_V6),
+    9: SynthesisVersion(RANGES_V9, 0.45, plausible_confluent_loads=True, skull_stripping=True,
                         real_mask_counts=REAL_MASK_COUNTS_V6),
 }
 #: The default stays v3, the data of model 1.2.0: models trained on v4 or v5 alone were better on the
@@ -157,7 +162,7 @@ def make_case(index: int, seed: int, label_maps: list[Path] | None = None,
         confluent = False  # already a heavy load: growing it would paint most of the white matter
     if confluent:
         lesions = grow_confluent(lesions, subject, rng)
-    flair_1mm = paint(subject, lesions, rng, settings.appearance)
+    flair_1mm, lesions = paint_with_truth(subject, lesions, rng, settings.appearance)
     brain = np.isin(subject.labels, BRAIN).astype(np.float32)
     acq = dict(acquisition) if acquisition is not None else draw_acquisition(rng)
     flair, soft, brain_soft = resample(np.stack([flair_1mm, lesions, brain]), subject.image, acq,

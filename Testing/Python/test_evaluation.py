@@ -178,3 +178,5 @@ def test_marked_over_white_matter_reads_the_scans_own_white_matter_level():
     assert marked_over_white_matter(flair, brain, on_white) == pytest.approx(1.0, abs=0.04)
     assert marked_over_white_matter(flair, brain, np.zeros(shape, bool)) is None
     assert marked_over_white_matter(flair, np.zeros(shape, bool), lesion) is None
+    zscored = (flair - flair.mean()) / flair.std()  # no zero meaning "no signal": no ratio
+    assert white_matter_level(zscored, brain) is None and marked_over_white_matter(zscored, brain, lesion) is None

@@ -20,14 +20,17 @@ BINS = 128
 
 
 def white_matter_level(flair: np.ndarray, brain: np.ndarray) -> float | None:
-    """The mode of the brain's intensities above their median, or None for an empty brain.
+    """The mode of the brain's intensities above their median; None for an empty brain or a
+    volume with negative intensities in the brain.
 
     Why this proxy: on FLAIR the white matter is the largest class of the brain's brighter half
     (fluid is dark; cortex is brighter but thinner, and partial volume spreads it), so its peak is
     the mode there, whatever the scanner's scale; no tissue segmentation is needed. Lightly
     smoothed, so noise does not pick a stray bin."""
     values = np.asarray(flair, np.float64)[np.asarray(brain, bool)]
-    if values.size < 100:
+    if values.size < 100 or np.percentile(values, 1) < 0:
+        # a ratio needs zero to mean no signal, as scanner output does; a z-scored volume (the
+        # BraTS scan: brain median near 0) has no such zero and gave 28.6
         return None
     low, high = np.median(values), np.percentile(values, 99.5)
     if not high > low:

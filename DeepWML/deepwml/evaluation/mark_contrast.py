@@ -27,7 +27,7 @@ def white_matter_level(flair: np.ndarray, brain: np.ndarray) -> float | None:
     (fluid is dark; cortex is brighter but thinner, and partial volume spreads it), so its peak is
     the mode there, whatever the scanner's scale; no tissue segmentation is needed. Lightly
     smoothed, so noise does not pick a stray bin."""
-    values = np.asarray(flair, np.float64)[np.asarray(brain, bool)]
+    values = np.asarray(flair)[np.asarray(brain, bool)].astype(np.float64)  # the brain's voxels only
     if values.size < 100 or np.percentile(values, 1) < 0:
         # a ratio needs zero to mean no signal, as scanner output does; a z-scored volume (the
         # BraTS scan: brain median near 0) has no such zero and gave 28.6
@@ -50,4 +50,4 @@ def marked_over_white_matter(flair: np.ndarray, brain: np.ndarray, lesion: np.nd
     level = white_matter_level(flair, brain)
     if level is None:
         return None
-    return float(np.median(np.asarray(flair, np.float64)[lesion])) / level
+    return float(np.median(np.asarray(flair)[lesion].astype(np.float64))) / level

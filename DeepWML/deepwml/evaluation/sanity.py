@@ -35,7 +35,8 @@ from .report_html import figure_tag, html_page, table_html
 log = logging.getLogger(__name__)
 
 SUMMARY_FIELDS = ("scan", "slices", "slice_mm", "slab_mm", "model", "pred_ml", "lesions", "outside_ml",
-                  "outside_percent", "marked_over_wm", "brain_ml", "net_brain_ml", "removed_ml", "segment_s", "brain_mask_s")
+                  "outside_percent", "marked_over_wm", "brain_ml", "net_brain_ml", "removed_ml", "segment_s",
+                  "brain_mask_s")
 
 
 def unique_names(paths: Sequence[Path]) -> list[str]:
@@ -65,8 +66,9 @@ def check_scan(path: Path, flair: sitk.Image, segmenter: Segmenter, tolerance_mm
     write_image_atomic(brain, out_dir / "masks" / f"{name}_brain.nii.gz")
     layout = plan_slices(flair)
     brain_arr = sitk.GetArrayViewFromImage(brain) > 0
-    contrast = marked_over_white_matter(sitk.GetArrayViewFromImage(flair), brain_arr, lesion)
-    stacks = [layout.to_slices(a) for a in (sitk.GetArrayViewFromImage(flair), lesion, brain_arr, outside)]
+    flair_arr = sitk.GetArrayViewFromImage(flair)
+    contrast = marked_over_white_matter(flair_arr, brain_arr, lesion)
+    stacks = [layout.to_slices(a) for a in (flair_arr, lesion, brain_arr, outside)]
     sheet = plot_contact_sheet(*stacks, layout.in_plane_spacing_mm, out_dir / "sheets" / f"{name}.png",
                                f"{name}: {pred_ml:.1f} ml predicted, {outside_ml:.1f} ml beyond "
                                f"{tolerance_mm:g} mm of the brain mask", step)

@@ -23,7 +23,8 @@ from ..phantom.generator import TRUTH_FRACTION
 from ..process_pool import map_in_chunks
 from .acquisition import SKULL_STRIPPED_PROBABILITY, degrade, draw_acquisition, resample, strip_skull
 from .anatomy import BRAIN, label_map_paths, load_subject
-from .appearance import RANGES_V1, RANGES_V2, RANGES_V3, RANGES_V4, RANGES_V5, RANGES_V7, RANGES_V8, RANGES_V9, Ranges, paint_with_truth
+from .appearance import (RANGES_V1, RANGES_V2, RANGES_V3, RANGES_V4, RANGES_V5, RANGES_V7, RANGES_V8, RANGES_V9,
+                         Ranges, paint_with_truth)
 from .lesions import (CONFLUENT_MAX_LOAD_ML, grow_confluent, lesion_load_ml,
                       lesion_mask_paths, pattern_lesions, real_lesions)
 

@@ -61,6 +61,10 @@
 # 20. 1.7.0-v9 (experiment 34): stage 18's model fine-tuned on stage 18's mix with its synthetic heads regenerated as
 #     synthesis v9 (only visibly brighter lesion voxels labelled) under the same case names, so stage 18's split holds;
 #     30 epochs at 1.5e-4, 300 batches per epoch, bf16; then the threshold.
+# 21. 1.7.0-v10 (experiment 36): stage 18's recipe from random weights on stage 18's mix with its heads with lesions
+#     regenerated as synthesis v10 (every real mask moved by a random rigid motion in MNI space) under the same case
+#     names and split (benchmarks/mix_with_regenerated_heads.py, as stage 20); 70 epochs at 5e-4, then to 100 at
+#     1.5e-4, 300 batches per epoch, bf16; then the threshold.
 # Synthetic heads: SynthSeg's 20 whole-head label maps + 27 real MS lesion masks, both free for
 # training (README "Synthesis"). No real scan is read: the real evaluation sets
 # (lesjak2017-ms-mni and the unlabelled heads) never enter training, tuning or selection.
@@ -71,7 +75,7 @@
 # models failed the phantom test guard and were not shipped.
 # Stage 9 needs stage 8's mix (mix-1.3-v4h.csv) but not its model: with stages 3-5 done,
 # STAGES="8 9" trains both, or make the mix by hand with stage 8's two mix lines. "13", "14" (after 10): the experiments of
-# synthesis v6 and v7; "15", "16" (after 13 and 14): their soup and their data together; "17" (after 11 and 16): the thin-slice model; "18" (after 3-5): experiment 30, the realistic mix from scratch; "19" (after 18): experiment 32, v8 heads added; "20" (after 18): experiment 34, the heads as v9. "11 12" (after 10): the shipped
+# synthesis v6 and v7; "15", "16" (after 13 and 14): their soup and their data together; "17" (after 11 and 16): the thin-slice model; "18" (after 3-5): experiment 30, the realistic mix from scratch; "19" (after 18): experiment 32, v8 heads added; "20" (after 18): experiment 34, the heads as v9; "21" (after 18): experiment 36, the heads as v10 from random weights. "11 12" (after 10): the shipped
 # brain-mask model (stage 12 needs stage 11's mix, not its model). On a GPU, raise EPOCHS and STEPS; training runs on CUDA with --device auto.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -372,25 +376,8 @@ if [[ " $STAGES " == *" 20 "* ]]; then  # 1.7.0-v9: stage 18's model on its own 
   # and every v6/v7 head of seed 71 becomes the v9 head of the same seed and index (v6 and v7 rows both point to it).
   synth "$OUT/synth-v9-s5" 360 0 5 9
   synth "$OUT/synth-v9-s71" 180 0 71 9
-  $BIN/python - "$OUT" <<'PY'
-import csv, re, sys
-from pathlib import Path
-out = Path(sys.argv[1]).resolve()
-def disease(folder: Path) -> dict:
-    return {r["case"]: r["disease"] for r in csv.DictReader(open(folder / "manifest.csv"))}
-sets = {"5": out / "synth-v9-s5", "71": out / "synth-v9-s71"}
-diseases = {seed: disease(folder) for seed, folder in sets.items()}
-rows = list(csv.DictReader(open(out / "mix-scratch.csv")))
-for row in rows:
-    found = re.search(r"/(synth-v4a|synth-v4b|synth-v6-s71|synth-v7-s71)/(synth\d+)/", row["flair"])
-    if found:
-        seed = "71" if "s71" in found.group(1) else "5"
-        head = sets[seed] / found.group(2)
-        row.update(flair=str(head / "flair.nii.gz"), label=str(head / "label.nii.gz"),
-                   disease=diseases[seed][found.group(2)])
-with open(out / "mix-v9.csv", "w", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=list(rows[0])); writer.writeheader(); writer.writerows(rows)
-PY
+  $BIN/python benchmarks/mix_with_regenerated_heads.py "$OUT/mix-scratch.csv" "$OUT/mix-v9.csv" \
+    "synth-v4[ab]=$OUT/synth-v9-s5" "synth-v[67]-s71=$OUT/synth-v9-s71"
   mkdir -p "$OUT/run-v9"
   [ -f "$OUT/run-v9/split.json" ] || cp "$OUT/run-scratch/split.json" "$OUT/run-v9/split.json"
   heads_options "${STEPS20:-300}"
@@ -399,4 +386,23 @@ PY
     --notes "Fine-tuned from 1.7.0-scratch (stage 18) on the same mix with its synthetic heads regenerated as synthesis \
 v9 (v7's images, only visibly brighter lesion voxels labelled): $DATA"
   $BIN/python benchmarks/threshold_on_validation.py "$OUT/run-v9/model" "$OUT/mix-v9.csv" "$OUT/run-v9/split.json" val --record
+fi
+if [[ " $STAGES " == *" 21 "* ]]; then  # 1.7.0-v10 (experiment 36): stage 18's recipe from random weights, its heads
+  # with lesions regenerated as synthesis v10 (real masks moved by random rigid motions) under the same names and split
+  # (run stage 18's data first: its mix and split). Experiment 36 ran 70 + 30 epochs on experiment 25's mix and split.
+  synth "$OUT/synth-v10-s5" 360 0 5 10
+  synth "$OUT/synth-v10-s71" 180 0 71 10
+  $BIN/python benchmarks/mix_with_regenerated_heads.py "$OUT/mix-scratch.csv" "$OUT/mix-v10.csv" \
+    "synth-v4[ab]=$OUT/synth-v10-s5" "synth-v[67]-s71=$OUT/synth-v10-s71"
+  mkdir -p "$OUT/run-v10"
+  [ -f "$OUT/run-v10/split.json" ] || cp "$OUT/run-scratch/split.json" "$OUT/run-v10/split.json"
+  heads_options "${STEPS21:-300}"
+  for stage in "${E1_21:-70} 5e-4" "${E2_21:-100} 1.5e-4"; do
+    read -r epochs lr <<< "$stage"
+    $BIN/deepwml train "$OUT/mix-v10.csv" -o "$OUT/run-v10" --base-channels 16 --epochs "$epochs" --lr "$lr" \
+      --model-version 1.7.0-v10 "${COMMON[@]}" --precision "${PRECISION:-bf16}" --notes "Trained from random weights \
+(no --init) on stage 18's mix with its synthetic heads with lesions regenerated as synthesis v10 (v7 with every real mask \
+moved by a random rigid motion in MNI space, up to 25 mm and 20 degrees): $DATA"
+  done
+  $BIN/python benchmarks/threshold_on_validation.py "$OUT/run-v10/model" "$OUT/mix-v10.csv" "$OUT/run-v10/split.json" val --record
 fi

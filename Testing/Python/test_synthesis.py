@@ -139,8 +139,8 @@ def test_synthesis_versions_differ_only_where_documented():
     index, _ = _case_with("real")
     v1 = make_case(index, 5, version=1)
     assert v1.info["synthesis_version"] == 1 and "confluent" not in v1.info["lesion_source"]
-    with pytest.raises(ValueError, match="synthesis version 10"):
-        make_case(index, 5, version=10)
+    with pytest.raises(ValueError, match="synthesis version 11"):
+        make_case(index, 5, version=11)
 
 
 def test_strip_skull_keeps_the_brain_and_zeroes_the_rest():
@@ -430,3 +430,42 @@ def test_v9_labels_only_the_visibly_brighter_lesion_voxels():
         {k: v for k, v in v9.info.items() if k != "synthesis_version"}
     dropped = (t7 > 0) & (t9 == 0)
     assert np.median(f7[dropped].astype(float)) < np.median(f7[t9 > 0].astype(float))
+
+
+def test_v10_moves_the_real_masks_and_nothing_else():
+    """v10 is v7 with every real mask moved by a random rigid motion in MNI space: the motions are
+    rigid and within their bounds, a moved mask still lies only where lesions may, a case with real
+    lesions keeps its v7 draws (source, acquisition, brain) but not its lesion places, and a case
+    with patterns only is its v7 case exactly."""
+    from deepwml.synthesis.generator import make_case
+    from deepwml.synthesis.lesions import (MASK_ROTATION_DEG, MASK_SHIFT_MM, lesion_mask_paths,
+                                           random_displacement, real_lesions)
+
+    for seed in range(5):
+        motion = random_displacement(np.random.default_rng(seed))
+        matrix = np.asarray(motion.GetMatrix()).reshape(3, 3)
+        assert np.allclose(matrix @ matrix.T, np.eye(3)) and np.isclose(np.linalg.det(matrix), 1.0)
+        assert np.all(np.abs(motion.GetTranslation()) <= MASK_SHIFT_MM)
+        assert np.all(np.abs(np.rad2deg([motion.GetAngleX(), motion.GetAngleY(), motion.GetAngleZ()]))
+                      <= MASK_ROTATION_DEG)
+
+    subject = load_subject(label_map_paths()[0])
+    mask = lesion_mask_paths()[0]
+    at_place = real_lesions(subject, mask, np.random.default_rng(1))
+    shift = sitk.TranslationTransform(3, (0.0, 0.0, 20.0))  # LPS z: the mask sampled 20 mm higher
+    moved = real_lesions(subject, mask, np.random.default_rng(1), shift)
+    assert at_place.sum() > 100 and moved.sum() > 100
+    assert (moved[subject.lesion_allowed_soft == 0] == 0).all()
+    overlap = np.minimum(at_place, moved).sum() / at_place.sum()
+    assert overlap < 0.5  # lesions ~1 cm across moved by 2 cm: mostly elsewhere
+
+    real_index, pattern_index = 2, 3  # seed 5: real:patient22+patient13, pattern+confluent
+    v7, v10 = make_case(real_index, 5, version=7), make_case(real_index, 5, version=10)
+    assert v7.info["lesion_source"].startswith("real:")
+    assert {k: v for k, v in v7.info.items() if k != "synthesis_version"} == \
+        {k: v for k, v in v10.info.items() if k != "synthesis_version"}
+    (_, t7, b7), (_, t10, b10) = _arrays(v7), _arrays(v10)
+    assert (b7 == b10).all() and t10.any() and ((t7 > 0) & (t10 > 0)).sum() < 0.5 * t7.sum()
+    p7, p10 = make_case(pattern_index, 5, version=7), make_case(pattern_index, 5, version=10)
+    assert "real" not in p7.info["lesion_source"]
+    assert all((a == b).all() for a, b in zip(_arrays(p7), _arrays(p10)))

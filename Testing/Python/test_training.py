@@ -471,3 +471,34 @@ def test_the_ensemble_probe_writes_reports_the_judge_reads(tmp_path, monkeypatch
     # 0.4: a third of the Dice lost on the head with lesions, twice the base's marks on the lesion-free one
     assert "base+m@0.4" in printed and "-0.3333" in printed and "0.13" in printed
     assert probe.configurations(["a", "b"], [0.5, 0.8], ["b@0.8"]) == [("b", 0.8)]
+
+
+def test_regenerated_heads_keep_their_case_names_and_only_matching_folders_change(tmp_path):
+    """mix_with_regenerated_heads.py: a head in a matching folder points to the same-named head of
+    the new set and takes its disease; other rows (phantoms, other folders) stay; a head missing
+    from the new set is refused with its name."""
+    script = _load_benchmark("mix_with_regenerated_heads")
+
+    def head_set(name: str, diseases: dict[str, str]) -> Path:
+        folder = tmp_path / name
+        for case in diseases:
+            (folder / case).mkdir(parents=True)
+            (folder / case / "flair.nii.gz").write_bytes(b"")
+        with open(folder / "manifest.csv", "w", newline="", encoding="utf-8") as handle:
+            handle.write("case,disease\n" + "".join(f"{c},{d}\n" for c, d in diseases.items()))
+        return folder
+
+    head_set("synth-v4a", {"synth0000": "MS", "synth0001": "none"})
+    new = head_set("synth-v10-s5", {"synth0000": "CSVD", "synth0001": "none"})
+    rows = [{"case": c, "patient": c, "center": "synthetic", "disease": "MS",
+             "flair": str(tmp_path / "synth-v4a" / c / "flair.nii.gz"), "label": "x"} for c in ("synth0000", "synth0001")]
+    rows.append({"case": "ph-case0001", "patient": "ph-case0001", "center": "A", "disease": "MS",
+                 "flair": str(tmp_path / "phantoms" / "case0001" / "flair.nii.gz"), "label": "y"})
+    out, swapped = script.regenerated(rows, [(r"synth-v4[ab]", new)])
+    assert swapped == 2 and [r["case"] for r in out] == [r["case"] for r in rows]
+    assert out[0]["flair"] == str(new.resolve() / "synth0000" / "flair.nii.gz") and out[0]["disease"] == "CSVD"
+    assert out[0]["label"] == str(new.resolve() / "synth0000" / "label.nii.gz")
+    assert out[2] == rows[2]
+    partial = head_set("synth-v10-s6", {"synth0000": "MS"})
+    with pytest.raises(SystemExit, match="synth0001"):
+        script.regenerated(rows, [(r"synth-v4[ab]", partial)])

@@ -25,8 +25,8 @@ from .acquisition import SKULL_STRIPPED_PROBABILITY, degrade, draw_acquisition, 
 from .anatomy import BRAIN, label_map_paths, load_subject
 from .appearance import (RANGES_V1, RANGES_V2, RANGES_V3, RANGES_V4, RANGES_V5, RANGES_V7, RANGES_V8, RANGES_V9,
                          Ranges, paint_with_truth)
-from .lesions import (CONFLUENT_MAX_LOAD_ML, grow_confluent, lesion_load_ml,
-                      lesion_mask_paths, pattern_lesions, real_lesions)
+from .lesions import (CONFLUENT_MAX_LOAD_ML, grow_confluent, lesion_load_ml, lesion_mask_paths, pattern_lesions,
+                      random_displacement, real_lesions)
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,10 @@ class SynthesisVersion:
     #: how many real MS masks a case with real lesions unites, with their weights; None (v1-v5)
     #: unites none and draws no random number for it
     real_mask_counts: dict[int, float] | None = None
+    #: move every real mask by a random rigid motion in MNI space (lesions.random_displacement),
+    #: drawn from a generator of its own so that the case's other draws stay those of the version
+    #: it extends
+    displaced_masks: bool = False
 
 
 #: Bumped when the same (seed, index) draws a different case; older versions stay available
@@ -77,6 +81,10 @@ class SynthesisVersion:
 #: v9: v7's images with only the visibly brighter lesion voxels labelled (>= 1.08x the image
 #: without the lesion; appearance.Ranges.min_visible_contrast); no new random draw, so a v9 case is
 #: its v7 case with a smaller truth where lesions are faint.
+#: v10: v7 with every real mask moved by a random rigid motion (up to 25 mm, 20 degrees) in MNI space
+#: before registration into the subject (lesions.MASK_SHIFT_MM), so that where a lesion lies says
+#: little; the motions come from their own generator, so a v10 case is its v7 case with the real
+#: lesions elsewhere (patterns, intensities and acquisition unchanged).
 REAL_MASK_COUNTS_V6 = {1: 0.4, 2: 0.35, 3: 0.25}
 VERSIONS = {
     1: SynthesisVersion(RANGES_V1, 0.0, plausible_confluent_loads=False, skull_stripping=False),
@@ -92,6 +100,8 @@ VERSIONS = {
                         real_mask_counts=REAL_MASK_COUNTS_V6),
     9: SynthesisVersion(RANGES_V9, 0.45, plausible_confluent_loads=True, skull_stripping=True,
                         real_mask_counts=REAL_MASK_COUNTS_V6),
+    10: SynthesisVersion(RANGES_V7, 0.45, plausible_confluent_loads=True, skull_stripping=True,
+                         real_mask_counts=REAL_MASK_COUNTS_V6, displaced_masks=True),
 }
 #: The default stays v3, the data of model 1.2.0: models trained on v4 or v5 alone were better on the
 #: real MS scans but failed the phantom test guard; the shipped 1.5.0 (like 1.4.0 before it) is v4's
@@ -146,13 +156,18 @@ def make_case(index: int, seed: int, label_maps: list[Path] | None = None,
     source = _pick(rng, LESION_SOURCES)
     lesions = np.zeros(subject.shape, np.float32)
     disease, mask_name = "none", ""
+    places = np.random.default_rng([seed, index, 10]) if settings.displaced_masks else None
+
+    def moved() -> sitk.Transform | None:
+        return random_displacement(places) if places is not None else None
+
     if "real" in source:
         mask_path = lesion_masks[int(rng.integers(len(lesion_masks)))]
-        lesions = real_lesions(subject, mask_path, rng)
+        lesions = real_lesions(subject, mask_path, rng, moved())
         disease, mask_name = "MS", mask_path.name.split("_")[0]
         if settings.real_mask_counts:
             for extra in _extra_masks(rng, settings.real_mask_counts, lesion_masks, mask_path):
-                np.maximum(lesions, real_lesions(subject, extra, rng), out=lesions)
+                np.maximum(lesions, real_lesions(subject, extra, rng, moved()), out=lesions)
                 mask_name += "+" + extra.name.split("_")[0]
     if "pattern" in source:
         disease = _pick(rng, PATTERNS)

@@ -63,7 +63,7 @@
 #     30 epochs at 1.5e-4, 300 batches per epoch, bf16; then the threshold.
 # 21. 1.7.0-v10 (experiment 36): stage 18's recipe from random weights on stage 18's mix with its heads with lesions
 #     regenerated as synthesis v10 (every real mask moved by a random rigid motion in MNI space) under the same case
-#     names and split (benchmarks/mix_with_regenerated_heads.py, as stage 20); 70 epochs at 5e-4, then to 100 at
+#     names and split (benchmarks/mix_with_regenerated_heads.py, as stage 20); 55 epochs at 5e-4, then to 80 at
 #     1.5e-4, 300 batches per epoch, bf16; then the threshold.
 # Synthetic heads: SynthSeg's 20 whole-head label maps + 27 real MS lesion masks, both free for
 # training (README "Synthesis"). No real scan is read: the real evaluation sets
@@ -370,16 +370,20 @@ if [[ " $STAGES " == *" 19 "* ]]; then  # 1.7.0-v8: stage 18's model taught to l
 mix plus 240 heads of synthesis v8 (seed 72: v7 + faint, diffuse, unlabelled white-matter brightening): $DATA"
   $BIN/python benchmarks/threshold_on_validation.py "$OUT/run-v8/model" "$OUT/mix-v8.csv" "$OUT/run-v8/split.json" val --record
 fi
+regenerated_heads() {  # regenerated_heads V: stage 18's mix with its heads as synthesis V (mix-vV.csv), stage 18's
+  # split in run-vV (stages 20 and 21; run stage 18's data first): every v4 head of seed 5 and every v6/v7 head of
+  # seed 71 becomes the head of synthesis V with the same seed and index (v6 and v7 rows both point to it)
+  synth "$OUT/synth-v$1-s5" 360 0 5 "$1"
+  synth "$OUT/synth-v$1-s71" 180 0 71 "$1"
+  $BIN/python benchmarks/mix_with_regenerated_heads.py "$OUT/mix-scratch.csv" "$OUT/mix-v$1.csv" \
+    "synth-v4[ab]=$OUT/synth-v$1-s5" "synth-v[67]-s71=$OUT/synth-v$1-s71"
+  mkdir -p "$OUT/run-v$1"
+  [ -f "$OUT/run-v$1/split.json" ] || cp "$OUT/run-scratch/split.json" "$OUT/run-v$1/split.json"
+}
 if [[ " $STAGES " == *" 20 "* ]]; then  # 1.7.0-v9: stage 18's model on its own mix, the heads relabelled as v9
   # (only visibly brighter lesion voxels labelled). Experiment 34 regenerated experiment 25's heads (360 of seed 5,
-  # 180 of seed 71); stage 18's mix holds the same recipe's heads, so this regenerates those: every v4 head of seed 5
-  # and every v6/v7 head of seed 71 becomes the v9 head of the same seed and index (v6 and v7 rows both point to it).
-  synth "$OUT/synth-v9-s5" 360 0 5 9
-  synth "$OUT/synth-v9-s71" 180 0 71 9
-  $BIN/python benchmarks/mix_with_regenerated_heads.py "$OUT/mix-scratch.csv" "$OUT/mix-v9.csv" \
-    "synth-v4[ab]=$OUT/synth-v9-s5" "synth-v[67]-s71=$OUT/synth-v9-s71"
-  mkdir -p "$OUT/run-v9"
-  [ -f "$OUT/run-v9/split.json" ] || cp "$OUT/run-scratch/split.json" "$OUT/run-v9/split.json"
+  # 180 of seed 71); stage 18's mix holds the same recipe's heads, so this regenerates those.
+  regenerated_heads 9
   heads_options "${STEPS20:-300}"
   $BIN/deepwml train "$OUT/mix-v9.csv" -o "$OUT/run-v9" --init "$OUT/run-scratch/model" --base-channels 16 \
     --epochs "${E20:-30}" --lr 1.5e-4 --model-version 1.7.0-v9 "${COMMON[@]}" --precision "${PRECISION:-bf16}" \
@@ -389,15 +393,11 @@ v9 (v7's images, only visibly brighter lesion voxels labelled): $DATA"
 fi
 if [[ " $STAGES " == *" 21 "* ]]; then  # 1.7.0-v10 (experiment 36): stage 18's recipe from random weights, its heads
   # with lesions regenerated as synthesis v10 (real masks moved by random rigid motions) under the same names and split
-  # (run stage 18's data first: its mix and split). Experiment 36 ran 70 + 30 epochs on experiment 25's mix and split.
-  synth "$OUT/synth-v10-s5" 360 0 5 10
-  synth "$OUT/synth-v10-s71" 180 0 71 10
-  $BIN/python benchmarks/mix_with_regenerated_heads.py "$OUT/mix-scratch.csv" "$OUT/mix-v10.csv" \
-    "synth-v4[ab]=$OUT/synth-v10-s5" "synth-v[67]-s71=$OUT/synth-v10-s71"
-  mkdir -p "$OUT/run-v10"
-  [ -f "$OUT/run-v10/split.json" ] || cp "$OUT/run-scratch/split.json" "$OUT/run-v10/split.json"
+  # (run stage 18's data first: its mix and split). Experiment 36 ran these epochs (55, then to 80) on experiment
+  # 25's mix and split.
+  regenerated_heads 10
   heads_options "${STEPS21:-300}"
-  for stage in "${E1_21:-70} 5e-4" "${E2_21:-100} 1.5e-4"; do
+  for stage in "${E1_21:-55} 5e-4" "${E2_21:-80} 1.5e-4"; do
     read -r epochs lr <<< "$stage"
     $BIN/deepwml train "$OUT/mix-v10.csv" -o "$OUT/run-v10" --base-channels 16 --epochs "$epochs" --lr "$lr" \
       --model-version 1.7.0-v10 "${COMMON[@]}" --precision "${PRECISION:-bf16}" --notes "Trained from random weights \

@@ -13,22 +13,18 @@ missing from SYNTH_DIR stops the script with one line naming it. No real scan is
 
 from __future__ import annotations
 
-import csv
 import re
 import sys
 from pathlib import Path
 
 from deepwml.training.manifest import rows_with_absolute_paths
 
-from training_mix import write_rows  # benchmarks/, beside this script
+from training_mix import synth_rows, write_rows  # benchmarks/, beside this script
 
 
 def regenerated(rows: list[dict], sets: list[tuple[str, Path]]) -> tuple[list[dict], int]:
     """``rows`` with each head in a folder matching a pattern of ``sets`` replaced; and how many."""
-    diseases = {}
-    for _, folder in sets:
-        with open(folder / "manifest.csv", newline="", encoding="utf-8") as handle:
-            diseases[folder] = {row["case"]: row["disease"] for row in csv.DictReader(handle)}
+    heads = {folder: {head["case"]: head for head in synth_rows(folder)} for _, folder in sets}
     out, swapped = [], 0
     for row in rows:
         head = Path(row["flair"]).parent
@@ -36,11 +32,10 @@ def regenerated(rows: list[dict], sets: list[tuple[str, Path]]) -> tuple[list[di
         if folder is None:
             out.append(row)
             continue
-        new = folder.resolve() / head.name
-        if head.name not in diseases[folder] or not (new / "flair.nii.gz").is_file():
+        new = heads[folder].get(head.name)
+        if new is None:
             raise SystemExit(f"{folder}: no head {head.name} (regenerate it with the same seed and index)")
-        out.append({**row, "flair": str(new / "flair.nii.gz"), "label": str(new / "label.nii.gz"),
-                    "disease": diseases[folder][head.name]})
+        out.append({**row, "flair": new["flair"], "label": new["label"], "disease": new["disease"]})
         swapped += 1
     return out, swapped
 

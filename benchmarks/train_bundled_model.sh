@@ -334,6 +334,15 @@ mix (158 stacks of synthesis v4/v6/v7) plus 60 whole-head 1 mm 3D heads of synth
     --precision "${PRECISION:-bf16}"
   $BIN/python benchmarks/threshold_on_validation.py "$OUT/run-thin/model" "$OUT/mix-thin.csv" "$OUT/run-thin/split.json" val --record
 fi
+from_scratch() {  # from_scratch VERSION MIX RUN E1 E2 NOTES: random weights (no --init), E1 epochs at 5e-4, then to
+  # E2 at 1.5e-4 (stages 18 and 21, with heads_options' COMMON); then the threshold on the run's validation split
+  for stage in "$4 5e-4" "$5 1.5e-4"; do
+    read -r epochs lr <<< "$stage"
+    $BIN/deepwml train "$2" -o "$3" --base-channels 16 --epochs "$epochs" --lr "$lr" --model-version "$1" "${COMMON[@]}" \
+      --precision "${PRECISION:-bf16}" --notes "$6"
+  done
+  $BIN/python benchmarks/threshold_on_validation.py "$3/model" "$2" "$3/split.json" val --record
+}
 if [[ " $STAGES " == *" 18 "* ]]; then  # 1.7.0-scratch (not shipped: real floors): the realistic mix from random weights
   # (run stages 3-5 first for the v3/v4/v5 sets). Experiment 30's recipe; its run used experiment 25's mix, whose
   # phantom copies were named by training_mix.py --phantom-copies 3, so this split is another draw of the same recipe.
@@ -347,13 +356,7 @@ if [[ " $STAGES " == *" 18 "* ]]; then  # 1.7.0-scratch (not shipped: real floor
   SCRATCH_NOTES="Trained from random weights (no --init) on 1.5.0's training mix (360 synthesis-v4 heads seed 5, the 72 \
 lesion-free heads of synthesis v3 seed 4 and v5 seed 6, the phantoms' train/validation cases listed three times) plus 180 \
 heads of synthesis v6 (seed 71) and the same heads as v7: $DATA"
-  for stage in "${E1_18:-100} 5e-4" "${E2_18:-140} 1.5e-4"; do
-    read -r epochs lr <<< "$stage"
-    $BIN/deepwml train "$OUT/mix-scratch.csv" -o "$OUT/run-scratch" --base-channels 16 --epochs "$epochs" --lr "$lr" \
-      --model-version 1.7.0-scratch "${COMMON[@]}" --precision "${PRECISION:-bf16}" --notes "$SCRATCH_NOTES"
-  done
-  $BIN/python benchmarks/threshold_on_validation.py "$OUT/run-scratch/model" "$OUT/mix-scratch.csv" \
-    "$OUT/run-scratch/split.json" val --record
+  from_scratch 1.7.0-scratch "$OUT/mix-scratch.csv" "$OUT/run-scratch" "${E1_18:-100}" "${E2_18:-140}" "$SCRATCH_NOTES"
 fi
 if [[ " $STAGES " == *" 19 "* ]]; then  # 1.7.0-v8: stage 18's model taught to leave faint diffuse white-matter
   # brightening alone. Experiment 32's run split its new heads 144/48/48 (make_split on them alone); mix_with_new_heads.py
@@ -397,12 +400,7 @@ if [[ " $STAGES " == *" 21 "* ]]; then  # 1.7.0-v10 (experiment 36): stage 18's 
   # 25's mix and split.
   regenerated_heads 10
   heads_options "${STEPS21:-300}"
-  for stage in "${E1_21:-55} 5e-4" "${E2_21:-80} 1.5e-4"; do
-    read -r epochs lr <<< "$stage"
-    $BIN/deepwml train "$OUT/mix-v10.csv" -o "$OUT/run-v10" --base-channels 16 --epochs "$epochs" --lr "$lr" \
-      --model-version 1.7.0-v10 "${COMMON[@]}" --precision "${PRECISION:-bf16}" --notes "Trained from random weights \
+  from_scratch 1.7.0-v10 "$OUT/mix-v10.csv" "$OUT/run-v10" "${E1_21:-55}" "${E2_21:-80}" "Trained from random weights \
 (no --init) on stage 18's mix with its synthetic heads with lesions regenerated as synthesis v10 (v7 with every real mask \
 moved by a random rigid motion in MNI space, up to 25 mm and 20 degrees): $DATA"
-  done
-  $BIN/python benchmarks/threshold_on_validation.py "$OUT/run-v10/model" "$OUT/mix-v10.csv" "$OUT/run-v10/split.json" val --record
 fi

@@ -480,12 +480,15 @@ def test_regenerated_heads_keep_their_case_names_and_only_matching_folders_chang
     script = _load_benchmark("mix_with_regenerated_heads")
 
     def head_set(name: str, diseases: dict[str, str]) -> Path:
+        """A ``deepwml synth``-like folder: its manifest names files relative to itself."""
         folder = tmp_path / name
         for case in diseases:
             (folder / case).mkdir(parents=True)
-            (folder / case / "flair.nii.gz").write_bytes(b"")
+            for part in ("flair", "label"):
+                (folder / case / f"{part}.nii.gz").write_bytes(b"")
         with open(folder / "manifest.csv", "w", newline="", encoding="utf-8") as handle:
-            handle.write("case,disease\n" + "".join(f"{c},{d}\n" for c, d in diseases.items()))
+            handle.write("case,patient,center,disease,flair,label\n" + "".join(
+                f"{c},{c},synthetic,{d},{c}/flair.nii.gz,{c}/label.nii.gz\n" for c, d in diseases.items()))
         return folder
 
     head_set("synth-v4a", {"synth0000": "MS", "synth0001": "none"})

@@ -65,6 +65,9 @@
 #     regenerated as synthesis v10 (every real mask moved by a random rigid motion in MNI space) under the same case
 #     names and split (benchmarks/mix_with_regenerated_heads.py, as stage 20); 55 epochs at 5e-4, then to 80 at
 #     1.5e-4, 300 batches per epoch, bf16; then the threshold.
+# 22. 1.7.0-v11 (experiment 37): stage 20's recipe with the heads regenerated as synthesis v11 (the corticospinal
+#     tracts and peritrigonal white matter faintly brighter on both sides, unlabelled); stages 20 and 22 share
+#     fine_tune_regenerated (30 epochs at 1.5e-4, 300 batches per epoch, bf16; then the threshold).
 # Synthetic heads: SynthSeg's 20 whole-head label maps + 27 real MS lesion masks, both free for
 # training (README "Synthesis"). No real scan is read: the real evaluation sets
 # (lesjak2017-ms-mni and the unlabelled heads) never enter training, tuning or selection.
@@ -75,7 +78,7 @@
 # models failed the phantom test guard and were not shipped.
 # Stage 9 needs stage 8's mix (mix-1.3-v4h.csv) but not its model: with stages 3-5 done,
 # STAGES="8 9" trains both, or make the mix by hand with stage 8's two mix lines. "13", "14" (after 10): the experiments of
-# synthesis v6 and v7; "15", "16" (after 13 and 14): their soup and their data together; "17" (after 11 and 16): the thin-slice model; "18" (after 3-5): experiment 30, the realistic mix from scratch; "19" (after 18): experiment 32, v8 heads added; "20" (after 18): experiment 34, the heads as v9; "21" (after 18): experiment 36, the heads as v10 from random weights. "11 12" (after 10): the shipped
+# synthesis v6 and v7; "15", "16" (after 13 and 14): their soup and their data together; "17" (after 11 and 16): the thin-slice model; "18" (after 3-5): experiment 30, the realistic mix from scratch; "19" (after 18): experiment 32, v8 heads added; "20" (after 18): experiment 34, the heads as v9; "21" (after 18): experiment 36, the heads as v10 from random weights; "22" (after 18): experiment 37, the heads as v11. "11 12" (after 10): the shipped
 # brain-mask model (stage 12 needs stage 11's mix, not its model). On a GPU, raise EPOCHS and STEPS; training runs on CUDA with --device auto.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -383,16 +386,26 @@ regenerated_heads() {  # regenerated_heads V: stage 18's mix with its heads as s
   mkdir -p "$OUT/run-v$1"
   [ -f "$OUT/run-v$1/split.json" ] || cp "$OUT/run-scratch/split.json" "$OUT/run-v$1/split.json"
 }
+fine_tune_regenerated() {  # fine_tune_regenerated V NOTES: stage 18's model fine-tuned on its mix with the heads
+  # regenerated as synthesis V (regenerated_heads), 30 epochs at 1.5e-4 (stages 20 and 22); then the threshold
+  regenerated_heads "$1"
+  heads_options "${STEPS_FT:-300}"
+  $BIN/deepwml train "$OUT/mix-v$1.csv" -o "$OUT/run-v$1" --init "$OUT/run-scratch/model" --base-channels 16 \
+    --epochs "${E_FT:-30}" --lr 1.5e-4 --model-version "1.7.0-v$1" "${COMMON[@]}" --precision "${PRECISION:-bf16}" \
+    --notes "Fine-tuned from 1.7.0-scratch (stage 18) on the same mix with its synthetic heads regenerated as $2: $DATA"
+  $BIN/python benchmarks/threshold_on_validation.py "$OUT/run-v$1/model" "$OUT/mix-v$1.csv" "$OUT/run-v$1/split.json" \
+    val --record
+}
 if [[ " $STAGES " == *" 20 "* ]]; then  # 1.7.0-v9: stage 18's model on its own mix, the heads relabelled as v9
   # (only visibly brighter lesion voxels labelled). Experiment 34 regenerated experiment 25's heads (360 of seed 5,
   # 180 of seed 71); stage 18's mix holds the same recipe's heads, so this regenerates those.
-  regenerated_heads 9
-  heads_options "${STEPS20:-300}"
-  $BIN/deepwml train "$OUT/mix-v9.csv" -o "$OUT/run-v9" --init "$OUT/run-scratch/model" --base-channels 16 \
-    --epochs "${E20:-30}" --lr 1.5e-4 --model-version 1.7.0-v9 "${COMMON[@]}" --precision "${PRECISION:-bf16}" \
-    --notes "Fine-tuned from 1.7.0-scratch (stage 18) on the same mix with its synthetic heads regenerated as synthesis \
-v9 (v7's images, only visibly brighter lesion voxels labelled): $DATA"
-  $BIN/python benchmarks/threshold_on_validation.py "$OUT/run-v9/model" "$OUT/mix-v9.csv" "$OUT/run-v9/split.json" val --record
+  fine_tune_regenerated 9 "synthesis v9 (v7's images, only visibly brighter lesion voxels labelled)"
+fi
+if [[ " $STAGES " == *" 22 "* ]]; then  # 1.7.0-v11 (experiment 37): stage 18's model fine-tuned on its own mix, the
+  # heads regenerated as synthesis v11 (normal symmetric tract brightening, unlabelled); run stage 18 first. Experiment
+  # 37 fine-tuned experiment 30's model on experiment 25's mix and split, as experiment 34 did.
+  fine_tune_regenerated 11 "synthesis v11 (v7 with the corticospinal tracts and peritrigonal white matter faintly \
+brighter on both sides, unlabelled)"
 fi
 if [[ " $STAGES " == *" 21 "* ]]; then  # 1.7.0-v10 (experiment 36): stage 18's recipe from random weights, its heads
   # with lesions regenerated as synthesis v10 (real masks moved by random rigid motions) under the same names and split

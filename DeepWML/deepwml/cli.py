@@ -274,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--seed", type=argtype(check_count, "--seed"), default=0)
     sy.add_argument("--start", type=argtype(check_count, "--start"), default=0,
                     help="index of the first case (to extend a set)")
-    sy.add_argument("--synthesis-version", type=int, choices=[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], default=3,
+    sy.add_argument("--synthesis-version", type=int, choices=list(range(1, 12)), default=3,
                     help="1: the data of model 1.0.0; 2: fainter lesions, confluent WMH (model 1.1.0); "
                          "3 (default): 2 + skull-stripped cases, confluent growth of plausible loads only, the "
                          "label maps' own lesion labels as white matter (model 1.2.0); 4: 3 with lesion contrast "
@@ -284,7 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "(heavier loads of real shape); 7: 6 with lesions fainter at their rim than in their core; "
                          "8: 7 with faint, diffuse, unlabelled white-matter brightening in most cases; 9: 7 with only the "
                          "visibly brighter lesion voxels labelled; 10: 7 with every real mask moved by a random rigid motion "
-                         "(lesion places decorrelated from anatomy)")
+                         "(lesion places decorrelated from anatomy); 11: 7 with the corticospinal tracts and peritrigonal white "
+                         "matter faintly brighter on both sides, unlabelled (normal FLAIR)")
     sy.add_argument("--whole-head-3d", action="store_true",
                     help="every case a whole-head 3D FLAIR (150 axial 1 mm slices, 256x256 at 0.94 mm) instead "
                          "of a protocol drawn per case (whose thin stacks cover 24-40 mm only)")

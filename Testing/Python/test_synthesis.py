@@ -134,13 +134,14 @@ def test_confluent_growth_merges_lesions_and_stays_in_white_matter():
 
 def test_synthesis_versions_differ_only_where_documented():
     """v1 (model 1.0.0's data) has no confluent growth; an unknown version is refused."""
-    from deepwml.synthesis.generator import make_case
+    from deepwml.synthesis.generator import VERSIONS, make_case
 
     index, _ = _case_with("real")
     v1 = make_case(index, 5, version=1)
     assert v1.info["synthesis_version"] == 1 and "confluent" not in v1.info["lesion_source"]
-    with pytest.raises(ValueError, match="synthesis version 11"):
-        make_case(index, 5, version=11)
+    unknown = max(VERSIONS) + 1
+    with pytest.raises(ValueError, match=f"synthesis version {unknown}"):
+        make_case(index, 5, version=unknown)
 
 
 def test_strip_skull_keeps_the_brain_and_zeroes_the_rest():
@@ -469,3 +470,45 @@ def test_v10_moves_the_real_masks_and_nothing_else():
     p7, p10 = make_case(pattern_index, 5, version=7), make_case(pattern_index, 5, version=10)
     assert "real" not in p7.info["lesion_source"]
     assert all((a == b).all() for a, b in zip(_arrays(p7), _arrays(p10)))
+
+
+def test_v11_brightens_normal_tracts_on_both_sides_and_labels_nothing():
+    """v11 is v7 with the corticospinal tracts and peritrigonal white matter faintly brighter: the
+    MNI field is bounded by the gain range, mirrored left-right within the asymmetry allowed; in a
+    subject it touches cerebral white matter only; a v11 case has its v7 truth, brain and draws, an
+    image no darker anywhere and at most ~12 % brighter, both sides brightened alike."""
+    from deepwml.synthesis.anatomy import CEREBRAL_WM, SUBJECT_LESION_LABELS
+    from deepwml.synthesis.generator import make_case
+    from deepwml.synthesis.normal_tracts import ASYMMETRY, normal_tracts, tract_gain_mni
+
+    gain = (0.03, 0.12)
+    for seed in range(4):
+        field = sitk.GetArrayFromImage(tract_gain_mni(np.random.default_rng(seed), gain))
+        assert field.min() >= 0 and field.max() <= gain[1] * (1 + ASYMMETRY) + 1e-6
+        if field.max() > 0:
+            # the grid's x runs symmetric about MNI x = 0 (LPS origin -90, 91 voxels of 2 mm)
+            left, right = field[..., :45], field[..., 46:][..., ::-1]
+            assert abs(left.sum() - right.sum()) <= ASYMMETRY * 1.05 * max(left.sum(), right.sum())
+            assert (left > 0.01).sum() > 50 and (right > 0.01).sum() > 50
+    subject = load_subject(label_map_paths()[0])
+    tracts = normal_tracts(subject, 1.0, gain, np.random.default_rng(3))
+    assert tracts is not None and tracts.max() > 1.02
+    white = np.isin(subject.labels, CEREBRAL_WM + SUBJECT_LESION_LABELS)
+    assert (tracts[~white] == 1).all() and (tracts >= 1).all()
+    assert normal_tracts(subject, 0.0, gain, np.random.default_rng(3)) is None
+
+    drawn, undrawn = 2, 3  # seed 5: index 2 gets tracts, index 3 none (its own generator)
+    v7, v11 = make_case(drawn, 5, version=7), make_case(drawn, 5, version=11)
+    assert {k: v for k, v in v7.info.items() if k != "synthesis_version"} == \
+        {k: v for k, v in v11.info.items() if k != "synthesis_version"}
+    (f7, t7, b7), (f11, t11, b11) = _arrays(v7), _arrays(v11)
+    assert (t7 == t11).all() and (b7 == b11).all()
+    changed = f11 != f7
+    assert changed.any() and (f11 >= f7).all()
+    bright = f7 > 60  # tissue, not background: ratios of uint8 values
+    assert (f11[bright] / f7[bright]).max() <= 1.12 * (1 + ASYMMETRY) + 0.02
+    columns = np.nonzero(changed)[2]
+    middle = f7.shape[2] / 2
+    assert min((columns < middle).sum(), (columns > middle).sum()) > 0.3 * changed.sum()
+    assert all((a == b).all() for a, b in zip(_arrays(make_case(undrawn, 5, version=7)),
+                                               _arrays(make_case(undrawn, 5, version=11))))

@@ -21,6 +21,7 @@ from ..phantom.generator import TRUTH_FRACTION
 from ..phantom.lesions import _draw_ellipsoid, _random_axes
 from .anatomy import (CEREBELLAR_CORTEX, CEREBELLAR_WM, CEREBRAL_WM, CORTEX, DEEP_GREY, FLUID,
                       LATERAL_VENTRICLES, SUBJECT_LESION_LABELS, SubjectAnatomy)
+from .normal_tracts import normal_tracts
 
 GREY_MATTER = CORTEX + CEREBELLAR_CORTEX + DEEP_GREY
 
@@ -102,6 +103,13 @@ class Ranges:
     #: location: experiment 30 marked normal-looking white matter (1.02-1.12x) at the training
     #: masks' commonest lesion sites on real 5 mm scans (README). None (v1-v8): label the mask as drawn.
     min_visible_contrast: float | None = None
+    #: Synthesis v11: in this share of cases the corticospinal tracts and the peritrigonal white
+    #: matter are faintly brighter on both sides, never labelled (see :mod:`.normal_tracts`: normal
+    #: FLAIR shows both; networks trained from scratch marked such faint symmetric regions on real
+    #: scans). Drawn from the generator ``paint_with_truth`` is given for it. 0 (v1-v10): never.
+    normal_tracts_probability: float = 0.0
+    #: peak brightening of a tract over the white matter
+    normal_tract_gain: tuple[float, float] = (0.03, 0.12)
 
 
 RANGES_V2 = Ranges()
@@ -126,6 +134,8 @@ RANGES_V7 = replace(RANGES_V4, rim_contrast=(0.3, 0.75))
 RANGES_V8 = replace(RANGES_V7, diffuse_wm_probability=0.7)
 #: Synthesis v9: v7's images with only visibly brighter lesion voxels labelled (see Ranges.min_visible_contrast).
 RANGES_V9 = replace(RANGES_V7, min_visible_contrast=1.08)
+#: Synthesis v11: v7 with normal, symmetric, unlabelled tract brightening (see Ranges.normal_tracts_probability).
+RANGES_V11 = replace(RANGES_V7, normal_tracts_probability=0.8)
 #: The default version's ranges (v3, the data of the shipped model; see generator.SYNTHESIS_VERSION).
 RANGES = RANGES_V3
 #: Synthesis v1 (the data of model 1.0.0): brighter lesions, rarely faint.
@@ -247,9 +257,12 @@ def paint(subject: SubjectAnatomy, lesions: np.ndarray, rng: np.random.Generator
 
 
 def paint_with_truth(subject: SubjectAnatomy, lesions: np.ndarray, rng: np.random.Generator,
-                     ranges: Ranges = RANGES) -> tuple[np.ndarray, np.ndarray]:
+                     ranges: Ranges = RANGES, tract_rng: np.random.Generator | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`paint`'s volume and the soft lesion map to label: ``lesions`` itself, or under
-    :attr:`Ranges.min_visible_contrast` zero where the painted lesion is not visibly brighter."""
+    :attr:`Ranges.min_visible_contrast` zero where the painted lesion is not visibly brighter.
+    ``tract_rng`` draws the normal tract brightening (:attr:`Ranges.normal_tracts_probability`), a
+    generator of its own so that the case's other draws stay those of the version it extends."""
     lut, cortex, wm = label_intensities(subject.labels, rng, ranges)
     image = lut[subject.labels]
     texture = _u(rng, ranges.texture_std)
@@ -280,6 +293,14 @@ def paint_with_truth(subject: SubjectAnatomy, lesions: np.ndarray, rng: np.rando
             image *= brightening
             if lesion_image is not None:
                 lesion_image *= brightening
+    if ranges.normal_tracts_probability > 0:
+        if tract_rng is None:
+            raise ValueError("normal tract brightening needs its own generator (tract_rng)")
+        tracts = normal_tracts(subject, ranges.normal_tracts_probability, ranges.normal_tract_gain, tract_rng)
+        if tracts is not None:  # lesions ride on it, as on the diffuse brightening
+            image *= tracts
+            if lesion_image is not None:
+                lesion_image *= tracts
     truth = lesions
     if lesion_image is not None:
         lo, hi = ranges.paint_ramp

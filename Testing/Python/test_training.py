@@ -505,3 +505,51 @@ def test_regenerated_heads_keep_their_case_names_and_only_matching_folders_chang
     partial = head_set("synth-v10-s6", {"synth0000": "MS"})
     with pytest.raises(SystemExit, match="synth0001"):
         script.regenerated(rows, [(r"synth-v4[ab]", partial)])
+
+
+def test_the_brightening_probe_counts_only_marks_away_from_the_truth_in_pairs_that_differ(tmp_path, monkeypatch):
+    """benchmarks/brightening_probe.py: pairs by case name, lesion-free heads first, skips pairs whose images are
+    the same, and counts marks outside the truth's one-voxel dilation only (a mark touching a lesion is the
+    lesion's edge, not the brightening's doing)."""
+    import SimpleITK as sitk
+
+    probe = _load_benchmark("brightening_probe")
+
+    def write_set(folder, cases):
+        for name, (flair, label) in cases.items():
+            (folder / name).mkdir(parents=True)
+            for key, arr in (("flair", flair), ("label", label), ("brain", np.ones_like(label))):
+                img = sitk.GetImageFromArray(arr)
+                img.SetSpacing((1.0, 1.0, 2.0))
+                sitk.WriteImage(img, str(folder / name / f"{key}.nii.gz"))
+
+    base = (100 + np.indices((6, 32, 32))[2] % 3).astype(np.int16)  # not constant: load_flair refuses that
+    lesion = np.zeros((6, 32, 32), np.uint8)
+    lesion[2:4, 10:14, 10:14] = 1
+    with_lesion = np.where(lesion > 0, 200, base).astype(np.int16)
+    brighter = with_lesion.copy()
+    brighter[2:4, 14, 10:14] = 180  # beside the lesion: inside the dilation, not counted
+    brighter[2:4, 24:28, 24:28] = 180  # away from it: 32 voxels of 2 mm^3 = 0.064 ml
+    free_brighter = base.copy()
+    free_brighter[1, 5:9, 5:9] = 180  # 16 voxels: 0.032 ml
+    write_set(tmp_path / "v7", {"synth0000": (with_lesion, lesion), "synth0001": (with_lesion, lesion),
+                                "synth0002": (base, np.zeros_like(lesion))})
+    write_set(tmp_path / "v11", {"synth0000": (brighter, lesion), "synth0001": (with_lesion, lesion),
+                                 "synth0002": (free_brighter, np.zeros_like(lesion)), "synth0003": (base, lesion)})
+
+    class Stub:  # marks everything brighter than 150
+        def segment(self, image):
+            mask = sitk.GetImageFromArray((sitk.GetArrayFromImage(image) > 150).astype(np.uint8))
+            mask.CopyInformation(image)
+            return type("Result", (), {"mask": mask})()
+
+    pairs = probe.paired_cases(tmp_path / "v7", tmp_path / "v11")
+    assert [b["case"] for _, b in pairs] == ["synth0002", "synth0000", "synth0001"]  # lesion-free first; 0003 unpaired
+    rows = {r["case"]: r for r in probe.probe(Stub(), pairs, progress=False)}
+    assert set(rows) == {"synth0000", "synth0002"}  # synth0001's images are the same
+    assert rows["synth0002"]["truth_ml"] == 0 and rows["synth0002"]["added_ml"] == pytest.approx(0.032)
+    assert rows["synth0000"]["plain_ml"] == 0 and rows["synth0000"]["added_ml"] == pytest.approx(0.064)
+    assert rows["synth0000"]["truth_ml"] == pytest.approx(0.064)
+    assert len(probe.paired_cases(tmp_path / "v7", tmp_path / "v11", limit=1)) == 1
+    with pytest.raises(SystemExit, match="no case shares its name"):
+        probe.paired_cases(tmp_path / "v7", tmp_path / "lesion-free-elsewhere")

@@ -38,7 +38,7 @@ log = logging.getLogger("brightening_probe")
 def marked_away_ml(mask: np.ndarray, truth: np.ndarray, voxel_ml: float) -> float:
     """Millilitres of ``mask`` outside the truth's one-voxel (face-connected) dilation, as
     the README's false-positive placements of experiments 30-37 count them."""
-    near = ndimage.binary_dilation(truth) if truth.any() else truth
+    near = ndimage.binary_dilation(truth)
     return float(np.count_nonzero(mask & ~near) * voxel_ml)
 
 
@@ -49,8 +49,8 @@ def paired_cases(plain: Path, brightened: Path, limit: int | None = None) -> lis
     pairs = [(plain_rows[r["case"]], r) for r in synth_rows(brightened) if r["case"] in plain_rows]
     if not pairs:
         raise SystemExit(f"{brightened}: no case shares its name with a case of {plain}")
-    free = [p for p in pairs if not sitk.GetArrayFromImage(sitk.ReadImage(p[1]["label"])).any()]
-    ordered = free + [p for p in pairs if p not in free]
+    # a stable sort: lesion-free heads first, each group in the set's order
+    ordered = sorted(pairs, key=lambda pair: bool(sitk.GetArrayFromImage(sitk.ReadImage(pair[1]["label"])).any()))
     return ordered[:limit] if limit else ordered
 
 

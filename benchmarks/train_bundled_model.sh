@@ -377,7 +377,7 @@ mix plus 240 heads of synthesis v8 (seed 72: v7 + faint, diffuse, unlabelled whi
   $BIN/python benchmarks/threshold_on_validation.py "$OUT/run-v8/model" "$OUT/mix-v8.csv" "$OUT/run-v8/split.json" val --record
 fi
 regenerated_heads() {  # regenerated_heads V: stage 18's mix with its heads as synthesis V (mix-vV.csv), stage 18's
-  # split in run-vV (stages 20 and 21; run stage 18's data first): every v4 head of seed 5 and every v6/v7 head of
+  # split in run-vV (stages 20, 21 and 22; run stage 18's data first): every v4 head of seed 5 and every v6/v7 head of
   # seed 71 becomes the head of synthesis V with the same seed and index (v6 and v7 rows both point to it)
   synth "$OUT/synth-v$1-s5" 360 0 5 "$1"
   synth "$OUT/synth-v$1-s71" 180 0 71 "$1"
@@ -386,26 +386,22 @@ regenerated_heads() {  # regenerated_heads V: stage 18's mix with its heads as s
   mkdir -p "$OUT/run-v$1"
   [ -f "$OUT/run-v$1/split.json" ] || cp "$OUT/run-scratch/split.json" "$OUT/run-v$1/split.json"
 }
-fine_tune_regenerated() {  # fine_tune_regenerated V NOTES: stage 18's model fine-tuned on its mix with the heads
-  # regenerated as synthesis V (regenerated_heads), 30 epochs at 1.5e-4 (stages 20 and 22); then the threshold
+fine_tune_regenerated() {  # fine_tune_regenerated V STEPS EPOCHS NOTES: stage 18's model fine-tuned on its mix with
+  # the heads regenerated as synthesis V (regenerated_heads), EPOCHS at 1.5e-4 of STEPS batches (stages 20 and 22, each
+  # with its own STEPSnn/Enn knobs); then the threshold
   regenerated_heads "$1"
-  heads_options "${STEPS_FT:-300}"
+  heads_options "$2"
   $BIN/deepwml train "$OUT/mix-v$1.csv" -o "$OUT/run-v$1" --init "$OUT/run-scratch/model" --base-channels 16 \
-    --epochs "${E_FT:-30}" --lr 1.5e-4 --model-version "1.7.0-v$1" "${COMMON[@]}" --precision "${PRECISION:-bf16}" \
-    --notes "Fine-tuned from 1.7.0-scratch (stage 18) on the same mix with its synthetic heads regenerated as $2: $DATA"
+    --epochs "$3" --lr 1.5e-4 --model-version "1.7.0-v$1" "${COMMON[@]}" --precision "${PRECISION:-bf16}" \
+    --notes "Fine-tuned from 1.7.0-scratch (stage 18) on the same mix with its synthetic heads regenerated as $4: $DATA"
   $BIN/python benchmarks/threshold_on_validation.py "$OUT/run-v$1/model" "$OUT/mix-v$1.csv" "$OUT/run-v$1/split.json" \
     val --record
 }
 if [[ " $STAGES " == *" 20 "* ]]; then  # 1.7.0-v9: stage 18's model on its own mix, the heads relabelled as v9
   # (only visibly brighter lesion voxels labelled). Experiment 34 regenerated experiment 25's heads (360 of seed 5,
   # 180 of seed 71); stage 18's mix holds the same recipe's heads, so this regenerates those.
-  fine_tune_regenerated 9 "synthesis v9 (v7's images, only visibly brighter lesion voxels labelled)"
-fi
-if [[ " $STAGES " == *" 22 "* ]]; then  # 1.7.0-v11 (experiment 37): stage 18's model fine-tuned on its own mix, the
-  # heads regenerated as synthesis v11 (normal symmetric tract brightening, unlabelled); run stage 18 first. Experiment
-  # 37 fine-tuned experiment 30's model on experiment 25's mix and split, as experiment 34 did.
-  fine_tune_regenerated 11 "synthesis v11 (v7 with the corticospinal tracts and peritrigonal white matter faintly \
-brighter on both sides, unlabelled)"
+  fine_tune_regenerated 9 "${STEPS20:-300}" "${E20:-30}" \
+    "synthesis v9 (v7's images, only visibly brighter lesion voxels labelled)"
 fi
 if [[ " $STAGES " == *" 21 "* ]]; then  # 1.7.0-v10 (experiment 36): stage 18's recipe from random weights, its heads
   # with lesions regenerated as synthesis v10 (real masks moved by random rigid motions) under the same names and split
@@ -416,4 +412,10 @@ if [[ " $STAGES " == *" 21 "* ]]; then  # 1.7.0-v10 (experiment 36): stage 18's 
   from_scratch 1.7.0-v10 "$OUT/mix-v10.csv" "$OUT/run-v10" "${E1_21:-55}" "${E2_21:-80}" "Trained from random weights \
 (no --init) on stage 18's mix with its synthetic heads with lesions regenerated as synthesis v10 (v7 with every real mask \
 moved by a random rigid motion in MNI space, up to 25 mm and 20 degrees): $DATA"
+fi
+if [[ " $STAGES " == *" 22 "* ]]; then  # 1.7.0-v11 (experiment 37): stage 18's model fine-tuned on its own mix, the
+  # heads regenerated as synthesis v11 (normal symmetric tract brightening, unlabelled); run stage 18 first. Experiment
+  # 37 fine-tuned experiment 30's model on experiment 25's mix and split, as experiment 34 did.
+  fine_tune_regenerated 11 "${STEPS22:-300}" "${E22:-30}" "synthesis v11 (v7 with the corticospinal tracts and \
+peritrigonal white matter faintly brighter on both sides, unlabelled)"
 fi

@@ -55,8 +55,9 @@ def _distance_to_path(points: np.ndarray, path: np.ndarray) -> np.ndarray:
     best = np.full(points.shape[:-1], np.inf, np.float32)
     for a, b in zip(path[:-1], path[1:]):
         ab = (b - a).astype(np.float32)
-        t = np.clip(((points - a) @ ab) / float(ab @ ab), 0.0, 1.0)
-        np.minimum(best, np.linalg.norm(points - a - t[..., None] * ab, axis=-1), out=best)
+        offset = points - a
+        t = np.clip((offset @ ab) / float(ab @ ab), 0.0, 1.0)
+        np.minimum(best, np.linalg.norm(offset - t[..., None] * ab, axis=-1), out=best)
     return best
 
 

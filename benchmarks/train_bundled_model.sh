@@ -68,6 +68,8 @@
 # 22. 1.7.0-v11 (experiment 37): stage 20's recipe with the heads regenerated as synthesis v11 (the corticospinal
 #     tracts and peritrigonal white matter faintly brighter on both sides, unlabelled); stages 20 and 22 share
 #     fine_tune_regenerated (30 epochs at 1.5e-4, 300 batches per epoch, bf16; then the threshold).
+# 23. 1.7.0-curriculum (experiment 38): stage 18's recipe and mix started from 0.2.0 (phantoms only) instead of random
+#     weights; 50 epochs at 5e-4, then to 75 at 1.5e-4, 300 batches per epoch, bf16; then the threshold.
 # Synthetic heads: SynthSeg's 20 whole-head label maps + 27 real MS lesion masks, both free for
 # training (README "Synthesis"). No real scan is read: the real evaluation sets
 # (lesjak2017-ms-mni and the unlabelled heads) never enter training, tuning or selection.
@@ -78,7 +80,7 @@
 # models failed the phantom test guard and were not shipped.
 # Stage 9 needs stage 8's mix (mix-1.3-v4h.csv) but not its model: with stages 3-5 done,
 # STAGES="8 9" trains both, or make the mix by hand with stage 8's two mix lines. "13", "14" (after 10): the experiments of
-# synthesis v6 and v7; "15", "16" (after 13 and 14): their soup and their data together; "17" (after 11 and 16): the thin-slice model; "18" (after 3-5): experiment 30, the realistic mix from scratch; "19" (after 18): experiment 32, v8 heads added; "20" (after 18): experiment 34, the heads as v9; "21" (after 18): experiment 36, the heads as v10 from random weights; "22" (after 18): experiment 37, the heads as v11. "11 12" (after 10): the shipped
+# synthesis v6 and v7; "15", "16" (after 13 and 14): their soup and their data together; "17" (after 11 and 16): the thin-slice model; "18" (after 3-5): experiment 30, the realistic mix from scratch; "19" (after 18): experiment 32, v8 heads added; "20" (after 18): experiment 34, the heads as v9; "21" (after 18): experiment 36, the heads as v10 from random weights; "22" (after 18): experiment 37, the heads as v11; "23" (after 18): experiment 38, stage 18 started from 0.2.0. "11 12" (after 10): the shipped
 # brain-mask model (stage 12 needs stage 11's mix, not its model). On a GPU, raise EPOCHS and STEPS; training runs on CUDA with --device auto.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -86,7 +88,7 @@ OUT=${1:-work-data/bundled}
 STAGES=${STAGES:-1 2 3}
 STEPS=${STEPS:-100}
 CROP=${CROP:-160}
-BIN=.venv/bin
+BIN=${DEEPWML_BIN:-.venv/bin}  # where deepwml and python are (a test points it at stubs for a dry run)
 mkdir -p "$OUT"
 
 model_from_git() {  # model_from_git COMMIT DIR: a shipped model as it was at COMMIT
@@ -337,12 +339,15 @@ mix (158 stacks of synthesis v4/v6/v7) plus 60 whole-head 1 mm 3D heads of synth
     --precision "${PRECISION:-bf16}"
   $BIN/python benchmarks/threshold_on_validation.py "$OUT/run-thin/model" "$OUT/mix-thin.csv" "$OUT/run-thin/split.json" val --record
 fi
-from_scratch() {  # from_scratch VERSION MIX RUN E1 E2 NOTES: random weights (no --init), E1 epochs at 5e-4, then to
-  # E2 at 1.5e-4 (stages 18 and 21, with heads_options' COMMON); then the threshold on the run's validation split
+from_scratch() {  # from_scratch VERSION MIX RUN E1 E2 NOTES [INIT]: random weights (no --init) or INIT's, E1 epochs at
+  # 5e-4, then to E2 at 1.5e-4 (stages 18, 21 and 23, with heads_options' COMMON); then the threshold on the run's
+  # validation split
+  local init=()
+  [ -n "${7:-}" ] && init=(--init "$7")
   for stage in "$4 5e-4" "$5 1.5e-4"; do
     read -r epochs lr <<< "$stage"
     $BIN/deepwml train "$2" -o "$3" --base-channels 16 --epochs "$epochs" --lr "$lr" --model-version "$1" "${COMMON[@]}" \
-      --precision "${PRECISION:-bf16}" --notes "$6"
+      --precision "${PRECISION:-bf16}" --notes "$6" ${init[@]+"${init[@]}"}
   done
   $BIN/python benchmarks/threshold_on_validation.py "$3/model" "$2" "$3/split.json" val --record
 }
@@ -418,4 +423,16 @@ if [[ " $STAGES " == *" 22 "* ]]; then  # 1.7.0-v11 (experiment 37): stage 18's 
   # 37 fine-tuned experiment 30's model on experiment 25's mix and split, as experiment 34 did.
   fine_tune_regenerated 11 "${STEPS22:-300}" "${E22:-30}" "synthesis v11 (v7 with the corticospinal tracts and \
 peritrigonal white matter faintly brighter on both sides, unlabelled)"
+fi
+if [[ " $STAGES " == *" 23 "* ]]; then  # 1.7.0-curriculum (experiment 38): stage 18's recipe and data, but started from
+  # 0.2.0 (random weights trained on the phantoms only) instead of random weights: does the phantom start keep the
+  # chain's restraint on faint brightening? Run stage 18 first (its mix and split). Experiment 38 ran 50, then to 75
+  # epochs on experiment 25's mix and 30's split.
+  model_from_git c43b84c "$OUT/model-0.2.0"
+  mkdir -p "$OUT/run-curriculum"
+  [ -f "$OUT/run-curriculum/split.json" ] || cp "$OUT/run-scratch/split.json" "$OUT/run-curriculum/split.json"
+  heads_options "${STEPS23:-300}"
+  from_scratch 1.7.0-curriculum "$OUT/mix-scratch.csv" "$OUT/run-curriculum" "${E1_23:-50}" "${E2_23:-75}" "Started \
+from deepwml-phantom-unet16@0.2.0 (random weights trained on the phantoms of one template brain only) and trained with stage \
+18's recipe on its mix: $DATA" "$OUT/model-0.2.0"
 fi

@@ -553,3 +553,45 @@ def test_the_brightening_probe_counts_only_marks_away_from_the_truth_in_pairs_th
     assert len(probe.paired_cases(tmp_path / "v7", tmp_path / "v11", limit=1)) == 1
     with pytest.raises(SystemExit, match="no case shares its name"):
         probe.paired_cases(tmp_path / "v7", tmp_path / "lesion-free-elsewhere")
+
+
+def _dry_run_recipe(tmp_path: Path, stages: str) -> list[list[str]]:
+    """Run benchmarks/train_bundled_model.sh with stub ``deepwml``/``python`` that only record their
+    arguments (one JSON list per line), so a stage's commands are checked without training anything."""
+    stubs, calls, out = tmp_path / "bin", tmp_path / "calls.jsonl", tmp_path / "out"
+    stubs.mkdir(parents=True)
+    for name in ("deepwml", "python"):
+        stub = stubs / name
+        stub.write_text(f"#!{sys.executable}\nimport json, sys\n"
+                        f"open({str(calls)!r}, 'a').write(json.dumps([{name!r}] + sys.argv[1:]) + '\\n')\n")
+        stub.chmod(0o755)
+    (out / "run-scratch").mkdir(parents=True)
+    (out / "run-scratch" / "split.json").write_text("{}")
+    (out / "phantoms").mkdir()
+    (out / "model-0.2.0").mkdir()
+    (out / "model-0.2.0" / "model.json").write_text("{}")  # model_from_git: already there, git is not read
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "train_bundled_model.sh"
+    env = {**os.environ, "DEEPWML_BIN": str(stubs), "STAGES": stages}
+    subprocess.run(["bash", str(script), str(out)], env=env, check=True, capture_output=True, text=True)
+    return [json.loads(line) for line in calls.read_text().splitlines()]
+
+
+def _option(call: list[str], name: str) -> str | None:
+    return call[call.index(name) + 1] if name in call else None
+
+
+def test_recipe_stage_23_starts_from_the_phantom_model_and_stage_21_from_random_weights(tmp_path):
+    """Experiment 38 (stage 23) is stage 18's from-scratch schedule started from 0.2.0; sharing
+    ``from_scratch`` with stage 21 must not give stage 21 a starting model (it is from random weights)."""
+    calls = _dry_run_recipe(tmp_path / "s23", "23")
+    trains = [c for c in calls if c[:2] == ["deepwml", "train"]]
+    assert [(_option(c, "--epochs"), _option(c, "--lr")) for c in trains] == [("50", "5e-4"), ("75", "1.5e-4")]
+    assert all(_option(c, "--init").endswith("model-0.2.0") for c in trains)
+    assert all(_option(c, "-o").endswith("run-curriculum") for c in trains)
+    assert (tmp_path / "s23" / "out" / "run-curriculum" / "split.json").read_text() == "{}"  # stage 18's split
+    assert any("threshold_on_validation.py" in " ".join(c) for c in calls)
+
+    calls = _dry_run_recipe(tmp_path / "s21", "21")
+    trains = [c for c in calls if c[:2] == ["deepwml", "train"]]
+    assert [(_option(c, "--epochs"), _option(c, "--lr")) for c in trains] == [("55", "5e-4"), ("80", "1.5e-4")]
+    assert not any("--init" in c for c in trains)

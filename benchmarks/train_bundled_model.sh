@@ -342,12 +342,10 @@ fi
 from_scratch() {  # from_scratch VERSION MIX RUN E1 E2 NOTES [INIT]: random weights (no --init) or INIT's, E1 epochs at
   # 5e-4, then to E2 at 1.5e-4 (stages 18, 21 and 23, with heads_options' COMMON); then the threshold on the run's
   # validation split
-  local init=()
-  [ -n "${7:-}" ] && init=(--init "$7")
   for stage in "$4 5e-4" "$5 1.5e-4"; do
     read -r epochs lr <<< "$stage"
     $BIN/deepwml train "$2" -o "$3" --base-channels 16 --epochs "$epochs" --lr "$lr" --model-version "$1" "${COMMON[@]}" \
-      --precision "${PRECISION:-bf16}" --notes "$6" ${init[@]+"${init[@]}"}
+      --precision "${PRECISION:-bf16}" --notes "$6" ${7:+--init "$7"}
   done
   $BIN/python benchmarks/threshold_on_validation.py "$3/model" "$2" "$3/split.json" val --record
 }
@@ -381,6 +379,10 @@ if [[ " $STAGES " == *" 19 "* ]]; then  # 1.7.0-v8: stage 18's model taught to l
 mix plus 240 heads of synthesis v8 (seed 72: v7 + faint, diffuse, unlabelled white-matter brightening): $DATA"
   $BIN/python benchmarks/threshold_on_validation.py "$OUT/run-v8/model" "$OUT/mix-v8.csv" "$OUT/run-v8/split.json" val --record
 fi
+stage18_split() {  # stage18_split RUN: RUN starts with stage 18's split (run stage 18 first), unless it has one
+  mkdir -p "$1"
+  [ -f "$1/split.json" ] || cp "$OUT/run-scratch/split.json" "$1/split.json"
+}
 regenerated_heads() {  # regenerated_heads V: stage 18's mix with its heads as synthesis V (mix-vV.csv), stage 18's
   # split in run-vV (stages 20, 21 and 22; run stage 18's data first): every v4 head of seed 5 and every v6/v7 head of
   # seed 71 becomes the head of synthesis V with the same seed and index (v6 and v7 rows both point to it)
@@ -388,8 +390,7 @@ regenerated_heads() {  # regenerated_heads V: stage 18's mix with its heads as s
   synth "$OUT/synth-v$1-s71" 180 0 71 "$1"
   $BIN/python benchmarks/mix_with_regenerated_heads.py "$OUT/mix-scratch.csv" "$OUT/mix-v$1.csv" \
     "synth-v4[ab]=$OUT/synth-v$1-s5" "synth-v[67]-s71=$OUT/synth-v$1-s71"
-  mkdir -p "$OUT/run-v$1"
-  [ -f "$OUT/run-v$1/split.json" ] || cp "$OUT/run-scratch/split.json" "$OUT/run-v$1/split.json"
+  stage18_split "$OUT/run-v$1"
 }
 fine_tune_regenerated() {  # fine_tune_regenerated V STEPS EPOCHS NOTES: stage 18's model fine-tuned on its mix with
   # the heads regenerated as synthesis V (regenerated_heads), EPOCHS at 1.5e-4 of STEPS batches (stages 20 and 22, each
@@ -429,8 +430,7 @@ if [[ " $STAGES " == *" 23 "* ]]; then  # 1.7.0-curriculum (experiment 38): stag
   # chain's restraint on faint brightening? Run stage 18 first (its mix and split). Experiment 38 ran 50, then to 75
   # epochs on experiment 25's mix and 30's split.
   model_from_git c43b84c "$OUT/model-0.2.0"
-  mkdir -p "$OUT/run-curriculum"
-  [ -f "$OUT/run-curriculum/split.json" ] || cp "$OUT/run-scratch/split.json" "$OUT/run-curriculum/split.json"
+  stage18_split "$OUT/run-curriculum"
   heads_options "${STEPS23:-300}"
   from_scratch 1.7.0-curriculum "$OUT/mix-scratch.csv" "$OUT/run-curriculum" "${E1_23:-50}" "${E2_23:-75}" "Started \
 from deepwml-phantom-unet16@0.2.0 (random weights trained on the phantoms of one template brain only) and trained with stage \

@@ -249,7 +249,8 @@ class DeepWMLLogic(ScriptedLoadableModuleLogic):
         probabilities = sitk.GetArrayFromImage(result.probabilities)
         info = {"timings_s": result.timings_s, "device": result.device, "precision": result.precision,
                 "backend": result.backend, "model": result.model.model_id,  # the thin-slice model on thin slices
-                "brain_mask": result.brain_mask_summary(), "known_limits": result.known_limits()}
+                "brain_mask": result.brain_mask_summary(), "contrast_floor": result.contrast_floor_summary(),
+                "known_limits": result.known_limits()}
         node, summary = self.applyProbabilities(volumeNode, probabilities, segmentationNode, result.threshold, info)
         summary["seconds"] = time.perf_counter() - t0
         return node, summary

@@ -70,6 +70,10 @@
 #     fine_tune_regenerated (30 epochs at 1.5e-4, 300 batches per epoch, bf16; then the threshold).
 # 23. 1.7.0-curriculum (experiment 38): stage 18's recipe and mix started from 0.2.0 (phantoms only) instead of random
 #     weights; 50 epochs at 5e-4, then to 75 at 1.5e-4, 300 batches per epoch, bf16; then the threshold.
+# 24. 1.7.0, the shipped model (experiment 40): stage 18's model with the white-matter contrast floor experiment 40's
+#     rule chose on synthetic heads (voxels below 1.15x the white-matter level removed; benchmarks/contrast_floor_study.py
+#     reproduces the choice) written into its card, then its int8 graph. The shipped weights are experiment 30's run;
+#     stage 18 is another draw of its split, so its figures will differ a little.
 # Synthetic heads: SynthSeg's 20 whole-head label maps + 27 real MS lesion masks, both free for
 # training (README "Synthesis"). No real scan is read: the real evaluation sets
 # (lesjak2017-ms-mni and the unlabelled heads) never enter training, tuning or selection.
@@ -80,7 +84,7 @@
 # models failed the phantom test guard and were not shipped.
 # Stage 9 needs stage 8's mix (mix-1.3-v4h.csv) but not its model: with stages 3-5 done,
 # STAGES="8 9" trains both, or make the mix by hand with stage 8's two mix lines. "13", "14" (after 10): the experiments of
-# synthesis v6 and v7; "15", "16" (after 13 and 14): their soup and their data together; "17" (after 11 and 16): the thin-slice model; "18" (after 3-5): experiment 30, the realistic mix from scratch; "19" (after 18): experiment 32, v8 heads added; "20" (after 18): experiment 34, the heads as v9; "21" (after 18): experiment 36, the heads as v10 from random weights; "22" (after 18): experiment 37, the heads as v11; "23" (after 18): experiment 38, stage 18 started from 0.2.0. "11 12" (after 10): the shipped
+# synthesis v6 and v7; "15", "16" (after 13 and 14): their soup and their data together; "17" (after 11 and 16): the thin-slice model; "18" (after 3-5): experiment 30, the realistic mix from scratch; "19" (after 18): experiment 32, v8 heads added; "20" (after 18): experiment 34, the heads as v9; "21" (after 18): experiment 36, the heads as v10 from random weights; "22" (after 18): experiment 37, the heads as v11; "23" (after 18): experiment 38, stage 18 started from 0.2.0; "24" (after 18): the shipped 1.7.0. "11 12" (after 10): the shipped
 # brain-mask model (stage 12 needs stage 11's mix, not its model). On a GPU, raise EPOCHS and STEPS; training runs on CUDA with --device auto.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -435,4 +439,13 @@ if [[ " $STAGES " == *" 23 "* ]]; then  # 1.7.0-curriculum (experiment 38): stag
   from_scratch 1.7.0-curriculum "$OUT/mix-scratch.csv" "$OUT/run-curriculum" "${E1_23:-50}" "${E2_23:-75}" "Started \
 from deepwml-phantom-unet16@0.2.0 (random weights trained on the phantoms of one template brain only) and trained with stage \
 18's recipe on its mix: $DATA" "$OUT/model-0.2.0"
+fi
+if [[ " $STAGES " == *" 24 "* ]]; then  # 1.7.0 (experiment 40, shipped): stage 18's model + the contrast floor; run 18 first
+  mkdir -p "$OUT/model-1.7.0"
+  cp "$OUT/run-scratch/model/model.json" "$OUT/run-scratch/model/model.safetensors" "$OUT/model-1.7.0/"
+  $BIN/python benchmarks/contrast_floor_study.py --record "$OUT/model-1.7.0" --factors 1.15 --modes voxel \
+    --why "experiment 40's rule (README): the floor with the best mean paired Dice gain over 1.6.0 on 60 synthetic heads \
+among those no worse than 1.6.0 on the brightening probe and on lesion-free heads; no real scan"
+  $BIN/deepwml export-onnx "$OUT/model-1.7.0" --int8 --calibration "$OUT/mix-scratch.csv" -q \
+    --calibration-note "96 canvas slices of 24 evenly spaced cases of this model's training manifest; no real scan"
 fi

@@ -71,7 +71,8 @@ def main(argv=None) -> int:
             # the model that ran: the thin-slice model on thin slices (deepwml.thin_model)
             "model": result.model.model_id, "model_threshold": result.model.threshold,
             "timings_s": result.timings_s, "seconds": time.perf_counter() - t0,
-            "brain_mask": result.brain_mask_summary(), "known_limits": result.known_limits()}
+            "brain_mask": result.brain_mask_summary(), "contrast_floor": result.contrast_floor_summary(),
+            "known_limits": result.known_limits()}
     (out / "result.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
     print(f"done in {info['seconds']:.1f} s", flush=True)
     return 0

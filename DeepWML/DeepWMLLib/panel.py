@@ -49,6 +49,10 @@ def result_line(summary: dict) -> str:
     if brain:
         parts.append(f"{brain['removed_ml']:.2f} ml outside the brain removed" if brain.get("applied")
                      else "brain mask not applied (see the log)")
+    floor = summary.get("contrast_floor")
+    if floor:  # deepwml.contrast_floor: marks no brighter than the scan's white matter are not hyperintensities
+        parts.append(f"marks below {floor['factor']:g}x white matter removed" if floor.get("white_matter_level")
+                     else f"contrast floor not applied ({floor.get('not_applied') or 'see the log'})")
     if "seconds" in summary:
         parts.append(f"{summary['seconds']:.1f} s on {summary.get('device', '?')} ({summary.get('backend', '?')})")
     return "\n".join(["; ".join(parts)] + [f"Caution: {c['text']}" for c in summary.get("cautions") or []])

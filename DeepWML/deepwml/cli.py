@@ -21,10 +21,10 @@ from . import __version__
 from .cli_cohort import add_cohort_command
 from .cli_realdata import (add_brain_mask_options, add_precision_option, add_realdata_commands,
                            add_segmentation_options, add_thin_slab_option, add_tta_option, brain_model_arg,
-                           thin_model_arg, thin_slab_args)
+                           contrast_floor_arg, thin_model_arg, thin_slab_args)
 from .errors import DeepWMLError
 from .options import (argtype, check_count, check_crop, check_fraction, check_non_negative, check_positive,
-                      check_positive_int)
+                      check_positive_int, check_synthesis_version)
 
 if TYPE_CHECKING:
     from .read_ahead import ReadAhead
@@ -83,7 +83,7 @@ def _segment_planned(args: argparse.Namespace, read_ahead: "ReadAhead | None") -
                               batch_size=args.batch_size, flip_tta=args.tta, head_crop=not args.whole_canvas,
                               backend=args.backend, **thin_slab_args(args),
                               brain_model=brain_model_arg(args), brain_margin_mm=args.brain_margin_mm,
-                              thin_model=thin_model_arg(args))
+                              thin_model=thin_model_arg(args), contrast_floor=contrast_floor_arg(args))
     except RuntimeError as err:
         raise DeepWMLError(None, str(err)) from None
     prepare_output_folder(args.output)
@@ -227,7 +227,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                       precision=args.precision, split=args.split, overwrite=args.overwrite, progress=not args.quiet,
                       max_cases=args.max_cases, record_in_card=args.record_in_card,
                       **thin_slab_args(args), brain_model=brain_model_arg(args),
-                      brain_margin_mm=args.brain_margin_mm, tta=args.tta, thin_model=thin_model_arg(args))
+                      brain_margin_mm=args.brain_margin_mm, tta=args.tta, thin_model=thin_model_arg(args),
+                      contrast_floor=contrast_floor_arg(args))
     print(f"evaluation report: {report}")
     return 0
 
@@ -274,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--seed", type=argtype(check_count, "--seed"), default=0)
     sy.add_argument("--start", type=argtype(check_count, "--start"), default=0,
                     help="index of the first case (to extend a set)")
-    sy.add_argument("--synthesis-version", type=int, choices=list(range(1, 12)), default=3,
+    sy.add_argument("--synthesis-version", type=argtype(check_synthesis_version, "--synthesis-version"), default=3,
                     help="1: the data of model 1.0.0; 2: fainter lesions, confluent WMH (model 1.1.0); "
                          "3 (default): 2 + skull-stripped cases, confluent growth of plausible loads only, the "
                          "label maps' own lesion labels as white matter (model 1.2.0); 4: 3 with lesion contrast "
@@ -361,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", parents=[common], help="the paper's evaluation, statistics and an HTML report")
     ev.add_argument("manifest")
     ev.add_argument("-o", "--output", required=True)
-    ev.add_argument("--model", default=None)
+    ev.add_argument("--model", default=None, help="model folder or model.json, or 'bundled' (the default)")
     ev.add_argument("--device", default="auto")
     add_precision_option(ev)
     ev.add_argument("--split", default="auto",

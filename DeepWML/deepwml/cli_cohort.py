@@ -22,7 +22,7 @@ def cmd_cohort(args: argparse.Namespace) -> int:
                               not args.whole_canvas, args.backend, slabs["thin_slab_mm"], args.threshold,
                               args.labelmap, args.probabilities, tuple(args.series or ()),
                               brain_model_arg(args), args.brain_margin_mm, thin_model_arg(args),
-                              slabs["thin_slab_sliding"])
+                              slabs["thin_slab_sliding"], args.contrast_floor)
     result = run_cohort(args.inputs, args.output, settings, bids=args.bids, workers=args.workers,
                         threads=args.threads, scheduler=args.scheduler, overwrite=args.overwrite,
                         progress=not args.quiet)

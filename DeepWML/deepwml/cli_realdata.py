@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from .options import argtype, check_count, check_non_negative, check_positive, thin_slab_kwargs
 
@@ -45,8 +46,9 @@ def thin_model_arg(args: argparse.Namespace) -> str | None:
 
 
 def add_brain_mask_options(parser: argparse.ArgumentParser) -> None:
-    """``--no-brain-mask``, ``--brain-model``, ``--brain-margin-mm`` (one definition for segment,
-    cohort, evaluate and sanity); :func:`brain_model_arg` turns them into the Segmenter's argument."""
+    """``--no-brain-mask``, ``--brain-model``, ``--brain-margin-mm`` and ``--contrast-floor`` (read in
+    the brain mask; one definition for segment, cohort, evaluate and sanity); :func:`brain_model_arg` and
+    :func:`contrast_floor_arg` turn them into the Segmenter's arguments."""
     from .defaults import DEFAULT_MARGIN_MM
 
     parser.add_argument("--no-brain-mask", action="store_true",
@@ -57,6 +59,17 @@ def add_brain_mask_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--brain-margin-mm", type=argtype(check_non_negative, "--brain-margin-mm"),
                         default=DEFAULT_MARGIN_MM,
                         help="lesion probability is kept up to this far outside the brain mask (default: %(default)s)")
+    parser.add_argument("--contrast-floor", type=argtype(check_non_negative, "--contrast-floor"), default=None,
+                        metavar="K", help="remove marked voxels darker than K x the scan's white-matter level, read "
+                                          "in the brain mask (default: the model card's floor, if it names one; "
+                                          "0: none)")
+
+
+def contrast_floor_arg(args: argparse.Namespace) -> Any:
+    """The Segmenter's ``contrast_floor`` for parsed options: "card", None (``0``) or a ContrastFloor."""
+    from .contrast_floor import floor_setting
+
+    return floor_setting(args.contrast_floor)
 
 
 def brain_model_arg(args: argparse.Namespace) -> str | None:
@@ -89,7 +102,7 @@ def add_segmentation_options(parser: argparse.ArgumentParser) -> None:
     they cannot drift apart (one definition, one meaning)."""
     from .options import check_positive_int, check_threshold
 
-    parser.add_argument("--model", default=None, help="model folder or model.json (default: bundled)")
+    parser.add_argument("--model", default=None, help="model folder or model.json, or 'bundled' (the default)")
     parser.add_argument("--device", default="auto",
                         help="auto | cpu | cuda (default auto; for a cohort, on every worker)")
     parser.add_argument("--threshold", type=argtype(check_threshold, "--threshold"), default=None,
@@ -133,6 +146,7 @@ def cmd_sanity(args: argparse.Namespace) -> int:
                            precision=args.precision, **thin_slab_args(args),
                            thin_model=thin_model_arg(args),
                            brain_model=brain_model_arg(args), brain_margin_mm=args.brain_margin_mm,
+                           contrast_floor=contrast_floor_arg(args),
                            tolerance_mm=args.tolerance_mm, step=args.every, tta=args.tta,
                            overwrite=args.overwrite, progress=not args.quiet)
     print(f"sanity report: {report}")
@@ -160,7 +174,7 @@ def add_realdata_commands(sub: argparse._SubParsersAction, common: argparse.Argu
                              "volume outside the brain, contact sheets")
     sa.add_argument("scans", nargs="+", help="FLAIR volume files or DICOM series folders")
     sa.add_argument("-o", "--output", required=True, help="output folder")
-    sa.add_argument("--model", default=None, help="model folder or model.json (default: bundled)")
+    sa.add_argument("--model", default=None, help="model folder or model.json, or 'bundled' (the default)")
     sa.add_argument("--device", default="auto")
     add_precision_option(sa)
     add_tta_option(sa)

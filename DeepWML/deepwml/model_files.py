@@ -223,8 +223,9 @@ def load_model(path: str | Path | None = None, device: Any = "cpu", framework: s
     """Verify the checksum, build the network the card describes and load its weights.
 
     ``framework="numpy"``: the same verification, but the weights stay numpy arrays and no
-    PyTorch is imported (what ONNX Runtime inference needs)."""
-    card, card_path = read_card(path if path is not None else DEFAULT_MODEL_DIR)
+    PyTorch is imported (what ONNX Runtime inference needs). ``None`` or ``"bundled"``: the
+    shipped model, so every command's ``--model`` takes the word as ``train --init`` does."""
+    card, card_path = read_card(DEFAULT_MODEL_DIR if path in (None, "bundled") else path)
     version = card.get("preprocessing", {}).get("version")
     if version != PREPROCESSING_VERSION:
         raise ModelFileError(card_path, f"model was trained with preprocessing version {version}; this "

@@ -34,6 +34,17 @@ def _integer(value: Any, name: str) -> int:
     return int(number)
 
 
+def check_synthesis_version(value: Any, name: str = "synthesis version") -> int:
+    """A synthesis version the generator knows (:data:`deepwml.synthesis.generator.VERSIONS`, the
+    one list; imported only when a version is checked, so other commands do not load synthesis)."""
+    from .synthesis.generator import VERSIONS
+
+    number = _integer(value, name)
+    if number not in VERSIONS:
+        raise OptionError(None, f"{name} must be one of {', '.join(map(str, sorted(VERSIONS)))}, not {value!r}")
+    return number
+
+
 def check_threshold(value: Any, name: str = "threshold") -> float:
     """A probability threshold strictly between 0 and 1 (0 labels everything, 1 nothing)."""
     number = _number(value, name)

@@ -25,6 +25,7 @@ import SimpleITK as sitk
 from .brain_mask import (BrainCanvas, BrainMasking, lesion_window, load_brain_model,
                          margin_in_pixels, removed_voxels, restrict_to_brain)
 from .canvas_window import head_window
+from .contrast_floor import ContrastFloor, FloorApplied, apply_contrast_floor, card_contrast_floor
 from .defaults import DEFAULT_MARGIN_MM, THIN_SLAB_MM, default_flip_tta
 from .errors import ModelFileError
 from .known_limits import known_limits
@@ -221,11 +222,17 @@ class SegmentationResult:
     model: Optional[LoadedModel] = None
     #: The slabs of ``slab_mm`` were sliding (one centred on every thin slice), not consecutive.
     slab_sliding: bool = False
+    #: What the white-matter contrast floor did (None: no floor; :mod:`deepwml.contrast_floor`).
+    contrast_floor: Optional[FloorApplied] = None
 
     def brain_mask_summary(self) -> Optional[dict]:
         """The summaries' ``brain_mask`` entry (None: no brain mask), one definition for the
         command line, the Slicer module and its background worker."""
         return self.brain_mask.as_dict() if self.brain_mask else None
+
+    def contrast_floor_summary(self) -> Optional[dict]:
+        """The summaries' ``contrast_floor`` entry (None: no floor), one definition for every output."""
+        return self.contrast_floor.as_dict() if self.contrast_floor else None
 
     def known_limits(self) -> dict[str, str]:
         """The measured limits of the model that ran that apply to this input
@@ -252,7 +259,8 @@ class Segmenter:
                  thin_slab_mm: float = THIN_SLAB_MM, brain_model: LoadedModel | str | None = "bundled",
                  brain_margin_mm: float = DEFAULT_MARGIN_MM,
                  brain_context_px: int | None = BRAIN_CONTEXT,
-                 thin_model: LoadedModel | str | None = "auto", thin_slab_sliding: bool = False) -> None:
+                 thin_model: LoadedModel | str | None = "auto", thin_slab_sliding: bool = False,
+                 contrast_floor: ContrastFloor | str | None = "card") -> None:
         self.batch_size = check_positive_int(batch_size, "batch size")
         #: Thin-slice volumes (< 2 mm) are seen as axial slabs of this thickness (mm), the
         #: probabilities interpolated back to every slice; 0: every native slice. The model
@@ -269,6 +277,11 @@ class Segmenter:
         #: Run the network only on slices with head and only on the head's window (see
         #: :func:`head_window`); outside it the lesion probability is 0. False: whole canvas.
         self.head_crop = head_crop
+        #: Marks darker than a factor of the white-matter level are removed (deepwml.contrast_floor):
+        #: "card" = the floor the card of the model that ran names (none if it names none), None = off.
+        if not (contrast_floor in ("card", None) or isinstance(contrast_floor, ContrastFloor)):
+            raise ValueError(f"contrast_floor must be 'card', None or a ContrastFloor, not {contrast_floor!r}")
+        self.contrast_floor = contrast_floor
         if not isinstance(model, LoadedModel):
             model = load_model(model, framework="numpy")  # PyTorch only if it runs the network
         model.require_task("lesion", ", not a lesion model; pass it as the brain-mask model (--brain-model), "
@@ -279,6 +292,9 @@ class Segmenter:
         self.thin_model: LoadedModel | None = resolve_thin_model(thin_model, self.model)
         if self.thin_model is not None:  # refused now, in one line, not at the first thin volume
             runnable_file(self.thin_model, backend, self.device, self.precision_name)
+        for lesion_model in (self.model, self.thin_model):  # a bad card floor is refused now, too
+            if lesion_model is not None:
+                self.contrast_floor_of(lesion_model)
         self._backend_asked = backend
         self._thin: tuple[Callable[[np.ndarray], np.ndarray], str, LoadedModel] | None = None
         self._thin_lock = threading.Lock()
@@ -500,6 +516,7 @@ class Segmenter:
             brain_mask = replace(brain_mask, removed_ml=self._removed_ml(prepared, native, marked, lost, threshold))
         if slabs is not None:
             native = interpolate_from_slabs(native, slabs, prepared.n_slices)
+        native, floor_applied = self._apply_contrast_floor(prepared, native, threshold, model)
         prob_image = image_from_slices(native, layout, prepared.image)
         timings = dict(prepared.timings_s)
         timings["postprocess"] = time.perf_counter() - t2 + prepared.brain_region_s
@@ -510,7 +527,34 @@ class Segmenter:
                  self.device, self.precision_name, backend, model.model_id)
         return SegmentationResult(prob_image, threshold, timings, self.device, self.precision_name, backend,
                                   layout.slice_thickness_mm, layout.slice_axis, slab_mm or prepared.sliding_slab_mm,
-                                  brain_mask, model, slab_sliding=prepared.sliding_slab_mm > 0)
+                                  brain_mask, model, slab_sliding=prepared.sliding_slab_mm > 0,
+                                  contrast_floor=floor_applied)
+
+    def contrast_floor_setting(self) -> dict | None:
+        """The lesion model's floor as reports record it (None: none)."""
+        floor = self.contrast_floor_of(self.model)
+        return None if floor is None else {"factor": floor.factor, "mode": floor.mode}
+
+    def describe_contrast_floor(self) -> str:
+        """One plain sentence on the lesion model's floor (for reports)."""
+        floor = self.contrast_floor_of(self.model)
+        return "No white-matter contrast floor." if floor is None else floor.describe()
+
+    def contrast_floor_of(self, model: LoadedModel) -> ContrastFloor | None:
+        """The floor applied to ``model``'s marks (the card's, unless the segmenter was given one or none)."""
+        return card_contrast_floor(model) if self.contrast_floor == "card" else self.contrast_floor
+
+    def _apply_contrast_floor(self, prepared: PreparedVolume, native: np.ndarray, threshold: float,
+                              model: LoadedModel) -> tuple[np.ndarray, FloorApplied | None]:
+        """``native`` (slice stack on the input grid) with the floor applied; the white-matter level
+        is read inside the brain mask, so without one the floor is not applied (and the record says so)."""
+        floor = self.contrast_floor_of(model)
+        if floor is None:
+            return native, None
+        if prepared.brain is None:
+            return native, FloorApplied(floor.factor, floor.mode, None, 0, "no brain mask to read the white matter in")
+        flair = prepared.layout.to_slices(sitk.GetArrayViewFromImage(prepared.image))
+        return apply_contrast_floor(native, flair, self._brain_slices(prepared), threshold, floor)
 
     @staticmethod
     def _removed_ml(prepared: PreparedVolume, native: np.ndarray, marked: np.ndarray, lost: np.ndarray,
@@ -534,12 +578,17 @@ class Segmenter:
         segmenting does not need it."""
         if prepared.brain is None:
             return None
+        return image_from_slices(self._brain_slices(prepared, raw).astype(np.uint8), prepared.layout, prepared.image)
+
+    @staticmethod
+    def _brain_slices(prepared: PreparedVolume, raw: bool = False) -> np.ndarray:
+        """:meth:`brain_image` as a boolean slice stack (the layout's order, as ``finish`` works)."""
         small = prepared.brain.mask if raw else prepared.brain.regions(0.0)[0]
         brain = prepared.brain.on_canvas(small, prepared.canvas.shape[-1])
         native = prepared.mapping.to_native(brain[:, None].astype(np.float32))[:, 0]
         if prepared.slabs is not None:
             native = interpolate_from_slabs(native, prepared.slabs, prepared.n_slices)
-        return sitk.Cast(image_from_slices(native, prepared.layout, prepared.image) >= 0.5, sitk.sitkUInt8)
+        return native >= 0.5
 
     def segment(self, image: sitk.Image, threshold: float | None = None,
                 progress: ProgressCallback | None = None) -> SegmentationResult:

@@ -56,9 +56,14 @@ def test_bundled_model_bf16_agrees_with_float32(phantom_flair):
     top = np.argsort(-(p32_all >= 0.5).reshape(len(p32_all), -1).sum(1), kind="stable")[:4]
     p32, p16 = p32_all[top], bf16.predict_canvas(canvas[top])
     assert (p32 >= 0.5).sum() > 100
-    assert np.abs(p32 - p16).max() < 0.15
-    m32, m16 = p32 >= 0.5, p16 >= 0.5
-    assert 2 * (m32 & m16).sum() / (m32.sum() + m16.sum()) > 0.97
+    # bf16 rounds the logits: 1.6.0's largest probability difference was below 0.15; 1.7.0 (trained from
+    # random weights, steeper logits) has 2 of these 262,144 voxels at 0.15-0.21 and its 99.9th percentile at
+    # 0.004, so the bound is on how many voxels move, not on the single worst one
+    differs = np.abs(p32 - p16)
+    assert np.percentile(differs, 99.9) < 0.02 and np.count_nonzero(differs > 0.15) <= 1e-4 * differs.size
+    for threshold in (0.5, f32.model.threshold):
+        m32, m16 = p32 >= threshold, p16 >= threshold
+        assert 2 * (m32 & m16).sum() / (m32.sum() + m16.sum()) > 0.97
 
 
 def test_head_window_covers_the_head_in_network_sized_steps():

@@ -83,3 +83,14 @@ def test_model_from_another_preprocessing_version_is_refused(tiny_model_dir, tmp
     edit_card(model, lambda card: card["preprocessing"].update(version=1))
     with pytest.raises(ModelFileError, match="preprocessing version 1"):
         load_model(model)
+
+
+def test_the_word_bundled_names_the_shipped_model_everywhere_a_model_is_loaded(tmp_path, monkeypatch):
+    """``--model bundled`` (segment, evaluate, sanity, cohort) means what ``train --init bundled``
+    means, not a folder called "bundled" in the working directory."""
+    from deepwml.model_files import DEFAULT_MODEL_DIR
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bundled").mkdir()  # an empty folder of that name must not be read instead
+    word, default = load_model("bundled", framework="numpy"), load_model(None, framework="numpy")
+    assert word.path == default.path and word.card["weights_sha256"] == read_card(DEFAULT_MODEL_DIR)[0]["weights_sha256"]

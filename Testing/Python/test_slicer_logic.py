@@ -449,6 +449,11 @@ def test_result_line_says_what_the_brain_mask_removed(slicer):
     applied = {**base, "brain_mask": {"applied": True, "removed_ml": 0.4321}}
     assert "0.43 ml outside the brain removed" in panel.result_line(applied)
     assert "brain mask not applied" in panel.result_line({**base, "brain_mask": {"applied": False}})
+    assert "white matter" not in panel.result_line(base)
+    floored = {**base, "contrast_floor": {"factor": 1.15, "white_matter_level": 812.0, "removed_voxels": 40}}
+    assert "marks below 1.15x white matter removed" in panel.result_line(floored)
+    skipped = {**base, "contrast_floor": {"factor": 1.15, "white_matter_level": None, "not_applied": "no brain mask"}}
+    assert "contrast floor not applied (no brain mask)" in panel.result_line(skipped)
 
 
 def test_training_steps_enable_only_what_can_run(slicer, tmp_path, tiny_model_dir):

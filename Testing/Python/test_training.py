@@ -565,8 +565,10 @@ def _dry_run_recipe(tmp_path: Path, stages: str) -> list[list[str]]:
         stub.write_text(f"#!{sys.executable}\nimport json, sys\n"
                         f"open({str(calls)!r}, 'a').write(json.dumps([{name!r}] + sys.argv[1:]) + '\\n')\n")
         stub.chmod(0o755)
-    (out / "run-scratch").mkdir(parents=True)
+    (out / "run-scratch" / "model").mkdir(parents=True)
     (out / "run-scratch" / "split.json").write_text("{}")
+    for name in ("model.json", "model.safetensors"):  # stage 18's model, as stage 24 copies it
+        (out / "run-scratch" / "model" / name).write_text(name)
     (out / "phantoms").mkdir()
     (out / "model-0.2.0").mkdir()
     (out / "model-0.2.0" / "model.json").write_text("{}")  # model_from_git: already there, git is not read
@@ -595,3 +597,20 @@ def test_recipe_stage_23_starts_from_the_phantom_model_and_stage_21_from_random_
     trains = [c for c in calls if c[:2] == ["deepwml", "train"]]
     assert [(_option(c, "--epochs"), _option(c, "--lr")) for c in trains] == [("55", "5e-4"), ("80", "1.5e-4")]
     assert not any("--init" in c for c in trains)
+
+
+def test_recipe_stage_24_ships_stage_18s_model_with_the_contrast_floor_and_an_int8_graph(tmp_path):
+    """The shipped 1.7.0 (experiment 40): stage 18's weights, unchanged (no training), the floor the rule
+    chose written into a copy's card, then the int8 graph calibrated on stage 18's own training mix."""
+    calls = _dry_run_recipe(tmp_path / "s24", "24")
+    assert not [c for c in calls if c[:2] == ["deepwml", "train"]]
+    record = next(c for c in calls if "benchmarks/contrast_floor_study.py" in c)
+    assert record[record.index("--record") + 1].endswith("model-1.7.0")
+    assert (_option(record, "--factors"), _option(record, "--modes")) == ("1.15", "voxel")
+    export = next(c for c in calls if c[:2] == ["deepwml", "export-onnx"])
+    assert export[2].endswith("model-1.7.0") and "--int8" in export
+    assert _option(export, "--calibration").endswith("mix-scratch.csv")
+    assert calls.index(record) < calls.index(export)
+    copied = tmp_path / "s24" / "out" / "model-1.7.0"
+    assert sorted(p.name for p in copied.iterdir()) == ["model.json", "model.safetensors"]
+

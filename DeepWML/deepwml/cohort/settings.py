@@ -37,12 +37,14 @@ class CohortSettings:
     thin_model: str | None = "auto"
     #: thin_slab_mm is a sliding slab around every thin slice (Segmenter.thin_slab_sliding)
     thin_slab_sliding: bool = False
+    #: --contrast-floor: None = the model card's floor, 0 = none, K = voxels below K x white matter removed
+    contrast_floor: float | None = None
 
     def segmenter_key(self) -> tuple[Any, ...]:
         """What makes two Segmenters different (a worker keeps one per key)."""
         return (self.model, self.device, self.precision, self.batch_size, self.tta, self.head_crop,
                 self.backend, self.thin_slab_mm, self.brain_model, self.brain_margin_mm, self.thin_model,
-                self.thin_slab_sliding)
+                self.thin_slab_sliding, self.contrast_floor)
 
     def fingerprint(self, model_threshold: float, thin: "ModelIdentity | None" = None) -> dict[str, Any]:
         """The settings that change a case's outputs, as JSON values (recorded in each summary).
@@ -62,6 +64,8 @@ class CohortSettings:
         values["series"] = list(self.series)
         if not self.thin_slab_sliding:  # consecutive slabs, as before the option: earlier cohorts still resume
             values.pop("thin_slab_sliding")
+        if self.contrast_floor is None:  # the card's floor: the model's weights already identify it
+            values.pop("contrast_floor")
         return values
 
 

@@ -54,6 +54,7 @@ class CaseJob:
 def cached_segmenter(settings: CohortSettings, weights: tuple[str, ...]) -> Any:
     """This worker's Segmenter for ``settings`` (built on first use, then reused), refused in one
     line when its models' weights are not the client's ``weights`` (see :class:`CaseJob`)."""
+    from ..contrast_floor import floor_setting
     from ..segmenter import Segmenter
 
     key = settings.segmenter_key()
@@ -67,7 +68,8 @@ def cached_segmenter(settings: CohortSettings, weights: tuple[str, ...]) -> Any:
                                              brain_model=settings.brain_model,
                                              brain_margin_mm=settings.brain_margin_mm,
                                              thin_model=settings.thin_model,
-                                             thin_slab_sliding=settings.thin_slab_sliding)
+                                             thin_slab_sliding=settings.thin_slab_sliding,
+                                             contrast_floor=floor_setting(settings.contrast_floor))
             except RuntimeError as err:  # e.g. CUDA requested on a worker without a GPU
                 raise DeepWMLError(None, f"worker {socket.gethostname()}: {err}") from None
         segmenter = _segmenters[key]

@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from ..intensity import air_level
+
 #: histogram bins between the brain's median and its 99.5th percentile
 BINS = 128
 
@@ -28,11 +30,14 @@ def white_matter_level(flair: np.ndarray, brain: np.ndarray) -> float | None:
     the mode there, whatever the scanner's scale; no tissue segmentation is needed. Lightly
     smoothed, so noise does not pick a stray bin."""
     values = np.asarray(flair)[np.asarray(brain, bool)].astype(np.float64)  # the brain's voxels only
-    if values.size < 100 or np.percentile(values, 1) < 0:
+    if values.size < 100:
+        return None
+    # one partition for the three (the contrast floor reads this on every volume); np.median is the 50th
+    darkest, low, high = np.percentile(values, (1, 50, 99.5))
+    if darkest < 0:
         # a ratio needs zero to mean no signal, as scanner output does; a z-scored volume (the
         # BraTS scan: brain median near 0) has no such zero and gave 28.6
         return None
-    low, high = np.median(values), np.percentile(values, 99.5)
     if not high > low:
         return float(low) if low > 0 else None
     counts, edges = np.histogram(values[values >= low], BINS, (low, high))
@@ -41,12 +46,22 @@ def white_matter_level(flair: np.ndarray, brain: np.ndarray) -> float | None:
     return level if level > 0 else None
 
 
+def above_air(flair: np.ndarray) -> np.ndarray:
+    """``flair`` measured from its air level (:func:`deepwml.intensity.air_level`, as normalisation
+    measures it), so a ratio to the white matter does not change with an offset (a DICOM rescale
+    intercept): for every scan whose air lies near 0 -- all the data here -- the same numbers."""
+    flair = np.asarray(flair, dtype=np.float32)
+    air = air_level(flair)
+    return flair - np.float32(air) if air else flair
+
+
 def marked_over_white_matter(flair: np.ndarray, brain: np.ndarray, lesion: np.ndarray) -> float | None:
-    """Median intensity of the marked voxels over :func:`white_matter_level`; None when nothing is
-    marked or the level cannot be read."""
+    """Median intensity of the marked voxels over :func:`white_matter_level`, both measured from the
+    air level (:func:`above_air`); None when nothing is marked or the level cannot be read."""
     lesion = np.asarray(lesion, bool)
     if not lesion.any():
         return None
+    flair = above_air(flair)
     level = white_matter_level(flair, brain)
     if level is None:
         return None

@@ -87,12 +87,14 @@ def evaluate(manifest: Path, out_dir: Path, model: str | None = None, device: st
              max_cases: int = 0, record_in_card: bool = False,
              thin_slab_mm: float = THIN_SLAB_MM, brain_model: str | None = "bundled",
              brain_margin_mm: float = DEFAULT_MARGIN_MM, tta: bool | None = None,
-             thin_model: str | None = "auto", thin_slab_sliding: bool = False) -> Path:
+             thin_model: str | None = "auto", thin_slab_sliding: bool = False,
+             contrast_floor: Any = "card") -> Path:
     """Run the model on the selected cases and write the full report; return report.html.
 
     ``thin_slab_mm``: how thin-slice (< 2 mm) volumes are segmented; ``brain_model`` /
     ``brain_margin_mm``: the brain mask (None: off); ``tta``: average with the left-right
-    flipped slice, as ``segment --tta`` (None: the default for the precision); see :class:`Segmenter`."""
+    flipped slice, as ``segment --tta`` (None: the default for the precision); ``contrast_floor``:
+    the white-matter contrast floor ("card", None or a ContrastFloor); see :class:`Segmenter`."""
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
@@ -103,7 +105,8 @@ def evaluate(manifest: Path, out_dir: Path, model: str | None = None, device: st
     cases = read_manifest(manifest)
     segmenter = Segmenter(model, device=device, precision=precision, thin_slab_mm=thin_slab_mm,
                           brain_model=brain_model, brain_margin_mm=brain_margin_mm, flip_tta=tta,
-                          thin_model=thin_model, thin_slab_sliding=thin_slab_sliding)
+                          thin_model=thin_model, thin_slab_sliding=thin_slab_sliding,
+                          contrast_floor=contrast_floor)
     card, card_path = read_card(segmenter.model.path)
     selected, split_data, why = choose_cases(Path(manifest), cases, card, card_path, split)
     if max_cases:
@@ -175,7 +178,8 @@ def evaluate(manifest: Path, out_dir: Path, model: str | None = None, device: st
             "data": f"{manifest} ({why})", "volumes": summary["volumes"], "counts": summary["counts"],
             "per_slice_median": {m: summary["overall"].get(f"median_{m}") for m in METRICS},
             "per_volume_median": {r["metric"]: r["median"] for r in summary["per_volume"]},
-            "device": summary["device"], "flip_tta": segmenter.flip_tta})
+            "device": summary["device"], "flip_tta": segmenter.flip_tta,
+            "contrast_floor": summary["contrast_floor"]})
     return report
 
 
@@ -290,6 +294,7 @@ def _write_report(out_dir: Path, slice_rows: list[dict], volume_rows: list[dict]
     body = f"""
 <p>Model <b>{segmenter.model.model_id}</b> ({card.get('architecture', {})}), device {segmenter.device},
 precision {segmenter.precision_name}{', left-right flip test-time augmentation' if segmenter.flip_tta else ''}.
+{segmenter.describe_contrast_floor()}
 Evaluated: {why}; {len(volume_rows)} volume(s).</p>
 <p class='note'>{card.get('notes', '')}</p>
 <h2>Per-slice results (the paper's Table 2)</h2>
@@ -332,7 +337,8 @@ statistics.json/.md, {', '.join(figures)}, cases/*.png.</p>
     summary = {"evaluated": why, "volumes": len(volume_rows), "counts": counts, "overall": overall,
                "per_volume": volume_summary, "model": segmenter.model.model_id,
                "thin_model": segmenter.thin_model.model_id if segmenter.thin_model else None,
-               "device": str(segmenter.device), "flip_tta": segmenter.flip_tta}
+               "device": str(segmenter.device), "flip_tta": segmenter.flip_tta,
+               "contrast_floor": segmenter.contrast_floor_setting()}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=float) + "\n",
                                           encoding="utf-8")
     return report, summary

@@ -93,7 +93,8 @@ def sanity_report(scans: Sequence[str | Path], out_dir: Path, model: str | None 
                   tolerance_mm: float = OUTSIDE_TOLERANCE_MM, step: int = 0, overwrite: bool = False,
                   progress: bool = True, brain_model: str | None = "bundled",
                   brain_margin_mm: float = DEFAULT_MARGIN_MM, tta: bool | None = None,
-                  thin_model: str | None = "auto", thin_slab_sliding: bool = False) -> Path:
+                  thin_model: str | None = "auto", thin_slab_sliding: bool = False,
+                  contrast_floor: Any = "card") -> Path:
     """Check every scan and write ``sanity.html`` (+ CSV, JSON, sheets, masks); return the HTML.
 
     A scan that cannot be read is reported in the page and the others go on; if none can,
@@ -112,7 +113,8 @@ def sanity_report(scans: Sequence[str | Path], out_dir: Path, model: str | None 
     names = unique_names(paths)
     segmenter = Segmenter(model, device=device, precision=precision, thin_slab_mm=thin_slab_mm,
                           brain_model=brain_model, brain_margin_mm=brain_margin_mm, flip_tta=tta,
-                          thin_model=thin_model, thin_slab_sliding=thin_slab_sliding)
+                          thin_model=thin_model, thin_slab_sliding=thin_slab_sliding,
+                          contrast_floor=contrast_floor)
     rows: list[dict[str, Any]] = []
     failures: list[dict[str, str]] = []
     for path, name in tqdm(list(zip(paths, map(file_stem, names))), desc="sanity", unit="scan",

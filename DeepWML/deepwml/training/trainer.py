@@ -169,7 +169,7 @@ def _initial_network(config: TrainConfig) -> tuple[UNet2D, dict]:
     """
     from ..model_files import load_model
 
-    loaded = load_model(None if config.init == "bundled" else config.init)
+    loaded = load_model(config.init)  # "bundled": the shipped model
     loaded.require_task(config.task, f"; a {config.task} model cannot be fine-tuned from it (pass --task "
                                      f"{loaded.task}, or another --init)")
     if loaded.network.config.base_channels != config.base_channels:

@@ -1,0 +1,135 @@
+"""Marks no brighter than the scan's own white matter are not hyperintensities (experiment 40).
+
+Why: a white-matter *hyper*intensity is by definition brighter than the normal white matter around
+it, and SAMSEG's lesion model encodes the same constraint (lesion intensity above white matter on
+FLAIR). The from-scratch networks of experiments 30-37 (README) over-mark faint, normal-looking
+white matter on real thick slices at 1.02-1.12x its level, and grow marks from a lesion into faint
+brightening beside it on synthetic heads (the brightening probe). A floor at ``k`` x the white-matter
+level removes such marks whatever the network believes; what it costs is the faint partial-volume
+rim of true lesions, which is why ``k`` is chosen on synthetic heads by a rule fixed beforehand.
+
+Two forms, both on the input's voxel grid with the input's own intensities measured from their air
+level (a ratio needs zero to mean no signal: an offset of +1000 would otherwise lift every voxel
+towards the white matter's ratio and remove true lesions; :func:`white_matter_level` refuses a
+z-scored volume):
+
+- ``voxel``: every voxel below the floor loses its probability (set to 0), whatever the threshold,
+  so a threshold chosen later (the Slicer slider) still never marks it;
+- ``component``: every 26-connected marked component whose median intensity is below the floor
+  is dropped (its probabilities set to 0); it keeps a lesion's faint rim but not faint spill
+  joined to a lesion.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+from scipy import ndimage
+
+from .errors import ModelFileError
+from .evaluation.mark_contrast import above_air, white_matter_level
+
+log = logging.getLogger(__name__)
+
+#: The two forms (see the module's docstring).
+MODES = ("voxel", "component")
+_FULL = np.ones((3, 3, 3), dtype=bool)  # 26-connectivity
+
+
+@dataclass(frozen=True)
+class ContrastFloor:
+    """Drop marks below ``factor`` x the white-matter level (``mode`` in :data:`MODES`)."""
+
+    factor: float
+    mode: str = "voxel"
+
+    def __post_init__(self) -> None:
+        if not (self.factor > 0 and np.isfinite(self.factor)):
+            raise ValueError(f"contrast floor factor must be a positive number, got {self.factor!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"contrast floor mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+
+    def describe(self) -> str:
+        """One plain sentence for reports."""
+        what = "voxels" if self.mode == "voxel" else "marked components (by their median)"
+        return f"Lesion {what} darker than {self.factor:g}x the scan's white-matter level were removed."
+
+
+@dataclass(frozen=True)
+class FloorApplied:
+    """What the floor did to one volume (the summary's ``contrast_floor`` entry)."""
+
+    factor: float
+    mode: str
+    #: the white-matter level in the input's units above its air level (for a scan whose air is 0, the
+    #: level itself); None: it could not be read and nothing was removed
+    white_matter_level: Optional[float]
+    #: marked voxels (at the threshold used) the floor removed
+    removed_voxels: int
+    #: why nothing was removed, when the floor could not be applied
+    not_applied: Optional[str] = None
+
+    def as_dict(self) -> dict:
+        return {"factor": self.factor, "mode": self.mode,
+                "white_matter_level": None if self.white_matter_level is None else round(self.white_matter_level, 4),
+                "removed_voxels": self.removed_voxels, "not_applied": self.not_applied}
+
+
+def floor_setting(factor: float | None) -> ContrastFloor | str | None:
+    """The Segmenter's ``contrast_floor`` for a ``--contrast-floor`` value: None (not given) is the
+    card's floor ("card"), 0 is none, K is a voxel floor at K."""
+    if factor is None:
+        return "card"
+    return None if factor == 0 else ContrastFloor(float(factor))
+
+
+def card_contrast_floor(model: Any) -> ContrastFloor | None:
+    """The floor a model card names (``"contrast_floor": {"factor": K, "mode": "voxel"}``; None: no
+    entry). The floor was chosen with the model's weights and threshold, so it travels in its card;
+    a malformed entry refuses the model in one line, as any bad card setting does."""
+    entry = model.card.get("contrast_floor")
+    if entry is None:
+        return None
+    try:
+        return ContrastFloor(float(entry["factor"]), str(entry.get("mode", "voxel")))
+    except (TypeError, KeyError, ValueError) as err:
+        raise ModelFileError(model.path, f"model card's contrast_floor is not usable ({err})") from None
+
+
+def apply_contrast_floor(probabilities: np.ndarray, flair: np.ndarray, brain: np.ndarray, threshold: float,
+                         floor: ContrastFloor) -> tuple[np.ndarray, FloorApplied]:
+    """``probabilities`` with the faint marks' probabilities set to 0 (a new array), and what was done.
+
+    All three arrays share the input's ``[slices, rows, cols]`` grid; ``brain`` is the brain mask the
+    white-matter level is read in. With no readable level (an empty brain, negative intensities) the
+    probabilities come back unchanged and the record says so."""
+    flair = above_air(flair)
+    level = white_matter_level(flair, brain)
+    if level is None:
+        why = "no white-matter level in the brain (empty, or intensities below zero)"
+        log.warning("contrast floor not applied: %s", why)
+        return probabilities, FloorApplied(floor.factor, floor.mode, None, 0, why)
+    marked = probabilities >= threshold
+    if floor.mode == "voxel":
+        drop = flair < np.float32(floor.factor * level)
+        removed = int(np.count_nonzero(drop & marked))
+    else:
+        drop = faint_components(marked, flair, floor.factor * level)
+        removed = int(np.count_nonzero(drop))
+    return np.where(drop, np.float32(0.0), probabilities).astype(probabilities.dtype, copy=False), \
+        FloorApplied(floor.factor, floor.mode, level, removed)
+
+
+def faint_components(marked: np.ndarray, flair: np.ndarray, floor_value: float) -> np.ndarray:
+    """The voxels of the 26-connected components of ``marked`` whose median intensity is below
+    ``floor_value``."""
+    labels, count = ndimage.label(marked, structure=_FULL)
+    if count == 0:
+        return np.zeros(marked.shape, dtype=bool)
+    values = np.asarray(flair, dtype=np.float64)
+    medians = ndimage.median(values, labels, index=np.arange(1, count + 1))
+    faint = np.concatenate([[False], np.asarray(medians) < floor_value])
+    return faint[labels]

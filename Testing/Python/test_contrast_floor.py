@@ -1,0 +1,130 @@
+"""The white-matter contrast floor (deepwml.contrast_floor; README, experiment 40): marks no brighter
+than the scan's own white matter are removed, by voxel or by component, from the card or an option."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from deepwml.cli import main
+from deepwml.cohort.settings import CohortSettings
+from deepwml.contrast_floor import ContrastFloor, apply_contrast_floor, card_contrast_floor, floor_setting
+from deepwml.errors import ModelFileError
+from deepwml.model_files import load_model
+
+
+def brain_with_marks() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A brain of white matter at 100 (its largest bright class) and grey matter at 80 in air, a bright
+    lesion (150) with a faint rim (105), and a faint blob (108) apart from it; probabilities 0.9 on
+    the lesion, its rim and the blob."""
+    flair = np.zeros((6, 40, 40), np.float32)  # air at the box's edges, as in a scan
+    flair[:, 1:39, 1:39] = 80.0
+    flair[:, 5:35, 5:35] = 100.0
+    brain = np.zeros(flair.shape, bool)
+    brain[:, 2:38, 2:38] = True
+    probs = np.zeros(flair.shape, np.float32)
+    flair[2:4, 10:17, 10:17], probs[2:4, 10:17, 10:17] = 105.0, 0.9  # rim (48 voxels) ...
+    flair[2:4, 11:16, 11:16] = 150.0  # ... around a bright core (50): one component, median 150
+    flair[2:4, 25:29, 25:29], probs[2:4, 25:29, 25:29] = 108.0, 0.9  # the faint blob
+    return flair, brain, probs
+
+
+def test_voxel_floor_removes_every_voxel_below_it_whatever_the_threshold():
+    flair, brain, probs = brain_with_marks()
+    kept, applied = apply_contrast_floor(probs, flair, brain, 0.5, ContrastFloor(1.15, "voxel"))
+    assert applied.white_matter_level == pytest.approx(100.0, abs=2.0)
+    assert (kept[flair < 115] == 0).all()  # the rim and the blob (and the air), at any later threshold too
+    assert (kept[flair >= 115] == probs[flair >= 115]).all() and kept[2:4, 11:16, 11:16].min() == pytest.approx(0.9)
+    assert applied.removed_voxels == int(((probs >= 0.5) & (flair < 115)).sum()) == 2 * (49 - 25) + 2 * 16
+    assert probs.max() == pytest.approx(0.9) and (probs[2:4, 25:29, 25:29] == 0.9).all()  # input untouched
+
+
+def test_component_floor_keeps_a_bright_lesion_with_its_faint_rim_and_drops_the_faint_blob():
+    flair, brain, probs = brain_with_marks()
+    kept, applied = apply_contrast_floor(probs, flair, brain, 0.5, ContrastFloor(1.15, "component"))
+    assert (kept[2:4, 10:17, 10:17] == 0.9).all()  # median of the component 150 > 115: all of it stays
+    assert (kept[2:4, 25:29, 25:29] == 0).all() and applied.removed_voxels == 2 * 16
+    # below the floor the blob would stay too
+    assert apply_contrast_floor(probs, flair, brain, 0.5, ContrastFloor(1.05, "component"))[1].removed_voxels == 0
+
+
+def test_a_volume_without_a_readable_white_matter_level_is_left_as_it_is_and_says_why():
+    flair, brain, probs = brain_with_marks()
+    kept, applied = apply_contrast_floor(probs, flair, np.zeros_like(brain), 0.5, ContrastFloor(1.15))  # no brain
+    assert kept is probs and applied.removed_voxels == 0 and applied.white_matter_level is None
+    assert "white-matter level" in applied.not_applied
+
+
+@pytest.mark.parametrize("mode", ["voxel", "component"])
+def test_an_intensity_offset_does_not_move_the_floor(mode):
+    """A ratio needs zero to mean no signal: +1000 (a DICOM rescale intercept) lifted every voxel towards
+    the white matter's ratio and removed true lesions (a phantom's 1.33 ml became 0.52); measured from the
+    air level, as normalisation measures the head, the floor removes the same voxels."""
+    flair, brain, probs = brain_with_marks()
+    floor = ContrastFloor(1.15, mode)
+    kept, applied = apply_contrast_floor(probs, flair, brain, 0.5, floor)
+    shifted, applied_shifted = apply_contrast_floor(probs, flair + 1000.0, brain, 0.5, floor)
+    assert applied.removed_voxels > 0 and (shifted == kept).all()
+    assert applied_shifted.removed_voxels == applied.removed_voxels
+    assert applied_shifted.white_matter_level == pytest.approx(applied.white_matter_level, rel=0.01)
+
+
+@pytest.mark.parametrize("factor, mode", [(0.0, "voxel"), (float("nan"), "voxel"), (1.1, "median")])
+def test_bad_floors_are_refused(factor, mode):
+    with pytest.raises(ValueError):
+        ContrastFloor(factor, mode)
+
+
+def test_settings_from_the_option_and_from_the_card(tiny_model_dir, tmp_path):
+    assert floor_setting(None) == "card" and floor_setting(0) is None and floor_setting(1.2) == ContrastFloor(1.2)
+    assert card_contrast_floor(load_model(tiny_model_dir, framework="numpy")) is None  # no entry: no floor
+    bad = with_card_floor(tiny_model_dir, tmp_path / "bad", {"factor": "bright"})
+    with pytest.raises(ModelFileError, match="contrast_floor"):
+        card_contrast_floor(load_model(bad, framework="numpy"))
+    good = with_card_floor(tiny_model_dir, tmp_path / "good", {"factor": 1.15, "mode": "component"})
+    assert card_contrast_floor(load_model(good, framework="numpy")) == ContrastFloor(1.15, "component")
+
+
+def with_card_floor(model_dir, out, entry):
+    shutil.copytree(model_dir, out)
+    card = json.loads((out / "model.json").read_text())
+    card["contrast_floor"] = entry
+    (out / "model.json").write_text(json.dumps(card))
+    return out
+
+
+def test_segment_applies_the_cards_floor_records_it_and_the_option_overrides_it(phantom_flair, tiny_model_dir,
+                                                                                tmp_path, capsys):
+    model = with_card_floor(tiny_model_dir, tmp_path / "model", {"factor": 50.0, "mode": "voxel"})
+    runs = {"card": [], "off": ["--contrast-floor", "0"], "low": ["--contrast-floor", "0.01"]}
+    summaries = {}
+    for name, extra in runs.items():
+        assert main(["segment", str(phantom_flair), "-o", str(tmp_path / name), "--model", str(model),
+                     "--threshold", "0.3", "-q", *extra]) == 0
+        summaries[name] = json.loads((tmp_path / name / "flair.summary.json").read_text())
+    card, off, low = summaries["card"], summaries["off"], summaries["low"]
+    assert off["contrast_floor"] is None and off["total_volume_ml"] > 0  # the random tiny network marks plenty
+    # 50x the white-matter level: nothing is that bright, so the card's floor removes every mark
+    assert card["contrast_floor"]["factor"] == 50.0 and card["contrast_floor"]["white_matter_level"] > 0
+    assert card["total_volume_ml"] == 0 and card["contrast_floor"]["removed_voxels"] > 0
+    # 0.01x: only marks on air-dark voxels go, exactly those of the run without a floor
+    marked = sitk.GetArrayFromImage(sitk.ReadImage(off["segmentation"])) > 0
+    flair = sitk.GetArrayFromImage(sitk.ReadImage(str(phantom_flair)))
+    air = marked & (flair < 0.01 * low["contrast_floor"]["white_matter_level"])
+    assert low["contrast_floor"]["removed_voxels"] == int(air.sum()) < int(marked.sum())
+    assert low["total_volume_ml"] < off["total_volume_ml"]
+    bad = with_card_floor(tiny_model_dir, tmp_path / "bad", {"factor": -1})
+    assert main(["segment", str(phantom_flair), "-o", str(tmp_path / "refused"), "--model", str(bad), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "contrast_floor" in err[0] and not (tmp_path / "refused").exists()
+
+
+def test_cohort_fingerprint_changes_only_when_the_floor_is_asked_for():
+    card, off, asked = CohortSettings(), CohortSettings(contrast_floor=0.0), CohortSettings(contrast_floor=1.15)
+    assert "contrast_floor" not in card.fingerprint(0.8)  # earlier cohorts resume: the weights name the card's
+    assert off.fingerprint(0.8)["contrast_floor"] == 0.0 and asked.fingerprint(0.8)["contrast_floor"] == 1.15
+    assert len({card.segmenter_key(), off.segmenter_key(), asked.segmenter_key()}) == 3

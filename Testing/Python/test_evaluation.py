@@ -159,7 +159,9 @@ def test_evaluate_takes_segment_tta_and_says_so(phantom_set, tiny_model_dir, tmp
 
 def test_marked_over_white_matter_reads_the_scans_own_white_matter_level():
     """The white-matter level is the mode of the brain's brighter half, whatever the scale; marks
-    on lesions score their contrast, marks on white matter about 1, no marks or no brain nothing."""
+    on lesions score their contrast, marks on white matter about 1, no marks or no brain nothing.
+    Both are measured from the scan's air level (as normalisation measures the head), so an offset
+    or a z-scoring (affine maps) leave the ratio as it was."""
     from deepwml.evaluation.mark_contrast import marked_over_white_matter, white_matter_level
 
     rng = np.random.default_rng(0)
@@ -169,14 +171,20 @@ def test_marked_over_white_matter_reads_the_scans_own_white_matter_level():
     lesion = np.zeros(shape, bool)
     lesion[8:12, 20:30, 20:30] = True
     flair[lesion] = 150 + rng.normal(0, 3, int(lesion.sum()))
-    brain = np.ones(shape, bool)
-    brain[:, :2] = False
+    air = np.ones(shape, bool)
+    air[:, 4:-4, 4:-4] = False
+    flair[air] = np.abs(rng.normal(0, 2, int(air.sum())))  # magnitude noise around the head
+    brain = ~air
+    brain[:, :6] = False
     assert white_matter_level(flair, brain) == pytest.approx(100, abs=3)
     assert white_matter_level(7 * flair + 1000, brain) == pytest.approx(7 * 100 + 1000, rel=0.01)
-    assert marked_over_white_matter(flair, brain, lesion) == pytest.approx(1.5, abs=0.05)
-    on_white = (tissue == 1) & ~lesion
+    contrast = marked_over_white_matter(flair, brain, lesion)
+    assert contrast == pytest.approx(1.5, abs=0.05)
+    on_white = (tissue == 1) & ~lesion & brain
     assert marked_over_white_matter(flair, brain, on_white) == pytest.approx(1.0, abs=0.04)
     assert marked_over_white_matter(flair, brain, np.zeros(shape, bool)) is None
     assert marked_over_white_matter(flair, np.zeros(shape, bool), lesion) is None
-    zscored = (flair - flair.mean()) / flair.std()  # no zero meaning "no signal": no ratio
-    assert white_matter_level(zscored, brain) is None and marked_over_white_matter(zscored, brain, lesion) is None
+    zscored = (flair - flair.mean()) / flair.std()  # negative values: no raw ratio ...
+    assert white_matter_level(zscored, brain) is None
+    for affine in (zscored, 7 * flair + 1000):  # ... but measured from the air, the same one
+        assert marked_over_white_matter(affine, brain, lesion) == pytest.approx(contrast, rel=0.02)

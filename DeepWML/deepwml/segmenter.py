@@ -516,7 +516,7 @@ class Segmenter:
             brain_mask = replace(brain_mask, removed_ml=self._removed_ml(prepared, native, marked, lost, threshold))
         if slabs is not None:
             native = interpolate_from_slabs(native, slabs, prepared.n_slices)
-        native, floor_applied = self._apply_contrast_floor(prepared, native, threshold, model)
+        native, floor_applied = self._apply_contrast_floor(prepared, native, threshold, model, brain_mask)
         prob_image = image_from_slices(native, layout, prepared.image)
         timings = dict(prepared.timings_s)
         timings["postprocess"] = time.perf_counter() - t2 + prepared.brain_region_s
@@ -545,14 +545,19 @@ class Segmenter:
         return card_contrast_floor(model) if self.contrast_floor == "card" else self.contrast_floor
 
     def _apply_contrast_floor(self, prepared: PreparedVolume, native: np.ndarray, threshold: float,
-                              model: LoadedModel) -> tuple[np.ndarray, FloorApplied | None]:
+                              model: LoadedModel, brain_mask: BrainMasking | None
+                              ) -> tuple[np.ndarray, FloorApplied | None]:
         """``native`` (slice stack on the input grid) with the floor applied; the white-matter level
-        is read inside the brain mask, so without one the floor is not applied (and the record says so)."""
+        is read inside the brain mask, so without one, or with one the plausibility guard did not trust,
+        the floor is not applied (and the record says why)."""
         floor = self.contrast_floor_of(model)
         if floor is None:
             return native, None
-        if prepared.brain is None:
+        if prepared.brain is None or brain_mask is None:
             return native, FloorApplied(floor.factor, floor.mode, None, 0, "no brain mask to read the white matter in")
+        if not brain_mask.applied:
+            return native, FloorApplied(floor.factor, floor.mode, None, 0,
+                                        f"brain mask not applied ({brain_mask.reason or 'not trusted'})")
         flair = prepared.layout.to_slices(sitk.GetArrayViewFromImage(prepared.image))
         return apply_contrast_floor(native, flair, self._brain_slices(prepared), threshold, floor)
 

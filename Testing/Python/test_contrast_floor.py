@@ -128,3 +128,16 @@ def test_cohort_fingerprint_changes_only_when_the_floor_is_asked_for():
     assert "contrast_floor" not in card.fingerprint(0.8)  # earlier cohorts resume: the weights name the card's
     assert off.fingerprint(0.8)["contrast_floor"] == 0.0 and asked.fingerprint(0.8)["contrast_floor"] == 1.15
     assert len({card.segmenter_key(), off.segmenter_key(), asked.segmenter_key()}) == 3
+
+
+def test_without_a_brain_mask_the_floor_is_not_applied_and_the_result_says_why(tiny_model_dir, tmp_path):
+    from conftest import synthetic_flair
+    from deepwml.segmenter import Segmenter
+
+    model = with_card_floor(tiny_model_dir, tmp_path / "model", {"factor": 50.0, "mode": "voxel"})
+    image = synthetic_flair(size=(64, 64, 6))
+    result = Segmenter(str(model), brain_model=None).segment(image, threshold=0.3)
+    summary = result.contrast_floor_summary()
+    assert summary["removed_voxels"] == 0 and summary["white_matter_level"] is None
+    assert "no brain mask" in summary["not_applied"]
+    assert sitk.GetArrayFromImage(result.mask).any()  # at 50x white matter it would have removed every mark

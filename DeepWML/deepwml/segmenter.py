@@ -553,7 +553,7 @@ class Segmenter:
         floor = self.contrast_floor_of(model)
         if floor is None:
             return native, None
-        if prepared.brain is None or brain_mask is None:
+        if brain_mask is None:  # None exactly when the segmenter has no brain-mask model
             return native, FloorApplied(floor.factor, floor.mode, None, 0, "no brain mask to read the white matter in")
         if not brain_mask.applied:
             return native, FloorApplied(floor.factor, floor.mode, None, 0,

@@ -512,3 +512,45 @@ def test_v11_brightens_normal_tracts_on_both_sides_and_labels_nothing():
     assert min((columns < middle).sum(), (columns > middle).sum()) > 0.3 * changed.sum()
     assert all((a == b).all() for a, b in zip(_arrays(make_case(undrawn, 5, version=7)),
                                                _arrays(make_case(undrawn, 5, version=11))))
+
+
+def test_v12_brightens_hippocampus_and_amygdala_above_the_cortex_and_labels_nothing():
+    """v12 is v7 with the hippocampus and amygdala brighter than the cortex in most cases: on the
+    1 mm painting only those four labels change, by a factor >= 1 that puts them at 1.0-1.25x the
+    case's cortex (sides within +-5 %), texture kept; a v12 case has its v7 truth, brain and draws,
+    and where it differs from its v7 image it is mostly brighter, in the mesial temporal lobes."""
+    from deepwml.synthesis.anatomy import CORTEX, MESIAL_TEMPORAL
+    from deepwml.synthesis.appearance import RANGES_V7, RANGES_V12, brighten_mesial_temporal, label_intensities
+    from deepwml.synthesis.generator import make_case
+
+    subject = load_subject(label_map_paths()[0])
+    lut, cortex, _ = label_intensities(subject.labels, np.random.default_rng(4), RANGES_V7)
+    image = lut[subject.labels] * (1 + 0.05 * np.random.default_rng(5).standard_normal(subject.shape))
+    image = image.astype(np.float32)
+    before = image.copy()
+    always = dataclasses.replace(RANGES_V12, mesial_temporal_probability=1.0)
+    assert brighten_mesial_temporal(image, subject.labels, lut, cortex, always, np.random.default_rng(6))
+    mesial = np.isin(subject.labels, sum(MESIAL_TEMPORAL, ()))
+    assert mesial.sum() > 1000 and (image[~mesial] == before[~mesial]).all()
+    ratio = image[mesial] / before[mesial]
+    assert ratio.min() >= 1.0 - 1e-6
+    cortex_level = np.median(before[np.isin(subject.labels, CORTEX)])
+    sides = [np.median(image[np.isin(subject.labels, side)]) / cortex_level for side in MESIAL_TEMPORAL]
+    assert all(0.93 <= s <= 1.35 for s in sides) and max(sides) / min(sides) <= 1.11
+    never = dataclasses.replace(RANGES_V12, mesial_temporal_probability=0.0)
+    assert not brighten_mesial_temporal(image, subject.labels, lut, cortex, never, np.random.default_rng(6))
+
+    drawn, undrawn = 0, 2  # seed 5: index 0 gets the bright mesial temporal lobes, index 2 not
+    v7, v12 = make_case(drawn, 5, version=7), make_case(drawn, 5, version=12)
+    assert {k: v for k, v in v7.info.items() if k != "synthesis_version"} == \
+        {k: v for k, v in v12.info.items() if k != "synthesis_version"}
+    (f7, t7, b7), (f12, t12, b12) = _arrays(v7), _arrays(v12)
+    assert (t7 == t12).all() and (b7 == b12).all()
+    difference = f12.astype(np.int32) - f7.astype(np.int32)
+    brighter = difference > 0.02 * np.percentile(f7, 99)
+    assert brighter.sum() > 1000 and (difference < -0.01 * np.percentile(f7, 99)).sum() < 0.01 * brighter.sum()
+    columns = np.nonzero(brighter)[2]
+    middle = f7.shape[2] / 2
+    assert min((columns < middle).sum(), (columns > middle).sum()) > 0.3 * brighter.sum()
+    assert all((a == b).all() for a, b in zip(_arrays(make_case(undrawn, 5, version=7)),
+                                               _arrays(make_case(undrawn, 5, version=12))))

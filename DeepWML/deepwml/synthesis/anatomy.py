@@ -44,6 +44,8 @@ FLUID = (4, 5, 14, 15, 24, 43, 44, 72)
 #: (30-40 %): the subjects' own periventricular white-matter hypointensities on T1. Ordered as
 #: CEREBRAL_WM (left, right).
 SUBJECT_LESION_LABELS = (25, 57)
+#: Hippocampus and amygdala, left then right: physiologically bright on normal FLAIR (appearance v12).
+MESIAL_TEMPORAL = ((17, 18), (53, 54))
 DEEP_GREY = (10, 11, 12, 13, 16, 17, 18, 26, 28, 49, 50, 51, 52, 53, 54, 58, 60)
 #: A voxel with one of these labels is brain (for the brain mask; extracerebral CSF excluded).
 BRAIN = CEREBRAL_WM + CEREBELLAR_WM + CORTEX + CEREBELLAR_CORTEX + DEEP_GREY + (4, 5, 14, 15, 43, 44)

@@ -20,7 +20,7 @@ from scipy import ndimage
 from ..phantom.generator import TRUTH_FRACTION
 from ..phantom.lesions import _draw_ellipsoid, _random_axes
 from .anatomy import (CEREBELLAR_CORTEX, CEREBELLAR_WM, CEREBRAL_WM, CORTEX, DEEP_GREY, FLUID,
-                      LATERAL_VENTRICLES, SUBJECT_LESION_LABELS, SubjectAnatomy)
+                      LATERAL_VENTRICLES, MESIAL_TEMPORAL, SUBJECT_LESION_LABELS, SubjectAnatomy)
 from .normal_tracts import normal_tracts
 
 GREY_MATTER = CORTEX + CEREBELLAR_CORTEX + DEEP_GREY
@@ -110,6 +110,15 @@ class Ranges:
     normal_tracts_probability: float = 0.0
     #: peak brightening of a tract over the white matter
     normal_tract_gain: tuple[float, float] = (0.03, 0.12)
+    #: Synthesis v12: in this share of cases the hippocampus and amygdala are brighter than the
+    #: neocortex (the case's cortex level times :attr:`mesial_temporal_over_cortex`), never labelled.
+    #: Why: on normal FLAIR the mesial temporal grey matter is physiologically hyperintense to the
+    #: cortex and raters leave it alone, while v1-v11 drew it as deep grey (one level with thalamus and
+    #: putamen) and the lesions the network learnt sit from 0.85x cortex up; 1.7.0's largest marks on
+    #: the near-healthy real head lie there (README, experiment 41: the idea comes from there, the range
+    #: from reasoning). Drawn from the generator ``paint_with_truth`` is given for it. 0 (v1-v11): never.
+    mesial_temporal_probability: float = 0.0
+    mesial_temporal_over_cortex: tuple[float, float] = (1.0, 1.25)
 
 
 RANGES_V2 = Ranges()
@@ -136,6 +145,8 @@ RANGES_V8 = replace(RANGES_V7, diffuse_wm_probability=0.7)
 RANGES_V9 = replace(RANGES_V7, min_visible_contrast=1.08)
 #: Synthesis v11: v7 with normal, symmetric, unlabelled tract brightening (see Ranges.normal_tracts_probability).
 RANGES_V11 = replace(RANGES_V7, normal_tracts_probability=0.8)
+#: Synthesis v12: v7 with a normally bright hippocampus and amygdala (see Ranges.mesial_temporal_probability).
+RANGES_V12 = replace(RANGES_V7, mesial_temporal_probability=0.7)
 #: The default version's ranges (v3, the data of the shipped model; see generator.SYNTHESIS_VERSION).
 RANGES = RANGES_V3
 #: Synthesis v1 (the data of model 1.0.0): brighter lesions, rarely faint.
@@ -181,6 +192,25 @@ def label_intensities(labels: np.ndarray, rng: np.random.Generator,
             if ranges.subject_lesions_as_wm and v in SUBJECT_LESION_LABELS:
                 lut[v] = lut[CEREBRAL_WM[SUBJECT_LESION_LABELS.index(v)]]
     return lut, cortex, 1.0
+
+
+def brighten_mesial_temporal(image: np.ndarray, labels: np.ndarray, lut: np.ndarray, cortex: float,
+                             ranges: Ranges, rng: np.random.Generator) -> bool:
+    """Redraw, in place and with probability :attr:`Ranges.mesial_temporal_probability`, the
+    hippocampus and amygdala at ``cortex`` times :attr:`Ranges.mesial_temporal_over_cortex`, the
+    left and right sides within +-5 % of each other (normal FLAIR is symmetric there); a per-label
+    factor, so the texture drawn before is kept. Never darker than drawn. True if it brightened."""
+    if rng.random() >= ranges.mesial_temporal_probability:
+        return False
+    level = cortex * _u(rng, ranges.mesial_temporal_over_cortex)
+    factor = np.ones(lut.shape, np.float32)
+    for side in MESIAL_TEMPORAL:
+        side_level = level * rng.uniform(0.95, 1.05)
+        for v in side:
+            if v < len(lut) and lut[v] > 0:
+                factor[v] = max(1.0, side_level / float(lut[v]))
+    image *= factor[labels]
+    return True
 
 
 def normal_bright_spots(subject: SubjectAnatomy, image: np.ndarray, rng: np.random.Generator,
@@ -257,17 +287,22 @@ def paint(subject: SubjectAnatomy, lesions: np.ndarray, rng: np.random.Generator
 
 
 def paint_with_truth(subject: SubjectAnatomy, lesions: np.ndarray, rng: np.random.Generator,
-                     ranges: Ranges = RANGES, tract_rng: np.random.Generator | None = None
-                     ) -> tuple[np.ndarray, np.ndarray]:
+                     ranges: Ranges = RANGES, tract_rng: np.random.Generator | None = None,
+                     mesial_rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`paint`'s volume and the soft lesion map to label: ``lesions`` itself, or under
     :attr:`Ranges.min_visible_contrast` zero where the painted lesion is not visibly brighter.
     ``tract_rng`` draws the normal tract brightening (:attr:`Ranges.normal_tracts_probability`), a
-    generator of its own so that the case's other draws stay those of the version it extends."""
+    generator of its own so that the case's other draws stay those of the version it extends;
+    ``mesial_rng`` likewise draws the bright hippocampus and amygdala (:attr:`Ranges.mesial_temporal_probability`)."""
     lut, cortex, wm = label_intensities(subject.labels, rng, ranges)
     image = lut[subject.labels]
     texture = _u(rng, ranges.texture_std)
     if texture > 0:
         image *= 1 + np.float32(texture) * rng.standard_normal(image.shape, dtype=np.float32)
+    if ranges.mesial_temporal_probability > 0:
+        if mesial_rng is None:
+            raise ValueError("the bright hippocampus and amygdala need their own generator (mesial_rng)")
+        brighten_mesial_temporal(image, subject.labels, lut, cortex, ranges, mesial_rng)
     normal_bright_spots(subject, image, rng, ranges)
     lesion_image = None
     if lesions.any():

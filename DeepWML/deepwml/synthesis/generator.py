@@ -24,7 +24,7 @@ from ..process_pool import map_in_chunks
 from .acquisition import SKULL_STRIPPED_PROBABILITY, degrade, draw_acquisition, resample, strip_skull
 from .anatomy import BRAIN, label_map_paths, load_subject
 from .appearance import (RANGES_V1, RANGES_V2, RANGES_V3, RANGES_V4, RANGES_V5, RANGES_V7, RANGES_V8, RANGES_V9,
-                         RANGES_V11, Ranges, paint_with_truth)
+                         RANGES_V11, RANGES_V12, Ranges, paint_with_truth)
 from .lesions import (CONFLUENT_MAX_LOAD_ML, grow_confluent, lesion_load_ml, lesion_mask_paths, pattern_lesions,
                       random_displacement, real_lesions)
 
@@ -88,6 +88,9 @@ class SynthesisVersion:
 #: v11: v7 with the corticospinal tracts and peritrigonal white matter faintly brighter on both sides
 #: in 80 % of the cases, never labelled (normal_tracts; appearance.Ranges.normal_tracts_probability);
 #: drawn from their own generator, so a v11 case is its v7 case with that brightening (same truth).
+#: v12: v7 with the hippocampus and amygdala brighter than the cortex in 70 % of the cases, never
+#: labelled (appearance.Ranges.mesial_temporal_probability); drawn from their own generator, so a v12
+#: case is its v7 case with those four labels brighter (same truth).
 REAL_MASK_COUNTS_V6 = {1: 0.4, 2: 0.35, 3: 0.25}
 VERSIONS = {
     1: SynthesisVersion(RANGES_V1, 0.0, plausible_confluent_loads=False, skull_stripping=False),
@@ -106,6 +109,8 @@ VERSIONS = {
     10: SynthesisVersion(RANGES_V7, 0.45, plausible_confluent_loads=True, skull_stripping=True,
                          real_mask_counts=REAL_MASK_COUNTS_V6, displaced_masks=True),
     11: SynthesisVersion(RANGES_V11, 0.45, plausible_confluent_loads=True, skull_stripping=True,
+                         real_mask_counts=REAL_MASK_COUNTS_V6),
+    12: SynthesisVersion(RANGES_V12, 0.45, plausible_confluent_loads=True, skull_stripping=True,
                          real_mask_counts=REAL_MASK_COUNTS_V6),
 }
 #: The default stays v3, the data of model 1.2.0: models trained on v4 or v5 alone were better on the
@@ -185,7 +190,9 @@ def make_case(index: int, seed: int, label_maps: list[Path] | None = None,
         lesions = grow_confluent(lesions, subject, rng)
     tracts = (np.random.default_rng([seed, index, 11]) if settings.appearance.normal_tracts_probability > 0
               else None)
-    flair_1mm, lesions = paint_with_truth(subject, lesions, rng, settings.appearance, tracts)
+    mesial = (np.random.default_rng([seed, index, 12]) if settings.appearance.mesial_temporal_probability > 0
+              else None)
+    flair_1mm, lesions = paint_with_truth(subject, lesions, rng, settings.appearance, tracts, mesial)
     brain = np.isin(subject.labels, BRAIN).astype(np.float32)
     acq = dict(acquisition) if acquisition is not None else draw_acquisition(rng)
     flair, soft, brain_soft = resample(np.stack([flair_1mm, lesions, brain]), subject.image, acq,

@@ -11,6 +11,9 @@
 # exits 0 only if all pass. Synthetic data only: no real scan is read. Other sets: WVAL_SEEDS="S3 S4" WVAL_CASES=N
 # with a new WORK. Once a model has been shipped by a set, judge its successors on new seeds: the set that
 # chose a model is no longer a fair test of it.
+# PROXY=1 also prints the near-healthy proxy (information, not a criterion; fresh_heads_by_load.py --proxy): 24
+# whole-head 1 mm 3D heads of synthesis v7 (seed PROXY_SEED, default 95) read as 3 mm slabs, false-positive ml per
+# model (~10 min more the first time).
 # Criterion (5), the real floors, is a veto run afterwards:
 #   MODEL=CANDIDATE_MODEL_DIR bash benchmarks/real_scans.sh OUT   and   the floors of Testing/Python/real_data_floors.json
 set -euo pipefail
@@ -45,5 +48,15 @@ S=shipped-$(key "$SHIPPED"); C=candidate-$(key "$CAND")
 evaluate "$SHIPPED" "$S"
 evaluate "$CAND" "$C"
 "$BIN/python" benchmarks/fresh_heads_by_load.py "$WORK/eval-$S/wval" "$WORK/eval-$C/wval"
+if [ "${PROXY:-0}" = 1 ]; then
+  [ -f "$WORK/wh3d/manifest.csv" ] || "$BIN/deepwml" synth "$WORK/wh3d" --cases 24 --seed "${PROXY_SEED:-95}" \
+    --synthesis-version 7 --whole-head-3d -q
+  for name in "$S" "$C"; do
+    model=$SHIPPED; [ "$name" = "$C" ] && model=$CAND
+    [ -f "$WORK/eval-$name/wh3d/per_volume.csv" ] || "$BIN/deepwml" evaluate "$WORK/wh3d/manifest.csv" \
+      -o "$WORK/eval-$name/wh3d" --model "$model" --thin-slab-mm 3 --split all --overwrite -q
+  done
+  "$BIN/python" benchmarks/fresh_heads_by_load.py --proxy "$WORK/eval-$S/wh3d" "$WORK/eval-$C/wh3d"
+fi
 "$BIN/python" benchmarks/fresh_heads_by_load.py --judge "$WORK/eval-$S/wval" "$WORK/eval-$C/wval" \
   "$WORK/eval-$S/phantom-test" "$WORK/eval-$C/phantom-test"

@@ -301,6 +301,22 @@ def _report(folder: Path, rows: list[tuple]) -> Path:
     return folder
 
 
+def test_the_near_healthy_proxy_counts_marks_outside_the_truth(tmp_path):
+    """fresh_heads_by_load.py --proxy: a head's false-positive ml is what it marks minus the true positive
+    read back from its Dice (all of it on a lesion-free head, none where nothing is marked), summed and
+    taken at the median head for each model on the same heads; different heads are refused."""
+    rule = _load_benchmark("fresh_heads_by_load")
+    # (truth ml, predicted ml, Dice): TP = Dice (t + p) / 2, so 10 ml marked with Dice 0.5 on 10 ml holds 5 ml outside
+    shipped = _report(tmp_path / "s", [(10.0, 10.0, 0.5), (0.0, 2.0, 0.0), (4.0, 0.0, 0.0)])
+    candidate = _report(tmp_path / "c", [(10.0, 12.0, 0.5), (0.0, 0.0, float("nan")), (4.0, 4.0, 1.0)])
+    figures = {name: (a, b) for name, a, b in rule.proxy(shipped, candidate)}
+    assert figures["false-positive ml in all (n 3)"] == pytest.approx((5.0 + 2.0, 6.5))
+    assert figures["false-positive ml, median head"] == pytest.approx((2.0, 0.0))
+    other = _report(tmp_path / "o", [(10.0, 10.0, 0.5)])
+    with pytest.raises(SystemExit):
+        rule.proxy(shipped, other)
+
+
 def test_the_shipping_rule_reads_every_criterion_from_the_reports(tmp_path):
     """benchmarks/fresh_heads_by_load.py --judge: each criterion, (1) to (4b), fails on its own when,
     and only when, the candidate misses its bound; the heads are compared pairwise by name."""
@@ -614,3 +630,22 @@ def test_recipe_stage_24_ships_stage_18s_model_with_the_contrast_floor_and_an_in
     copied = tmp_path / "s24" / "out" / "model-1.7.0"
     assert sorted(p.name for p in copied.iterdir()) == ["model.json", "model.safetensors"]
 
+
+
+def test_recipe_stage_25_fine_tunes_stage_18_on_v12_heads_and_keeps_the_floor(tmp_path):
+    """Experiment 41 (stage 25): stage 18's model fine-tuned 30 epochs at 1.5e-4 on its mix with the heads
+    regenerated as synthesis v12 under stage 18's split, then 1.7.0's floor (voxel, 1.15) written into the
+    run's card after training and the threshold."""
+    calls = _dry_run_recipe(tmp_path / "s25", "25")
+    synths = [c for c in calls if c[:2] == ["deepwml", "synth"]]
+    assert {_option(c, "--synthesis-version") for c in synths} == {"12"}
+    assert sorted(_option(c, "--seed") for c in synths) == ["5", "71"]
+    trains = [c for c in calls if c[:2] == ["deepwml", "train"]]
+    assert len(trains) == 1 and (_option(trains[0], "--epochs"), _option(trains[0], "--lr")) == ("30", "1.5e-4")
+    assert _option(trains[0], "--init").endswith("run-scratch/model") and _option(trains[0], "-o").endswith("run-v12")
+    assert (tmp_path / "s25" / "out" / "run-v12" / "split.json").read_text() == "{}"  # stage 18's split
+    threshold = next(c for c in calls if "benchmarks/threshold_on_validation.py" in c)
+    record = next(c for c in calls if "benchmarks/contrast_floor_study.py" in c)
+    assert record[record.index("--record") + 1].endswith("run-v12/model")
+    assert (_option(record, "--factors"), _option(record, "--modes")) == ("1.15", "voxel")
+    assert calls.index(trains[0]) < calls.index(threshold) < calls.index(record)

@@ -44,6 +44,10 @@ evaluate() {  # evaluate MODEL_DIR NAME: its wval and phantom-test reports, once
       "$BIN/deepwml" evaluate "$WORK/$set.csv" -o "$WORK/eval-$2/$set" --model "$1" --split all --overwrite -q
   done
 }
+evaluate_proxy() {  # evaluate_proxy MODEL_DIR NAME: its report on the near-healthy proxy's heads (3 mm slabs), once
+  [ -f "$WORK/eval-$2/wh3d/per_volume.csv" ] || "$BIN/deepwml" evaluate "$WORK/wh3d/manifest.csv" -o "$WORK/eval-$2/wh3d" \
+    --model "$1" --thin-slab-mm 3 --split all --overwrite -q
+}
 S=shipped-$(key "$SHIPPED"); C=candidate-$(key "$CAND")
 evaluate "$SHIPPED" "$S"
 evaluate "$CAND" "$C"
@@ -51,11 +55,8 @@ evaluate "$CAND" "$C"
 if [ "${PROXY:-0}" = 1 ]; then
   [ -f "$WORK/wh3d/manifest.csv" ] || "$BIN/deepwml" synth "$WORK/wh3d" --cases 24 --seed "${PROXY_SEED:-95}" \
     --synthesis-version 7 --whole-head-3d -q
-  for name in "$S" "$C"; do
-    model=$SHIPPED; [ "$name" = "$C" ] && model=$CAND
-    [ -f "$WORK/eval-$name/wh3d/per_volume.csv" ] || "$BIN/deepwml" evaluate "$WORK/wh3d/manifest.csv" \
-      -o "$WORK/eval-$name/wh3d" --model "$model" --thin-slab-mm 3 --split all --overwrite -q
-  done
+  evaluate_proxy "$SHIPPED" "$S"
+  evaluate_proxy "$CAND" "$C"
   "$BIN/python" benchmarks/fresh_heads_by_load.py --proxy "$WORK/eval-$S/wh3d" "$WORK/eval-$C/wh3d"
 fi
 "$BIN/python" benchmarks/fresh_heads_by_load.py --judge "$WORK/eval-$S/wval" "$WORK/eval-$C/wval" \

@@ -94,7 +94,8 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     models = dict(text.split("=", 1) for text in args.model)
     configs = configurations(list(models), args.factors, args.modes, args.only)
-    segmenters = {name: Segmenter(None if folder == "bundled" else folder) for name, folder in models.items()}
+    # no card floor: "bare" must mean the network alone, also for a model whose card names a floor (1.7.0 on)
+    segmenters = {name: Segmenter(folder, contrast_floor=None) for name, folder in models.items()}
     args.out.mkdir(parents=True, exist_ok=True)
     if args.manifest:
         study_manifest(args.manifest, args.out, segmenters, configs)

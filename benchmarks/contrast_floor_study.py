@@ -2,12 +2,13 @@
 
     .venv/bin/python benchmarks/contrast_floor_study.py OUT --model NAME=DIR [--model ...]
         [--manifest MANIFEST] [--probe PLAIN_SET BRIGHTENED_SET [--cases N]]
-        [--factors 1.05 1.1 1.15 1.2] [--modes voxel component] [--only NAME+MODE@K ...]
-    .venv/bin/python benchmarks/contrast_floor_study.py --record MODEL_DIR --factors K --modes MODE --why TEXT
+        [--factors 1.05 1.1 1.15 1.2] [--modes voxel component] [--levels METHOD ...] [--only NAME+MODE@K ...]
+    .venv/bin/python benchmarks/contrast_floor_study.py --record MODEL_DIR --factors K --modes MODE [--levels METHOD]
+        --why TEXT
 
 Every model runs as the product runs it (the Segmenter's defaults: ONNX float32, flip TTA, brain mask,
-card threshold); the floor (:mod:`deepwml.contrast_floor`) is then applied to its probabilities with the
-segmenter's own brain mask, so one network pass serves every factor and mode. With ``--manifest``: one
+card threshold); the floor (:mod:`deepwml.contrast_floor`; the white-matter level read by each of ``--levels``,
+default ``above-median``, experiment 40's) is then applied to its probabilities with the segmenter's own brain mask, so one network pass serves every factor and mode. With ``--manifest``: one
 report folder per configuration under OUT in ``deepwml evaluate``'s ``per_volume.csv`` format (``NAME`` bare,
 ``NAME+MODE@K`` floored), which ``benchmarks/fresh_heads_by_load.py --judge`` reads, and a table of the mean
 paired Dice gain over the first model bare and the ml marked on lesion-free heads. With ``--probe``: the
@@ -28,6 +29,7 @@ import SimpleITK as sitk
 from tqdm import tqdm
 
 from deepwml.contrast_floor import MODES, ContrastFloor, apply_contrast_floor
+from deepwml.evaluation.mark_contrast import DEFAULT_LEVEL, LEVEL_METHODS
 from deepwml.image_io import load_flair
 from deepwml.labels import read_label
 from deepwml.lesion_summary import voxel_volume_ml
@@ -43,15 +45,19 @@ from fresh_heads_by_load import lesion_free, paired, per_case
 FACTORS = (1.05, 1.10, 1.15, 1.20)
 
 
-def configurations(names: list[str], factors: list[float], modes: list[str],
-                   only: list[str]) -> list[tuple[str, ContrastFloor | None]]:
-    """(model name, floor) pairs, bare models first; ``only`` ("NAME" or "NAME+MODE@K") restricts them."""
-    every = [(n, None) for n in names] + [(n, ContrastFloor(k, m)) for n in names for m in modes for k in factors]
+def configurations(names: list[str], factors: list[float], modes: list[str], only: list[str],
+                   levels: tuple[str, ...] = (DEFAULT_LEVEL,)) -> list[tuple[str, ContrastFloor | None]]:
+    """(model name, floor) pairs, bare models first; ``only`` (names as :func:`config_name` writes them)
+    restricts them."""
+    every = [(n, None) for n in names] + [(n, ContrastFloor(k, m, level)) for n in names for level in levels
+                                          for m in modes for k in factors]
     return [c for c in every if not only or config_name(*c) in only or c[1] is None]
 
 
 def config_name(name: str, floor: ContrastFloor | None) -> str:
-    return name if floor is None else f"{name}+{floor.mode}@{floor.factor:g}"
+    if floor is None:
+        return name
+    return f"{name}+{floor.mode}@{floor.factor:g}" + ("" if floor.level == DEFAULT_LEVEL else f"~{floor.level}")
 
 
 def marks(segmenter: Segmenter, image: sitk.Image, floors: list[ContrastFloor | None]) -> list[np.ndarray]:
@@ -60,10 +66,12 @@ def marks(segmenter: Segmenter, image: sitk.Image, floors: list[ContrastFloor | 
     result = segmenter.finish(prepared, segmenter.run_network(prepared))
     probs = sitk.GetArrayFromImage(result.probabilities)
     brain = sitk.GetArrayFromImage(segmenter.brain_image(prepared)) > 0
-    flair = sitk.GetArrayFromImage(image)
+    flair = sitk.GetArrayFromImage(image)  # [k, j, i]: rows j, columns i
+    pixel_mm = (image.GetSpacing()[1], image.GetSpacing()[0])
     out = []
     for floor in floors:
-        kept = probs if floor is None else apply_contrast_floor(probs, flair, brain, result.threshold, floor)[0]
+        kept = probs if floor is None else \
+            apply_contrast_floor(probs, flair, brain, result.threshold, floor, pixel_mm)[0]
         out.append(kept >= result.threshold)
     return out
 
@@ -77,15 +85,18 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=40, help="probe: at most this many pairs")
     parser.add_argument("--factors", type=float, nargs="+", default=list(FACTORS))
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
-    parser.add_argument("--only", nargs="*", default=[], metavar="NAME+MODE@K")
+    parser.add_argument("--levels", nargs="+", default=[DEFAULT_LEVEL], choices=LEVEL_METHODS,
+                        help="how the floors read the white-matter level (README, experiment 45); --record: the first")
+    parser.add_argument("--only", nargs="*", default=[], metavar="NAME+MODE@K[~LEVEL]")
     parser.add_argument("--record", type=Path, metavar="MODEL_DIR",
                         help="write the first factor and mode into this card")
     parser.add_argument("--why", default="", help="--record: how the floor was chosen (the card keeps it)")
     args = parser.parse_args()
     if args.record:
-        floor = ContrastFloor(args.factors[0], args.modes[0])  # checked before the card is touched
+        floor = ContrastFloor(args.factors[0], args.modes[0], args.levels[0])  # checked before the card is touched
         card, card_path = read_card(args.record)  # a top-level entry, as the threshold is: the Segmenter applies it
-        card["contrast_floor"] = {"factor": floor.factor, "mode": floor.mode, "chosen": args.why}
+        card["contrast_floor"] = {"factor": floor.factor, "mode": floor.mode, "level": floor.level,
+                                  "chosen": args.why}
         write_card(card, card_path)
         print(f"{args.record}: {floor.describe()}")
         return
@@ -93,7 +104,7 @@ def main() -> None:
         parser.error("give OUT, --model and --manifest, --probe or both")
     logging.basicConfig(level=logging.WARNING)
     models = dict(text.split("=", 1) for text in args.model)
-    configs = configurations(list(models), args.factors, args.modes, args.only)
+    configs = configurations(list(models), args.factors, args.modes, args.only, tuple(args.levels))
     # no card floor: "bare" must mean the network alone, also for a model whose card names a floor (1.7.0 on)
     segmenters = {name: Segmenter(folder, contrast_floor=None) for name, folder in models.items()}
     args.out.mkdir(parents=True, exist_ok=True)

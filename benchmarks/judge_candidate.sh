@@ -24,10 +24,13 @@ WORK=${2:-work-data/judge}
 BIN=.venv/bin
 SHIPPED=DeepWML/Resources/Models/default
 mkdir -p "$WORK"
-# a model's reports are cached under its weights, threshold and contrast floor: the same weights at another threshold
-# or floor are another model (no floor: the key of every report cached before floors existed)
-key() { "$BIN/python" -c "import json, sys; c = json.load(open(sys.argv[1] + '/model.json')); f = c.get('contrast_floor')
-print(c['weights_sha256'][:12] + '-t' + str(c['threshold']) + (f'-{f.get(\"mode\", \"voxel\")}{f[\"factor\"]}' if f else ''))" "$1"; }
+# a model's reports are cached under its weights, threshold and contrast floor (factor, form and how it reads the
+# white-matter level): the same weights at another threshold or floor are another model (no floor: the key of every
+# report cached before floors existed; the first level, above-median, adds nothing to keep the keys cached before levels)
+key() { "$BIN/python" -c "import json, sys; c = json.load(open(sys.argv[1] + '/model.json')); f = c.get('contrast_floor') or {}
+level = f.get('level', 'above-median')
+print(c['weights_sha256'][:12] + '-t' + str(c['threshold']) + (f'-{f.get(\"mode\", \"voxel\")}{f[\"factor\"]}' if f else '')
+      + ('' if level == 'above-median' else '-' + level))" "$1"; }
 [ -f "$WORK/phantoms/manifest.csv" ] || "$BIN/deepwml" phantom "$WORK/phantoms" --cases 92 --seed 1 -q
 [ -f "$WORK/phantom-test.csv" ] || "$BIN/python" benchmarks/training_mix.py --phantom-test "$WORK/phantoms" "$WORK/phantom-test.csv"
 read -r SEED3 SEED4 <<< "${WVAL_SEEDS:-91 92}"

@@ -30,7 +30,7 @@ import numpy as np
 from scipy import ndimage
 
 from .errors import ModelFileError
-from .evaluation.mark_contrast import above_air, white_matter_level
+from .evaluation.mark_contrast import DEFAULT_LEVEL, LEVEL_METHODS, above_air, white_matter_level
 
 log = logging.getLogger(__name__)
 
@@ -41,16 +41,22 @@ _FULL = np.ones((3, 3, 3), dtype=bool)  # 26-connectivity
 
 @dataclass(frozen=True)
 class ContrastFloor:
-    """Drop marks below ``factor`` x the white-matter level (``mode`` in :data:`MODES`)."""
+    """Drop marks below ``factor`` x the white-matter level (``mode`` in :data:`MODES`), the level read
+    by ``level`` (:data:`~deepwml.evaluation.mark_contrast.LEVEL_METHODS`; a factor means something only
+    with the level it was chosen with, so both travel in the card). ``level`` None: the model card's floor's
+    level (the Segmenter resolves it), and the first level, ``above-median``, where nothing resolved it."""
 
     factor: float
     mode: str = "voxel"
+    level: Optional[str] = None
 
     def __post_init__(self) -> None:
         if not (self.factor > 0 and np.isfinite(self.factor)):
             raise ValueError(f"contrast floor factor must be a positive number, got {self.factor!r}")
         if self.mode not in MODES:
             raise ValueError(f"contrast floor mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.level is not None and self.level not in LEVEL_METHODS:
+            raise ValueError(f"contrast floor level must be one of {', '.join(LEVEL_METHODS)}, got {self.level!r}")
 
     def describe(self) -> str:
         """One plain sentence for reports."""
@@ -71,9 +77,11 @@ class FloorApplied:
     removed_voxels: int
     #: why nothing was removed, when the floor could not be applied
     not_applied: Optional[str] = None
+    #: how the level was read (:data:`~deepwml.evaluation.mark_contrast.LEVEL_METHODS`)
+    level: str = DEFAULT_LEVEL
 
     def as_dict(self) -> dict:
-        return {"factor": self.factor, "mode": self.mode,
+        return {"factor": self.factor, "mode": self.mode, "level": self.level,
                 "white_matter_level": None if self.white_matter_level is None else round(self.white_matter_level, 4),
                 "removed_voxels": self.removed_voxels, "not_applied": self.not_applied}
 
@@ -87,40 +95,45 @@ def floor_setting(factor: float | None) -> ContrastFloor | str | None:
 
 
 def card_contrast_floor(model: Any) -> ContrastFloor | None:
-    """The floor a model card names (``"contrast_floor": {"factor": K, "mode": "voxel"}``; None: no
-    entry). The floor was chosen with the model's weights and threshold, so it travels in its card;
-    a malformed entry refuses the model in one line, as any bad card setting does."""
+    """The floor a model card names (``"contrast_floor": {"factor": K, "mode": "voxel", "level": L}``;
+    None: no entry; no ``level``: the first one, ``above-median``). The floor was chosen with the model's
+    weights and threshold, so it travels in its card; a malformed entry refuses the model in one line,
+    as any bad card setting does."""
     entry = model.card.get("contrast_floor")
     if entry is None:
         return None
     try:
-        return ContrastFloor(float(entry["factor"]), str(entry.get("mode", "voxel")))
+        return ContrastFloor(float(entry["factor"]), str(entry.get("mode", "voxel")),
+                             str(entry.get("level", DEFAULT_LEVEL)))
     except (TypeError, KeyError, ValueError) as err:
         raise ModelFileError(model.path, f"model card's contrast_floor is not usable ({err})") from None
 
 
 def apply_contrast_floor(probabilities: np.ndarray, flair: np.ndarray, brain: np.ndarray, threshold: float,
-                         floor: ContrastFloor) -> tuple[np.ndarray, FloorApplied]:
+                         floor: ContrastFloor, pixel_mm: tuple[float, float] = (1.0, 1.0)
+                         ) -> tuple[np.ndarray, FloorApplied]:
     """``probabilities`` with the faint marks' probabilities set to 0 (a new array), and what was done.
 
     All three arrays share the input's ``[slices, rows, cols]`` grid; ``brain`` is the brain mask the
-    white-matter level is read in. With no readable level (an empty brain, negative intensities) the
+    white-matter level is read in; ``pixel_mm`` their rows' and columns' spacing (the ``flat-above-p25``
+    level's gradient is in millimetres). With no readable level (an empty brain, negative intensities) the
     probabilities come back unchanged and the record says so."""
     flair = above_air(flair)
-    level = white_matter_level(flair, brain)
-    if level is None:
+    method = floor.level or DEFAULT_LEVEL
+    wm_level = white_matter_level(flair, brain, method, pixel_mm)
+    if wm_level is None:
         why = "no white-matter level in the brain (empty, or intensities below zero)"
         log.warning("contrast floor not applied: %s", why)
-        return probabilities, FloorApplied(floor.factor, floor.mode, None, 0, why)
+        return probabilities, FloorApplied(floor.factor, floor.mode, None, 0, why, method)
     marked = probabilities >= threshold
     if floor.mode == "voxel":
-        drop = flair < np.float32(floor.factor * level)
+        drop = flair < np.float32(floor.factor * wm_level)
         removed = int(np.count_nonzero(drop & marked))
     else:
-        drop = faint_components(marked, flair, floor.factor * level)
+        drop = faint_components(marked, flair, floor.factor * wm_level)
         removed = int(np.count_nonzero(drop))
     return np.where(drop, np.float32(0.0), probabilities).astype(probabilities.dtype, copy=False), \
-        FloorApplied(floor.factor, floor.mode, level, removed)
+        FloorApplied(floor.factor, floor.mode, wm_level, removed, level=method)
 
 
 def faint_components(marked: np.ndarray, flair: np.ndarray, floor_value: float) -> np.ndarray:

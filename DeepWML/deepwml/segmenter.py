@@ -26,6 +26,7 @@ from .brain_mask import (BrainCanvas, BrainMasking, lesion_window, load_brain_mo
                          margin_in_pixels, removed_voxels, restrict_to_brain)
 from .canvas_window import head_window
 from .contrast_floor import ContrastFloor, FloorApplied, apply_contrast_floor, card_contrast_floor
+from .evaluation.mark_contrast import DEFAULT_LEVEL
 from .defaults import DEFAULT_MARGIN_MM, THIN_SLAB_MM, default_flip_tta
 from .errors import ModelFileError
 from .known_limits import known_limits
@@ -541,8 +542,15 @@ class Segmenter:
         return "No white-matter contrast floor." if floor is None else floor.describe()
 
     def contrast_floor_of(self, model: LoadedModel) -> ContrastFloor | None:
-        """The floor applied to ``model``'s marks (the card's, unless the segmenter was given one or none)."""
-        return card_contrast_floor(model) if self.contrast_floor == "card" else self.contrast_floor
+        """The floor applied to ``model``'s marks (the card's, unless the segmenter was given one or none).
+        A floor given without a level (``--contrast-floor K``) reads the white matter as the card's floor
+        does, since a factor was chosen with its level; with no card floor, as the first level."""
+        if self.contrast_floor == "card":
+            return card_contrast_floor(model)
+        if isinstance(self.contrast_floor, ContrastFloor) and self.contrast_floor.level is None:
+            card = card_contrast_floor(model)
+            return replace(self.contrast_floor, level=card.level if card else DEFAULT_LEVEL)
+        return self.contrast_floor
 
     def _apply_contrast_floor(self, prepared: PreparedVolume, native: np.ndarray, threshold: float,
                               model: LoadedModel, brain_mask: BrainMasking | None
@@ -554,12 +562,14 @@ class Segmenter:
         if floor is None:
             return native, None
         if brain_mask is None:  # None exactly when the segmenter has no brain-mask model
-            return native, FloorApplied(floor.factor, floor.mode, None, 0, "no brain mask to read the white matter in")
+            return native, FloorApplied(floor.factor, floor.mode, None, 0, "no brain mask to read the white matter in",
+                                        floor.level)
         if not brain_mask.applied:
             return native, FloorApplied(floor.factor, floor.mode, None, 0,
-                                        f"brain mask not applied ({brain_mask.reason or 'not trusted'})")
+                                        f"brain mask not applied ({brain_mask.reason or 'not trusted'})", floor.level)
         flair = prepared.layout.to_slices(sitk.GetArrayViewFromImage(prepared.image))
-        return apply_contrast_floor(native, flair, self._brain_slices(prepared), threshold, floor)
+        return apply_contrast_floor(native, flair, self._brain_slices(prepared), threshold, floor,
+                                    prepared.layout.in_plane_spacing_mm)
 
     @staticmethod
     def _removed_ml(prepared: PreparedVolume, native: np.ndarray, marked: np.ndarray, lost: np.ndarray,

@@ -77,6 +77,40 @@ def test_an_intensity_offset_does_not_move_the_floor(mode):
 def test_bad_floors_are_refused(factor, mode):
     with pytest.raises(ValueError):
         ContrastFloor(factor, mode)
+    with pytest.raises(ValueError, match="level"):
+        ContrastFloor(1.15, "voxel", "mode-of-everything")
+
+
+def folded_cortex_brain() -> tuple[np.ndarray, np.ndarray]:
+    """A brain whose grey matter (130) is its largest class, folded with fluid (30) in 2-pixel gyri and
+    sulci around a flat white-matter core (100): the head experiment 44 found misread (README)."""
+    rng = np.random.default_rng(0)
+    flair = np.zeros((4, 80, 80), np.float32)
+    brain = np.zeros(flair.shape, bool)
+    brain[:, 4:76, 4:76] = True
+    rows = np.arange(80)[:, None] % 4 < 2  # 2 pixels of cortex, 2 of sulcal fluid, over and over
+    flair[:, 4:76, 4:76] = np.where(rows, 130.0, 30.0)[4:76, :72]
+    flair[:, 22:58, 22:58] = 100.0  # white matter: 1,296 of 5,184 voxels a slice; cortex 1,944
+    flair += rng.normal(0, 2, flair.shape).astype(np.float32) * brain
+    return flair, brain
+
+
+def test_the_flat_level_reads_white_matter_where_bright_folded_cortex_outnumbers_it():
+    """Grey matter is the larger, brighter class on FLAIR: the first level (the mode above the brain's
+    median) then reads the cortex, and a floor at 1.15x of that removes every lesion up to 1.5x white
+    matter; the flat third above the 25th percentile reads the white matter."""
+    flair, brain = folded_cortex_brain()
+    from deepwml.evaluation.mark_contrast import white_matter_level
+    assert white_matter_level(flair, brain, "above-median") == pytest.approx(130, abs=4)
+    assert white_matter_level(flair, brain, "flat-above-p25") == pytest.approx(100, abs=3)
+    # the gradient is in millimetres: at 0.5 mm pixels it spans twice the pixels and still finds the core
+    assert white_matter_level(flair, brain, "flat-above-p25", (0.5, 0.5)) == pytest.approx(100, abs=3)
+    probs = np.zeros(flair.shape, np.float32)
+    flair[1:3, 35:40, 35:40], probs[1:3, 35:40, 35:40] = 135.0, 0.9  # a lesion at 1.35x white matter
+    for level, kept_voxels in (("above-median", 0), ("flat-above-p25", 50)):
+        kept, applied = apply_contrast_floor(probs, flair, brain, 0.5, ContrastFloor(1.15, "voxel", level))
+        assert int((kept >= 0.5).sum()) == kept_voxels and applied.level == level
+        assert applied.as_dict()["level"] == level
 
 
 def test_settings_from_the_option_and_from_the_card(tiny_model_dir, tmp_path):
@@ -86,7 +120,13 @@ def test_settings_from_the_option_and_from_the_card(tiny_model_dir, tmp_path):
     with pytest.raises(ModelFileError, match="contrast_floor"):
         card_contrast_floor(load_model(bad, framework="numpy"))
     good = with_card_floor(tiny_model_dir, tmp_path / "good", {"factor": 1.15, "mode": "component"})
-    assert card_contrast_floor(load_model(good, framework="numpy")) == ContrastFloor(1.15, "component")
+    # cards written before levels existed read the white matter as they were chosen with: above the median
+    assert card_contrast_floor(load_model(good, framework="numpy")) == ContrastFloor(1.15, "component", "above-median")
+    flat = with_card_floor(tiny_model_dir, tmp_path / "flat", {"factor": 1.2, "level": "flat-above-p25"})
+    assert card_contrast_floor(load_model(flat, framework="numpy")) == ContrastFloor(1.2, "voxel", "flat-above-p25")
+    unknown = with_card_floor(tiny_model_dir, tmp_path / "unknown", {"factor": 1.2, "level": "guess"})
+    with pytest.raises(ModelFileError, match="contrast_floor"):
+        card_contrast_floor(load_model(unknown, framework="numpy"))
 
 
 def with_card_floor(model_dir, out, entry):
@@ -123,6 +163,20 @@ def test_segment_applies_the_cards_floor_records_it_and_the_option_overrides_it(
     assert len(err) == 1 and "contrast_floor" in err[0] and not (tmp_path / "refused").exists()
 
 
+def test_a_floor_given_without_a_level_reads_the_white_matter_as_the_cards_floor_does(tiny_model_dir, tmp_path):
+    """``--contrast-floor K`` changes the factor, not how the level is read: a factor was chosen with its level."""
+    from deepwml.segmenter import Segmenter
+
+    flat = load_model(with_card_floor(tiny_model_dir, tmp_path / "flat", {"factor": 1.2, "level": "flat-above-p25"}),
+                      framework="numpy")
+    plain = load_model(tiny_model_dir, framework="numpy")
+    segmenter = Segmenter(str(tiny_model_dir), brain_model=None, contrast_floor=ContrastFloor(1.3))
+    assert segmenter.contrast_floor_of(flat) == ContrastFloor(1.3, "voxel", "flat-above-p25")
+    assert segmenter.contrast_floor_of(plain) == ContrastFloor(1.3, "voxel", "above-median")
+    chosen = Segmenter(str(tiny_model_dir), brain_model=None, contrast_floor=ContrastFloor(1.3, "voxel", "above-median"))
+    assert chosen.contrast_floor_of(flat).level == "above-median"  # a level given is kept
+
+
 def test_cohort_fingerprint_changes_only_when_the_floor_is_asked_for():
     card, off, asked = CohortSettings(), CohortSettings(contrast_floor=0.0), CohortSettings(contrast_floor=1.15)
     assert "contrast_floor" not in card.fingerprint(0.8)  # earlier cohorts resume: the weights name the card's
@@ -141,3 +195,26 @@ def test_without_a_brain_mask_the_floor_is_not_applied_and_the_result_says_why(t
     assert summary["removed_voxels"] == 0 and summary["white_matter_level"] is None
     assert "no brain mask" in summary["not_applied"]
     assert sitk.GetArrayFromImage(result.mask).any()  # at 50x white matter it would have removed every mark
+
+
+def test_the_judges_cache_tells_a_floors_level_apart_and_keeps_the_keys_cached_before_levels(tmp_path):
+    """benchmarks/judge_candidate.sh caches a model's reports under a key of its weights, threshold and
+    floor: the same weights and factor read against another level are another model (experiment 45's
+    candidate would otherwise have been given 1.7.0's cached reports)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "judge_candidate.sh"
+    keys = []
+    for name, floor in (("none", None), ("plain", {"factor": 1.15, "mode": "voxel"}),
+                        ("flat", {"factor": 1.15, "mode": "voxel", "level": "flat-above-p25"})):
+        folder = tmp_path / name
+        folder.mkdir()
+        card = {"weights_sha256": "54ab79715179ffff", "threshold": 0.7, **({"contrast_floor": floor} if floor else {})}
+        (folder / "model.json").write_text(json.dumps(card))
+        run = subprocess.run(["bash", "-c", f"BIN={Path(sys.executable).parent}; "
+                              f"source <(sed -n '/^key()/,/; }}$/p' {script}); key {folder}"],
+                             capture_output=True, text=True, check=True)
+        keys.append(run.stdout.strip())
+    assert keys == ["54ab79715179-t0.7", "54ab79715179-t0.7-voxel1.15", "54ab79715179-t0.7-voxel1.15-flat-above-p25"]

@@ -25,7 +25,8 @@ class UNetConfig:
     #: the input is averaged over ``input_pool`` x ``input_pool`` blocks before the U-Net and the
     #: logits are repeated back to the input's size (nearest): the same network at 1/input_pool
     #: of the resolution and 1/input_pool^2 of the work. 1 for the lesion models; 2 for the
-    #: brain-mask model, whose 2 mm mask is fine under a 3 mm margin (deepwml.brain_mask).
+    #: brain-mask model, whose 2 mm mask measured non-inferior to the full-resolution one (deepwml.brain_mask;
+    #: README "Brain mask").
     input_pool: int = 1
 
     def to_dict(self) -> dict:

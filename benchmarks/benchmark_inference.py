@@ -87,7 +87,9 @@ def run_config(args: argparse.Namespace) -> dict:
     if args.model == "paper-random":
         torch.manual_seed(0)
         net = UNet2D(UNetConfig(base_channels=64))
-        model = LoadedModel(net.eval(), {"name": "paper-unet64-random", "version": "-"}, Path("random"))
+        # a card as a saved model's: the summary records the file that ran (Segmenter.ran_file)
+        model = LoadedModel(net.eval(), {"name": "paper-unet64-random", "version": "-", "weights_file": "(random, unsaved)",
+                                         "weights_sha256": "-"}, Path("random"))
         trained = False
     else:
         model = load_model(None if args.model == "default" else args.model)

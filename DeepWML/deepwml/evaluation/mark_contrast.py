@@ -22,7 +22,7 @@ BINS = 128
 
 #: How the white-matter level is read (a model card's ``contrast_floor`` ``level``):
 #: ``above-median`` (experiment 40; the default, so cards that name none keep their figures): the histogram mode
-#: of the brain above its median; ``flat-above-p25`` (experiment 44): the mode of the flattest third of the
+#: of the brain above its median; ``flat-above-p25`` (experiment 45): the mode of the flattest third of the
 #: brain's voxels above its 25th percentile (see :func:`white_matter_level`).
 LEVEL_METHODS = ("above-median", "flat-above-p25")
 DEFAULT_LEVEL = "above-median"
@@ -39,12 +39,15 @@ def white_matter_level(flair: np.ndarray, brain: np.ndarray, method: str = DEFAU
     is the largest class of the brain's brighter half when grey matter is not much brighter, whatever the
     scanner's scale; no tissue segmentation is needed. But grey matter is the larger and brighter class on
     FLAIR, so the median often lies above the white matter's centre and the mode then sits on its upper tail
-    or on the cortex: on 60 synthetic heads with known tissue (seeds 132/133, README experiment 44) it read
-    1.066x the true white-matter median (median |ln error| 0.064, 90th percentile 0.168, up to 1.39x).
+    or on the cortex: on 60 synthetic heads with known tissue (v4/v7 seeds 134/135, README experiment 45) it
+    read 1.062x the true white-matter median (median |ln error| 0.060, 90th percentile 0.146; up to 1.39x on
+    a v7 head of seed 112).
     ``flat-above-p25``: the cut moves down to the 25th percentile (fluid and most of its partial volume
     below), and only the third of those voxels with the lowest in-plane gradient (``pixel_mm``: the rows'
     and columns' spacing) counts: white matter is the brain's broad flat tissue, the cortex a thin ribbon
-    between fluid and white matter, all edge. It read 0.991x on the same heads (0.021, 0.051).
+    between fluid and white matter, all edge. It read 1.010x on the same heads (0.014, 0.034). No shipped
+    card uses it: read against the true white matter, 1.7.0's floor let through its false positives on
+    bright-cortex heads (experiment 45).
     Both modes are lightly smoothed, so noise does not pick a stray bin."""
     if method not in LEVEL_METHODS:
         raise ValueError(f"white-matter level method must be one of {', '.join(LEVEL_METHODS)}, not {method!r}")

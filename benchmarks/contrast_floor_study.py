@@ -8,7 +8,8 @@
 
 Every model runs as the product runs it (the Segmenter's defaults: ONNX float32, flip TTA, brain mask,
 card threshold); the floor (:mod:`deepwml.contrast_floor`; the white-matter level read by each of ``--levels``,
-default ``above-median``, experiment 40's) is then applied to its probabilities with the segmenter's own brain mask, so one network pass serves every factor and mode. With ``--manifest``: one
+default ``above-median``, experiment 40's) is then applied to its probabilities with the segmenter's own brain
+mask, so one network pass serves every factor, mode and level. With ``--manifest``: one
 report folder per configuration under OUT in ``deepwml evaluate``'s ``per_volume.csv`` format (``NAME`` bare,
 ``NAME+MODE@K`` floored), which ``benchmarks/fresh_heads_by_load.py --judge`` reads, and a table of the mean
 paired Dice gain over the first model bare and the ml marked on lesion-free heads. With ``--probe``: the
@@ -89,7 +90,7 @@ def main() -> None:
                         help="how the floors read the white-matter level (README, experiment 45); --record: the first")
     parser.add_argument("--only", nargs="*", default=[], metavar="NAME+MODE@K[~LEVEL]")
     parser.add_argument("--record", type=Path, metavar="MODEL_DIR",
-                        help="write the first factor and mode into this card")
+                        help="write the first factor, mode and level into this card")
     parser.add_argument("--why", default="", help="--record: how the floor was chosen (the card keeps it)")
     args = parser.parse_args()
     if args.record:

@@ -26,9 +26,9 @@ from .brain_mask import (BrainCanvas, BrainMasking, lesion_window, load_brain_mo
                          margin_in_pixels, removed_voxels, restrict_to_brain)
 from .canvas_window import head_window
 from .contrast_floor import ContrastFloor, FloorApplied, apply_contrast_floor, card_contrast_floor
-from .evaluation.mark_contrast import DEFAULT_LEVEL
 from .defaults import DEFAULT_MARGIN_MM, THIN_SLAB_MM, default_flip_tta
 from .errors import ModelFileError
+from .evaluation.mark_contrast import DEFAULT_LEVEL
 from .known_limits import known_limits
 from .model_files import LoadedModel, load_model
 from .onnx_backend import (PROBE_SEED, PROBE_SHAPE, REPRODUCE_TOLERANCE, OnnxNetwork, check_reproduces_weights,

@@ -88,8 +88,8 @@ def _flattest_third(flair: np.ndarray, brain: np.ndarray, low: float, pixel_mm: 
     cols = ndimage.gaussian_filter(crop, sigma, order=(0, 0, 1)) / np.float32(pixel_mm[1])
     gradient = np.hypot(rows, cols)
     upper = inside & (crop >= low)
-    flat = gradient[upper] <= np.percentile(gradient[upper], 100 / 3)
-    return crop[upper][flat].astype(np.float64)
+    steepness = gradient[upper]
+    return crop[upper][steepness <= np.percentile(steepness, 100 / 3)].astype(np.float64)
 
 
 def above_air(flair: np.ndarray) -> np.ndarray:

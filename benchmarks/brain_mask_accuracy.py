@@ -7,11 +7,18 @@ sets lesion probability to 0 outside the brain):
   network never saw (a manifest whose labels are brain masks: ``benchmarks/training_mix.py
   --brain-labels``), for the network's raw mask and the mask the segmenter uses (largest
   component, holes filled); also the share of the head it covers (the plausibility guard's
-  quantity) and the true lesion volume the lesion clipping would remove (should be 0).
+  quantity), the true lesion volume the lesion clipping would remove (``lesion_outside_ml``,
+  farther than the default margin from the mask), and the mask's volume farther than 3 mm from
+  the true brain (``excess3_ml``: skull base, orbits, face, scalp called brain; where a lesion
+  mark would count as "outside the brain" in the issue's whole-head target). With ``--lesions``
+  the product segmenter also runs on each head: its lesion Dice, the volume it marks
+  (``pred_ml``) and what it marks farther than 3 mm from the true brain (``pred_outside3_ml``,
+  the issue's "outside the brain" with a perfect yardstick; experiment 47).
 - ``--real SCAN ...``: evaluation only, never tuning: agreement with the independent
   registration mask of ``deepwml sanity`` (MNI template registered to each scan).
 
     .venv/bin/python benchmarks/brain_mask_accuracy.py --synthetic work-data/wval-brain.csv -o OUT
+    .venv/bin/python benchmarks/brain_mask_accuracy.py --synthetic work-data/wval-brain.csv --lesions --open 1 -o OUT
     .venv/bin/python benchmarks/brain_mask_accuracy.py --real ../shared/data/rorden-synthsr-flair3d/FLAIR.nii.gz -o OUT
 """
 
@@ -51,11 +58,46 @@ def array(image: sitk.Image) -> np.ndarray:
     return sitk.GetArrayFromImage(image) > 0
 
 
-def synthetic(segmenter: Segmenter, manifest: Path) -> list[dict]:
+#: How far beyond the true brain a mask voxel or a lesion mark counts as outside it (mm): the
+#: tolerance of ``deepwml sanity``'s "outside the brain" against its registration mask.
+OUTSIDE_MM = 3.0
+
+
+def opened_in_plane(radius: int):
+    """A stand-in for :func:`deepwml.brain_mask.largest_component` that first opens the mask in-plane
+    by a ball of ``radius`` pixels of the brain grid (experiment 47's candidate P: cut thin bridges
+    to orbital or scalp tissue before the largest component is kept)."""
+    from deepwml import brain_mask
+
+    largest = brain_mask.largest_component
+
+    def opened_then_largest(mask: np.ndarray) -> np.ndarray:
+        image = sitk.GetImageFromArray(np.asarray(mask, dtype=np.uint8))
+        opened = sitk.GetArrayFromImage(sitk.BinaryMorphologicalOpening(image, [radius, radius, 0], sitk.sitkBall,
+                                                                        0, 1)) > 0
+        return largest(opened if opened.any() else mask)
+
+    return opened_then_largest
+
+
+def lesion_figures(segmenter: Segmenter, flair: sitk.Image, case_label: Path, beyond: np.ndarray,
+                   voxel_ml: float) -> dict:
+    """The product segmenter's lesion Dice (blank without true lesion), marked volume and marks
+    farther than :data:`OUTSIDE_MM` from the true brain (``beyond``) on one synthetic head."""
+    marks = sitk.GetArrayFromImage(segmenter.segment(flair).mask) > 0
+    truth = sitk.GetArrayFromImage(sitk.ReadImage(str(case_label))) > 0
+    return {"lesion_dice": round(dice(truth, marks), 4) if truth.any() else "",
+            "pred_ml": round(float(marks.sum()) * voxel_ml, 3),
+            "pred_outside3_ml": round(float((marks & beyond).sum()) * voxel_ml, 3)}
+
+
+def synthetic(segmenter: Segmenter, manifest: Path, lesions_too: bool = False) -> list[dict]:
     rows = []
     for case in tqdm(read_manifest(manifest), desc="synthetic heads", unit="head"):
         flair = load_flair(case.flair)
-        truth = sitk.GetArrayFromImage(sitk.ReadImage(str(case.label))) > 0
+        truth_image = sitk.ReadImage(str(case.label)) > 0
+        truth = sitk.GetArrayFromImage(truth_image) > 0
+        beyond = outside_mask(truth_image, OUTSIDE_MM)
         lesion_path = case.label.with_name("label.nii.gz")
         lesions = sitk.GetArrayFromImage(sitk.ReadImage(str(lesion_path))) > 0 if lesion_path.exists() else None
         raw_image, used_image, share = network_masks(segmenter, flair)
@@ -65,12 +107,15 @@ def synthetic(segmenter: Segmenter, manifest: Path) -> list[dict]:
                "slice_mm": round(flair.GetSpacing()[2], 2),
                "skull_stripped": int(np.count_nonzero(sitk.GetArrayViewFromImage(flair)) < 1.3 * truth.sum()),
                "truth_ml": round(truth.sum() * voxel_ml, 1), "net_ml": round(used.sum() * voxel_ml, 1),
-               "dice_raw": round(dice(raw, truth), 4), "dice": round(dice(used, truth), 4), "share": round(share, 3)}
+               "dice_raw": round(dice(raw, truth), 4), "dice": round(dice(used, truth), 4), "share": round(share, 3),
+               "excess3_ml": round(float((used & beyond).sum()) * voxel_ml, 2)}
         if lesions is not None:
             # true lesion farther than the default margin from the used mask (what clipping would wrongly remove)
             outside = outside_mask(used_image, DEFAULT_MARGIN_MM)
             row["lesion_ml"] = round(lesions.sum() * voxel_ml, 2)
             row["lesion_outside_ml"] = round(float((lesions & outside).sum()) * voxel_ml, 3)
+            if lesions_too:
+                row.update(lesion_figures(segmenter, flair, lesion_path, beyond, voxel_ml))
         rows.append(row)
     return rows
 
@@ -97,12 +142,18 @@ def write(rows: list[dict], out: Path, name: str) -> None:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
-    for key in ("dice_raw", "dice", "share"):
-        values = [r[key] for r in rows]
+    for key in ("dice_raw", "dice", "share", "excess3_ml"):
+        values = [r[key] for r in rows if key in r]
+        if not values:
+            continue
         print(f"{name}: {key} median {statistics.median(values):.4f}, min {min(values):.4f}, max {max(values):.4f}")
     if "lesion_outside_ml" in fields:
         print(f"{name}: true lesion farther than {DEFAULT_MARGIN_MM:g} mm from the mask: total "
               f"{sum(r.get('lesion_outside_ml', 0) for r in rows):.3f} ml of {sum(r.get('lesion_ml', 0) for r in rows):.1f}")
+    if "pred_outside3_ml" in fields:
+        outside = [r["pred_outside3_ml"] for r in rows if "pred_outside3_ml" in r]
+        print(f"{name}: lesion marks farther than {OUTSIDE_MM:g} mm from the true brain: total {sum(outside):.3f} ml, "
+              f"{sum(v > 0.1 for v in outside)} of {len(outside)} heads over 0.1 ml")
 
 
 def main() -> int:
@@ -112,11 +163,19 @@ def main() -> int:
     parser.add_argument("--brain-model", default="bundled")
     parser.add_argument("--precision", default="float32", choices=["float32", "int8"],
                         help="int8: the lesion network's int8 graph, and with it the brain model's (if it has one)")
+    parser.add_argument("--lesions", action="store_true",
+                        help="--synthetic: also run the lesion segmentation (Dice, marks beyond the true brain)")
+    parser.add_argument("--open", type=int, default=0, metavar="PX",
+                        help="open the brain mask in-plane by PX pixels of its grid before the largest component "
+                             "(experiment 47's candidate P; not what the product does)")
     parser.add_argument("-o", "--output", type=Path, required=True)
     args = parser.parse_args()
+    if args.open:
+        from deepwml import brain_mask
+        brain_mask.largest_component = opened_in_plane(args.open)
     segmenter = Segmenter(device="cpu", brain_model=args.brain_model, precision=args.precision)
     if args.synthetic:
-        write(synthetic(segmenter, args.synthetic), args.output, "synthetic")
+        write(synthetic(segmenter, args.synthetic, args.lesions), args.output, "synthetic")
     if args.real:
         write(real(segmenter, args.real), args.output, "real")
     return 0

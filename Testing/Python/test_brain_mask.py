@@ -371,3 +371,29 @@ def test_fine_tuning_across_tasks_is_refused(tmp_path, phantom_set):
     config = TrainConfig(epochs=1, crop=64, max_steps_per_epoch=1, device="cpu", init="bundled", task="brain")
     with pytest.raises(ModelFileError, match="is a lesion model; a brain model cannot be fine-tuned from it"):
         train(phantom_set, tmp_path / "run", config, progress=False)
+
+
+def test_brain_mask_candidates_rule_passes_a_better_mask_and_fails_each_criterion_on_its_own():
+    """benchmarks/brain_mask_candidates.py (experiment 47's rule) on made-up rows: a candidate that is
+    better everywhere passes; spoiling one figure at a time fails exactly that criterion."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "brain_mask_candidates.py"
+    spec = importlib.util.spec_from_file_location("brain_mask_candidates", script)
+    rule = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rule)
+
+    def rows(excess, outside, lost, brain_dice, lesion_dice, free_ml):
+        out = {f"l{i}": {"excess3_ml": excess, "pred_outside3_ml": outside, "lesion_outside_ml": lost, "dice": brain_dice,
+                         "lesion_ml": 5.0, "lesion_dice": lesion_dice + 0.01 * i, "pred_ml": 4.0} for i in range(20)}
+        out["free"] = {"excess3_ml": excess, "pred_outside3_ml": 0.0, "lesion_outside_ml": 0.0, "dice": brain_dice,
+                       "lesion_ml": 0.0, "lesion_dice": "", "pred_ml": free_ml}
+        return out
+
+    bundled = rows(6.0, 0.2, 0.1, 0.946, 0.60, 2.0)
+    better = dict(excess=4.0, outside=0.05, lost=0.1, brain_dice=0.950, lesion_dice=0.60, free_ml=1.9)
+    assert all(ok for _, ok in rule.criteria(bundled, rows(**better)).values())
+    for key, spoiled in (("a", dict(excess=5.0)), ("b", dict(outside=0.3)), ("c", dict(lost=0.2)),
+                         ("d", dict(brain_dice=0.94)), ("e", dict(lesion_dice=0.59)), ("e", dict(free_ml=2.5))):
+        verdicts = rule.criteria(bundled, rows(**{**better, **spoiled}))
+        assert [k for k, (_, ok) in verdicts.items() if not ok] == [key], (spoiled, verdicts)

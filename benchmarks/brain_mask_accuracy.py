@@ -34,7 +34,7 @@ import SimpleITK as sitk
 from tqdm import tqdm
 
 from deepwml.brain_mask import brain_share
-from deepwml.defaults import DEFAULT_MARGIN_MM
+from deepwml.defaults import DEFAULT_MARGIN_MM, OUTSIDE_TOLERANCE_MM
 from deepwml.evaluation.brain_mask import brain_mask as registration_brain_mask
 from deepwml.evaluation.brain_mask import outside_mask
 from deepwml.evaluation.metrics import dice
@@ -58,11 +58,6 @@ def array(image: sitk.Image) -> np.ndarray:
     return sitk.GetArrayFromImage(image) > 0
 
 
-#: How far beyond the true brain a mask voxel or a lesion mark counts as outside it (mm): the
-#: tolerance of ``deepwml sanity``'s "outside the brain" against its registration mask.
-OUTSIDE_MM = 3.0
-
-
 def opened_in_plane(radius: int):
     """A stand-in for :func:`deepwml.brain_mask.largest_component` that first opens the mask in-plane
     by a ball of ``radius`` pixels of the brain grid (experiment 47's candidate P: cut thin bridges
@@ -80,12 +75,12 @@ def opened_in_plane(radius: int):
     return opened_then_largest
 
 
-def lesion_figures(segmenter: Segmenter, flair: sitk.Image, case_label: Path, beyond: np.ndarray,
+def lesion_figures(segmenter: Segmenter, flair: sitk.Image, truth: np.ndarray, beyond: np.ndarray,
                    voxel_ml: float) -> dict:
-    """The product segmenter's lesion Dice (blank without true lesion), marked volume and marks
-    farther than :data:`OUTSIDE_MM` from the true brain (``beyond``) on one synthetic head."""
+    """The product segmenter's lesion Dice against the true lesions ``truth`` (blank without any), marked
+    volume and marks farther than ``deepwml sanity``'s tolerance (``OUTSIDE_TOLERANCE_MM``) from the true
+    brain (``beyond``) on one synthetic head."""
     marks = sitk.GetArrayFromImage(segmenter.segment(flair).mask) > 0
-    truth = sitk.GetArrayFromImage(sitk.ReadImage(str(case_label))) > 0
     return {"lesion_dice": round(dice(truth, marks), 4) if truth.any() else "",
             "pred_ml": round(float(marks.sum()) * voxel_ml, 3),
             "pred_outside3_ml": round(float((marks & beyond).sum()) * voxel_ml, 3)}
@@ -97,7 +92,7 @@ def synthetic(segmenter: Segmenter, manifest: Path, lesions_too: bool = False) -
         flair = load_flair(case.flair)
         truth_image = sitk.ReadImage(str(case.label)) > 0
         truth = sitk.GetArrayFromImage(truth_image) > 0
-        beyond = outside_mask(truth_image, OUTSIDE_MM)
+        beyond = outside_mask(truth_image, OUTSIDE_TOLERANCE_MM)
         lesion_path = case.label.with_name("label.nii.gz")
         lesions = sitk.GetArrayFromImage(sitk.ReadImage(str(lesion_path))) > 0 if lesion_path.exists() else None
         raw_image, used_image, share = network_masks(segmenter, flair)
@@ -115,7 +110,7 @@ def synthetic(segmenter: Segmenter, manifest: Path, lesions_too: bool = False) -
             row["lesion_ml"] = round(lesions.sum() * voxel_ml, 2)
             row["lesion_outside_ml"] = round(float((lesions & outside).sum()) * voxel_ml, 3)
             if lesions_too:
-                row.update(lesion_figures(segmenter, flair, lesion_path, beyond, voxel_ml))
+                row.update(lesion_figures(segmenter, flair, lesions, beyond, voxel_ml))
         rows.append(row)
     return rows
 
@@ -152,7 +147,7 @@ def write(rows: list[dict], out: Path, name: str) -> None:
               f"{sum(r.get('lesion_outside_ml', 0) for r in rows):.3f} ml of {sum(r.get('lesion_ml', 0) for r in rows):.1f}")
     if "pred_outside3_ml" in fields:
         outside = [r["pred_outside3_ml"] for r in rows if "pred_outside3_ml" in r]
-        print(f"{name}: lesion marks farther than {OUTSIDE_MM:g} mm from the true brain: total {sum(outside):.3f} ml, "
+        print(f"{name}: lesion marks farther than {OUTSIDE_TOLERANCE_MM:g} mm from the true brain: total {sum(outside):.3f} ml, "
               f"{sum(v > 0.1 for v in outside)} of {len(outside)} heads over 0.1 ml")
 
 

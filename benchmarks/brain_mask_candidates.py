@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fresh_heads_by_load import bootstrap_mean_interval  # a sibling script: benchmarks/ is on sys.path
+
 
 def read_rows(path: Path) -> dict[str, dict]:
     with open(path, newline="", encoding="utf-8") as handle:
@@ -34,8 +36,7 @@ def column(rows: list[dict], key: str) -> np.ndarray:
     return np.array([float(r[key]) for r in rows])
 
 
-def criteria(base: dict[str, dict], cand: dict[str, dict], excess_drop: float = 0.25,
-             boot: int = 5000) -> dict[str, tuple[str, bool]]:
+def criteria(base: dict[str, dict], cand: dict[str, dict], excess_drop: float = 0.25) -> dict[str, tuple[str, bool]]:
     """Each criterion's one-line figures and verdict (keys ``a`` to ``e``)."""
     if set(base) != set(cand):
         raise SystemExit("the two files do not hold the same heads")
@@ -58,9 +59,7 @@ def criteria(base: dict[str, dict], cand: dict[str, dict], excess_drop: float = 
     with_lesion = [i for i, r in enumerate(b) if float(r["lesion_ml"]) > 0]
     free = [i for i, r in enumerate(b) if float(r["lesion_ml"]) == 0]
     diff = np.array([float(c[i]["lesion_dice"]) - float(b[i]["lesion_dice"]) for i in with_lesion])
-    rng = np.random.default_rng(0)
-    means = np.array([diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(boot)])
-    low, high = np.percentile(means, [2.5, 97.5])
+    low, high = bootstrap_mean_interval(diff)
     free_b = sum(float(b[i]["pred_ml"]) for i in free)
     free_c = sum(float(c[i]["pred_ml"]) for i in free)
     out["e"] = (f"lesion Dice mean paired {diff.mean():+.4f} ({low:+.4f} to {high:+.4f}), {len(diff)} heads; "

@@ -279,18 +279,22 @@ if [[ " $STAGES " == *" 11 "* ]]; then  # 1.6.0-3d, not shipped: 1.5.0 + whole-h
   $BIN/deepwml export-onnx "$OUT/run-1.6/model" --int8 --calibration "$OUT/mix-1.6.csv" -q \
     --calibration-note "96 canvas slices of 24 evenly spaced cases of this model's training manifest; no real scan"
 fi
+brain_from_scratch() {  # brain_from_scratch VERSION MIX RUN STEPS E1 E2 NOTES: a brain-mask network (width 8 at half the
+  # canvas resolution) from random weights on MIX's brain masks, E1 epochs at 5e-4, then to E2 at 1.5e-4; then its ONNX graph
+  local options=(--task brain --input-pool 2 --base-channels 8 --crop "$CROP" --batch-size 8 --steps-per-epoch "$4"
+                 --val-slices 480 --augment-intensity --seed 0 --device auto --name deepwml-synth-brain8 --model-version "$1"
+                 --precision "${PRECISION:-bf16}")
+  $BIN/deepwml train "$2" -o "$3" --epochs "$5" --lr 5e-4 "${options[@]}" --notes "$7"
+  $BIN/deepwml train "$2" -o "$3" --epochs "$6" --lr 1.5e-4 "${options[@]}" --notes "$7"
+  $BIN/deepwml export-onnx "$3/model" -q
+}
 if [[ " $STAGES " == *" 12 "* ]]; then  # the brain-mask model (shipped in Models/brain): width 8 at half the canvas resolution, from scratch
   # on the brain masks (brain.nii.gz) of stage 11's 492 synthetic heads (v3/v4/v5 and whole-head 1 mm); no phantom
   [ -f "$OUT/brain-mix.csv" ] || $BIN/python benchmarks/training_mix.py --brain-labels "$OUT/mix-1.6.csv" "$OUT/brain-mix.csv"
-  BRAIN=(--task brain --input-pool 2 --base-channels 8 --crop "$CROP" --batch-size 8 --steps-per-epoch "${STEPS12:-300}" --val-slices 480
-         --augment-intensity --seed 0 --device auto --name deepwml-synth-brain8 --model-version 1.0.0
-         --precision "${PRECISION:-bf16}")
-  BRAIN_NOTES="Brain mask (not lesions): trained from scratch on the brain masks of 492 synthetic whole heads made from \
+  brain_from_scratch 1.0.0 "$OUT/brain-mix.csv" "$OUT/run-brain" "${STEPS12:-300}" "${E1_12:-16}" "${E2_12:-24}" \
+    "Brain mask (not lesions): trained from scratch on the brain masks of 492 synthetic whole heads made from \
 the 20 SynthSeg label maps (synthesis v3/v4/v5 and whole-head 1 mm v4 sets of the 1.5.0 and 1.6.0-3d training mixes); \
 no real scan"
-  $BIN/deepwml train "$OUT/brain-mix.csv" -o "$OUT/run-brain" --epochs "${E1_12:-16}" --lr 5e-4 "${BRAIN[@]}" --notes "$BRAIN_NOTES"
-  $BIN/deepwml train "$OUT/brain-mix.csv" -o "$OUT/run-brain" --epochs "${E2_12:-24}" --lr 1.5e-4 "${BRAIN[@]}" --notes "$BRAIN_NOTES"
-  $BIN/deepwml export-onnx "$OUT/run-brain/model" -q
 fi
 new_heads_stage() {  # new_heads_stage N V WHAT: stages 13-14, 1.5.0 fine-tuned on its own mix plus 180 heads of
   # synthesis V (seed 51), 1.5.0's split kept; WHAT describes the version in the card's notes (run stage 10 first)
@@ -473,12 +477,7 @@ if [[ " $STAGES " == *" 26 "* ]]; then  # brain8-1.1.0 (experiment 47, not shipp
   [ -f "$OUT/mix-brain-b.csv" ] || $BIN/python benchmarks/training_mix.py "$OUT/b47/train-v7,$OUT/b47/train-wh3d" \
     "$OUT/phantoms" "$OUT/mix-brain-b.csv"
   [ -f "$OUT/brain-mix-b.csv" ] || $BIN/python benchmarks/training_mix.py --brain-labels "$OUT/mix-brain-b.csv" "$OUT/brain-mix-b.csv"
-  BRAIN26=(--task brain --input-pool 2 --base-channels 8 --crop "$CROP" --batch-size 8 --steps-per-epoch "${STEPS26:-300}"
-           --val-slices 480 --augment-intensity --seed 0 --device auto --name deepwml-synth-brain8 --model-version 1.1.0
-           --precision "${PRECISION:-bf16}")
-  NOTES26="Brain mask (not lesions): trained from scratch on the brain masks of 420 synthetic whole heads made from the \
+  brain_from_scratch 1.1.0 "$OUT/brain-mix-b.csv" "$OUT/run-brain-b" "${STEPS26:-300}" "${E1_26:-40}" "${E2_26:-60}" \
+    "Brain mask (not lesions): trained from scratch on the brain masks of 420 synthetic whole heads made from the \
 20 SynthSeg label maps (synthesis v7 seed 140 x360 with per-case protocols, v7 whole-head 1 mm seed 141 x60); no real scan. Experiment 47."
-  $BIN/deepwml train "$OUT/brain-mix-b.csv" -o "$OUT/run-brain-b" --epochs "${E1_26:-40}" --lr 5e-4 "${BRAIN26[@]}" --notes "$NOTES26"
-  $BIN/deepwml train "$OUT/brain-mix-b.csv" -o "$OUT/run-brain-b" --epochs "${E2_26:-60}" --lr 1.5e-4 "${BRAIN26[@]}" --notes "$NOTES26"
-  $BIN/deepwml export-onnx "$OUT/run-brain-b/model" -q
 fi

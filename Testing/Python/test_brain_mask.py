@@ -373,12 +373,14 @@ def test_fine_tuning_across_tasks_is_refused(tmp_path, phantom_set):
         train(phantom_set, tmp_path / "run", config, progress=False)
 
 
-def test_brain_mask_candidates_rule_passes_a_better_mask_and_fails_each_criterion_on_its_own():
+def test_brain_mask_candidates_rule_passes_a_better_mask_and_fails_each_criterion_on_its_own(monkeypatch):
     """benchmarks/brain_mask_candidates.py (experiment 47's rule) on made-up rows: a candidate that is
     better everywhere passes; spoiling one figure at a time fails exactly that criterion."""
     import importlib.util
 
-    script = Path(__file__).resolve().parents[2] / "benchmarks" / "brain_mask_candidates.py"
+    benchmarks = Path(__file__).resolve().parents[2] / "benchmarks"
+    monkeypatch.syspath_prepend(str(benchmarks))  # it imports a sibling script, as when run from there
+    script = benchmarks / "brain_mask_candidates.py"
     spec = importlib.util.spec_from_file_location("brain_mask_candidates", script)
     rule = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(rule)

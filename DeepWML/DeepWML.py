@@ -135,16 +135,18 @@ class DeepWMLLogic(ScriptedLoadableModuleLogic):
         return modelPath or ModelChoice().current()
 
     def segmenter(self, modelPath: Optional[str] = None, device: str = "auto", precision: str = "auto",
-                  backend: str = "auto", brainMask: bool = True, slidingSlabMm: float = 0.0):
+                  backend: str = "auto", brainMask: bool = True, slidingSlabMm: float = 0.0,
+                  whiteMatter: bool = True):
         """A cached engine Segmenter (model loading takes a moment; reuse it across runs)."""
         from deepwml.options import thin_slab_kwargs
         from deepwml.segmenter import Segmenter
 
         modelPath = self.modelPath(modelPath)
-        key = (modelPath, device, precision, backend, brainMask, slidingSlabMm)
+        key = (modelPath, device, precision, backend, brainMask, slidingSlabMm, whiteMatter)
         if self._segmenter is None or self._segmenter_key != key:
             self._segmenter = Segmenter(modelPath, device=device, precision=precision, backend=backend,
                                         brain_model="bundled" if brainMask else None,
+                                        white_matter_model="bundled" if whiteMatter else None,
                                         **thin_slab_kwargs(sliding_slab_mm=slidingSlabMm))
             self._segmenter_key = key
         return self._segmenter
@@ -224,7 +226,7 @@ class DeepWMLLogic(ScriptedLoadableModuleLogic):
     def segment(self, volumeNode, segmentationNode=None, device: str = "auto",
                 threshold: Optional[float] = None, modelPath: Optional[str] = None,
                 progress: Optional[Callable[[int, int], Optional[bool]]] = None, backend: str = "auto",
-                brainMask: bool = True, slidingSlabMm: float = 0.0):
+                brainMask: bool = True, slidingSlabMm: float = 0.0, whiteMatter: bool = True):
         """Segment ``volumeNode``; return ``(segmentationNode, summary dict)``.
 
         Writes into ``segmentationNode`` (or, if None, the volume's own previous result) only if
@@ -241,7 +243,8 @@ class DeepWMLLogic(ScriptedLoadableModuleLogic):
             raise ValueError("no input volume selected")
         t0 = time.perf_counter()
         image = validate_flair(self.imageFromVolumeNode(volumeNode), volumeNode.GetName())
-        segmenter = self.segmenter(modelPath, device, backend=backend, brainMask=brainMask, slidingSlabMm=slidingSlabMm)
+        segmenter = self.segmenter(modelPath, device, backend=backend, brainMask=brainMask, slidingSlabMm=slidingSlabMm,
+                                   whiteMatter=whiteMatter)
         try:
             result = segmenter.segment(image, threshold, progress)
         except Cancelled as err:
@@ -250,7 +253,7 @@ class DeepWMLLogic(ScriptedLoadableModuleLogic):
         info = {"timings_s": result.timings_s, "device": result.device, "precision": result.precision,
                 "backend": result.backend, "model": result.model.model_id,  # the thin-slice model on thin slices
                 "brain_mask": result.brain_mask_summary(), "contrast_floor": result.contrast_floor_summary(),
-                "known_limits": result.known_limits()}
+                "white_matter": result.white_matter_summary(), "known_limits": result.known_limits()}
         node, summary = self.applyProbabilities(volumeNode, probabilities, segmentationNode, result.threshold, info)
         summary["seconds"] = time.perf_counter() - t0
         return node, summary
@@ -258,7 +261,7 @@ class DeepWMLLogic(ScriptedLoadableModuleLogic):
     # --- in a background process (the panel) ---------------------------------------------
     def startSegmentation(self, volumeNode, device: str = "auto", backend: str = "auto",
                           modelPath: Optional[str] = None, precision: str = "auto",
-                          brainMask: bool = True, slidingSlabMm: float = 0.0) -> InferenceRun:
+                          brainMask: bool = True, slidingSlabMm: float = 0.0, whiteMatter: bool = True) -> InferenceRun:
         """Write the volume to a temporary file and start the worker; poll the returned run."""
         import SimpleITK as sitk
 
@@ -274,6 +277,8 @@ class DeepWMLLogic(ScriptedLoadableModuleLogic):
                    "--precision", precision]
         if not brainMask:
             command.append("--no-brain-mask")
+        if not whiteMatter:
+            command.append("--no-white-matter")
         if slidingSlabMm > 0:  # thin-slice volumes through sliding slabs (README "Sliding slabs")
             command += ["--sliding-slab-mm", f"{slidingSlabMm:g}"]
         model = self.modelPath(modelPath)
@@ -426,6 +431,7 @@ class DeepWMLWidget(ScriptedLoadableModuleWidget):
                                                     self.ui.backendComboBox.currentText,
                                                     precision=self.ui.precisionComboBox.currentText,
                                                     brainMask=self.ui.brainMaskCheckBox.checked,
+                                                    whiteMatter=self.ui.whiteMatterCheckBox.checked,
                                                     slidingSlabMm=THIN_SLICES[self.ui.thinSlicesComboBox.currentText])
             self.ui.progressBar.setValue(0)
             self.ui.resultLabel.text = "Segmenting…"

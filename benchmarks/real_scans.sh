@@ -12,12 +12,15 @@ BIN=.venv/bin
 # MODEL=DIR evaluates another model than the bundled one; PRECISION=int8 its int8 graph;
 # BRAIN_MASK=off without the brain mask (lesion probabilities everywhere in the head, as before 2026-11-30);
 # BRAIN_MARGIN=MM another margin outside the brain mask than the default (experiment 46);
-# BRAIN_MODEL=DIR another brain-mask model than the bundled one (experiment 47)
+# BRAIN_MODEL=DIR another brain-mask model than the bundled one (experiment 47);
+# WHITE_MATTER=off without the white-matter restriction, WHITE_MATTER_MODEL=DIR another white-matter model (experiment 48)
 M=(); [ -n "${MODEL:-}" ] && M=(--model "$MODEL")
 [ -n "${PRECISION:-}" ] && M+=(--precision "$PRECISION")
 [ "${BRAIN_MASK:-on}" = off ] && M+=(--no-brain-mask)
 [ -n "${BRAIN_MARGIN:-}" ] && M+=(--brain-margin-mm "$BRAIN_MARGIN")
 [ -n "${BRAIN_MODEL:-}" ] && M+=(--brain-model "$BRAIN_MODEL")
+[ "${WHITE_MATTER:-on}" = off ] && M+=(--no-white-matter)
+[ -n "${WHITE_MATTER_MODEL:-}" ] && M+=(--white-matter-model "$WHITE_MATTER_MODEL")
 mkdir -p "$OUT"
 $BIN/deepwml realdata lesjak2017 -o "$OUT" --data "$DATA" --reslice 3 5 --overwrite
 $BIN/deepwml evaluate "${M[@]}" "$OUT/lesjak2017-native/manifest.csv" -o "$OUT/report-native" --thin-slab-mm 0 --overwrite

@@ -90,7 +90,7 @@
 # models failed the phantom test guard and were not shipped.
 # Stage 9 needs stage 8's mix (mix-1.3-v4h.csv) but not its model: with stages 3-5 done,
 # STAGES="8 9" trains both, or make the mix by hand with stage 8's two mix lines. "13", "14" (after 10): the experiments of
-# synthesis v6 and v7; "15", "16" (after 13 and 14): their soup and their data together; "17" (after 11 and 16): the thin-slice model; "18" (after 3-5): experiment 30, the realistic mix from scratch; "19" (after 18): experiment 32, v8 heads added; "20" (after 18): experiment 34, the heads as v9; "21" (after 18): experiment 36, the heads as v10 from random weights; "22" (after 18): experiment 37, the heads as v11; "23" (after 18): experiment 38, stage 18 started from 0.2.0; "24" (after 18): the shipped 1.7.0; "25" (after 18): experiment 41, the heads as v12 with 1.7.0's floor; "26": experiment 47's brain-mask network. "11 12" (after 10): the shipped
+# synthesis v6 and v7; "15", "16" (after 13 and 14): their soup and their data together; "17" (after 11 and 16): the thin-slice model; "18" (after 3-5): experiment 30, the realistic mix from scratch; "19" (after 18): experiment 32, v8 heads added; "20" (after 18): experiment 34, the heads as v9; "21" (after 18): experiment 36, the heads as v10 from random weights; "22" (after 18): experiment 37, the heads as v11; "23" (after 18): experiment 38, stage 18 started from 0.2.0; "24" (after 18): the shipped 1.7.0; "25" (after 18): experiment 41, the heads as v12 with 1.7.0's floor; "26": experiment 47's brain-mask network; "27": experiment 48's white-matter network. "11 12" (after 10): the shipped
 # brain-mask model (stage 12 needs stage 11's mix, not its model). On a GPU, raise EPOCHS and STEPS; training runs on CUDA with --device auto.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -279,14 +279,18 @@ if [[ " $STAGES " == *" 11 "* ]]; then  # 1.6.0-3d, not shipped: 1.5.0 + whole-h
   $BIN/deepwml export-onnx "$OUT/run-1.6/model" --int8 --calibration "$OUT/mix-1.6.csv" -q \
     --calibration-note "96 canvas slices of 24 evenly spaced cases of this model's training manifest; no real scan"
 fi
-brain_from_scratch() {  # brain_from_scratch VERSION MIX RUN STEPS E1 E2 NOTES: a brain-mask network (width 8 at half the
-  # canvas resolution) from random weights on MIX's brain masks, E1 epochs at 5e-4, then to E2 at 1.5e-4; then its ONNX graph
-  local options=(--task brain --input-pool 2 --base-channels 8 --crop "$CROP" --batch-size 8 --steps-per-epoch "$4"
-                 --val-slices 480 --augment-intensity --seed 0 --device auto --name deepwml-synth-brain8 --model-version "$1"
+mask_from_scratch() {  # mask_from_scratch TASK NAME VERSION MIX RUN STEPS E1 E2 NOTES: a mask network (brain or white
+  # matter; width 8 at half the canvas resolution) from random weights on MIX's masks, E1 epochs at 5e-4, then to E2 at
+  # 1.5e-4; then its ONNX graph
+  local options=(--task "$1" --input-pool 2 --base-channels 8 --crop "$CROP" --batch-size 8 --steps-per-epoch "$6"
+                 --val-slices 480 --augment-intensity --seed 0 --device auto --name "$2" --model-version "$3"
                  --precision "${PRECISION:-bf16}")
-  $BIN/deepwml train "$2" -o "$3" --epochs "$5" --lr 5e-4 "${options[@]}" --notes "$7"
-  $BIN/deepwml train "$2" -o "$3" --epochs "$6" --lr 1.5e-4 "${options[@]}" --notes "$7"
-  $BIN/deepwml export-onnx "$3/model" -q
+  $BIN/deepwml train "$4" -o "$5" --epochs "$7" --lr 5e-4 "${options[@]}" --notes "$9"
+  $BIN/deepwml train "$4" -o "$5" --epochs "$8" --lr 1.5e-4 "${options[@]}" --notes "$9"
+  $BIN/deepwml export-onnx "$5/model" -q
+}
+brain_from_scratch() {  # brain_from_scratch VERSION MIX RUN STEPS E1 E2 NOTES: the brain-mask network
+  mask_from_scratch brain deepwml-synth-brain8 "$@"
 }
 if [[ " $STAGES " == *" 12 "* ]]; then  # the brain-mask model (shipped in Models/brain): width 8 at half the canvas resolution, from scratch
   # on the brain masks (brain.nii.gz) of stage 11's 492 synthetic heads (v3/v4/v5 and whole-head 1 mm); no phantom
@@ -480,4 +484,18 @@ if [[ " $STAGES " == *" 26 "* ]]; then  # brain8-1.1.0 (experiment 47, not shipp
   brain_from_scratch 1.1.0 "$OUT/brain-mix-b.csv" "$OUT/run-brain-b" "${STEPS26:-300}" "${E1_26:-40}" "${E2_26:-60}" \
     "Brain mask (not lesions): trained from scratch on the brain masks of 420 synthetic whole heads made from the \
 20 SynthSeg label maps (synthesis v7 seed 140 x360 with per-case protocols, v7 whole-head 1 mm seed 141 x60); no real scan. Experiment 47."
+fi
+if [[ " $STAGES " == *" 27 "* ]]; then  # wm8-1.0.0 (experiment 48): the white-matter network, the brain network's size, from
+  # scratch on the white matter (white_matter.nii.gz: white matter, brain stem, ventral diencephalon and the drawn lesions)
+  # of 240 new synthetic heads (v7 seed 142 with per-case protocols, v7 whole-head 1 mm seed 143); ~16 min on 2 CPU cores
+  [ -f "$OUT/b48/train-v7/manifest.csv" ] || $BIN/deepwml synth "$OUT/b48/train-v7" --cases 200 --seed 142 --synthesis-version 7
+  [ -f "$OUT/b48/train-wh3d/manifest.csv" ] || $BIN/deepwml synth "$OUT/b48/train-wh3d" --cases 40 --seed 143 \
+    --synthesis-version 7 --whole-head-3d
+  [ -f "$OUT/mix-wm.csv" ] || $BIN/python benchmarks/training_mix.py "$OUT/b48/train-v7,$OUT/b48/train-wh3d" \
+    "$OUT/phantoms" "$OUT/mix-wm.csv"
+  [ -f "$OUT/wm-mix.csv" ] || $BIN/python benchmarks/training_mix.py --white-matter-labels "$OUT/mix-wm.csv" "$OUT/wm-mix.csv"
+  mask_from_scratch white-matter deepwml-synth-wm8 1.0.0 "$OUT/wm-mix.csv" "$OUT/run-wm" "${STEPS27:-300}" "${E1_27:-24}" \
+    "${E2_27:-36}" "White matter (not lesions): trained from scratch on the white matter (cerebral and cerebellar white \
+matter, brain stem, ventral diencephalon, with the drawn lesions) of 240 synthetic whole heads made from the 20 SynthSeg \
+label maps (synthesis v7 seed 142 x200 with per-case protocols, v7 whole-head 1 mm seed 143 x40); no real scan. Experiment 48."
 fi

@@ -17,7 +17,8 @@ phantoms listed N times (1.4.0's phantom weighting, as ``phantom_copies``).
 
 ``--brain-labels``: the brain-mask model's manifest (deepwml.brain_mask): the synthetic heads of
 the given mixes, each once, with its ``brain.nii.gz`` (the label maps' brain) as the label;
-phantoms are left out (one template brain, and no brain mask).
+phantoms are left out (one template brain, and no brain mask). ``--white-matter-labels``: the same with
+``white_matter.nii.gz`` (the white matter and the lesions; deepwml.white_matter), for the white-matter model.
 """
 
 from __future__ import annotations
@@ -125,30 +126,32 @@ def phantom_test_manifest(folder: Path, out: Path) -> None:
                      for c in cases if split["assignment"][c.case] == "test"])
 
 
-def brain_label_rows(mixes: list[Path]) -> list[dict]:
-    """The synthetic rows of ``mixes`` in order, each head once, labelled with its brain mask."""
+def brain_label_rows(mixes: list[Path], mask: str = "brain") -> list[dict]:
+    """The synthetic rows of ``mixes`` in order, each head once, labelled with its ``mask`` (``brain``, or
+    ``white_matter`` for the white-matter model)."""
     rows, seen = [], set()
     for mix in mixes:
         with open(mix, newline="", encoding="utf-8") as handle:
             for row in csv.DictReader(handle):
-                brain = Path(row["label"]).with_name("brain.nii.gz")
-                if row["center"] != "synthetic" or str(brain) in seen:
+                found = Path(row["label"]).with_name(f"{mask}.nii.gz")
+                if row["center"] != "synthetic" or str(found) in seen:
                     continue
-                if not brain.exists():
-                    raise FileNotFoundError(f"{brain}: no brain mask beside this synthetic head's label")
-                seen.add(str(brain))
-                rows.append({**{k: row[k] for k in FIELDS}, "label": str(brain)})
+                if not found.exists():
+                    raise FileNotFoundError(f"{found}: no {mask} mask beside this synthetic head's label")
+                seen.add(str(found))
+                rows.append({**{k: row[k] for k in FIELDS}, "label": str(found)})
     return rows
 
 
 def main(argv: list[str]) -> int:
-    if argv[0] == "--brain-labels":
+    if argv[0] in ("--brain-labels", "--white-matter-labels"):
         mixes, out = [Path(a) for a in argv[1:-1]], Path(argv[-1])
         if not mixes or out.exists():
-            raise SystemExit(f"usage: --brain-labels MIX.csv [MORE.csv ...] OUT.csv (OUT must not exist: {out})")
-        rows = brain_label_rows(mixes)
+            raise SystemExit(f"usage: {argv[0]} MIX.csv [MORE.csv ...] OUT.csv (OUT must not exist: {out})")
+        mask = "brain" if argv[0] == "--brain-labels" else "white_matter"
+        rows = brain_label_rows(mixes, mask)
         write_rows(out, rows)
-        print(f"{argv[-1]}: {len(rows)} synthetic heads labelled with their brain masks")
+        print(f"{argv[-1]}: {len(rows)} synthetic heads labelled with their {mask} masks")
         return 0
     if argv[0] == "--phantom-test":
         phantom_test_manifest(Path(argv[1]), Path(argv[2]))

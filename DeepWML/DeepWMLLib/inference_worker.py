@@ -36,6 +36,7 @@ def main(argv=None) -> int:
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--model", default="")
     parser.add_argument("--no-brain-mask", action="store_true")
+    parser.add_argument("--no-white-matter", action="store_true")
     parser.add_argument("--sliding-slab-mm", type=float, default=0.0)
     args = parser.parse_args(argv)
 
@@ -54,6 +55,7 @@ def main(argv=None) -> int:
         image = validate_flair(sitk.ReadImage(args.input), Path(args.input).name)
         segmenter = Segmenter(args.model or None, device=args.device, precision=args.precision,
                               backend=args.backend, brain_model=None if args.no_brain_mask else "bundled",
+                              white_matter_model=None if args.no_white_matter else "bundled",
                               **thin_slab_kwargs(sliding_slab_mm=args.sliding_slab_mm))
         print(f"model {segmenter.model.model_id} on {segmenter.device} ({segmenter.backend})", flush=True)
 
@@ -72,7 +74,7 @@ def main(argv=None) -> int:
             "model": result.model.model_id, "model_threshold": result.model.threshold,
             "timings_s": result.timings_s, "seconds": time.perf_counter() - t0,
             "brain_mask": result.brain_mask_summary(), "contrast_floor": result.contrast_floor_summary(),
-            "known_limits": result.known_limits()}
+            "white_matter": result.white_matter_summary(), "known_limits": result.known_limits()}
     (out / "result.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
     print(f"done in {info['seconds']:.1f} s", flush=True)
     return 0

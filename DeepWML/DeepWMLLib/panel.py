@@ -49,6 +49,10 @@ def result_line(summary: dict) -> str:
     if brain:
         parts.append(f"{brain['removed_ml']:.2f} ml outside the brain removed" if brain.get("applied")
                      else "brain mask not applied (see the log)")
+    white = summary.get("white_matter")
+    if white:  # deepwml.white_matter: marks away from the white matter are not white-matter hyperintensities
+        parts.append(f"{white['removed_ml']:.2f} ml away from the white matter removed" if white.get("applied")
+                     else "white-matter restriction not applied (see the log)")
     floor = summary.get("contrast_floor")
     if floor:  # deepwml.contrast_floor: marks no brighter than the scan's white matter are not hyperintensities
         parts.append(f"marks below {floor['factor']:g}x white matter removed" if floor.get("white_matter_level")

@@ -43,8 +43,12 @@ class DeepWMLParameterNode:
     threshold: Annotated[float, WithinRange(0.05, 0.95)] = 0.5
     #: lesion probabilities only inside the brain (the bundled brain-mask network; README "Brain mask")
     brainMask: bool = True
+    #: marked components away from the white matter removed (the bundled white-matter network; README
+    #: "White-matter restriction")
+    whiteMatter: bool = True
     thinSlices: Annotated[str, Choice(list(THIN_SLICES))] = "every slice"
 
 
 FIELDS = {"inputVolume": None, "outputSegmentation": None, "device": "auto", "backend": "auto",
-          "precision": "auto", "threshold": 0.5, "brainMask": True, "thinSlices": "every slice"}
+          "precision": "auto", "threshold": 0.5, "brainMask": True, "whiteMatter": True,
+          "thinSlices": "every slice"}

@@ -46,9 +46,10 @@ def thin_model_arg(args: argparse.Namespace) -> str | None:
 
 
 def add_brain_mask_options(parser: argparse.ArgumentParser) -> None:
-    """``--no-brain-mask``, ``--brain-model``, ``--brain-margin-mm`` and ``--contrast-floor`` (read in
-    the brain mask; one definition for segment, cohort, evaluate and sanity); :func:`brain_model_arg` and
-    :func:`contrast_floor_arg` turn them into the Segmenter's arguments."""
+    """``--no-brain-mask``, ``--brain-model``, ``--brain-margin-mm``, ``--no-white-matter``,
+    ``--white-matter-model`` and ``--contrast-floor`` (read in the brain mask; one definition for segment, cohort,
+    evaluate and sanity); :func:`brain_model_arg`, :func:`white_matter_model_arg` and :func:`contrast_floor_arg` turn
+    them into the Segmenter's arguments."""
     from .defaults import DEFAULT_MARGIN_MM
 
     parser.add_argument("--no-brain-mask", action="store_true",
@@ -59,6 +60,12 @@ def add_brain_mask_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--brain-margin-mm", type=argtype(check_non_negative, "--brain-margin-mm"),
                         default=DEFAULT_MARGIN_MM,
                         help="lesion probability is kept up to this far outside the brain mask (default: %(default)s)")
+    parser.add_argument("--no-white-matter", action="store_true",
+                        help="keep marks wherever they lie in the brain (by default a marked component of at most 1 ml "
+                             "with less than half of it within 4 mm of the bundled white-matter network's white matter "
+                             "is removed)")
+    parser.add_argument("--white-matter-model", default=None, metavar="DIR",
+                        help="white-matter model folder or model.json (default: bundled)")
     parser.add_argument("--contrast-floor", type=argtype(check_non_negative, "--contrast-floor"), default=None,
                         metavar="K", help="remove marked voxels darker than K x the scan's white-matter level, read "
                                           "in the brain mask (default: the model card's floor, if it names one; "
@@ -70,6 +77,15 @@ def contrast_floor_arg(args: argparse.Namespace) -> Any:
     from .contrast_floor import floor_setting
 
     return floor_setting(args.contrast_floor)
+
+
+def white_matter_model_arg(args: argparse.Namespace) -> str | None:
+    """The Segmenter's ``white_matter_model`` for parsed options: None (off), a folder, or the default."""
+    from .defaults import DEFAULT_WHITE_MATTER_MODEL
+
+    if args.no_white_matter:
+        return None
+    return args.white_matter_model or DEFAULT_WHITE_MATTER_MODEL
 
 
 def brain_model_arg(args: argparse.Namespace) -> str | None:
@@ -146,7 +162,7 @@ def cmd_sanity(args: argparse.Namespace) -> int:
                            precision=args.precision, **thin_slab_args(args),
                            thin_model=thin_model_arg(args),
                            brain_model=brain_model_arg(args), brain_margin_mm=args.brain_margin_mm,
-                           contrast_floor=contrast_floor_arg(args),
+                           contrast_floor=contrast_floor_arg(args), white_matter_model=white_matter_model_arg(args),
                            tolerance_mm=args.tolerance_mm, step=args.every, tta=args.tta,
                            overwrite=args.overwrite, progress=not args.quiet)
     print(f"sanity report: {report}")

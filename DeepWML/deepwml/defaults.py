@@ -28,6 +28,11 @@ OUTSIDE_TOLERANCE_MM = 3.0
 #: Dice -0.0007 and +0.0004) with less marked on lesion-free heads; 3 mm had been fixed by reasoning alone.
 DEFAULT_MARGIN_MM = 0.0
 
+#: The Segmenter's white-matter model (:mod:`deepwml.white_matter`, ``--no-white-matter`` / ``--white-matter-model``):
+#: "bundled" since experiment 48 (README "White-matter restriction": non-inferior on fresh synthetic heads and the
+#: phantom test, chosen by a rule fixed before its figures; the real floors held); None = no restriction.
+DEFAULT_WHITE_MATTER_MODEL = "bundled"
+
 
 def default_flip_tta(precision: str) -> bool:
     """Whether the network also sees each slice flipped left-right (its probabilities averaged)

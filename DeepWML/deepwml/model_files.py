@@ -99,7 +99,7 @@ class LoadedModel:
 
     @property
     def task(self) -> str:
-        """What the network segments: ``"lesion"`` (cards without a task) or ``"brain"``."""
+        """What the network segments: ``"lesion"`` (cards without a task), ``"brain"`` or ``"white-matter"``."""
         return str(self.card.get("task", "lesion"))
 
     def require_task(self, task: str, refusal: str) -> "LoadedModel":
@@ -122,7 +122,8 @@ class ModelCard:
     metrics: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
     threshold: float = 0.5
-    #: what the network segments: "lesion" (WMH) or "brain" (a brain-mask model, deepwml.brain_mask)
+    #: what the network segments: "lesion" (WMH), "brain" (a brain-mask model, deepwml.brain_mask) or
+    #: "white-matter" (deepwml.white_matter)
     task: str = "lesion"
 
 

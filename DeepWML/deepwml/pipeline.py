@@ -138,6 +138,8 @@ def _summary(input_path: Path, paths: OutputPaths, image: sitk.Image, result: Se
         "brain_mask": result.brain_mask_summary(),
         # marks darker than factor x the white-matter level removed (None: no floor); deepwml.contrast_floor
         "contrast_floor": result.contrast_floor_summary(),
+        # marked components away from the white matter removed (None: no white-matter model); deepwml.white_matter
+        "white_matter": result.white_matter_summary(),
         # where this model is known to be weak for this input, with its card's measured figures
         "cautions": cautions(result.known_limits(), lesions["total_volume_ml"]),
         # the lesion model that ran on this volume: the thin-slice model's on thin slices (deepwml.thin_model)

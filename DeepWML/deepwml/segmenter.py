@@ -26,7 +26,7 @@ from .brain_mask import (BrainCanvas, BrainMasking, lesion_window, load_brain_mo
                          margin_in_pixels, removed_voxels, restrict_to_brain)
 from .canvas_window import head_window
 from .contrast_floor import ContrastFloor, FloorApplied, apply_contrast_floor, card_contrast_floor
-from .defaults import DEFAULT_MARGIN_MM, THIN_SLAB_MM, default_flip_tta
+from .defaults import DEFAULT_MARGIN_MM, DEFAULT_WHITE_MATTER_MODEL, THIN_SLAB_MM, default_flip_tta
 from .errors import ModelFileError
 from .evaluation.mark_contrast import DEFAULT_LEVEL
 from .known_limits import known_limits
@@ -42,6 +42,8 @@ from .thin_model import resolve_thin_model, sees_thin_slices
 from .torch_backend import (TorchNetwork, check_precision, choose_device, cpu_has_fast_bf16,  # noqa: F401
                             resolve_device, torch_installed)
 from .verified_graphs import check_key, check_once
+from .white_matter import (MAX_DROPPED_ML, MIN_NEAR_FRACTION, MIN_WHITE_MATTER_SHARE, NEAR_MM,
+                           WhiteMatterRestriction, far_components, load_white_matter_model, near_white_matter)
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +204,10 @@ class PreparedVolume:
     thin: bool = False
     #: thickness (mm) of the sliding slab every thin slice was seen through; 0.0: none
     sliding_slab_mm: float = 0.0
+    #: the white-matter network's mask and time (same grid type as ``brain``); None without one
+    white_matter: Optional[BrainCanvas] = None
+    #: the canvas slices the white-matter network ran on (the others count as near white matter)
+    white_matter_slices: Optional[np.ndarray] = None
 
 @dataclass
 class SegmentationResult:
@@ -225,6 +231,8 @@ class SegmentationResult:
     slab_sliding: bool = False
     #: What the white-matter contrast floor did (None: no floor; :mod:`deepwml.contrast_floor`).
     contrast_floor: Optional[FloorApplied] = None
+    #: What the white-matter restriction did (None: no white-matter model; :mod:`deepwml.white_matter`).
+    white_matter: Optional[WhiteMatterRestriction] = None
 
     def brain_mask_summary(self) -> Optional[dict]:
         """The summaries' ``brain_mask`` entry (None: no brain mask), one definition for the
@@ -234,6 +242,10 @@ class SegmentationResult:
     def contrast_floor_summary(self) -> Optional[dict]:
         """The summaries' ``contrast_floor`` entry (None: no floor), one definition for every output."""
         return self.contrast_floor.as_dict() if self.contrast_floor else None
+
+    def white_matter_summary(self) -> Optional[dict]:
+        """The summaries' ``white_matter`` entry (None: no white-matter model), one definition for every output."""
+        return self.white_matter.as_dict() if self.white_matter else None
 
     def known_limits(self) -> dict[str, str]:
         """The measured limits of the model that ran that apply to this input
@@ -261,7 +273,8 @@ class Segmenter:
                  brain_margin_mm: float = DEFAULT_MARGIN_MM,
                  brain_context_px: int | None = BRAIN_CONTEXT,
                  thin_model: LoadedModel | str | None = "auto", thin_slab_sliding: bool = False,
-                 contrast_floor: ContrastFloor | str | None = "card") -> None:
+                 contrast_floor: ContrastFloor | str | None = "card",
+                 white_matter_model: LoadedModel | str | None = DEFAULT_WHITE_MATTER_MODEL) -> None:
         self.batch_size = check_positive_int(batch_size, "batch size")
         #: Thin-slice volumes (< 2 mm) are seen as axial slabs of this thickness (mm), the
         #: probabilities interpolated back to every slice; 0: every native slice. The model
@@ -318,6 +331,16 @@ class Segmenter:
             self.brain_network, brain_backend, self.brain_model = build_network(
                 brain, "torch" if backend == "torch" else "auto", self.device, brain_precision)
             self.brain_ran_file = ran_file_of(self.brain_model, brain_backend, brain_precision)
+        #: The white-matter model and network (None: marks are kept wherever they lie in the brain);
+        #: see :mod:`deepwml.white_matter`. Float32 always (no int8 graph is made for it).
+        self.white_matter_model: LoadedModel | None = None
+        self.white_matter_network: Callable[[np.ndarray], np.ndarray] | None = None
+        self.white_matter_ran_file: dict[str, str] = {}
+        if white_matter_model is not None:
+            white = load_white_matter_model(None if white_matter_model == "bundled" else white_matter_model)
+            self.white_matter_network, white_backend, self.white_matter_model = build_network(
+                white, "torch" if backend == "torch" else "auto", self.device, "float32")
+            self.white_matter_ran_file = ran_file_of(self.white_matter_model, white_backend, "float32")
 
     def brain_mask_setting(self) -> str:
         """One plain-text sentence on what this segmenter's brain mask does (for reports)."""
@@ -389,14 +412,29 @@ class Segmenter:
         """The brain-mask network's mask of ``[N, 1, C, C]`` canvas slices on the head's window
         (on its own grid, with its time; requires a brain-mask model). ``head``: the canvas's
         :meth:`_head_where`, when the caller has it already."""
+        return self._predict_mask(canvas, self.brain_model, self.brain_network, head, progress)
+
+    def predict_white_matter(self, canvas: Any, where: tuple[np.ndarray, slice, slice] | None = None,
+                             progress: ProgressCallback | None = None) -> BrainCanvas:
+        """The white-matter network's mask of ``[N, 1, C, C]`` canvas slices on ``where`` (default: the
+        head's window), on its own grid, with its time (requires a white-matter model)."""
+        return self._predict_mask(canvas, self.white_matter_model, self.white_matter_network, where, progress)
+
+    def _predict_mask(self, canvas: Any, model: LoadedModel, network: Callable[[np.ndarray], np.ndarray],
+                      where: tuple[np.ndarray, slice, slice] | None, progress: ProgressCallback | None) -> BrainCanvas:
+        """A half-resolution mask network's (brain, white matter) mask on ``where`` (default: the head's window)."""
         canvas = np.asarray(canvas, dtype=np.float32)
         t0 = time.perf_counter()
-        todo, rows, cols = head if head is not None else self._head_where(canvas)
-        brain = BrainCanvas.empty(canvas.shape[0], rows, cols, canvas.shape[-1], self.brain_model.config.input_pool)
-        for picked, logits in self._batches(canvas, todo, rows, cols, self._brain_logits, progress):
-            brain.put(picked, logits)
-        brain.seconds = time.perf_counter() - t0
-        return brain
+        todo, rows, cols = where if where is not None else self._head_where(canvas)
+        mask = BrainCanvas.empty(canvas.shape[0], rows, cols, canvas.shape[-1], model.config.input_pool)
+
+        def logits(batch: np.ndarray) -> np.ndarray:
+            return self._mask_logits(model, network, batch)
+
+        for picked, out in self._batches(canvas, todo, rows, cols, logits, progress):
+            mask.put(picked, out)
+        mask.seconds = time.perf_counter() - t0
+        return mask
 
     def _head_where(self, canvas: np.ndarray) -> tuple[np.ndarray, slice, slice]:
         """``(slices, rows, cols)``: the slices with head and the head's window
@@ -422,15 +460,16 @@ class Segmenter:
         if progress is not None and total == 0:
             progress(0, 0)
 
-    def _brain_logits(self, batch: np.ndarray) -> np.ndarray:
-        """The brain-mask network on a lesion-network batch: padded with air (0, what the canvas
-        holds outside the head window) up to the brain network's divisor, cropped back."""
+    @staticmethod
+    def _mask_logits(model: LoadedModel, network: Callable[[np.ndarray], np.ndarray], batch: np.ndarray) -> np.ndarray:
+        """A mask network (brain, white matter) on a lesion-network batch: padded with air (0, what the canvas
+        holds outside the head window) up to the network's divisor, cropped back."""
         h, w = batch.shape[-2:]
-        d = self.brain_model.config.divisor
+        d = model.config.divisor
         padded_h, padded_w = -(-h // d) * d, -(-w // d) * d
         if (padded_h, padded_w) != (h, w):
             batch = np.pad(batch, ((0, 0), (0, 0), (0, padded_h - h), (0, padded_w - w)))
-        return self.brain_network(batch)[..., :h, :w]
+        return network(batch)[..., :h, :w]
 
     def prepare(self, image: sitk.Image) -> PreparedVolume:
         """Normalise and resample a validated 3D FLAIR onto the canvas (no network; thread-safe)."""
@@ -467,6 +506,16 @@ class Segmenter:
             region_s = time.perf_counter() - t_region
             probs = self.predict_canvas(prepared.canvas, _shifted(progress, first, 0),
                                        where if where is not None else head, thin=prepared.thin)
+        if self.white_matter_network is not None:  # on the lesion network's window: marks lie nowhere else
+            todo, rows, cols = where if self.brain_network is not None and where is not None else \
+                self._head_where(prepared.canvas)
+            # only the slices with a mark at the card's threshold (a third to a half of a head's, so most of its cost
+            # goes); finish() treats the others as near white matter, so a lower threshold never drops more there
+            threshold = self._lesion(prepared.thin)[2].threshold
+            marked = np.flatnonzero((probs[:, 0] >= threshold).any(axis=(1, 2)))
+            prepared.white_matter_slices = np.intersect1d(todo, marked)
+            prepared.white_matter = self.predict_white_matter(prepared.canvas,
+                                                              (prepared.white_matter_slices, rows, cols))
         network = self._lesion(prepared.thin)[0]
         if isinstance(network, TorchNetwork):
             network.synchronize()
@@ -518,18 +567,21 @@ class Segmenter:
         if slabs is not None:
             native = interpolate_from_slabs(native, slabs, prepared.n_slices)
         native, floor_applied = self._apply_contrast_floor(prepared, native, threshold, model, brain_mask)
+        native, white_matter = self._restrict_to_white_matter(prepared, native, threshold)
         prob_image = image_from_slices(native, layout, prepared.image)
         timings = dict(prepared.timings_s)
         timings["postprocess"] = time.perf_counter() - t2 + prepared.brain_region_s
         timings["total"] = sum(timings.values())
         if prepared.brain is not None:  # part of "network", not added to the total
             timings["brain_network"] = prepared.brain.seconds
+        if prepared.white_matter is not None:  # part of "network", too
+            timings["white_matter_network"] = prepared.white_matter.seconds
         log.info("segmented %d slices in %.2f s on %s (%s, %s, %s)", probs.shape[0], timings["total"],
                  self.device, self.precision_name, backend, model.model_id)
         return SegmentationResult(prob_image, threshold, timings, self.device, self.precision_name, backend,
                                   layout.slice_thickness_mm, layout.slice_axis, slab_mm or prepared.sliding_slab_mm,
                                   brain_mask, model, slab_sliding=prepared.sliding_slab_mm > 0,
-                                  contrast_floor=floor_applied)
+                                  contrast_floor=floor_applied, white_matter=white_matter)
 
     def contrast_floor_setting(self) -> dict | None:
         """The lesion model's floor as reports record it (None: none)."""
@@ -570,6 +622,54 @@ class Segmenter:
         flair = prepared.layout.to_slices(sitk.GetArrayViewFromImage(prepared.image))
         return apply_contrast_floor(native, flair, self._brain_slices(prepared), threshold, floor,
                                     prepared.layout.in_plane_spacing_mm)
+
+    def _restrict_to_white_matter(self, prepared: PreparedVolume, native: np.ndarray, threshold: float
+                                  ) -> tuple[np.ndarray, WhiteMatterRestriction | None]:
+        """``native`` (slice stack on the input grid) without the marked components that lie away from the
+        white matter (:mod:`deepwml.white_matter`), and what was done (None without a white-matter model)."""
+        white = prepared.white_matter
+        if white is None:
+            return native, None
+        record = WhiteMatterRestriction(True, self.white_matter_model.model_id,
+                                        str(self.white_matter_model.card.get("weights_sha256", "")), NEAR_MM,
+                                        MIN_NEAR_FRACTION, MAX_DROPPED_ML, ran=dict(self.white_matter_ran_file))
+        marked = native >= threshold
+        if not marked.any():
+            return native, record
+        within = prepared.brain.regions(0.0)[0] if prepared.brain is not None else None
+        share = self._white_matter_share(prepared, within)
+        if share < MIN_WHITE_MATTER_SHARE:
+            reason = (f"white-matter mask covers {share:.0%} of the {'brain' if within is not None else 'head'} "
+                      f"(< {MIN_WHITE_MATTER_SHARE:.0%}) on the slices it ran on: not trusted, marks left as they are")
+            log.warning("%s", reason)
+            return native, replace(record, applied=False, reason=reason)
+        grid_mm = min(self._canvas_pixel_mm(prepared)) * white.block
+        near = white.on_canvas(near_white_matter(white.mask, grid_mm), prepared.canvas.shape[-1])
+        unseen = np.ones(near.shape[0], dtype=bool)
+        unseen[prepared.white_matter_slices] = False
+        near[unseen] = True  # no white matter predicted there: never judged far
+        near_native = prepared.mapping.to_native(near[:, None].astype(np.float32))[:, 0]
+        if prepared.slabs is not None:
+            near_native = interpolate_from_slabs(near_native, prepared.slabs, prepared.n_slices)
+        voxel_ml = float(np.prod(prepared.layout.spacing_zyx)) / 1000.0
+        drop, count = far_components(marked, near_native >= 0.5, max_voxels=int(MAX_DROPPED_ML / voxel_ml))
+        if not count:
+            return native, record
+        removed_ml = int(np.count_nonzero(drop)) * voxel_ml
+        return (np.where(drop, np.float32(0.0), native).astype(native.dtype, copy=False),
+                replace(record, removed_ml=removed_ml, removed_components=count))
+
+    @staticmethod
+    def _white_matter_share(prepared: PreparedVolume, brain: np.ndarray | None) -> float:
+        """The white-matter mask's share of the brain mask (both counted in canvas pixels), or, without
+        a brain mask, of the head's canvas pixels, on the slices it ran on: the plausibility guard's quantity."""
+        white, ran = prepared.white_matter, prepared.white_matter_slices
+        count = int(np.count_nonzero(white.mask[ran])) * white.block * white.block
+        if brain is not None:
+            total = int(np.count_nonzero(brain[ran])) * prepared.brain.block * prepared.brain.block
+        else:
+            total = int(np.count_nonzero(prepared.canvas[ran, 0] > 0))
+        return count / total if total else 0.0
 
     @staticmethod
     def _removed_ml(prepared: PreparedVolume, native: np.ndarray, marked: np.ndarray, lost: np.ndarray,

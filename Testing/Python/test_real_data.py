@@ -143,3 +143,14 @@ def test_lesjak_evaluate_report_and_floors(lesjak_one_case, resolution, tmp_path
     measured = {k: float(row[k]) for k in ("dice", "lesion_f1", "hd95_mm", "avd_percent")}
     assert measured["dice"] >= floors["dice_min"], measured
     assert measured["lesion_f1"] >= floors["lesion_f1_min"], measured
+
+
+def test_tumour_scan_leaves_nothing_outside_the_brain(tmp_path):
+    """The TCGA 5.5 mm spin-echo IR FLAIR with a large frontal tumour: the orbital-roof tissue the brain mask calls brain
+    is not marked (0.40 ml outside the brain before the white-matter restriction, experiment 48)."""
+    ceiling = FLOORS["tcga_fg6692_flair2d"]
+    scan = sorted((DATA / "tcga-fg6692-flair2d").glob("*.nii.gz"))[0]
+    assert main(["sanity", str(scan), "-o", str(tmp_path), "-q"]) == 0
+    row = rows(tmp_path / "sanity.csv")[0]
+    assert float(row["outside_ml"]) <= ceiling["outside_ml_max"], row["outside_ml"]
+    assert float(row["pred_ml"]) <= ceiling["pred_ml_max"], row["pred_ml"]

@@ -649,3 +649,26 @@ def test_recipe_stage_25_fine_tunes_stage_18_on_v12_heads_and_keeps_the_floor(tm
     assert record[record.index("--record") + 1].endswith("run-v12/model")
     assert (_option(record, "--factors"), _option(record, "--modes")) == ("1.15", "voxel")
     assert calls.index(trains[0]) < calls.index(threshold) < calls.index(record)
+
+
+@pytest.mark.parametrize("flag, mask", [("--brain-labels", "brain"), ("--white-matter-labels", "white_matter")])
+def test_mask_model_manifests_label_each_synthetic_head_once_with_its_mask(tmp_path, flag, mask):
+    mix = _load_benchmark("training_mix")
+    rows = []
+    for name in ("synth0000", "synth0001"):
+        folder = tmp_path / "set" / name
+        folder.mkdir(parents=True)
+        for key in ("flair", "label", mask):
+            (folder / f"{key}.nii.gz").write_bytes(b"")
+        rows.append({"case": name, "patient": name, "center": "synthetic", "disease": "MS",
+                     "flair": str(folder / "flair.nii.gz"), "label": str(folder / "label.nii.gz")})
+    rows.append({"case": "case0001", "patient": "case0001", "center": "A", "disease": "MS", "flair": "f", "label": "l"})
+    mix.write_rows(tmp_path / "mix.csv", rows + rows[:1])  # a head listed twice (a copy) is labelled once
+    assert mix.main([flag, str(tmp_path / "mix.csv"), str(tmp_path / "out.csv")]) == 0
+    with open(tmp_path / "out.csv", newline="", encoding="utf-8") as handle:
+        out = list(csv.DictReader(handle))
+    assert [r["case"] for r in out] == ["synth0000", "synth0001"]  # phantoms left out
+    assert all(r["label"].endswith(f"/{mask}.nii.gz") for r in out)
+    (tmp_path / "set" / "synth0001" / f"{mask}.nii.gz").unlink()
+    with pytest.raises(FileNotFoundError, match=f"no {mask} mask"):
+        mix.main([flag, str(tmp_path / "mix.csv"), str(tmp_path / "out2.csv")])

@@ -69,7 +69,8 @@ def cached_segmenter(settings: CohortSettings, weights: tuple[str, ...]) -> Any:
                                              brain_margin_mm=settings.brain_margin_mm,
                                              thin_model=settings.thin_model,
                                              thin_slab_sliding=settings.thin_slab_sliding,
-                                             contrast_floor=floor_setting(settings.contrast_floor))
+                                             contrast_floor=floor_setting(settings.contrast_floor),
+                                             white_matter_model=settings.white_matter_model)
             except RuntimeError as err:  # e.g. CUDA requested on a worker without a GPU
                 raise DeepWMLError(None, f"worker {socket.gethostname()}: {err}") from None
         segmenter = _segmenters[key]

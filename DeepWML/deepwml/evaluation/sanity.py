@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import SimpleITK as sitk
 
-from ..defaults import DEFAULT_MARGIN_MM, OUTSIDE_TOLERANCE_MM, THIN_SLAB_MM
+from ..defaults import DEFAULT_MARGIN_MM, DEFAULT_WHITE_MATTER_MODEL, OUTSIDE_TOLERANCE_MM, THIN_SLAB_MM
 from ..errors import DeepWMLError, OutputExistsError
 from ..image_io import load_flair
 from ..lesion_summary import count_lesions, voxel_volume_ml
@@ -94,7 +94,8 @@ def sanity_report(scans: Sequence[str | Path], out_dir: Path, model: str | None 
                   progress: bool = True, brain_model: str | None = "bundled",
                   brain_margin_mm: float = DEFAULT_MARGIN_MM, tta: bool | None = None,
                   thin_model: str | None = "auto", thin_slab_sliding: bool = False,
-                  contrast_floor: Any = "card") -> Path:
+                  contrast_floor: Any = "card",
+                  white_matter_model: str | None = DEFAULT_WHITE_MATTER_MODEL) -> Path:
     """Check every scan and write ``sanity.html`` (+ CSV, JSON, sheets, masks); return the HTML.
 
     A scan that cannot be read is reported in the page and the others go on; if none can,
@@ -114,7 +115,7 @@ def sanity_report(scans: Sequence[str | Path], out_dir: Path, model: str | None 
     segmenter = Segmenter(model, device=device, precision=precision, thin_slab_mm=thin_slab_mm,
                           brain_model=brain_model, brain_margin_mm=brain_margin_mm, flip_tta=tta,
                           thin_model=thin_model, thin_slab_sliding=thin_slab_sliding,
-                          contrast_floor=contrast_floor)
+                          contrast_floor=contrast_floor, white_matter_model=white_matter_model)
     rows: list[dict[str, Any]] = []
     failures: list[dict[str, str]] = []
     for path, name in tqdm(list(zip(paths, map(file_stem, names))), desc="sanity", unit="scan",

@@ -47,6 +47,10 @@ SUBJECT_LESION_LABELS = (25, 57)
 #: Hippocampus and amygdala, left then right: physiologically bright on normal FLAIR (appearance v12).
 MESIAL_TEMPORAL = ((17, 18), (53, 54))
 DEEP_GREY = (10, 11, 12, 13, 16, 17, 18, 26, 28, 49, 50, 51, 52, 53, 54, 58, 60)
+#: Where a white-matter hyperintensity can lie: cerebral and cerebellar white matter, the subjects' own
+#: periventricular hypointensity labels (white matter on FLAIR), brain stem and ventral diencephalon (tracts);
+#: not cortex, deep grey nuclei, hippocampus or amygdala (the white-matter truth, ``white_matter.nii.gz``).
+WHITE_MATTER = CEREBRAL_WM + CEREBELLAR_WM + SUBJECT_LESION_LABELS + (16, 28, 60)
 #: A voxel with one of these labels is brain (for the brain mask; extracerebral CSF excluded).
 BRAIN = CEREBRAL_WM + CEREBELLAR_WM + CORTEX + CEREBELLAR_CORTEX + DEEP_GREY + (4, 5, 14, 15, 43, 44)
 

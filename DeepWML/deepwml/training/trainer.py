@@ -65,9 +65,9 @@ class TrainConfig:
     #: on CPUs with native bf16 (AVX512-BF16/AMX; measured, width 16, batch 8 of 160^2), about
     #: 100x slower on the others; "float32": no autocast.
     precision: str = "auto"
-    #: what the network learns to segment from the manifest's labels: "lesion" (WMH) or "brain"
-    #: (a brain-mask model, deepwml.brain_mask); written into the card, so a model is only ever
-    #: used for its own task
+    #: what the network learns to segment from the manifest's labels: "lesion" (WMH), "brain"
+    #: (a brain-mask model, deepwml.brain_mask) or "white-matter" (deepwml.white_matter); written
+    #: into the card, so a model is only ever used for its own task
     task: str = "lesion"
     #: see deepwml.architecture.UNetConfig.input_pool (1: full canvas resolution)
     input_pool: int = 1

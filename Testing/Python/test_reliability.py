@@ -572,17 +572,18 @@ def test_a_verified_graph_is_checked_once_and_a_swap_still_refused(model_with_on
         return check(*args, **kwargs)
 
     monkeypatch.setattr(segmenter_module, "check_reproduces_weights", counting)
-    for _ in range(2):
-        assert Segmenter(str(model_with_onnx), device="cpu", backend="onnx", brain_model=None).backend == "onnx"
+    for _ in range(2):  # the lesion model's graph alone (the white-matter model's is verified the same way)
+        assert Segmenter(str(model_with_onnx), device="cpu", backend="onnx", brain_model=None,
+                         white_matter_model=None).backend == "onnx"
     assert len(ran) == 1 and (tmp_path / "cache" / "verified-onnx-graphs.json").exists()
     _swap_in_another_models_graph(model_with_onnx, tmp_path / "other")
     with pytest.raises(ModelFileError, match="does not reproduce the model's safetensors weights"):
-        Segmenter(str(model_with_onnx), device="cpu", backend="onnx", brain_model=None)
+        Segmenter(str(model_with_onnx), device="cpu", backend="onnx", brain_model=None, white_matter_model=None)
     assert len(ran) == 2
     (tmp_path / "blocked").write_text("a file where the cache folder should be")
     monkeypatch.setenv("DEEPWML_CACHE_DIR", str(tmp_path / "blocked"))
     for _ in range(2):
-        Segmenter(str(tmp_path / "other"), device="cpu", backend="onnx", brain_model=None)
+        Segmenter(str(tmp_path / "other"), device="cpu", backend="onnx", brain_model=None, white_matter_model=None)
     assert len(ran) == 4
 
 

@@ -126,7 +126,7 @@ def phantom_test_manifest(folder: Path, out: Path) -> None:
                      for c in cases if split["assignment"][c.case] == "test"])
 
 
-def brain_label_rows(mixes: list[Path], mask: str = "brain") -> list[dict]:
+def mask_label_rows(mixes: list[Path], mask: str = "brain") -> list[dict]:
     """The synthetic rows of ``mixes`` in order, each head once, labelled with its ``mask`` (``brain``, or
     ``white_matter`` for the white-matter model)."""
     rows, seen = [], set()
@@ -149,7 +149,7 @@ def main(argv: list[str]) -> int:
         if not mixes or out.exists():
             raise SystemExit(f"usage: {argv[0]} MIX.csv [MORE.csv ...] OUT.csv (OUT must not exist: {out})")
         mask = "brain" if argv[0] == "--brain-labels" else "white_matter"
-        rows = brain_label_rows(mixes, mask)
+        rows = mask_label_rows(mixes, mask)
         write_rows(out, rows)
         print(f"{argv[-1]}: {len(rows)} synthetic heads labelled with their {mask} masks")
         return 0

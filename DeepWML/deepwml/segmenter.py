@@ -324,23 +324,26 @@ class Segmenter:
         #: The brain model's file that runs (ran_file_of), for the summary's ``brain_mask.ran``.
         self.brain_ran_file: dict[str, str] = {}
         if brain_model is not None:
-            brain = load_brain_model(None if brain_model == "bundled" else brain_model)
-            # int8 beside an int8 lesion network when the brain model carries an int8 graph (the
-            # cold start, issue 14; masks measured against float32's in the README), else float32
-            brain_precision = "int8" if self.precision_name == "int8" and brain.card.get("onnx_int8") else "float32"
-            self.brain_network, brain_backend, self.brain_model = build_network(
-                brain, "torch" if backend == "torch" else "auto", self.device, brain_precision)
-            self.brain_ran_file = ran_file_of(self.brain_model, brain_backend, brain_precision)
+            self.brain_network, self.brain_model, self.brain_ran_file = self._mask_network(
+                load_brain_model(None if brain_model == "bundled" else brain_model), backend)
         #: The white-matter model and network (None: marks are kept wherever they lie in the brain);
-        #: see :mod:`deepwml.white_matter`. Float32 always (no int8 graph is made for it).
+        #: see :mod:`deepwml.white_matter`. Float32 (no int8 graph is made for it).
         self.white_matter_model: LoadedModel | None = None
         self.white_matter_network: Callable[[np.ndarray], np.ndarray] | None = None
         self.white_matter_ran_file: dict[str, str] = {}
         if white_matter_model is not None:
-            white = load_white_matter_model(None if white_matter_model == "bundled" else white_matter_model)
-            self.white_matter_network, white_backend, self.white_matter_model = build_network(
-                white, "torch" if backend == "torch" else "auto", self.device, "float32")
-            self.white_matter_ran_file = ran_file_of(self.white_matter_model, white_backend, "float32")
+            self.white_matter_network, self.white_matter_model, self.white_matter_ran_file = self._mask_network(
+                load_white_matter_model(None if white_matter_model == "bundled" else white_matter_model), backend)
+
+    def _mask_network(self, model: LoadedModel, backend: str
+                      ) -> tuple[Callable[[np.ndarray], np.ndarray], LoadedModel, dict[str, str]]:
+        """``(network, model, file that runs)`` of a mask model (brain, white matter): its int8 graph beside an
+        int8 lesion network when it carries one (the cold start, issue 14; the brain masks measured against
+        float32's in the README), else float32; PyTorch only when the lesion network runs in PyTorch."""
+        precision = "int8" if self.precision_name == "int8" and model.card.get("onnx_int8") else "float32"
+        network, ran_backend, model = build_network(model, "torch" if backend == "torch" else "auto", self.device,
+                                                    precision)
+        return network, model, ran_file_of(model, ran_backend, precision)
 
     def brain_mask_setting(self) -> str:
         """One plain-text sentence on what this segmenter's brain mask does (for reports)."""

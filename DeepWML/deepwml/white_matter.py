@@ -27,7 +27,6 @@ mask) nothing is removed and the summary says why.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,8 +36,6 @@ import SimpleITK as sitk
 
 from .brain_mask import grow_in_plane
 from .model_files import DEFAULT_MODEL_DIR, LoadedModel, load_model
-
-log = logging.getLogger(__name__)
 
 #: The bundled white-matter model (``deepwml-synth-wm8``).
 WHITE_MATTER_MODEL_DIR = DEFAULT_MODEL_DIR.parent / "white-matter"

@@ -90,7 +90,7 @@
 # models failed the phantom test guard and were not shipped.
 # Stage 9 needs stage 8's mix (mix-1.3-v4h.csv) but not its model: with stages 3-5 done,
 # STAGES="8 9" trains both, or make the mix by hand with stage 8's two mix lines. "13", "14" (after 10): the experiments of
-# synthesis v6 and v7; "15", "16" (after 13 and 14): their soup and their data together; "17" (after 11 and 16): the thin-slice model; "18" (after 3-5): experiment 30, the realistic mix from scratch; "19" (after 18): experiment 32, v8 heads added; "20" (after 18): experiment 34, the heads as v9; "21" (after 18): experiment 36, the heads as v10 from random weights; "22" (after 18): experiment 37, the heads as v11; "23" (after 18): experiment 38, stage 18 started from 0.2.0; "24" (after 18): the shipped 1.7.0; "25" (after 18): experiment 41, the heads as v12 with 1.7.0's floor; "26": experiment 47's brain-mask network; "27": experiment 48's white-matter network. "11 12" (after 10): the shipped
+# synthesis v6 and v7; "15", "16" (after 13 and 14): their soup and their data together; "17" (after 11 and 16): the thin-slice model; "18" (after 3-5): experiment 30, the realistic mix from scratch; "19" (after 18): experiment 32, v8 heads added; "20" (after 18): experiment 34, the heads as v9; "21" (after 18): experiment 36, the heads as v10 from random weights; "22" (after 18): experiment 37, the heads as v11; "23" (after 18): experiment 38, stage 18 started from 0.2.0; "24" (after 18): the shipped 1.7.0; "25" (after 18): experiment 41, the heads as v12 with 1.7.0's floor; "26": experiment 47's brain-mask network; "27": experiment 48's white-matter network; "28": experiment 49's mesial-temporal network. "11 12" (after 10): the shipped
 # brain-mask model (stage 12 needs stage 11's mix, not its model). On a GPU, raise EPOCHS and STEPS; training runs on CUDA with --device auto.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -279,8 +279,8 @@ if [[ " $STAGES " == *" 11 "* ]]; then  # 1.6.0-3d, not shipped: 1.5.0 + whole-h
   $BIN/deepwml export-onnx "$OUT/run-1.6/model" --int8 --calibration "$OUT/mix-1.6.csv" -q \
     --calibration-note "96 canvas slices of 24 evenly spaced cases of this model's training manifest; no real scan"
 fi
-mask_from_scratch() {  # mask_from_scratch TASK NAME VERSION MIX RUN STEPS E1 E2 NOTES: a mask network (brain or white
-  # matter; width 8 at half the canvas resolution) from random weights on MIX's masks, E1 epochs at 5e-4, then to E2 at
+mask_from_scratch() {  # mask_from_scratch TASK NAME VERSION MIX RUN STEPS E1 E2 NOTES: a mask network (brain, white
+  # matter or mesial temporal; width 8 at half the canvas resolution) from random weights on MIX's masks, E1 epochs at 5e-4, then to E2 at
   # 1.5e-4; then its ONNX graph
   local options=(--task "$1" --input-pool 2 --base-channels 8 --crop "$CROP" --batch-size 8 --steps-per-epoch "$6"
                  --val-slices 480 --augment-intensity --seed 0 --device auto --name "$2" --model-version "$3"
@@ -498,4 +498,21 @@ if [[ " $STAGES " == *" 27 "* ]]; then  # wm8-1.0.0 (experiment 48): the white-m
     "${E2_27:-36}" "White matter (not lesions): trained from scratch on the white matter (cerebral and cerebellar white \
 matter, brain stem, ventral diencephalon, with the drawn lesions) of 240 synthetic whole heads made from the 20 SynthSeg \
 label maps (synthesis v7 seed 142 x200 with per-case protocols, v7 whole-head 1 mm seed 143 x40); no real scan. Experiment 48."
+fi
+if [[ " $STAGES " == *" 28 "* ]]; then  # mt8-1.0.0 (experiment 49): the mesial-temporal network, the same size, from scratch
+  # on the hippocampus and amygdala (mesial_temporal.nii.gz: labels 17/18/53/54 without the drawn lesions) of 240 new
+  # synthetic heads (v12 seed 146 with per-case protocols, v12 whole-head 1 mm seed 147); ~16 min on 2 CPU cores
+  [ -f "$OUT/b49/train-v12/manifest.csv" ] || $BIN/deepwml synth "$OUT/b49/train-v12" --cases 200 --seed 146 \
+    --synthesis-version 12
+  [ -f "$OUT/b49/train-wh3d/manifest.csv" ] || $BIN/deepwml synth "$OUT/b49/train-wh3d" --cases 40 --seed 147 \
+    --synthesis-version 12 --whole-head-3d
+  [ -f "$OUT/mix-mt.csv" ] || $BIN/python benchmarks/training_mix.py "$OUT/b49/train-v12,$OUT/b49/train-wh3d" \
+    "$OUT/phantoms" "$OUT/mix-mt.csv"
+  [ -f "$OUT/mt-mix.csv" ] || $BIN/python benchmarks/training_mix.py --mesial-temporal-labels "$OUT/mix-mt.csv" \
+    "$OUT/mt-mix.csv"
+  mask_from_scratch mesial-temporal deepwml-synth-mt8 1.0.0 "$OUT/mt-mix.csv" "$OUT/run-mt" "${STEPS28:-300}" \
+    "${E1_28:-24}" "${E2_28:-36}" "Hippocampus and amygdala (not lesions): trained from scratch on the hippocampus and \
+amygdala (SynthSeg labels 17/18/53/54, without the drawn lesions) of 240 synthetic whole heads made from the 20 SynthSeg \
+label maps (synthesis v12 seed 146 x200 with per-case protocols, v12 whole-head 1 mm seed 147 x40); no real scan. \
+Experiment 49."
 fi

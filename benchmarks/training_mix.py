@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/training_mix.py SYNTH_DIR PHANTOM_DIR OUT.csv [--same-heads] [--phantom-copies N]
     .venv/bin/python benchmarks/training_mix.py --phantom-test PHANTOM_DIR TEST.csv
     .venv/bin/python benchmarks/training_mix.py --brain-labels MIX.csv [MORE.csv ...] OUT.csv
+    (also --white-matter-labels, --mesial-temporal-labels)
 
 SYNTH_DIR is a ``deepwml synth`` folder (or several, comma-separated) (its manifest.csv; or, for a set whose generation was
 stopped early, every complete case folder). PHANTOM_DIR is ``deepwml phantom --cases 180
@@ -18,7 +19,8 @@ phantoms listed N times (1.4.0's phantom weighting, as ``phantom_copies``).
 ``--brain-labels``: the brain-mask model's manifest (deepwml.brain_mask): the synthetic heads of
 the given mixes, each once, with its ``brain.nii.gz`` (the label maps' brain) as the label;
 phantoms are left out (one template brain, and no brain mask). ``--white-matter-labels``: the same with
-``white_matter.nii.gz`` (the white matter and the lesions; deepwml.white_matter), for the white-matter model.
+``white_matter.nii.gz`` (the white matter and the lesions; deepwml.white_matter), for the white-matter model;
+``--mesial-temporal-labels``: with ``mesial_temporal.nii.gz`` (the hippocampus and amygdala; deepwml.mesial_temporal).
 """
 
 from __future__ import annotations
@@ -126,9 +128,14 @@ def phantom_test_manifest(folder: Path, out: Path) -> None:
                      for c in cases if split["assignment"][c.case] == "test"])
 
 
+#: option -> the mask file (beside each synthetic head's label) that labels a mask model's training heads
+MASK_OPTIONS = {"--brain-labels": "brain", "--white-matter-labels": "white_matter",
+                "--mesial-temporal-labels": "mesial_temporal"}
+
+
 def mask_label_rows(mixes: list[Path], mask: str = "brain") -> list[dict]:
-    """The synthetic rows of ``mixes`` in order, each head once, labelled with its ``mask`` (``brain``, or
-    ``white_matter`` for the white-matter model)."""
+    """The synthetic rows of ``mixes`` in order, each head once, labelled with its ``mask`` (``brain``,
+    ``white_matter`` for the white-matter model, ``mesial_temporal`` for the mesial-temporal model)."""
     rows, seen = [], set()
     for mix in mixes:
         with open(mix, newline="", encoding="utf-8") as handle:
@@ -144,11 +151,11 @@ def mask_label_rows(mixes: list[Path], mask: str = "brain") -> list[dict]:
 
 
 def main(argv: list[str]) -> int:
-    if argv[0] in ("--brain-labels", "--white-matter-labels"):
+    if argv[0] in MASK_OPTIONS:
         mixes, out = [Path(a) for a in argv[1:-1]], Path(argv[-1])
         if not mixes or out.exists():
             raise SystemExit(f"usage: {argv[0]} MIX.csv [MORE.csv ...] OUT.csv (OUT must not exist: {out})")
-        mask = "brain" if argv[0] == "--brain-labels" else "white_matter"
+        mask = MASK_OPTIONS[argv[0]]
         rows = mask_label_rows(mixes, mask)
         write_rows(out, rows)
         print(f"{argv[-1]}: {len(rows)} synthetic heads labelled with their {mask} masks")

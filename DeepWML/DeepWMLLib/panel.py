@@ -53,6 +53,10 @@ def result_line(summary: dict) -> str:
     if white:  # deepwml.white_matter: marks away from the white matter are not white-matter hyperintensities
         parts.append(f"{white['removed_ml']:.2f} ml away from the white matter removed" if white.get("applied")
                      else "white-matter restriction not applied (see the log)")
+        mesial = white.get("mesial_temporal")  # deepwml.mesial_temporal: the hippocampus and amygdala hold no WMH
+        if mesial:
+            parts.append(f"{mesial['removed_ml']:.2f} ml on the hippocampus/amygdala removed" if mesial.get("applied")
+                         else "hippocampus/amygdala exclusion not applied (see the log)")
     floor = summary.get("contrast_floor")
     if floor:  # deepwml.contrast_floor: marks no brighter than the scan's white matter are not hyperintensities
         parts.append(f"marks below {floor['factor']:g}x white matter removed" if floor.get("white_matter_level")

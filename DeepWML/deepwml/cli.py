@@ -21,7 +21,8 @@ from . import __version__
 from .cli_cohort import add_cohort_command
 from .cli_realdata import (add_brain_mask_options, add_precision_option, add_realdata_commands,
                            add_segmentation_options, add_thin_slab_option, add_tta_option, brain_model_arg,
-                           contrast_floor_arg, thin_model_arg, thin_slab_args, white_matter_model_arg)
+                           contrast_floor_arg, mesial_temporal_model_arg, thin_model_arg, thin_slab_args,
+                           white_matter_model_arg)
 from .errors import DeepWMLError
 from .options import (argtype, check_count, check_crop, check_fraction, check_non_negative, check_positive,
                       check_positive_int, check_synthesis_version)
@@ -84,7 +85,8 @@ def _segment_planned(args: argparse.Namespace, read_ahead: "ReadAhead | None") -
                               backend=args.backend, **thin_slab_args(args),
                               brain_model=brain_model_arg(args), brain_margin_mm=args.brain_margin_mm,
                               thin_model=thin_model_arg(args), contrast_floor=contrast_floor_arg(args),
-                              white_matter_model=white_matter_model_arg(args))
+                              white_matter_model=white_matter_model_arg(args),
+                              mesial_temporal_model=mesial_temporal_model_arg(args))
     except RuntimeError as err:
         raise DeepWMLError(None, str(err)) from None
     prepare_output_folder(args.output)
@@ -229,7 +231,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                       max_cases=args.max_cases, record_in_card=args.record_in_card,
                       **thin_slab_args(args), brain_model=brain_model_arg(args),
                       brain_margin_mm=args.brain_margin_mm, tta=args.tta, thin_model=thin_model_arg(args),
-                      contrast_floor=contrast_floor_arg(args), white_matter_model=white_matter_model_arg(args))
+                      contrast_floor=contrast_floor_arg(args), white_matter_model=white_matter_model_arg(args),
+                      mesial_temporal_model=mesial_temporal_model_arg(args))
     print(f"evaluation report: {report}")
     return 0
 
@@ -322,10 +325,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--name", default="deepwml")
     tr.add_argument("--model-version", default="0.1.0")
     tr.add_argument("--notes", default="", help="free text for the model card (training data!)")
-    tr.add_argument("--task", default="lesion", choices=["lesion", "brain", "white-matter"],
+    tr.add_argument("--task", default="lesion", choices=["lesion", "brain", "white-matter", "mesial-temporal"],
                     help="lesion (default): the labels are WMH; brain: the labels are brain masks, for a "
                          "brain-mask model (--brain-model of segment); white-matter: the labels are white matter "
-                         "with its lesions, for a white-matter model (--white-matter-model of segment)")
+                         "with its lesions, for a white-matter model (--white-matter-model of segment); "
+                         "mesial-temporal: the labels are the hippocampus and amygdala, for a mesial-temporal model "
+                         "(--mesial-temporal-model of segment)")
     tr.add_argument("--input-pool", type=argtype(check_positive_int, "--input-pool"), default=1,
                     help="run the network on the canvas averaged over NxN blocks, logits repeated back (1: full "
                          "resolution; the bundled brain-mask model uses 2)")

@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from .cli_realdata import (add_segmentation_options, brain_model_arg, thin_model_arg, thin_slab_args,
-                           white_matter_model_arg)
+                           mesial_temporal_model_arg, white_matter_model_arg)
 from .options import argtype, check_positive_int
 
 
@@ -23,7 +23,8 @@ def cmd_cohort(args: argparse.Namespace) -> int:
                               not args.whole_canvas, args.backend, slabs["thin_slab_mm"], args.threshold,
                               args.labelmap, args.probabilities, tuple(args.series or ()),
                               brain_model_arg(args), args.brain_margin_mm, thin_model_arg(args),
-                              slabs["thin_slab_sliding"], args.contrast_floor, white_matter_model_arg(args))
+                              slabs["thin_slab_sliding"], args.contrast_floor, white_matter_model_arg(args),
+                              mesial_temporal_model_arg(args))
     result = run_cohort(args.inputs, args.output, settings, bids=args.bids, workers=args.workers,
                         threads=args.threads, scheduler=args.scheduler, overwrite=args.overwrite,
                         progress=not args.quiet)

@@ -47,9 +47,10 @@ def thin_model_arg(args: argparse.Namespace) -> str | None:
 
 def add_brain_mask_options(parser: argparse.ArgumentParser) -> None:
     """``--no-brain-mask``, ``--brain-model``, ``--brain-margin-mm``, ``--no-white-matter``,
-    ``--white-matter-model`` and ``--contrast-floor`` (read in the brain mask; one definition for segment, cohort,
-    evaluate and sanity); :func:`brain_model_arg`, :func:`white_matter_model_arg` and :func:`contrast_floor_arg` turn
-    them into the Segmenter's arguments."""
+    ``--white-matter-model``, ``--no-mesial-temporal``, ``--mesial-temporal-model`` and ``--contrast-floor`` (read in
+    the brain mask; one definition for segment, cohort, evaluate and sanity); :func:`brain_model_arg`,
+    :func:`white_matter_model_arg`, :func:`mesial_temporal_model_arg` and :func:`contrast_floor_arg` turn them into the
+    Segmenter's arguments."""
     from .defaults import DEFAULT_MARGIN_MM
 
     parser.add_argument("--no-brain-mask", action="store_true",
@@ -66,6 +67,12 @@ def add_brain_mask_options(parser: argparse.ArgumentParser) -> None:
                              "is removed)")
     parser.add_argument("--white-matter-model", default=None, metavar="DIR",
                         help="white-matter model folder or model.json (default: bundled)")
+    parser.add_argument("--no-mesial-temporal", action="store_true",
+                        help="no hippocampus/amygdala exclusion even with --mesial-temporal-model")
+    parser.add_argument("--mesial-temporal-model", default=None, metavar="DIR",
+                        help="with the white-matter restriction, also remove every marked component of at most 1 ml "
+                             "lying at least half on this mesial-temporal model's hippocampus and amygdala (opt-in: "
+                             "none is bundled, experiment 49's network failed its rule; README)")
     parser.add_argument("--contrast-floor", type=argtype(check_non_negative, "--contrast-floor"), default=None,
                         metavar="K", help="remove marked voxels darker than K x the scan's white-matter level, read "
                                           "in the brain mask (default: the model card's floor, if it names one; "
@@ -86,6 +93,15 @@ def white_matter_model_arg(args: argparse.Namespace) -> str | None:
     if args.no_white_matter:
         return None
     return args.white_matter_model or DEFAULT_WHITE_MATTER_MODEL
+
+
+def mesial_temporal_model_arg(args: argparse.Namespace) -> str | None:
+    """The Segmenter's ``mesial_temporal_model`` for parsed options: None (off), a folder, or the default."""
+    from .defaults import DEFAULT_MESIAL_TEMPORAL_MODEL
+
+    if args.no_mesial_temporal or args.no_white_matter:
+        return None
+    return args.mesial_temporal_model or DEFAULT_MESIAL_TEMPORAL_MODEL
 
 
 def brain_model_arg(args: argparse.Namespace) -> str | None:
@@ -163,7 +179,7 @@ def cmd_sanity(args: argparse.Namespace) -> int:
                            thin_model=thin_model_arg(args),
                            brain_model=brain_model_arg(args), brain_margin_mm=args.brain_margin_mm,
                            contrast_floor=contrast_floor_arg(args), white_matter_model=white_matter_model_arg(args),
-                           tolerance_mm=args.tolerance_mm, step=args.every, tta=args.tta,
+                           mesial_temporal_model=mesial_temporal_model_arg(args), tolerance_mm=args.tolerance_mm, step=args.every, tta=args.tta,
                            overwrite=args.overwrite, progress=not args.quiet)
     print(f"sanity report: {report}")
     return 0

@@ -33,6 +33,10 @@ DEFAULT_MARGIN_MM = 0.0
 #: phantom test, chosen by a rule fixed before its figures; the real floors held); None = no restriction.
 DEFAULT_WHITE_MATTER_MODEL = "bundled"
 
+#: The Segmenter's mesial-temporal model (:mod:`deepwml.mesial_temporal`, part of the white-matter restriction;
+#: ``--mesial-temporal-model DIR``): None = no exclusion (experiment 49's network failed its rule; opt-in only).
+DEFAULT_MESIAL_TEMPORAL_MODEL: str | None = None
+
 
 def default_flip_tta(precision: str) -> bool:
     """Whether the network also sees each slice flipped left-right (its probabilities averaged)

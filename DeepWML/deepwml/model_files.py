@@ -99,7 +99,7 @@ class LoadedModel:
 
     @property
     def task(self) -> str:
-        """What the network segments: ``"lesion"`` (cards without a task), ``"brain"`` or ``"white-matter"``."""
+        """What the network segments: ``"lesion"`` (cards without a task), ``"brain"``, ``"white-matter"`` or ``"mesial-temporal"``."""
         return str(self.card.get("task", "lesion"))
 
     def require_task(self, task: str, refusal: str) -> "LoadedModel":
@@ -122,8 +122,8 @@ class ModelCard:
     metrics: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
     threshold: float = 0.5
-    #: what the network segments: "lesion" (WMH), "brain" (a brain-mask model, deepwml.brain_mask) or
-    #: "white-matter" (deepwml.white_matter)
+    #: what the network segments: "lesion" (WMH), "brain" (a brain-mask model, deepwml.brain_mask),
+    #: "white-matter" (deepwml.white_matter) or "mesial-temporal" (deepwml.mesial_temporal)
     task: str = "lesion"
 
 

@@ -26,7 +26,8 @@ from .brain_mask import (BrainCanvas, BrainMasking, lesion_window, load_brain_mo
                          margin_in_pixels, removed_voxels, restrict_to_brain)
 from .canvas_window import head_window
 from .contrast_floor import ContrastFloor, FloorApplied, apply_contrast_floor, card_contrast_floor
-from .defaults import DEFAULT_MARGIN_MM, DEFAULT_WHITE_MATTER_MODEL, THIN_SLAB_MM, default_flip_tta
+from .defaults import (DEFAULT_MARGIN_MM, DEFAULT_MESIAL_TEMPORAL_MODEL, DEFAULT_WHITE_MATTER_MODEL, THIN_SLAB_MM,
+                       default_flip_tta)
 from .errors import ModelFileError
 from .evaluation.mark_contrast import DEFAULT_LEVEL
 from .known_limits import known_limits
@@ -42,8 +43,10 @@ from .thin_model import resolve_thin_model, sees_thin_slices
 from .torch_backend import (TorchNetwork, check_precision, choose_device, cpu_has_fast_bf16,  # noqa: F401
                             resolve_device, torch_installed)
 from .verified_graphs import check_key, check_once
+from .mesial_temporal import MAX_MESIAL_TEMPORAL_SHARE, MIN_INSIDE_FRACTION, load_mesial_temporal_model
 from .white_matter import (MAX_DROPPED_ML, MIN_NEAR_FRACTION, MIN_WHITE_MATTER_SHARE, NEAR_MM,
-                           WhiteMatterRestriction, far_components, load_white_matter_model, near_white_matter)
+                           WhiteMatterRestriction, far_components, inside_components, load_white_matter_model,
+                           near_white_matter)
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +211,8 @@ class PreparedVolume:
     white_matter: Optional[BrainCanvas] = None
     #: the canvas slices the white-matter network ran on (the others count as near white matter)
     white_matter_slices: Optional[np.ndarray] = None
+    #: the mesial-temporal network's mask and time, on the same slices (deepwml.mesial_temporal); None without one
+    mesial_temporal: Optional[BrainCanvas] = None
 
 @dataclass
 class SegmentationResult:
@@ -274,7 +279,8 @@ class Segmenter:
                  brain_context_px: int | None = BRAIN_CONTEXT,
                  thin_model: LoadedModel | str | None = "auto", thin_slab_sliding: bool = False,
                  contrast_floor: ContrastFloor | str | None = "card",
-                 white_matter_model: LoadedModel | str | None = DEFAULT_WHITE_MATTER_MODEL) -> None:
+                 white_matter_model: LoadedModel | str | None = DEFAULT_WHITE_MATTER_MODEL,
+                 mesial_temporal_model: LoadedModel | str | None = DEFAULT_MESIAL_TEMPORAL_MODEL) -> None:
         self.batch_size = check_positive_int(batch_size, "batch size")
         #: Thin-slice volumes (< 2 mm) are seen as axial slabs of this thickness (mm), the
         #: probabilities interpolated back to every slice; 0: every native slice. The model
@@ -334,6 +340,15 @@ class Segmenter:
         if white_matter_model is not None:
             self.white_matter_network, self.white_matter_model, self.white_matter_ran_file = self._mask_network(
                 load_white_matter_model(None if white_matter_model == "bundled" else white_matter_model), backend)
+        #: The mesial-temporal model and network, part of the white-matter restriction (None: no exclusion; never
+        #: without a white-matter model); see :mod:`deepwml.mesial_temporal`. Float32.
+        self.mesial_temporal_model: LoadedModel | None = None
+        self.mesial_temporal_network: Callable[[np.ndarray], np.ndarray] | None = None
+        self.mesial_temporal_ran_file: dict[str, str] = {}
+        if white_matter_model is not None and mesial_temporal_model is not None:
+            self.mesial_temporal_network, self.mesial_temporal_model, self.mesial_temporal_ran_file = \
+                self._mask_network(load_mesial_temporal_model(None if mesial_temporal_model == "bundled"
+                                                              else mesial_temporal_model), backend)
 
     def _mask_network(self, model: LoadedModel, backend: str
                       ) -> tuple[Callable[[np.ndarray], np.ndarray], LoadedModel, dict[str, str]]:
@@ -519,6 +534,10 @@ class Segmenter:
             prepared.white_matter_slices = np.intersect1d(todo, marked)
             prepared.white_matter = self.predict_white_matter(prepared.canvas,
                                                               (prepared.white_matter_slices, rows, cols))
+            if self.mesial_temporal_network is not None:
+                prepared.mesial_temporal = self._predict_mask(prepared.canvas, self.mesial_temporal_model,
+                                                              self.mesial_temporal_network,
+                                                              (prepared.white_matter_slices, rows, cols), None)
         network = self._lesion(prepared.thin)[0]
         if isinstance(network, TorchNetwork):
             network.synchronize()
@@ -579,6 +598,8 @@ class Segmenter:
             timings["brain_network"] = prepared.brain.seconds
         if prepared.white_matter is not None:  # part of "network", too
             timings["white_matter_network"] = prepared.white_matter.seconds
+        if prepared.mesial_temporal is not None:  # part of "network", too
+            timings["mesial_temporal_network"] = prepared.mesial_temporal.seconds
         log.info("segmented %d slices in %.2f s on %s (%s, %s, %s)", probs.shape[0], timings["total"],
                  self.device, self.precision_name, backend, model.model_id)
         return SegmentationResult(prob_image, threshold, timings, self.device, self.precision_name, backend,
@@ -629,7 +650,8 @@ class Segmenter:
     def _restrict_to_white_matter(self, prepared: PreparedVolume, native: np.ndarray, threshold: float
                                   ) -> tuple[np.ndarray, WhiteMatterRestriction | None]:
         """``native`` (slice stack on the input grid) without the marked components that lie away from the
-        white matter (:mod:`deepwml.white_matter`), and what was done (None without a white-matter model)."""
+        white matter (:mod:`deepwml.white_matter`) or on the hippocampus and amygdala
+        (:mod:`deepwml.mesial_temporal`), and what was done (None without a white-matter model)."""
         white = prepared.white_matter
         if white is None:
             return native, None
@@ -638,35 +660,84 @@ class Segmenter:
                                         MIN_NEAR_FRACTION, MAX_DROPPED_ML, ran=dict(self.white_matter_ran_file))
         marked = native >= threshold
         if not marked.any():
-            return native, record
+            return native, replace(record, mesial_temporal=self._mesial_temporal_record())
         within = prepared.brain.regions(0.0)[0] if prepared.brain is not None else None
-        share = self._white_matter_share(prepared, within)
+        max_voxels = int(MAX_DROPPED_ML / (float(np.prod(prepared.layout.spacing_zyx)) / 1000.0))
+        share = self._mask_share(prepared, white, within)
         if share < MIN_WHITE_MATTER_SHARE:
             reason = (f"white-matter mask covers {share:.0%} of the {'brain' if within is not None else 'head'} "
                       f"(< {MIN_WHITE_MATTER_SHARE:.0%}) on the slices it ran on: not trusted, marks left as they are")
             log.warning("%s", reason)
-            return native, replace(record, applied=False, reason=reason)
-        grid_mm = min(self._canvas_pixel_mm(prepared)) * white.block
-        near = white.on_canvas(near_white_matter(white.mask, grid_mm), prepared.canvas.shape[-1])
-        unseen = np.ones(near.shape[0], dtype=bool)
-        unseen[prepared.white_matter_slices] = False
-        near[unseen] = True  # no white matter predicted there: never judged far
-        near_native = prepared.mapping.to_native(near[:, None].astype(np.float32))[:, 0]
-        if prepared.slabs is not None:
-            near_native = interpolate_from_slabs(near_native, prepared.slabs, prepared.n_slices)
-        voxel_ml = float(np.prod(prepared.layout.spacing_zyx)) / 1000.0
-        drop, count = far_components(marked, near_native >= 0.5, max_voxels=int(MAX_DROPPED_ML / voxel_ml))
+            record = replace(record, applied=False, reason=reason)
+        else:
+            grid_mm = min(self._canvas_pixel_mm(prepared)) * white.block
+            near = white.on_canvas(near_white_matter(white.mask, grid_mm), prepared.canvas.shape[-1])
+            unseen = np.ones(near.shape[0], dtype=bool)
+            unseen[prepared.white_matter_slices] = False
+            near[unseen] = True  # no white matter predicted there: never judged far
+            drop, count = far_components(marked, self._on_input_grid(prepared, near) >= 0.5, max_voxels=max_voxels)
+            if count:
+                native, marked = self._dropped(native, marked, drop)
+                record = replace(record, removed_ml=self._ml(prepared, drop), removed_components=count)
+        native, mesial = self._exclude_mesial_temporal(prepared, native, marked, within, max_voxels)
+        return native, replace(record, mesial_temporal=mesial)
+
+    def _exclude_mesial_temporal(self, prepared: PreparedVolume, native: np.ndarray, marked: np.ndarray,
+                                 within: np.ndarray | None, max_voxels: int) -> tuple[np.ndarray, dict | None]:
+        """``native`` without the marked components (at most ``max_voxels``) that lie mostly on the hippocampus and
+        amygdala (:mod:`deepwml.mesial_temporal`), and the summary's record of it (None without that model)."""
+        mesial = prepared.mesial_temporal
+        record = self._mesial_temporal_record()
+        if mesial is None or not marked.any():
+            return native, record
+        share = self._mask_share(prepared, mesial, within)
+        if share > MAX_MESIAL_TEMPORAL_SHARE:
+            reason = (f"mesial-temporal mask covers {share:.0%} of the {'brain' if within is not None else 'head'} "
+                      f"(> {MAX_MESIAL_TEMPORAL_SHARE:.0%}) on the slices it ran on: not trusted, marks left as they "
+                      "are")
+            log.warning("%s", reason)
+            return native, {**record, "applied": False, "reason": reason}
+        inside = mesial.on_canvas(mesial.mask, prepared.canvas.shape[-1])  # slices it did not run on: all False
+        drop, count = inside_components(marked, self._on_input_grid(prepared, inside) >= 0.5, MIN_INSIDE_FRACTION,
+                                        max_voxels=max_voxels)
         if not count:
             return native, record
-        removed_ml = int(np.count_nonzero(drop)) * voxel_ml
-        return (np.where(drop, np.float32(0.0), native).astype(native.dtype, copy=False),
-                replace(record, removed_ml=removed_ml, removed_components=count))
+        return self._dropped(native, marked, drop)[0], {**record, "removed_ml": round(self._ml(prepared, drop), 3),
+                                                         "removed_components": count}
+
+    def _mesial_temporal_record(self) -> dict | None:
+        """The white-matter record's ``mesial_temporal`` entry before anything was removed (None without a model)."""
+        model = self.mesial_temporal_model
+        if model is None:
+            return None
+        return {"applied": True, "model": model.model_id, "sha256": str(model.card.get("weights_sha256", "")),
+                "min_fraction": MIN_INSIDE_FRACTION, "max_dropped_ml": MAX_DROPPED_ML, "removed_ml": 0.0,
+                "removed_components": 0, "reason": "", "ran": dict(self.mesial_temporal_ran_file)}
 
     @staticmethod
-    def _white_matter_share(prepared: PreparedVolume, brain: np.ndarray | None) -> float:
-        """The white-matter mask's share of the brain mask (both counted in canvas pixels), or, without
-        a brain mask, of the head's canvas pixels, on the slices it ran on: the plausibility guard's quantity."""
-        white, ran = prepared.white_matter, prepared.white_matter_slices
+    def _on_input_grid(prepared: PreparedVolume, canvas_mask: np.ndarray) -> np.ndarray:
+        """A canvas mask ``[N, C, C]`` on the input's slice stack (fractions; slabs interpolated to every slice)."""
+        out = prepared.mapping.to_native(canvas_mask[:, None].astype(np.float32))[:, 0]
+        if prepared.slabs is not None:
+            out = interpolate_from_slabs(out, prepared.slabs, prepared.n_slices)
+        return out
+
+    @staticmethod
+    def _dropped(native: np.ndarray, marked: np.ndarray, drop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``native`` and ``marked`` with the voxels ``drop`` set to 0 / False."""
+        return np.where(drop, np.float32(0.0), native).astype(native.dtype, copy=False), marked & ~drop
+
+    @staticmethod
+    def _ml(prepared: PreparedVolume, voxels: np.ndarray) -> float:
+        """The volume (ml, on the input's grid) of the True voxels of ``voxels``."""
+        return int(np.count_nonzero(voxels)) * float(np.prod(prepared.layout.spacing_zyx)) / 1000.0
+
+    @staticmethod
+    def _mask_share(prepared: PreparedVolume, white: BrainCanvas, brain: np.ndarray | None) -> float:
+        """A white-matter or mesial-temporal mask's share of the brain mask (both counted in canvas pixels), or,
+        without a brain mask, of the head's canvas pixels, on the slices it ran on: the plausibility guards'
+        quantity."""
+        ran = prepared.white_matter_slices
         count = int(np.count_nonzero(white.mask[ran])) * white.block * white.block
         if brain is not None:
             total = int(np.count_nonzero(brain[ran])) * prepared.brain.block * prepared.brain.block

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import SimpleITK as sitk
@@ -82,6 +82,9 @@ class WhiteMatterRestriction:
     reason: str = ""
     #: the white-matter model's file that ran and its SHA-256
     ran: dict = field(default_factory=dict)
+    #: the mesial-temporal exclusion (deepwml.mesial_temporal) that followed: model, SHA-256, file that ran, settings,
+    #: removed_ml, removed_components, reason; None without a mesial-temporal model
+    mesial_temporal: dict | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -99,14 +102,29 @@ def far_components(marked: np.ndarray, near: np.ndarray, min_fraction: float = M
     """``(drop, count)``: the voxels of the 26-connected components of ``marked`` with fewer than
     ``min_fraction`` of their voxels in ``near`` (both ``[slices, rows, cols]`` bool) and, with ``max_voxels``,
     no more voxels than that, and how many such components there were."""
+    return _components_where(marked, near, lambda share: share < min_fraction, max_voxels)
+
+
+def inside_components(marked: np.ndarray, inside: np.ndarray, min_fraction: float,
+                      max_voxels: int | None = None) -> tuple[np.ndarray, int]:
+    """``(drop, count)``: the voxels of the 26-connected components of ``marked`` with at least ``min_fraction`` of
+    their voxels in ``inside`` (the mesial-temporal mask, :mod:`deepwml.mesial_temporal`) and, with ``max_voxels``,
+    no more voxels than that, and how many such components there were."""
+    return _components_where(marked, inside, lambda share: share >= min_fraction, max_voxels)
+
+
+def _components_where(marked: np.ndarray, region: np.ndarray, chosen: Callable[[np.ndarray], np.ndarray],
+                      max_voxels: int | None) -> tuple[np.ndarray, int]:
+    """The voxels of the components of ``marked`` whose share of voxels in ``region`` is ``chosen`` (and no larger
+    than ``max_voxels``), and how many."""
     if not marked.any():
         return np.zeros(marked.shape, dtype=bool), 0
     labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(marked.astype(np.uint8)), True))
     inside = labels[marked]
     size = np.bincount(inside)
-    close = np.bincount(inside, weights=near[marked].astype(np.float64), minlength=size.size)
-    far = np.zeros(size.size, dtype=bool)
-    far[1:] = close[1:] < min_fraction * size[1:]
+    count = np.bincount(inside, weights=region[marked].astype(np.float64), minlength=size.size)
+    picked = np.zeros(size.size, dtype=bool)
+    picked[1:] = chosen(count[1:] / size[1:])
     if max_voxels is not None:
-        far &= size <= max_voxels
-    return far[labels], int(np.count_nonzero(far))
+        picked &= size <= max_voxels
+    return picked[labels], int(np.count_nonzero(picked))

@@ -454,6 +454,13 @@ def test_result_line_says_what_the_brain_mask_removed(slicer):
     assert "marks below 1.15x white matter removed" in panel.result_line(floored)
     skipped = {**base, "contrast_floor": {"factor": 1.15, "white_matter_level": None, "not_applied": "no brain mask"}}
     assert "contrast floor not applied (no brain mask)" in panel.result_line(skipped)
+    white = {"applied": True, "removed_ml": 0.25, "mesial_temporal": None}
+    assert "0.25 ml away from the white matter removed" in panel.result_line({**base, "white_matter": white})
+    assert "hippocampus" not in panel.result_line({**base, "white_matter": white})
+    mesial = {**white, "mesial_temporal": {"applied": True, "removed_ml": 0.9876}}
+    assert "0.99 ml on the hippocampus/amygdala removed" in panel.result_line({**base, "white_matter": mesial})
+    untrusted = {**white, "mesial_temporal": {"applied": False, "removed_ml": 0.0}}
+    assert "hippocampus/amygdala exclusion not applied" in panel.result_line({**base, "white_matter": untrusted})
 
 
 def test_training_steps_enable_only_what_can_run(slicer, tmp_path, tiny_model_dir):

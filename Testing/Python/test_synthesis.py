@@ -352,7 +352,7 @@ def test_synthesis_in_worker_processes_writes_the_serial_cases(tmp_path, monkeyp
     parallel = generator.generate_dataset(tmp_path / "parallel", 2, seed=7, progress=False, version=6, workers=2)
     assert serial.read_text() == parallel.read_text()
     files = sorted(p.relative_to(serial.parent) for p in serial.parent.rglob("*.nii.gz"))
-    assert len(files) == 8  # flair, label, white_matter, brain per case
+    assert len(files) == 10  # flair, label, white_matter, mesial_temporal, brain per case
     for name in files:
         assert (serial.parent / name).read_bytes() == (parallel.parent / name).read_bytes(), name
 

@@ -164,7 +164,7 @@ def test_bundled_white_matter_model_is_the_default_and_finds_the_phantom_white_m
     assert segmenter.white_matter_model is not None and segmenter.white_matter_ran_file["file"] == "model.onnx"
     prepared = segmenter.prepare(sitk.ReadImage(str(phantom_flair)))
     segmenter.run_network(prepared)
-    share = segmenter._white_matter_share(prepared, prepared.brain.regions(0.0)[0])
+    share = segmenter._mask_share(prepared, prepared.white_matter, prepared.brain.regions(0.0)[0])
     assert 0.2 < share < 0.7, share  # white matter, not the whole brain and not nothing
     numpy_model = load_model(WHITE_MATTER_MODEL_DIR, framework="numpy")
     path = onnx_file_of(numpy_model)

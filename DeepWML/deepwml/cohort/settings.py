@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..defaults import DEFAULT_MARGIN_MM, DEFAULT_WHITE_MATTER_MODEL, THIN_SLAB_MM, default_flip_tta
+from ..defaults import (DEFAULT_MARGIN_MM, DEFAULT_MESIAL_TEMPORAL_MODEL, DEFAULT_WHITE_MATTER_MODEL, THIN_SLAB_MM,
+                        default_flip_tta)
 
 
 @dataclass(frozen=True)
@@ -41,12 +42,15 @@ class CohortSettings:
     contrast_floor: float | None = None
     #: white-matter model ("bundled", a folder, or None: marks kept wherever they lie); see deepwml.white_matter
     white_matter_model: str | None = DEFAULT_WHITE_MATTER_MODEL
+    #: mesial-temporal model ("bundled", a folder, or None: no exclusion; only with a white-matter model);
+    #: see deepwml.mesial_temporal
+    mesial_temporal_model: str | None = DEFAULT_MESIAL_TEMPORAL_MODEL
 
     def segmenter_key(self) -> tuple[Any, ...]:
         """What makes two Segmenters different (a worker keeps one per key)."""
         return (self.model, self.device, self.precision, self.batch_size, self.tta, self.head_crop,
                 self.backend, self.thin_slab_mm, self.brain_model, self.brain_margin_mm, self.thin_model,
-                self.thin_slab_sliding, self.contrast_floor, self.white_matter_model)
+                self.thin_slab_sliding, self.contrast_floor, self.white_matter_model, self.mesial_temporal_model)
 
     def fingerprint(self, model_threshold: float, thin: "ModelIdentity | None" = None) -> dict[str, Any]:
         """The settings that change a case's outputs, as JSON values (recorded in each summary).
@@ -62,6 +66,9 @@ class CohortSettings:
         values["brain_mask"] = values.pop("brain_model") is not None  # a path differs between machines
         if values.pop("white_matter_model") is not None:  # none: as before the restriction, earlier cohorts resume
             values["white_matter"] = True
+        # none (or no white-matter restriction): as before the exclusion, earlier cohorts resume
+        if values.pop("mesial_temporal_model") is not None and self.white_matter_model is not None:
+            values["mesial_temporal"] = True
         values["threshold"] = model_threshold if self.threshold is None else self.threshold
         # what runs, not how it was asked for: a resumed cohort from before TTA was the default re-runs
         values["tta"] = default_flip_tta(self.precision) if self.tta is None else self.tta

@@ -70,7 +70,8 @@ def cached_segmenter(settings: CohortSettings, weights: tuple[str, ...]) -> Any:
                                              thin_model=settings.thin_model,
                                              thin_slab_sliding=settings.thin_slab_sliding,
                                              contrast_floor=floor_setting(settings.contrast_floor),
-                                             white_matter_model=settings.white_matter_model)
+                                             white_matter_model=settings.white_matter_model,
+                                             mesial_temporal_model=settings.mesial_temporal_model)
             except RuntimeError as err:  # e.g. CUDA requested on a worker without a GPU
                 raise DeepWMLError(None, f"worker {socket.gethostname()}: {err}") from None
         segmenter = _segmenters[key]

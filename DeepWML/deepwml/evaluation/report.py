@@ -30,7 +30,7 @@ from ..labels import read_label
 from ..lesion_summary import mask_volume_ml
 from ..model_files import read_card
 from ..model_files import record_in_card as record_in_card_file
-from ..defaults import DEFAULT_MARGIN_MM, DEFAULT_WHITE_MATTER_MODEL, THIN_SLAB_MM
+from ..defaults import DEFAULT_MARGIN_MM, DEFAULT_MESIAL_TEMPORAL_MODEL, DEFAULT_WHITE_MATTER_MODEL, THIN_SLAB_MM
 from ..segmenter import Segmenter
 from ..slice_layout import plan_slices
 from ..training.manifest import Case, manifest_sha256, read_manifest
@@ -89,7 +89,8 @@ def evaluate(manifest: Path, out_dir: Path, model: str | None = None, device: st
              brain_margin_mm: float = DEFAULT_MARGIN_MM, tta: bool | None = None,
              thin_model: str | None = "auto", thin_slab_sliding: bool = False,
              contrast_floor: Any = "card",
-             white_matter_model: str | None = DEFAULT_WHITE_MATTER_MODEL) -> Path:
+             white_matter_model: str | None = DEFAULT_WHITE_MATTER_MODEL,
+             mesial_temporal_model: str | None = DEFAULT_MESIAL_TEMPORAL_MODEL) -> Path:
     """Run the model on the selected cases and write the full report; return report.html.
 
     ``thin_slab_mm``: how thin-slice (< 2 mm) volumes are segmented; ``brain_model`` /
@@ -107,7 +108,8 @@ def evaluate(manifest: Path, out_dir: Path, model: str | None = None, device: st
     segmenter = Segmenter(model, device=device, precision=precision, thin_slab_mm=thin_slab_mm,
                           brain_model=brain_model, brain_margin_mm=brain_margin_mm, flip_tta=tta,
                           thin_model=thin_model, thin_slab_sliding=thin_slab_sliding,
-                          contrast_floor=contrast_floor, white_matter_model=white_matter_model)
+                          contrast_floor=contrast_floor, white_matter_model=white_matter_model,
+                          mesial_temporal_model=mesial_temporal_model)
     card, card_path = read_card(segmenter.model.path)
     selected, split_data, why = choose_cases(Path(manifest), cases, card, card_path, split)
     if max_cases:

@@ -18,7 +18,8 @@ from typing import Any, Sequence
 
 import SimpleITK as sitk
 
-from ..defaults import DEFAULT_MARGIN_MM, DEFAULT_WHITE_MATTER_MODEL, OUTSIDE_TOLERANCE_MM, THIN_SLAB_MM
+from ..defaults import (DEFAULT_MARGIN_MM, DEFAULT_MESIAL_TEMPORAL_MODEL, DEFAULT_WHITE_MATTER_MODEL,
+                        OUTSIDE_TOLERANCE_MM, THIN_SLAB_MM)
 from ..errors import DeepWMLError, OutputExistsError
 from ..image_io import load_flair
 from ..lesion_summary import count_lesions, voxel_volume_ml
@@ -95,7 +96,8 @@ def sanity_report(scans: Sequence[str | Path], out_dir: Path, model: str | None 
                   brain_margin_mm: float = DEFAULT_MARGIN_MM, tta: bool | None = None,
                   thin_model: str | None = "auto", thin_slab_sliding: bool = False,
                   contrast_floor: Any = "card",
-                  white_matter_model: str | None = DEFAULT_WHITE_MATTER_MODEL) -> Path:
+                  white_matter_model: str | None = DEFAULT_WHITE_MATTER_MODEL,
+                  mesial_temporal_model: str | None = DEFAULT_MESIAL_TEMPORAL_MODEL) -> Path:
     """Check every scan and write ``sanity.html`` (+ CSV, JSON, sheets, masks); return the HTML.
 
     A scan that cannot be read is reported in the page and the others go on; if none can,
@@ -115,7 +117,8 @@ def sanity_report(scans: Sequence[str | Path], out_dir: Path, model: str | None 
     segmenter = Segmenter(model, device=device, precision=precision, thin_slab_mm=thin_slab_mm,
                           brain_model=brain_model, brain_margin_mm=brain_margin_mm, flip_tta=tta,
                           thin_model=thin_model, thin_slab_sliding=thin_slab_sliding,
-                          contrast_floor=contrast_floor, white_matter_model=white_matter_model)
+                          contrast_floor=contrast_floor, white_matter_model=white_matter_model,
+                          mesial_temporal_model=mesial_temporal_model)
     rows: list[dict[str, Any]] = []
     failures: list[dict[str, str]] = []
     for path, name in tqdm(list(zip(paths, map(file_stem, names))), desc="sanity", unit="scan",

@@ -22,7 +22,7 @@ from ..output_folder import writes_output_folder
 from ..phantom.generator import TRUTH_FRACTION
 from ..process_pool import map_in_chunks
 from .acquisition import SKULL_STRIPPED_PROBABILITY, degrade, draw_acquisition, resample, strip_skull
-from .anatomy import BRAIN, WHITE_MATTER, label_map_paths, load_subject
+from .anatomy import BRAIN, MESIAL_TEMPORAL, WHITE_MATTER, label_map_paths, load_subject
 from .appearance import (RANGES_V1, RANGES_V2, RANGES_V3, RANGES_V4, RANGES_V5, RANGES_V7, RANGES_V8, RANGES_V9,
                          RANGES_V11, RANGES_V12, Ranges, paint_with_truth)
 from .lesions import (CONFLUENT_MAX_LOAD_ML, grow_confluent, lesion_load_ml, lesion_mask_paths, pattern_lesions,
@@ -119,7 +119,7 @@ VERSIONS = {
 SYNTHESIS_VERSION = 3
 MANIFEST_FIELDS = ["case", "patient", "center", "disease", "anatomy", "lesion_source", "synthesis_version",
                    "skull_stripped", "slice_thickness_mm", "slice_spacing_mm", "pixel_mm", "matrix", "slices", "flair",
-                   "label", "brain", "white_matter"]
+                   "label", "brain", "white_matter", "mesial_temporal"]
 #: What lesions a case gets: a real MS mask, a pattern, both, or none (healthy heads teach
 #: the network that a normal FLAIR has no lesion).
 LESION_SOURCES = {"real": 0.45, "pattern": 0.3, "real+pattern": 0.15, "none": 0.10}
@@ -134,6 +134,9 @@ class SynthCase:
     info: dict
     #: the white matter (:data:`.anatomy.WHITE_MATTER`) with the truth's lesions: where a lesion may lie
     white_matter: sitk.Image | None = None
+    #: the hippocampus and amygdala (:data:`.anatomy.MESIAL_TEMPORAL`) outside the truth's lesions: grey matter that is
+    #: normally bright on FLAIR and never a white-matter hyperintensity (:mod:`deepwml.white_matter`)
+    mesial_temporal: sitk.Image | None = None
 
 
 def _pick(rng: np.random.Generator, weights: dict[str, float]) -> str:
@@ -197,10 +200,12 @@ def make_case(index: int, seed: int, label_maps: list[Path] | None = None,
     flair_1mm, lesions = paint_with_truth(subject, lesions, rng, settings.appearance, tracts, mesial)
     brain = np.isin(subject.labels, BRAIN).astype(np.float32)
     white = np.isin(subject.labels, WHITE_MATTER).astype(np.float32)
+    mesial_temporal = np.isin(subject.labels, np.ravel(MESIAL_TEMPORAL)).astype(np.float32)
     acq = dict(acquisition) if acquisition is not None else draw_acquisition(rng)
     # one more channel does not change the draws: the sampling grid is drawn once for all maps
-    flair, soft, brain_soft, white_soft = resample(np.stack([flair_1mm, lesions, brain, white]), subject.image, acq,
-                                                   subject.brain_centre_lps, rng)
+    flair, soft, brain_soft, white_soft, mesial_soft = resample(np.stack([flair_1mm, lesions, brain, white,
+                                                                          mesial_temporal]),
+                                                                subject.image, acq, subject.brain_centre_lps, rng)
     flair_arr = degrade(np.clip(flair, 0, None), rng)
     skull_stripped = settings.skull_stripping and rng.random() < SKULL_STRIPPED_PROBABILITY
     if skull_stripped:
@@ -221,7 +226,8 @@ def make_case(index: int, seed: int, label_maps: list[Path] | None = None,
     truth = soft >= TRUTH_FRACTION
     return SynthCase(to_image(flair_arr), to_image(truth.astype(np.uint8)),
                      to_image((brain_soft >= 0.5).astype(np.uint8)), info,
-                     to_image(((white_soft >= 0.5) | truth).astype(np.uint8)))
+                     to_image(((white_soft >= 0.5) | truth).astype(np.uint8)),
+                     to_image(((mesial_soft >= 0.5) & ~truth).astype(np.uint8)))
 
 
 #: fewest cases worth a worker process (a case takes 1-5 s, a worker ~2 s to start)
@@ -260,7 +266,7 @@ def _write_cases(task: tuple[list[int], Path, int, int, dict | None]) -> list[di
         name = f"synth{i:04d}"
         # brain is written last: a case folder with brain.nii.gz is complete
         paths = write_case(out_dir, name, {"flair": case.flair, "label": case.truth, "white_matter": case.white_matter,
-                                           "brain": case.brain})
+                                           "mesial_temporal": case.mesial_temporal, "brain": case.brain})
         rows.append({"case": name, "patient": name, **{k: case.info[k] for k in MANIFEST_FIELDS if k in case.info},
                      **paths})
     return rows

@@ -66,7 +66,8 @@ class TrainConfig:
     #: 100x slower on the others; "float32": no autocast.
     precision: str = "auto"
     #: what the network learns to segment from the manifest's labels: "lesion" (WMH), "brain"
-    #: (a brain-mask model, deepwml.brain_mask) or "white-matter" (deepwml.white_matter); written
+    #: (a brain-mask model, deepwml.brain_mask), "white-matter" (deepwml.white_matter) or "mesial-temporal"
+    #: (deepwml.mesial_temporal); written
     #: into the card, so a model is only ever used for its own task
     task: str = "lesion"
     #: see deepwml.architecture.UNetConfig.input_pool (1: full canvas resolution)

@@ -14,6 +14,7 @@ BIN=.venv/bin
 # BRAIN_MARGIN=MM another margin outside the brain mask than the default (experiment 46);
 # BRAIN_MODEL=DIR another brain-mask model than the bundled one (experiment 47);
 # WHITE_MATTER=off without the white-matter restriction, WHITE_MATTER_MODEL=DIR another white-matter model (experiment 48)
+# THIN_MODEL=DIR a thin-slice model for the volumes seen at slices < 2 mm (--thin-model; experiment 50)
 M=(); [ -n "${MODEL:-}" ] && M=(--model "$MODEL")
 [ -n "${PRECISION:-}" ] && M+=(--precision "$PRECISION")
 [ "${BRAIN_MASK:-on}" = off ] && M+=(--no-brain-mask)
@@ -21,6 +22,7 @@ M=(); [ -n "${MODEL:-}" ] && M=(--model "$MODEL")
 [ -n "${BRAIN_MODEL:-}" ] && M+=(--brain-model "$BRAIN_MODEL")
 [ "${WHITE_MATTER:-on}" = off ] && M+=(--no-white-matter)
 [ -n "${WHITE_MATTER_MODEL:-}" ] && M+=(--white-matter-model "$WHITE_MATTER_MODEL")
+[ -n "${THIN_MODEL:-}" ] && M+=(--thin-model "$THIN_MODEL")
 mkdir -p "$OUT"
 $BIN/deepwml realdata lesjak2017 -o "$OUT" --data "$DATA" --reslice 3 5 --overwrite
 $BIN/deepwml evaluate "${M[@]}" "$OUT/lesjak2017-native/manifest.csv" -o "$OUT/report-native" --thin-slab-mm 0 --overwrite

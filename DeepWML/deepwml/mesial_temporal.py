@@ -17,7 +17,9 @@ same size cap: confluent lesion blobs are never what this is for. The settings w
 network existed (``work-data/b39/RULE-mesial-temporal.md``), judged on synthetic heads and phantoms only.
 **Not on by default**: experiment 49's network (trained from scratch on 240 synthetic heads) failed its rule on
 fresh synthetic heads (paired Dice lower bound -0.0038 < -0.003) and the phantom test (0.8310 -> 0.8251): its mask
-reaches true lesions beside the temporal horn. It stays for measurement and for a better network.
+reaches true lesions beside the temporal horn -- the phantoms' periventricular lesions at the temporal horns, which
+real MS has too, lie within millimetres of the hippocampus, so a sharper mask would put them at risk as well
+(README). It stays opt-in, for measurement.
 Why a guard: a network that called much of the brain mesial temporal would delete lesions; above
 :data:`MAX_MESIAL_TEMPORAL_SHARE` of the brain (or head) on the slices it ran on nothing is removed.
 """

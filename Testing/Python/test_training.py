@@ -632,6 +632,22 @@ def test_recipe_stage_24_ships_stage_18s_model_with_the_contrast_floor_and_an_in
 
 
 
+def test_recipe_stage_29_fine_tunes_the_bundled_model_on_whole_head_1mm_heads_for_the_thin_route(tmp_path):
+    """Experiment 50 (stage 29, not shipped): 1.7.0 fine-tuned on 100 new whole-head 1 mm heads, then 1.7.0's
+    threshold and floor written into the run's card, then its ONNX graph: a thin-slice model (--thin-model)."""
+    calls = _dry_run_recipe(tmp_path / "s29", "29")
+    synth = next(c for c in calls if c[:2] == ["deepwml", "synth"])
+    assert "--whole-head-3d" in synth and (_option(synth, "--seed"), _option(synth, "--synthesis-version")) == ("151", "7")
+    train = next(c for c in calls if c[:2] == ["deepwml", "train"])
+    assert _option(train, "--init") == "bundled" and _option(train, "--model-version") == "1.7.0-thin"
+    threshold = next(c for c in calls if c[:2] == ["python", "-c"])
+    assert "0.7" in threshold[2] and threshold[3].endswith("run-thin17/model/model.json")
+    record = next(c for c in calls if "benchmarks/contrast_floor_study.py" in c)
+    assert (_option(record, "--factors"), _option(record, "--modes")) == ("1.15", "voxel")
+    export = next(c for c in calls if c[:2] == ["deepwml", "export-onnx"])
+    assert calls.index(train) < calls.index(threshold) < calls.index(record) < calls.index(export)
+
+
 def test_recipe_stage_25_fine_tunes_stage_18_on_v12_heads_and_keeps_the_floor(tmp_path):
     """Experiment 41 (stage 25): stage 18's model fine-tuned 30 epochs at 1.5e-4 on its mix with the heads
     regenerated as synthesis v12 under stage 18's split, then 1.7.0's floor (voxel, 1.15) written into the

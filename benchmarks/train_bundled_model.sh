@@ -521,14 +521,20 @@ if [[ " $STAGES " == *" 29 "* ]]; then  # 1.7.0-thin (experiment 50, not shipped
   # 1.7.0's threshold and floor, fixed by the rule before training; ~150 s per epoch on 2 CPU cores
   [ -f "$OUT/b50/train-thin/manifest.csv" ] || $BIN/deepwml synth "$OUT/b50/train-thin" --cases 100 --seed 151 \
     --synthesis-version 7 --whole-head-3d
-  $BIN/deepwml train "$OUT/b50/train-thin/manifest.csv" -o "$OUT/run-thin17" --epochs "${E29:-10}" --lr 1e-4 --init bundled \
-    --crop 160 --batch-size 8 --steps-per-epoch "${STEPS29:-300}" --val-slices 480 --augment-intensity --seed 0 \
-    --device auto --precision bf16 --name deepwml-synth-unet16-thin --model-version 1.7.0-thin --notes "Thin-slice \
-model (--thin-model): deepwml-synth-unet16@1.7.0 fine-tuned on 100 synthetic whole-head 1 mm heads (synthesis v7 seed 151) \
-made from SynthSeg's 20 label maps and 27 real MS lesion masks; no real FLAIR. Experiment 50."
-  $BIN/python -c "import json, sys; p = sys.argv[1]; c = json.load(open(p)); c['threshold'] = 0.7; json.dump(c, open(p, 'w'), indent=2)" \
-    "$OUT/run-thin17/model/model.json"
-  $BIN/python benchmarks/contrast_floor_study.py --record "$OUT/run-thin17/model" --factors 1.15 --modes voxel \
-    --why "1.7.0's floor, unchanged (experiment 50's rule fixed it before the run)"
-  $BIN/deepwml export-onnx "$OUT/run-thin17/model" -q
+  $BIN/deepwml train "$OUT/b50/train-thin/manifest.csv" -o "$OUT/run-1.7.0-thin" --epochs "${E29:-10}" --lr 1e-4 \
+    --init bundled --crop 160 --batch-size 8 --steps-per-epoch "${STEPS29:-300}" --val-slices 480 --augment-intensity \
+    --seed 0 --device auto --precision bf16 --name deepwml-synth-unet16-thin --model-version 1.7.0-thin --notes "Thin-slice \
+model (--thin-model): deepwml-synth-unet16@1.7.0's network fine-tuned on 100 synthetic whole-head 1 mm FLAIR heads \
+(synthesis v7 seed 151, deepwml synth --whole-head-3d) made from SynthSeg's 20 whole-head label maps (Billot et al. 2023, \
+Apache-2.0) and 27 real MS patients' consensus masks in MNI space (Lesjak et al. 2018, CC-BY; patients 07, 19, 26 \
+excluded); no real FLAIR. Threshold 0.7 and contrast floor (voxel 1.15) are 1.7.0's, fixed by experiment 50's rule before \
+training."
+  # the threshold is 1.7.0's (the rule fixed it; none is chosen on this run), written into the card with why
+  $BIN/python -c "import json, sys; p = sys.argv[1]; c = json.load(open(p)); c['threshold'] = 0.7; \
+c.setdefault('metrics', {})['threshold_selection'] = {'chosen': 0.7, 'why': sys.argv[2]}; json.dump(c, open(p, 'w'), indent=2)" \
+    "$OUT/run-1.7.0-thin/model/model.json" "1.7.0's threshold, fixed by experiment 50's rule (work-data/b40/RULE-thin.md) \
+before training: one threshold for every input"
+  $BIN/python benchmarks/contrast_floor_study.py --record "$OUT/run-1.7.0-thin/model" --factors 1.15 --modes voxel \
+    --why "1.7.0's floor, unchanged (experiment 50's rule fixed it before the run; experiment 40 chose it on synthetic heads only)"
+  $BIN/deepwml export-onnx "$OUT/run-1.7.0-thin/model" -q
 fi

@@ -641,7 +641,8 @@ def test_recipe_stage_29_fine_tunes_the_bundled_model_on_whole_head_1mm_heads_fo
     train = next(c for c in calls if c[:2] == ["deepwml", "train"])
     assert _option(train, "--init") == "bundled" and _option(train, "--model-version") == "1.7.0-thin"
     threshold = next(c for c in calls if c[:2] == ["python", "-c"])
-    assert "0.7" in threshold[2] and threshold[3].endswith("run-thin17/model/model.json")
+    assert "0.7" in threshold[2] and threshold[3].endswith("run-1.7.0-thin/model/model.json")
+    assert "experiment 50's rule" in threshold[4]  # the card says why its threshold is 0.7
     record = next(c for c in calls if "benchmarks/contrast_floor_study.py" in c)
     assert (_option(record, "--factors"), _option(record, "--modes")) == ("1.15", "voxel")
     export = next(c for c in calls if c[:2] == ["deepwml", "export-onnx"])

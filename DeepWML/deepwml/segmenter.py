@@ -22,10 +22,10 @@ from typing import Any, Callable, Iterator, Optional
 import numpy as np
 import SimpleITK as sitk
 
-from .brain_mask import (BrainCanvas, BrainMasking, lesion_window, load_brain_model,
+from .brain_mask import (BrainCanvas, BrainMasking, fill_holes_per_slice, lesion_window, load_brain_model,
                          margin_in_pixels, removed_voxels, restrict_to_brain)
 from .canvas_window import head_window
-from .contrast_floor import ContrastFloor, FloorApplied, apply_contrast_floor, card_contrast_floor
+from .contrast_floor import ENVELOPE_LEVEL, ContrastFloor, FloorApplied, apply_contrast_floor, card_contrast_floor
 from .defaults import (DEFAULT_MARGIN_MM, DEFAULT_MESIAL_TEMPORAL_MODEL, DEFAULT_WHITE_MATTER_MODEL, THIN_SLAB_MM,
                        default_flip_tta)
 from .errors import ModelFileError
@@ -644,8 +644,23 @@ class Segmenter:
             return native, FloorApplied(floor.factor, floor.mode, None, 0,
                                         f"brain mask not applied ({brain_mask.reason or 'not trusted'})", floor.level)
         flair = prepared.layout.to_slices(sitk.GetArrayViewFromImage(prepared.image))
+        envelope = self._white_matter_envelope(prepared) if floor.level == ENVELOPE_LEVEL else None
+        load_voxels = int(MAX_DROPPED_ML / (float(np.prod(prepared.layout.spacing_zyx)) / 1000.0))
         return apply_contrast_floor(native, flair, self._brain_slices(prepared), threshold, floor,
-                                    prepared.layout.in_plane_spacing_mm)
+                                    prepared.layout.in_plane_spacing_mm, envelope, load_voxels)
+
+    def _white_matter_envelope(self, prepared: PreparedVolume) -> np.ndarray | None:
+        """The white matter's in-plane envelope on the input's slice stack (the white-matter network's mask with its
+        in-plane holes filled, :data:`~deepwml.contrast_floor.ENVELOPE_LEVEL`); None without a white-matter
+        network, or where its plausibility guard would not trust it."""
+        white = prepared.white_matter
+        if white is None:
+            return None
+        within = prepared.brain.regions(0.0)[0] if prepared.brain is not None else None
+        if self._mask_share(prepared, white, within) < MIN_WHITE_MATTER_SHARE:
+            return None
+        filled = fill_holes_per_slice(white.mask)
+        return self._on_input_grid(prepared, white.on_canvas(filled, prepared.canvas.shape[-1])) >= 0.5
 
     def _restrict_to_white_matter(self, prepared: PreparedVolume, native: np.ndarray, threshold: float
                                   ) -> tuple[np.ndarray, WhiteMatterRestriction | None]:

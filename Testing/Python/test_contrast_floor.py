@@ -12,7 +12,8 @@ import SimpleITK as sitk
 
 from deepwml.cli import main
 from deepwml.cohort.settings import CohortSettings
-from deepwml.contrast_floor import ContrastFloor, apply_contrast_floor, card_contrast_floor, floor_setting
+from deepwml.contrast_floor import (ENVELOPE_LEVEL, ContrastFloor, apply_contrast_floor, card_contrast_floor,
+                                    floor_setting)
 from deepwml.errors import ModelFileError
 from deepwml.model_files import load_model
 
@@ -111,6 +112,53 @@ def test_the_flat_level_reads_white_matter_where_bright_folded_cortex_outnumbers
         kept, applied = apply_contrast_floor(probs, flair, brain, 0.5, ContrastFloor(1.15, "voxel", level))
         assert int((kept >= 0.5).sum()) == kept_voxels and applied.level == level
         assert applied.as_dict()["level"] == level
+
+
+def test_the_envelope_level_keeps_a_lesion_in_the_white_matter_and_removes_as_bright_a_mark_on_the_cortex():
+    """Experiment 52: inside the white matter's envelope the floor reads the true white matter (flat level), outside
+    it the level bright cortex pulls up; without an envelope it is the first level everywhere."""
+    flair, brain = folded_cortex_brain()
+    probs = np.zeros(flair.shape, np.float32)
+    flair[1:3, 35:40, 35:40], probs[1:3, 35:40, 35:40] = 135.0, 0.9  # a lesion at 1.35x, in the white matter
+    flair[1:3, 8:10, 30:35], probs[1:3, 8:10, 30:35] = 135.0, 0.9  # as bright, on the cortex
+    envelope = np.zeros(flair.shape, bool)
+    envelope[:, 22:58, 22:58] = True
+    floor = ContrastFloor(1.15, "voxel", ENVELOPE_LEVEL)
+    kept, applied = apply_contrast_floor(probs, flair, brain, 0.5, floor, envelope=envelope)
+    assert (kept[1:3, 35:40, 35:40] == 0.9).all() and (kept[1:3, 8:10, 30:35] == 0).all()
+    assert applied.envelope_level == pytest.approx(100, abs=3)
+    assert applied.white_matter_level == pytest.approx(130, abs=4)
+    assert applied.as_dict()["envelope_level"] == pytest.approx(100, abs=3) and applied.level == ENVELOPE_LEVEL
+    assert applied.removed_voxels == 2 * 10
+    # experiment 53: the envelope's level only for marked components larger than a load (here 50 voxels each)
+    for load_voxels, lesion_kept in ((49, True), (50, False)):
+        gated = apply_contrast_floor(probs, flair, brain, 0.5, floor, envelope=envelope, load_voxels=load_voxels)[0]
+        assert (gated[1:3, 35:40, 35:40] == 0.9).all() == lesion_kept and not (gated[1:3, 8:10, 30:35] >= 0.5).any()
+    # no envelope (no white-matter network, or one not trusted): today's floor everywhere, and the record says so
+    alone, plain = apply_contrast_floor(probs, flair, brain, 0.5, floor, envelope=None)
+    assert not (alone >= 0.5).any() and plain.envelope_level is None and plain.as_dict()["envelope_level"] is None
+    # the envelope only ever lowers the floor: never stricter than the first level inside it
+    assert "envelope_level" not in apply_contrast_floor(probs, flair, brain, 0.5, ContrastFloor(1.15))[1].as_dict()
+    with pytest.raises(ValueError, match="voxel"):
+        ContrastFloor(1.15, "component", ENVELOPE_LEVEL)
+
+
+def test_segment_with_the_envelope_floor_removes_a_subset_of_what_todays_floor_removes(phantom_flair, tmp_path):
+    """End to end with the bundled networks: the envelope's level is read, is never above today's, and every mark
+    today's floor keeps is kept."""
+    from deepwml.model_files import DEFAULT_MODEL_DIR
+    from deepwml.segmenter import Segmenter
+
+    image = sitk.ReadImage(str(phantom_flair))
+    today = Segmenter(device="cpu").segment(image, threshold=0.3)
+    card = json.loads((DEFAULT_MODEL_DIR / "model.json").read_text())["contrast_floor"]
+    model = with_card_floor(DEFAULT_MODEL_DIR, tmp_path / "envelope", {**card, "level": ENVELOPE_LEVEL})
+    result = Segmenter(str(model), device="cpu").segment(image, threshold=0.3)
+    summary, before = result.contrast_floor_summary(), today.contrast_floor_summary()
+    assert summary["level"] == ENVELOPE_LEVEL and summary["white_matter_level"] == before["white_matter_level"]
+    assert 0 < summary["envelope_level"] <= summary["white_matter_level"]
+    a, b = (sitk.GetArrayFromImage(r.mask) > 0 for r in (today, result))
+    assert not (a & ~b).any() and summary["removed_voxels"] <= before["removed_voxels"]
 
 
 def test_settings_from_the_option_and_from_the_card(tiny_model_dir, tmp_path):

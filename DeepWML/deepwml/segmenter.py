@@ -645,7 +645,7 @@ class Segmenter:
                                         f"brain mask not applied ({brain_mask.reason or 'not trusted'})", floor.level)
         flair = prepared.layout.to_slices(sitk.GetArrayViewFromImage(prepared.image))
         envelope = self._white_matter_envelope(prepared) if floor.level == ENVELOPE_LEVEL else None
-        load_voxels = int(MAX_DROPPED_ML / (float(np.prod(prepared.layout.spacing_zyx)) / 1000.0))
+        load_voxels = None if envelope is None else self._load_voxels(prepared)
         return apply_contrast_floor(native, flair, self._brain_slices(prepared), threshold, floor,
                                     prepared.layout.in_plane_spacing_mm, envelope, load_voxels)
 
@@ -654,10 +654,7 @@ class Segmenter:
         in-plane holes filled, :data:`~deepwml.contrast_floor.ENVELOPE_LEVEL`); None without a white-matter
         network, or where its plausibility guard would not trust it."""
         white = prepared.white_matter
-        if white is None:
-            return None
-        within = prepared.brain.regions(0.0)[0] if prepared.brain is not None else None
-        if self._mask_share(prepared, white, within) < MIN_WHITE_MATTER_SHARE:
+        if white is None or self._white_matter_share(prepared)[1] < MIN_WHITE_MATTER_SHARE:
             return None
         filled = fill_holes_per_slice(white.mask)
         return self._on_input_grid(prepared, white.on_canvas(filled, prepared.canvas.shape[-1])) >= 0.5
@@ -676,9 +673,8 @@ class Segmenter:
         marked = native >= threshold
         if not marked.any():
             return native, replace(record, mesial_temporal=self._mesial_temporal_record())
-        within = prepared.brain.regions(0.0)[0] if prepared.brain is not None else None
-        max_voxels = int(MAX_DROPPED_ML / (float(np.prod(prepared.layout.spacing_zyx)) / 1000.0))
-        share = self._mask_share(prepared, white, within)
+        within, share = self._white_matter_share(prepared)
+        max_voxels = self._load_voxels(prepared)
         if share < MIN_WHITE_MATTER_SHARE:
             reason = (f"white-matter mask covers {share:.0%} of the {'brain' if within is not None else 'head'} "
                       f"(< {MIN_WHITE_MATTER_SHARE:.0%}) on the slices it ran on: not trusted, marks left as they are")
@@ -746,6 +742,18 @@ class Segmenter:
     def _ml(prepared: PreparedVolume, voxels: np.ndarray) -> float:
         """The volume (ml, on the input's grid) of the True voxels of ``voxels``."""
         return int(np.count_nonzero(voxels)) * float(np.prod(prepared.layout.spacing_zyx)) / 1000.0
+
+    @staticmethod
+    def _load_voxels(prepared: PreparedVolume) -> int:
+        """:data:`~deepwml.white_matter.MAX_DROPPED_ML` in voxels of the input: the line between a speck and a load
+        (the white-matter restriction's size cap, the envelope floor's load gate)."""
+        return int(MAX_DROPPED_ML / (float(np.prod(prepared.layout.spacing_zyx)) / 1000.0))
+
+    def _white_matter_share(self, prepared: PreparedVolume) -> tuple[np.ndarray | None, float]:
+        """``(within, share)``: the brain mask the white-matter mask is judged in (None without one) and the
+        white-matter mask's share of it, the plausibility guard's quantity (:data:`MIN_WHITE_MATTER_SHARE`)."""
+        within = prepared.brain.regions(0.0)[0] if prepared.brain is not None else None
+        return within, self._mask_share(prepared, prepared.white_matter, within)
 
     @staticmethod
     def _mask_share(prepared: PreparedVolume, white: BrainCanvas, brain: np.ndarray | None) -> float:

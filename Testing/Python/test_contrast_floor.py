@@ -137,7 +137,7 @@ def test_the_envelope_level_keeps_a_lesion_in_the_white_matter_and_removes_as_br
     # no envelope (no white-matter network, or one not trusted): today's floor everywhere, and the record says so
     alone, plain = apply_contrast_floor(probs, flair, brain, 0.5, floor, envelope=None)
     assert not (alone >= 0.5).any() and plain.envelope_level is None and plain.as_dict()["envelope_level"] is None
-    # the envelope only ever lowers the floor: never stricter than the first level inside it
+    # a floor of another level does not carry the envelope's entry in its record
     assert "envelope_level" not in apply_contrast_floor(probs, flair, brain, 0.5, ContrastFloor(1.15))[1].as_dict()
     with pytest.raises(ValueError, match="voxel"):
         ContrastFloor(1.15, "component", ENVELOPE_LEVEL)

@@ -26,7 +26,9 @@ does not depend on a session's untracked scripts.
 
 ``--proxy`` prints the near-healthy proxy (information, not a criterion): the false-positive millilitres
 (marked minus true positive) each model leaves on whole-head 1 mm 3D synthetic heads read as 3 mm slabs
-(``judge_candidate.sh`` with ``PROXY=1``). Why: over six models (1.6.0, 1.7.0, experiments 30, 32, 41, 42)
+(``judge_candidate.sh`` with ``PROXY=1``), and, from reports that have ``deepwml evaluate``'s ``far_fp_ml``
+column, the ml marked farther than 3 mm from every true lesion (experiment 53's criterion (d): the proxy
+also counts the rims of lesions a candidate newly finds). Why: over six models (1.6.0, 1.7.0, experiments 30, 32, 41, 42)
 its totals ranked the models as the near-healthy real head's marks did, with one neighbouring pair swapped,
 while criteria (1)-(4) passed experiment 42, which that head's floor then vetoed (README, the forty-second).
 """
@@ -52,6 +54,9 @@ class Head(NamedTuple):
     dice: float
     #: lesions were drawn in it (its manifest's disease is not "none"), even where none reached the truth
     drawn: bool
+    #: ml marked farther than 3 mm from every true lesion voxel (``deepwml evaluate``'s ``far_fp_ml``);
+    #: NaN in reports written before that column existed
+    far_fp_ml: float = float("nan")
 
 
 def drawn(row: Mapping[str, str], truth_ml: float) -> bool:
@@ -72,7 +77,7 @@ def per_case(report: Path) -> dict[str, Head]:
     """``{case: Head}`` of every volume of a ``deepwml evaluate`` report."""
     with open(report / "per_volume.csv", newline="", encoding="utf-8") as handle:
         return {r["case"]: Head(float(r["truth_ml"]), float(r["pred_ml"]), float(r["dice"]),
-                                drawn(r, float(r["truth_ml"])))
+                                drawn(r, float(r["truth_ml"])), float(r.get("far_fp_ml") or "nan"))
                 for r in csv.DictReader(handle)}
 
 
@@ -167,12 +172,20 @@ def false_positive_ml(head: Head) -> float:
 
 
 def proxy(shipped_report: Path, candidate_report: Path) -> list[tuple[str, float, float]]:
-    """(figure, shipped, candidate) of the near-healthy proxy on one set of heads (see the module docstring)."""
+    """(figure, shipped, candidate) of the near-healthy proxy on one set of heads (see the module docstring),
+    and, where both reports have it, the ml marked far from every lesion (the cleaner figure: the proxy's
+    marked-minus-true-positive also counts the rims of lesions a candidate newly finds, experiment 52)."""
     shipped, candidate = same_heads(shipped_report, candidate_report)
     fp_s = np.array([false_positive_ml(shipped[case]) for case in sorted(shipped)])
     fp_c = np.array([false_positive_ml(candidate[case]) for case in sorted(shipped)])
-    return [(f"false-positive ml in all (n {len(fp_s)})", float(fp_s.sum()), float(fp_c.sum())),
-            ("false-positive ml, median head", float(np.median(fp_s)), float(np.median(fp_c)))]
+    figures = [(f"false-positive ml in all (n {len(fp_s)})", float(fp_s.sum()), float(fp_c.sum())),
+               ("false-positive ml, median head", float(np.median(fp_s)), float(np.median(fp_c)))]
+    far_s = np.array([shipped[case].far_fp_ml for case in sorted(shipped)])
+    far_c = np.array([candidate[case].far_fp_ml for case in sorted(shipped)])
+    if np.isfinite(far_s).all() and np.isfinite(far_c).all():
+        figures.append((f"ml marked > 3 mm from every true lesion, in all (n {len(far_s)})", float(far_s.sum()),
+                        float(far_c.sum())))
+    return figures
 
 
 def main(reports: list[Path]) -> None:

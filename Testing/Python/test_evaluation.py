@@ -12,8 +12,9 @@ import SimpleITK as sitk
 from scipy import stats
 
 from deepwml.evaluation.consensus import run_consensus
-from deepwml.evaluation.metrics import (avd_percent, dice, hausdorff95, lesion_detection, precision,
-                                        sensitivity, slice_metrics, volume_metrics)
+from deepwml.evaluation.metrics import (avd_percent, dice, far_false_positive_ml, hausdorff95,
+                                        lesion_detection, precision, sensitivity, slice_metrics,
+                                        volume_metrics)
 from deepwml.evaluation.report import evaluate
 from deepwml.evaluation.stats import compare_groups, lv_group, shapiro
 
@@ -79,6 +80,26 @@ def test_avd_and_lesion_detection_hand_computed():
     assert lesion_detection(diag, diag) == (1.0, 1.0)
     vm = volume_metrics(image(t), image(p))
     assert vm["dice"] == pytest.approx(2 * 4 / (12 + 8))
+
+
+def test_far_false_positive_ml_hand_computed():
+    """Marks farther than 3 mm (physical, 3D) from every true voxel; a lesion's rim never counts."""
+    t = box((5, 20, 20), (2, slice(5, 10), slice(5, 10)))
+    p = t.copy()
+    p[2, 5:10, 10] = True        # the rim: 1 mm beside the lesion, 5 voxels
+    p[3, 7, 7] = True            # one slice above: exactly 3 mm, not farther
+    p[4, 7, 7] = True            # two slices above: 6 mm, far
+    p[2, 7, 14] = True           # 5 mm beside it in-plane: far
+    voxel_ml = 1.0 * 1.0 * 3.0 / 1000.0
+    assert far_false_positive_ml(image(t), image(p)) == pytest.approx(2 * voxel_ml)
+    assert far_false_positive_ml(image(t), image(t)) == 0.0
+    assert far_false_positive_ml(image(t), image(np.zeros_like(t))) == 0.0
+    # no lesion at all: every mark is far
+    assert far_false_positive_ml(image(np.zeros_like(t)), image(p)) == pytest.approx(p.sum() * voxel_ml)
+    # spacing is honoured: at 0.5 mm in-plane the 5-voxel gap is 2.5 mm, no longer far
+    fine = far_false_positive_ml(image(t, (0.5, 0.5, 3.0)), image(p, (0.5, 0.5, 3.0)))
+    assert fine == pytest.approx(1 * 0.25 * 3.0 / 1000.0)
+    assert volume_metrics(image(t), image(p))["far_fp_ml"] == pytest.approx(2 * voxel_ml)
 
 
 def test_lv_groups_follow_the_paper():

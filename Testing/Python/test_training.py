@@ -312,9 +312,26 @@ def test_the_near_healthy_proxy_counts_marks_outside_the_truth(tmp_path):
     figures = {name: (a, b) for name, a, b in rule.proxy(shipped, candidate)}
     assert figures["false-positive ml in all (n 3)"] == pytest.approx((5.0 + 2.0, 6.5))
     assert figures["false-positive ml, median head"] == pytest.approx((2.0, 0.0))
+    assert not any(name.startswith("ml marked > 3 mm") for name in figures)  # reports without far_fp_ml
     other = _report(tmp_path / "o", [(10.0, 10.0, 0.5)])
     with pytest.raises(SystemExit):
         rule.proxy(shipped, other)
+
+
+def test_the_near_healthy_proxy_sums_the_marks_far_from_every_lesion(tmp_path):
+    """fresh_heads_by_load.py --proxy reads ``deepwml evaluate``'s far_fp_ml column when both reports have it."""
+    rule = _load_benchmark("fresh_heads_by_load")
+    reports = []
+    for name, far in (("s", (0.5, 2.0)), ("c", (0.75, 0.0))):
+        folder = tmp_path / name
+        folder.mkdir()
+        with open(folder / "per_volume.csv", "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["case", "disease", "truth_ml", "pred_ml", "dice", "far_fp_ml"])
+            writer.writerows([("c0", "MS", 10.0, 10.0, 0.5, far[0]), ("c1", "none", 0.0, far[1], 0.0, far[1])])
+        reports.append(folder)
+    figures = {name: (a, b) for name, a, b in rule.proxy(*reports)}
+    assert figures["ml marked > 3 mm from every true lesion, in all (n 2)"] == pytest.approx((2.5, 0.75))
 
 
 def test_the_shipping_rule_reads_every_criterion_from_the_reports(tmp_path):

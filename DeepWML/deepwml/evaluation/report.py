@@ -44,7 +44,7 @@ from .stats import LV_GROUPS, compare_groups, lv_group
 log = logging.getLogger(__name__)
 
 METRICS = ("dice", "sensitivity", "precision")
-VOLUME_METRICS = ("dice", "hd95_mm", "avd_percent", "lesion_recall", "lesion_f1")
+VOLUME_METRICS = ("dice", "hd95_mm", "avd_percent", "lesion_recall", "lesion_f1", "far_fp_ml")
 
 
 def _median(values: list[float]) -> float:

@@ -29,8 +29,8 @@ import numpy as np
 import SimpleITK as sitk
 from tqdm import tqdm
 
-from deepwml.contrast_floor import MODES, ContrastFloor, apply_contrast_floor
-from deepwml.evaluation.mark_contrast import DEFAULT_LEVEL, LEVEL_METHODS
+from deepwml.contrast_floor import ENVELOPE_LEVEL, FLOOR_LEVELS, MODES, ContrastFloor, apply_contrast_floor
+from deepwml.evaluation.mark_contrast import DEFAULT_LEVEL
 from deepwml.image_io import load_flair
 from deepwml.labels import read_label
 from deepwml.lesion_summary import voxel_volume_ml
@@ -86,23 +86,33 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=40, help="probe: at most this many pairs")
     parser.add_argument("--factors", type=float, nargs="+", default=list(FACTORS))
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
-    parser.add_argument("--levels", nargs="+", default=[DEFAULT_LEVEL], choices=LEVEL_METHODS,
-                        help="how the floors read the white-matter level (README, experiment 45); --record: the first")
+    parser.add_argument("--levels", nargs="+", default=[DEFAULT_LEVEL], choices=FLOOR_LEVELS,
+                        help="how the floors read the white-matter level (README, experiment 45); --record: the first "
+                             f"({ENVELOPE_LEVEL} only with --record: it needs the segmenter's white-matter envelope)")
+    parser.add_argument("--min-load-ml", type=float, default=0.0,
+                        help=f"--record with {ENVELOPE_LEVEL}: the envelope's level only on scans with at least this "
+                             "marked load (experiment 54)")
     parser.add_argument("--only", nargs="*", default=[], metavar="NAME+MODE@K[~LEVEL]")
     parser.add_argument("--record", type=Path, metavar="MODEL_DIR",
                         help="write the first factor, mode and level into this card")
     parser.add_argument("--why", default="", help="--record: how the floor was chosen (the card keeps it)")
     args = parser.parse_args()
     if args.record:
-        floor = ContrastFloor(args.factors[0], args.modes[0], args.levels[0])  # checked before the card is touched
+        try:  # checked before the card is touched
+            floor = ContrastFloor(args.factors[0], args.modes[0], args.levels[0], args.min_load_ml)
+        except ValueError as err:
+            parser.error(str(err))
         card, card_path = read_card(args.record)  # a top-level entry, as the threshold is: the Segmenter applies it
         card["contrast_floor"] = {"factor": floor.factor, "mode": floor.mode, "level": floor.level,
+                                  **({"min_load_ml": floor.min_load_ml} if floor.min_load_ml else {}),
                                   "chosen": args.why}
         write_card(card, card_path)
         print(f"{args.record}: {floor.describe()}")
         return
     if not args.out or not args.model or not (args.manifest or args.probe):
         parser.error("give OUT, --model and --manifest, --probe or both")
+    if ENVELOPE_LEVEL in args.levels or args.min_load_ml:
+        parser.error(f"{ENVELOPE_LEVEL} and --min-load-ml only with --record (the study has no white-matter envelope)")
     logging.basicConfig(level=logging.WARNING)
     models = dict(text.split("=", 1) for text in args.model)
     configs = configurations(list(models), args.factors, args.modes, args.only, tuple(args.levels))

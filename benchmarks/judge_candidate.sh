@@ -30,7 +30,7 @@ mkdir -p "$WORK"
 key() { "$BIN/python" -c "import json, sys; c = json.load(open(sys.argv[1] + '/model.json')); f = c.get('contrast_floor') or {}
 level = f.get('level', 'above-median')
 print(c['weights_sha256'][:12] + '-t' + str(c['threshold']) + (f'-{f.get(\"mode\", \"voxel\")}{f[\"factor\"]}' if f else '')
-      + ('' if level == 'above-median' else '-' + level))" "$1"; }
+      + ('' if level == 'above-median' else '-' + level) + (f'-load{f[\"min_load_ml\"]}' if f.get('min_load_ml') else ''))" "$1"; }
 [ -f "$WORK/phantoms/manifest.csv" ] || "$BIN/deepwml" phantom "$WORK/phantoms" --cases 92 --seed 1 -q
 [ -f "$WORK/phantom-test.csv" ] || "$BIN/python" benchmarks/training_mix.py --phantom-test "$WORK/phantoms" "$WORK/phantom-test.csv"
 read -r SEED3 SEED4 <<< "${WVAL_SEEDS:-91 92}"

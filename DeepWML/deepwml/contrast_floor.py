@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 from scipy import ndimage
 
 from .errors import ModelFileError
-from .evaluation.mark_contrast import DEFAULT_LEVEL, LEVEL_METHODS, above_air, white_matter_level
+from .evaluation.mark_contrast import DEFAULT_LEVEL, LEVEL_METHODS, above_air, bounding_box, white_matter_level
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,9 @@ MODES = ("voxel", "component")
 #: the other), everywhere else ``above-median``, which bright cortex pulls up. Why: the misread level removes most of a
 #: confluent load on bright-cortex heads, and the network's false positives on bright cortex lie outside the envelope.
 #: Measured on fresh synthetic heads: +0.021 mean paired Dice on thick heads, but more marks on lesion-free heads and
-#: far from lesions, so it failed its rule; kept, tested, for the next rule.
+#: far from lesions, so it failed its rule; kept, tested, for the next rule. A card's ``min_load_ml`` (experiment 54)
+#: uses it only on scans whose marks in such components inside the envelope total at least that much (a confluent
+#: load), so light loads and healthy heads keep today's floor.
 ENVELOPE_LEVEL = "flat-in-envelope"
 FLOOR_LEVELS = LEVEL_METHODS + (ENVELOPE_LEVEL,)
 _FULL = np.ones((3, 3, 3), dtype=bool)  # 26-connectivity
@@ -58,6 +60,9 @@ class ContrastFloor:
     factor: float
     mode: str = "voxel"
     level: Optional[str] = None
+    #: with :data:`ENVELOPE_LEVEL`: the envelope's level only on a scan whose marked load (ml, at the threshold, before
+    #: the floor, in components > 1 ml inside the envelope) is at least this; 0: on every scan (experiment 53's form)
+    min_load_ml: float = 0.0
 
     def __post_init__(self) -> None:
         if not (self.factor > 0 and np.isfinite(self.factor)):
@@ -68,11 +73,20 @@ class ContrastFloor:
             raise ValueError(f"contrast floor level must be one of {', '.join(FLOOR_LEVELS)}, got {self.level!r}")
         if self.level == ENVELOPE_LEVEL and self.mode != "voxel":
             raise ValueError(f"contrast floor level {ENVELOPE_LEVEL} needs the voxel mode, got {self.mode!r}")
+        if not (self.min_load_ml >= 0 and np.isfinite(self.min_load_ml)):
+            raise ValueError(f"contrast floor min_load_ml must be a number >= 0, got {self.min_load_ml!r}")
+        if self.min_load_ml and self.level != ENVELOPE_LEVEL:
+            raise ValueError(f"contrast floor min_load_ml needs the level {ENVELOPE_LEVEL}, got {self.level!r}")
 
     def describe(self) -> str:
         """One plain sentence for reports."""
         what = "voxels" if self.mode == "voxel" else "marked components (by their median)"
-        return f"Lesion {what} darker than {self.factor:g}x the scan's white-matter level were removed."
+        text = f"Lesion {what} darker than {self.factor:g}x the scan's white-matter level were removed."
+        if self.level == ENVELOPE_LEVEL:
+            where = f"where such lesions total at least {self.min_load_ml:g} ml" if self.min_load_ml else "on every scan"
+            text += (" For marked lesions larger than 1 ml inside the white matter, " + where + ", that level is read "
+                     "from the flat white matter alone, which bright cortex cannot pull up.")
+        return text
 
 
 @dataclass(frozen=True)
@@ -91,8 +105,12 @@ class FloorApplied:
     #: how the level was read (:data:`FLOOR_LEVELS`)
     level: str = DEFAULT_LEVEL
     #: with :data:`ENVELOPE_LEVEL`: the level used inside the white matter's envelope (``white_matter_level`` is the
-    #: one outside it); None when there was no envelope (then the floor was today's everywhere)
+    #: one outside it); None when it was not used (no envelope, or a load under the gate: today's floor everywhere)
     envelope_level: Optional[float] = None
+    #: with :data:`ENVELOPE_LEVEL`: the marked load the gate read (ml; None: not read, because there was no envelope or
+    #: fewer marks in all than the gate) and whether the envelope's level was used (False: today's floor everywhere)
+    envelope_load_ml: Optional[float] = None
+    envelope_used: bool = False
 
     def as_dict(self) -> dict:
         out = {"factor": self.factor, "mode": self.mode, "level": self.level,
@@ -100,6 +118,8 @@ class FloorApplied:
                "removed_voxels": self.removed_voxels, "not_applied": self.not_applied}
         if self.level == ENVELOPE_LEVEL:
             out["envelope_level"] = None if self.envelope_level is None else round(self.envelope_level, 4)
+            out["envelope_load_ml"] = None if self.envelope_load_ml is None else round(self.envelope_load_ml, 3)
+            out["envelope_used"] = self.envelope_used
         return out
 
 
@@ -121,24 +141,27 @@ def card_contrast_floor(model: Any) -> ContrastFloor | None:
         return None
     try:
         return ContrastFloor(float(entry["factor"]), str(entry.get("mode", "voxel")),
-                             str(entry.get("level", DEFAULT_LEVEL)))
+                             str(entry.get("level", DEFAULT_LEVEL)), float(entry.get("min_load_ml", 0.0)))
     except (TypeError, KeyError, ValueError) as err:
         raise ModelFileError(model.path, f"model card's contrast_floor is not usable ({err})") from None
 
 
 def apply_contrast_floor(probabilities: np.ndarray, flair: np.ndarray, brain: np.ndarray, threshold: float,
                          floor: ContrastFloor, pixel_mm: tuple[float, float] = (1.0, 1.0),
-                         envelope: Optional[np.ndarray] = None, load_voxels: Optional[int] = None
-                         ) -> tuple[np.ndarray, FloorApplied]:
+                         envelope: Union[np.ndarray, Callable[[], Optional[np.ndarray]], None] = None,
+                         load_voxels: Optional[int] = None,
+                         voxel_ml: float = 0.001) -> tuple[np.ndarray, FloorApplied]:
     """``probabilities`` with the faint marks' probabilities set to 0 (a new array), and what was done.
 
     All three arrays share the input's ``[slices, rows, cols]`` grid; ``brain`` is the brain mask the
     white-matter level is read in; ``pixel_mm`` their rows' and columns' spacing (the ``flat-above-p25``
     level's gradient is in millimetres). ``envelope`` (same grid, bool): the white matter's envelope for
-    :data:`ENVELOPE_LEVEL` (None: that floor is ``above-median``'s everywhere); ``load_voxels``: the envelope's
+    :data:`ENVELOPE_LEVEL` (None: that floor is ``above-median``'s everywhere), or a function that makes it, called only
+    when the floor's ``min_load_ml`` gate can open (the marks in all reach it); ``load_voxels``: the envelope's
     level only for the voxels of marked components (26-connected, before the floor) larger than this (a confluent
-    load, where the misread level costs most; a speck keeps today's floor). With no readable level (an empty
-    brain, negative intensities) the probabilities come back unchanged and the record says so."""
+    load, where the misread level costs most; a speck keeps today's floor); ``voxel_ml``: one voxel's volume, for the
+    floor's ``min_load_ml`` gate and the record. With no readable level (an empty brain, negative intensities) the
+    probabilities come back unchanged and the record says so."""
     flair = above_air(flair)
     method = floor.level or DEFAULT_LEVEL
     wm_level = white_matter_level(flair, brain, DEFAULT_LEVEL if method == ENVELOPE_LEVEL else method, pixel_mm)
@@ -147,13 +170,22 @@ def apply_contrast_floor(probabilities: np.ndarray, flair: np.ndarray, brain: np
         log.warning("contrast floor not applied: %s", why)
         return probabilities, FloorApplied(floor.factor, floor.mode, None, 0, why, method)
     floor_value: float | np.ndarray = np.float32(floor.factor * wm_level)
-    inner = None
+    inner = load_ml = None
+    used = False
     marked = probabilities >= threshold
+    if method == ENVELOPE_LEVEL and envelope is not None:
+        if np.count_nonzero(marked) * voxel_ml < floor.min_load_ml:
+            envelope = None  # fewer marks in all than the gate: it cannot open, and the envelope is not made
+        elif callable(envelope):
+            envelope = envelope()
     if method == ENVELOPE_LEVEL and envelope is not None and envelope.any():
-        inner = white_matter_level(flair, brain, "flat-above-p25", pixel_mm)
-        inner = wm_level if inner is None else min(inner, wm_level)
         where = envelope if load_voxels is None else envelope & large_components(marked, load_voxels)
-        floor_value = np.where(where, np.float32(floor.factor * inner), floor_value)
+        load_ml = int(np.count_nonzero(where & marked)) * voxel_ml
+        used = load_ml >= floor.min_load_ml
+        if used:  # the flat level's gradient pass only where it is used (CPU time: README "Speed")
+            inner = white_matter_level(flair, brain, "flat-above-p25", pixel_mm)
+            inner = wm_level if inner is None else min(inner, wm_level)
+            floor_value = np.where(where, np.float32(floor.factor * inner), floor_value)
     if floor.mode == "voxel":
         drop = flair < floor_value
         removed = int(np.count_nonzero(drop & marked))
@@ -161,15 +193,22 @@ def apply_contrast_floor(probabilities: np.ndarray, flair: np.ndarray, brain: np
         drop = faint_components(marked, flair, floor.factor * wm_level)
         removed = int(np.count_nonzero(drop))
     return np.where(drop, np.float32(0.0), probabilities).astype(probabilities.dtype, copy=False), \
-        FloorApplied(floor.factor, floor.mode, wm_level, removed, level=method, envelope_level=inner)
+        FloorApplied(floor.factor, floor.mode, wm_level, removed, level=method, envelope_level=inner,
+                     envelope_load_ml=load_ml, envelope_used=used)
 
 
 def large_components(marked: np.ndarray, min_voxels: int) -> np.ndarray:
-    """The voxels of the 26-connected components of ``marked`` with more than ``min_voxels`` voxels."""
-    labels, count = ndimage.label(marked, structure=_FULL)
-    if count == 0:
-        return np.zeros(marked.shape, dtype=bool)
-    return (np.bincount(labels.ravel()) > min_voxels)[labels] & marked
+    """The voxels of the 26-connected components of ``marked`` with more than ``min_voxels`` voxels (labelled within
+    the marks' bounding box: the same components, a fraction of the work on a head)."""
+    out = np.zeros(marked.shape, dtype=bool)
+    box = bounding_box(marked)
+    if box is None:
+        return out
+    inside = marked[box]
+    labels, _ = ndimage.label(inside, structure=_FULL)
+    out[box] = (np.bincount(labels.ravel()) > min_voxels)[labels] & inside
+    return out
+
 
 
 def faint_components(marked: np.ndarray, flair: np.ndarray, floor_value: float) -> np.ndarray:

@@ -610,7 +610,10 @@ class Segmenter:
     def contrast_floor_setting(self) -> dict | None:
         """The lesion model's floor as reports record it (None: none)."""
         floor = self.contrast_floor_of(self.model)
-        return None if floor is None else {"factor": floor.factor, "mode": floor.mode}
+        if floor is None:
+            return None
+        return {"factor": floor.factor, "mode": floor.mode, "level": floor.level or DEFAULT_LEVEL,
+                **({"min_load_ml": floor.min_load_ml} if floor.min_load_ml else {})}
 
     def describe_contrast_floor(self) -> str:
         """One plain sentence on the lesion model's floor (for reports)."""
@@ -620,12 +623,14 @@ class Segmenter:
     def contrast_floor_of(self, model: LoadedModel) -> ContrastFloor | None:
         """The floor applied to ``model``'s marks (the card's, unless the segmenter was given one or none).
         A floor given without a level (``--contrast-floor K``) reads the white matter as the card's floor
-        does, since a factor was chosen with its level; with no card floor, as the first level."""
+        does (its load gate included); with no card floor, as the first level."""
         if self.contrast_floor == "card":
             return card_contrast_floor(model)
         if isinstance(self.contrast_floor, ContrastFloor) and self.contrast_floor.level is None:
             card = card_contrast_floor(model)
-            return replace(self.contrast_floor, level=card.level if card else DEFAULT_LEVEL)
+            if card is None:
+                return replace(self.contrast_floor, level=DEFAULT_LEVEL)
+            return replace(self.contrast_floor, level=card.level, min_load_ml=card.min_load_ml)
         return self.contrast_floor
 
     def _apply_contrast_floor(self, prepared: PreparedVolume, native: np.ndarray, threshold: float,
@@ -644,10 +649,12 @@ class Segmenter:
             return native, FloorApplied(floor.factor, floor.mode, None, 0,
                                         f"brain mask not applied ({brain_mask.reason or 'not trusted'})", floor.level)
         flair = prepared.layout.to_slices(sitk.GetArrayViewFromImage(prepared.image))
-        envelope = self._white_matter_envelope(prepared) if floor.level == ENVELOPE_LEVEL else None
-        load_voxels = None if envelope is None else self._load_voxels(prepared)
+        envelope = load_voxels = None
+        if floor.level == ENVELOPE_LEVEL:  # computed only if the floor's load gate can open (CPU time: README "Speed")
+            envelope, load_voxels = functools.partial(self._white_matter_envelope, prepared), self._load_voxels(prepared)
         return apply_contrast_floor(native, flair, self._brain_slices(prepared), threshold, floor,
-                                    prepared.layout.in_plane_spacing_mm, envelope, load_voxels)
+                                    prepared.layout.in_plane_spacing_mm, envelope, load_voxels,
+                                    float(np.prod(prepared.layout.spacing_zyx)) / 1000.0)
 
     def _white_matter_envelope(self, prepared: PreparedVolume) -> np.ndarray | None:
         """The white matter's in-plane envelope on the input's slice stack (the white-matter network's mask with its

@@ -134,6 +134,27 @@ def test_the_envelope_level_keeps_a_lesion_in_the_white_matter_and_removes_as_br
     for load_voxels, lesion_kept in ((49, True), (50, False)):
         gated = apply_contrast_floor(probs, flair, brain, 0.5, floor, envelope=envelope, load_voxels=load_voxels)[0]
         assert (gated[1:3, 35:40, 35:40] == 0.9).all() == lesion_kept and not (gated[1:3, 8:10, 30:35] >= 0.5).any()
+    # experiment 54: the envelope's level only on a scan whose load in such components reaches min_load_ml (the lesion
+    # in the envelope is 50 voxels of 0.001 ml = 0.05 ml; the load counts only what lies inside the envelope)
+    for min_load_ml, lesion_kept in ((0.05, True), (0.051, False)):
+        gate = ContrastFloor(1.15, "voxel", ENVELOPE_LEVEL, min_load_ml)
+        gated, record = apply_contrast_floor(probs, flair, brain, 0.5, gate, envelope=envelope, load_voxels=9)
+        assert (gated[1:3, 35:40, 35:40] == 0.9).all() == lesion_kept and not (gated[1:3, 8:10, 30:35] >= 0.5).any()
+        assert record.envelope_load_ml == pytest.approx(0.05) and record.envelope_used == lesion_kept
+        assert record.as_dict()["envelope_used"] == lesion_kept
+        assert (record.envelope_level == pytest.approx(100, abs=3)) if lesion_kept else record.envelope_level is None
+    with pytest.raises(ValueError, match="min_load_ml"):
+        ContrastFloor(1.15, "voxel", "above-median", 20.0)  # a gate means something only with the envelope's level
+    with pytest.raises(ValueError, match="min_load_ml"):
+        ContrastFloor(1.15, "voxel", ENVELOPE_LEVEL, -1.0)
+    # the gate cannot open when the marks in all stay under it: the envelope is then never made, the load not read
+    made = []
+    lazy = apply_contrast_floor(probs, flair, brain, 0.5, ContrastFloor(1.15, "voxel", ENVELOPE_LEVEL, 0.071),
+                                envelope=lambda: made.append(1) or envelope, load_voxels=9)[1]
+    assert made == [] and lazy.envelope_load_ml is None and not lazy.envelope_used  # 70 voxels marked: 0.07 ml
+    lazy = apply_contrast_floor(probs, flair, brain, 0.5, ContrastFloor(1.15, "voxel", ENVELOPE_LEVEL, 0.05),
+                                envelope=lambda: made.append(1) or envelope, load_voxels=9)[1]
+    assert made == [1] and lazy.envelope_used
     # no envelope (no white-matter network, or one not trusted): today's floor everywhere, and the record says so
     alone, plain = apply_contrast_floor(probs, flair, brain, 0.5, floor, envelope=None)
     assert not (alone >= 0.5).any() and plain.envelope_level is None and plain.as_dict()["envelope_level"] is None
@@ -144,19 +165,30 @@ def test_the_envelope_level_keeps_a_lesion_in_the_white_matter_and_removes_as_br
 
 
 def test_segment_with_the_envelope_floor_removes_a_subset_of_what_todays_floor_removes(phantom_flair, tmp_path):
-    """End to end with the bundled networks: the envelope's level is read, is never above today's, and every mark
-    today's floor keeps is kept."""
+    """End to end with the bundled networks. Below its load gate experiment 54's floor gives the bundled floor's result
+    voxel for voxel and says the gate stayed shut; with the gate open (53's form) the envelope's level is read, is never
+    above the other, and every mark the bundled floor keeps is kept."""
     from deepwml.model_files import DEFAULT_MODEL_DIR
     from deepwml.segmenter import Segmenter
 
     image = sitk.ReadImage(str(phantom_flair))
-    today = Segmenter(device="cpu").segment(image, threshold=0.3)
     card = json.loads((DEFAULT_MODEL_DIR / "model.json").read_text())["contrast_floor"]
-    model = with_card_floor(DEFAULT_MODEL_DIR, tmp_path / "envelope", {**card, "level": ENVELOPE_LEVEL})
+    today = Segmenter(device="cpu").segment(image, threshold=0.3)
+    gated = {**card, "level": ENVELOPE_LEVEL, "min_load_ml": 20.0}  # experiment 54's floor
+    bundled = Segmenter(str(with_card_floor(DEFAULT_MODEL_DIR, tmp_path / "gated", gated)), device="cpu").segment(
+        image, threshold=0.3)
+    shut, before = bundled.contrast_floor_summary(), today.contrast_floor_summary()
+    # the phantom's marks in all stay under 20 ml, so its load is not even read (the envelope is never made)
+    assert shut["envelope_used"] is False and shut["envelope_load_ml"] is None and shut["envelope_level"] is None
+    marked_ml = float((sitk.GetArrayFromImage(bundled.mask) > 0).sum()) * float(np.prod(image.GetSpacing())) / 1000
+    assert marked_ml < 20.0
+    assert (sitk.GetArrayFromImage(bundled.mask) == sitk.GetArrayFromImage(today.mask)).all()
+    assert shut["removed_voxels"] == before["removed_voxels"] and before["level"] == "above-median"
+    model = with_card_floor(DEFAULT_MODEL_DIR, tmp_path / "envelope", {**gated, "min_load_ml": 0.0})
     result = Segmenter(str(model), device="cpu").segment(image, threshold=0.3)
-    summary, before = result.contrast_floor_summary(), today.contrast_floor_summary()
+    summary = result.contrast_floor_summary()
     assert summary["level"] == ENVELOPE_LEVEL and summary["white_matter_level"] == before["white_matter_level"]
-    assert 0 < summary["envelope_level"] <= summary["white_matter_level"]
+    assert summary["envelope_used"] and 0 < summary["envelope_level"] <= summary["white_matter_level"]
     a, b = (sitk.GetArrayFromImage(r.mask) > 0 for r in (today, result))
     assert not (a & ~b).any() and summary["removed_voxels"] <= before["removed_voxels"]
 
@@ -183,6 +215,32 @@ def with_card_floor(model_dir, out, entry):
     card["contrast_floor"] = entry
     (out / "model.json").write_text(json.dumps(card))
     return out
+
+
+def test_the_floor_study_records_the_gated_envelope_floor_and_refuses_a_gate_without_it(tiny_model_dir, tmp_path):
+    """benchmarks/contrast_floor_study.py --record writes experiment 54's floor (the envelope's level, its load gate)
+    into a card the segmenter then reads back; a gate with another level is refused before the card is touched."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from deepwml.segmenter import Segmenter
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "contrast_floor_study.py"
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    before = (model / "model.json").read_text()
+    bad = subprocess.run([sys.executable, str(script), "--record", str(model), "--factors", "1.15", "--modes", "voxel",
+                          "--min-load-ml", "20"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "min_load_ml" in bad.stderr and "Traceback" not in bad.stderr
+    assert (model / "model.json").read_text() == before
+    subprocess.run([sys.executable, str(script), "--record", str(model), "--factors", "1.15", "--modes", "voxel",
+                    "--levels", ENVELOPE_LEVEL, "--min-load-ml", "20", "--why", "test"], check=True,
+                   capture_output=True, text=True)
+    entry = json.loads((model / "model.json").read_text())["contrast_floor"]
+    assert entry == {"factor": 1.15, "mode": "voxel", "level": ENVELOPE_LEVEL, "min_load_ml": 20.0, "chosen": "test"}
+    segmenter = Segmenter(str(model), brain_model=None)
+    assert segmenter.contrast_floor_of(segmenter.model) == ContrastFloor(1.15, "voxel", ENVELOPE_LEVEL, 20.0)
 
 
 def test_segment_applies_the_cards_floor_records_it_and_the_option_overrides_it(phantom_flair, tiny_model_dir,
@@ -223,6 +281,9 @@ def test_a_floor_given_without_a_level_reads_the_white_matter_as_the_cards_floor
     assert segmenter.contrast_floor_of(plain) == ContrastFloor(1.3, "voxel", "above-median")
     chosen = Segmenter(str(tiny_model_dir), brain_model=None, contrast_floor=ContrastFloor(1.3, "voxel", "above-median"))
     assert chosen.contrast_floor_of(flat).level == "above-median"  # a level given is kept
+    gated = load_model(with_card_floor(tiny_model_dir, tmp_path / "gated", {"factor": 1.15, "level": "flat-in-envelope",
+                                                                              "min_load_ml": 20}), framework="numpy")
+    assert segmenter.contrast_floor_of(gated) == ContrastFloor(1.3, "voxel", "flat-in-envelope", 20.0)  # and its gate
 
 
 def test_cohort_fingerprint_changes_only_when_the_floor_is_asked_for():
@@ -256,7 +317,8 @@ def test_the_judges_cache_tells_a_floors_level_apart_and_keeps_the_keys_cached_b
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "judge_candidate.sh"
     keys = []
     for name, floor in (("none", None), ("plain", {"factor": 1.15, "mode": "voxel"}),
-                        ("flat", {"factor": 1.15, "mode": "voxel", "level": "flat-above-p25"})):
+                        ("flat", {"factor": 1.15, "mode": "voxel", "level": "flat-above-p25"}),
+                        ("gated", {"factor": 1.15, "mode": "voxel", "level": "flat-in-envelope", "min_load_ml": 20.0})):
         folder = tmp_path / name
         folder.mkdir()
         card = {"weights_sha256": "54ab79715179ffff", "threshold": 0.7, **({"contrast_floor": floor} if floor else {})}
@@ -265,4 +327,5 @@ def test_the_judges_cache_tells_a_floors_level_apart_and_keeps_the_keys_cached_b
                               f"source <(sed -n '/^key()/,/; }}$/p' {script}); key {folder}"],
                              capture_output=True, text=True, check=True)
         keys.append(run.stdout.strip())
-    assert keys == ["54ab79715179-t0.7", "54ab79715179-t0.7-voxel1.15", "54ab79715179-t0.7-voxel1.15-flat-above-p25"]
+    assert keys == ["54ab79715179-t0.7", "54ab79715179-t0.7-voxel1.15", "54ab79715179-t0.7-voxel1.15-flat-above-p25",
+                    "54ab79715179-t0.7-voxel1.15-flat-in-envelope-load20.0"]

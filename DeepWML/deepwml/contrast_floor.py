@@ -210,7 +210,6 @@ def large_components(marked: np.ndarray, min_voxels: int) -> np.ndarray:
     return out
 
 
-
 def faint_components(marked: np.ndarray, flair: np.ndarray, floor_value: float) -> np.ndarray:
     """The voxels of the 26-connected components of ``marked`` whose median intensity is below
     ``floor_value``."""

@@ -173,19 +173,17 @@ def apply_contrast_floor(probabilities: np.ndarray, flair: np.ndarray, brain: np
     inner = load_ml = None
     used = False
     marked = probabilities >= threshold
-    if method == ENVELOPE_LEVEL and envelope is not None:
-        if np.count_nonzero(marked) * voxel_ml < floor.min_load_ml:
-            envelope = None  # fewer marks in all than the gate: it cannot open, and the envelope is not made
-        elif callable(envelope):
-            envelope = envelope()
-    if method == ENVELOPE_LEVEL and envelope is not None and envelope.any():
-        where = envelope if load_voxels is None else envelope & large_components(marked, load_voxels)
-        load_ml = int(np.count_nonzero(where & marked)) * voxel_ml
-        used = load_ml >= floor.min_load_ml
-        if used:  # the flat level's gradient pass only where it is used (CPU time: README "Speed")
-            inner = white_matter_level(flair, brain, "flat-above-p25", pixel_mm)
-            inner = wm_level if inner is None else min(inner, wm_level)
-            floor_value = np.where(where, np.float32(floor.factor * inner), floor_value)
+    # fewer marks in all than the gate: it cannot open, and the envelope is not even made
+    if method == ENVELOPE_LEVEL and envelope is not None and np.count_nonzero(marked) * voxel_ml >= floor.min_load_ml:
+        envelope = envelope() if callable(envelope) else envelope
+        if envelope is not None and envelope.any():
+            where = envelope if load_voxels is None else envelope & large_components(marked, load_voxels)
+            load_ml = int(np.count_nonzero(where & marked)) * voxel_ml
+            used = load_ml >= floor.min_load_ml
+            if used:  # the flat level's gradient pass only where it is used (CPU time: README "Speed")
+                inner = white_matter_level(flair, brain, "flat-above-p25", pixel_mm)
+                inner = wm_level if inner is None else min(inner, wm_level)
+                floor_value = np.where(where, np.float32(floor.factor * inner), floor_value)
     if floor.mode == "voxel":
         drop = flair < floor_value
         removed = int(np.count_nonzero(drop & marked))

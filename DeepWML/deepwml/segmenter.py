@@ -653,8 +653,7 @@ class Segmenter:
         if floor.level == ENVELOPE_LEVEL:  # computed only if the floor's load gate can open (CPU time: README "Speed")
             envelope, load_voxels = functools.partial(self._white_matter_envelope, prepared), self._load_voxels(prepared)
         return apply_contrast_floor(native, flair, self._brain_slices(prepared), threshold, floor,
-                                    prepared.layout.in_plane_spacing_mm, envelope, load_voxels,
-                                    float(np.prod(prepared.layout.spacing_zyx)) / 1000.0)
+                                    prepared.layout.in_plane_spacing_mm, envelope, load_voxels, self._voxel_ml(prepared))
 
     def _white_matter_envelope(self, prepared: PreparedVolume) -> np.ndarray | None:
         """The white matter's in-plane envelope on the input's slice stack (the white-matter network's mask with its
@@ -748,13 +747,18 @@ class Segmenter:
     @staticmethod
     def _ml(prepared: PreparedVolume, voxels: np.ndarray) -> float:
         """The volume (ml, on the input's grid) of the True voxels of ``voxels``."""
-        return int(np.count_nonzero(voxels)) * float(np.prod(prepared.layout.spacing_zyx)) / 1000.0
+        return int(np.count_nonzero(voxels)) * Segmenter._voxel_ml(prepared)
+
+    @staticmethod
+    def _voxel_ml(prepared: PreparedVolume) -> float:
+        """One voxel of the input's grid in ml (every volume the segmenter reports or gates on is a count times this)."""
+        return float(np.prod(prepared.layout.spacing_zyx)) / 1000.0
 
     @staticmethod
     def _load_voxels(prepared: PreparedVolume) -> int:
         """:data:`~deepwml.white_matter.MAX_DROPPED_ML` in voxels of the input: the line between a speck and a load
         (the white-matter restriction's size cap, the envelope floor's load gate)."""
-        return int(MAX_DROPPED_ML / (float(np.prod(prepared.layout.spacing_zyx)) / 1000.0))
+        return int(MAX_DROPPED_ML / Segmenter._voxel_ml(prepared))
 
     def _white_matter_share(self, prepared: PreparedVolume) -> tuple[np.ndarray | None, float]:
         """``(within, share)``: the brain mask the white-matter mask is judged in (None without one) and the
@@ -788,7 +792,7 @@ class Segmenter:
             everything[marked] = lost_native
             count = removed_voxels(interpolate_from_slabs(native, prepared.slabs, prepared.n_slices),
                                    interpolate_from_slabs(everything, prepared.slabs, prepared.n_slices), threshold)
-        return count * float(np.prod(prepared.layout.spacing_zyx)) / 1000.0
+        return count * Segmenter._voxel_ml(prepared)
 
     def brain_image(self, prepared: PreparedVolume, raw: bool = False) -> sitk.Image | None:
         """The brain mask of a volume that went through :meth:`run_network`, on the input's

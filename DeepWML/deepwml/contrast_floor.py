@@ -23,6 +23,7 @@ z-scored volume):
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
@@ -30,7 +31,8 @@ import numpy as np
 from scipy import ndimage
 
 from .errors import ModelFileError
-from .evaluation.mark_contrast import DEFAULT_LEVEL, LEVEL_METHODS, above_air, bounding_box, white_matter_level
+from .evaluation.mark_contrast import (DEFAULT_LEVEL, LEVEL_METHODS, above_air, bounding_box, brain_intensities,
+                                       white_matter_level)
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,9 @@ MODES = ("voxel", "component")
 ENVELOPE_LEVEL = "flat-in-envelope"
 FLOOR_LEVELS = LEVEL_METHODS + (ENVELOPE_LEVEL,)
 _FULL = np.ones((3, 3, 3), dtype=bool)  # 26-connectivity
+#: the white matter's envelope (bool, the input's grid), or a function that makes it inside an in-plane ``(rows, cols)``
+#: box (None: everywhere), and returns None where there is no trusted white-matter mask
+EnvelopeSource = Union[np.ndarray, Callable[[Optional[tuple[slice, slice]]], Optional[np.ndarray]]]
 
 
 @dataclass(frozen=True)
@@ -146,9 +151,45 @@ def card_contrast_floor(model: Any) -> ContrastFloor | None:
         raise ModelFileError(model.path, f"model card's contrast_floor is not usable ({err})") from None
 
 
+class FloorScan:
+    """What the floor reads of a scan before it looks at a mark: the input measured from its air level, the brain
+    mask, the brain's intensities and the white-matter level (and, for :data:`ENVELOPE_LEVEL`, the flat level).
+
+    Why a step of its own: none of it depends on the network's marks, so the segmenter reads it on its second core
+    while it maps the marks back onto the input grid, and the envelope floor's flat level (a gradient pass over the
+    brain, the costliest piece of the floor) can start there before the marks say whether the gate opens; it is read
+    only if it does (README "Speed"). Every figure is the one :func:`apply_contrast_floor` reads in one go."""
+
+    def __init__(self, flair: np.ndarray, brain: np.ndarray, floor: ContrastFloor,
+                 pixel_mm: tuple[float, float] = (1.0, 1.0), start_flat: bool = False) -> None:
+        self.flair = above_air(flair)
+        self.brain = brain
+        self.pixel_mm = pixel_mm
+        self.method = floor.level or DEFAULT_LEVEL
+        self.intensities = brain_intensities(self.flair, brain)  # one percentile pass for both levels
+        self.level = white_matter_level(self.flair, brain, DEFAULT_LEVEL if self.method == ENVELOPE_LEVEL
+                                        else self.method, pixel_mm, self.intensities)
+        self._flat: Optional[Future] = None
+        if start_flat:
+            self.start_flat()
+
+    def start_flat(self) -> None:
+        """Start reading the flat level on a thread of its own (once; only for the envelope floor with a level)."""
+        if self._flat is None and self.method == ENVELOPE_LEVEL and self.level is not None:
+            pool = ThreadPoolExecutor(1)
+            self._flat = pool.submit(white_matter_level, self.flair, self.brain, "flat-above-p25", self.pixel_mm,
+                                     self.intensities)
+            pool.shutdown(wait=False)  # the thread ends with its one task
+
+    def flat_level(self) -> Optional[float]:
+        """The flat level (``flat-above-p25``), waited for if it is being read."""
+        self.start_flat()
+        return self._flat.result() if self._flat is not None else None
+
+
 def apply_contrast_floor(probabilities: np.ndarray, flair: np.ndarray, brain: np.ndarray, threshold: float,
                          floor: ContrastFloor, pixel_mm: tuple[float, float] = (1.0, 1.0),
-                         envelope: Union[np.ndarray, Callable[[], Optional[np.ndarray]], None] = None,
+                         envelope: Optional[EnvelopeSource] = None,
                          load_voxels: Optional[int] = None,
                          voxel_ml: float = 0.001) -> tuple[np.ndarray, FloorApplied]:
     """``probabilities`` with the faint marks' probabilities set to 0 (a new array), and what was done.
@@ -156,36 +197,41 @@ def apply_contrast_floor(probabilities: np.ndarray, flair: np.ndarray, brain: np
     All three arrays share the input's ``[slices, rows, cols]`` grid; ``brain`` is the brain mask the
     white-matter level is read in; ``pixel_mm`` their rows' and columns' spacing (the ``flat-above-p25``
     level's gradient is in millimetres). ``envelope`` (same grid, bool): the white matter's envelope for
-    :data:`ENVELOPE_LEVEL` (None: that floor is ``above-median``'s everywhere), or a function that makes it, called only
-    when the floor's ``min_load_ml`` gate can open (the marks in all reach it); ``load_voxels``: the envelope's
+    :data:`ENVELOPE_LEVEL` (None: that floor is ``above-median``'s everywhere), or a function that makes it inside an
+    in-plane ``(rows, cols)`` box (None: everywhere), called only when the floor's ``min_load_ml`` gate can open (the
+    marks in all reach it); ``load_voxels``: the envelope's
     level only for the voxels of marked components (26-connected, before the floor) larger than this (a confluent
     load, where the misread level costs most; a speck keeps today's floor); ``voxel_ml``: one voxel's volume, for the
     floor's ``min_load_ml`` gate and the record. With no readable level (an empty brain, negative intensities) the
     probabilities come back unchanged and the record says so."""
-    flair = above_air(flair)
-    method = floor.level or DEFAULT_LEVEL
-    wm_level = white_matter_level(flair, brain, DEFAULT_LEVEL if method == ENVELOPE_LEVEL else method, pixel_mm)
+    return floor_marks(probabilities, FloorScan(flair, brain, floor, pixel_mm), threshold, floor, envelope,
+                       load_voxels, voxel_ml)
+
+
+def floor_marks(probabilities: np.ndarray, scan: FloorScan, threshold: float, floor: ContrastFloor,
+                envelope: Optional[EnvelopeSource] = None,
+                load_voxels: Optional[int] = None, voxel_ml: float = 0.001) -> tuple[np.ndarray, FloorApplied]:
+    """:func:`apply_contrast_floor` on a scan already read (:class:`FloorScan`, made with the same ``floor``)."""
+    flair, method, wm_level = scan.flair, scan.method, scan.level
     if wm_level is None:
         why = "no white-matter level in the brain (empty, or intensities below zero)"
         log.warning("contrast floor not applied: %s", why)
         return probabilities, FloorApplied(floor.factor, floor.mode, None, 0, why, method)
-    floor_value: float | np.ndarray = np.float32(floor.factor * wm_level)
-    inner = load_ml = None
+    inner = load_ml = where = None
     used = False
     marked = probabilities >= threshold
     # fewer marks in all than the gate: it cannot open, and the envelope is not even made
     if method == ENVELOPE_LEVEL and envelope is not None and np.count_nonzero(marked) * voxel_ml >= floor.min_load_ml:
-        envelope = envelope() if callable(envelope) else envelope
-        if envelope is not None and envelope.any():
-            where = envelope if load_voxels is None else envelope & large_components(marked, load_voxels)
-            load_ml = int(np.count_nonzero(where & marked)) * voxel_ml
-            used = load_ml >= floor.min_load_ml
-            if used:  # the flat level's gradient pass only where it is used (CPU time: README "Speed")
-                inner = white_matter_level(flair, brain, "flat-above-p25", pixel_mm)
-                inner = wm_level if inner is None else min(inner, wm_level)
-                floor_value = np.where(where, np.float32(floor.factor * inner), floor_value)
+        scan.start_flat()  # on its own thread while this one makes the envelope and labels the loads
+        where, load_ml = _envelope_load(marked, envelope, load_voxels, voxel_ml)
+        used = load_ml is not None and load_ml >= floor.min_load_ml
+        if used:  # never above the other level
+            flat = scan.flat_level()
+            inner = wm_level if flat is None else min(flat, wm_level)
     if floor.mode == "voxel":
-        drop = flair < floor_value
+        drop = flair < np.float32(floor.factor * wm_level)
+        if used:  # the envelope's own level where it is used: the same comparison, voxel by voxel
+            drop[where] = flair[where] < np.float32(floor.factor * inner)
         removed = int(np.count_nonzero(drop & marked))
     else:
         drop = faint_components(marked, flair, floor.factor * wm_level)
@@ -193,6 +239,23 @@ def apply_contrast_floor(probabilities: np.ndarray, flair: np.ndarray, brain: np
     return np.where(drop, np.float32(0.0), probabilities).astype(probabilities.dtype, copy=False), \
         FloorApplied(floor.factor, floor.mode, wm_level, removed, level=method, envelope_level=inner,
                      envelope_load_ml=load_ml, envelope_used=used)
+
+
+def _envelope_load(marked: np.ndarray, envelope: EnvelopeSource, load_voxels: Optional[int], voxel_ml: float
+                   ) -> tuple[Optional[np.ndarray], Optional[float]]:
+    """``(where, load_ml)`` of the envelope floor: the voxels its own level would apply to (the envelope, or with
+    ``load_voxels`` its part on the marked components larger than that) and the marked load there (None, None: no
+    envelope). A function ``envelope`` is asked only for the loads' in-plane box: nothing outside it is read."""
+    large = None if load_voxels is None else large_components(marked, load_voxels)
+    box = None if large is None else bounding_box(large)
+    boxed = callable(envelope) and box is not None
+    if callable(envelope):
+        envelope = envelope(box[1:] if boxed else None)
+    # one made inside the box stands for a white-matter mask the guard trusted, even if the box holds none of it
+    if envelope is None or (not boxed and not envelope.any()):
+        return None, None
+    where = envelope if large is None else envelope & large
+    return where, int(np.count_nonzero(where & marked)) * voxel_ml
 
 
 def large_components(marked: np.ndarray, min_voxels: int) -> np.ndarray:

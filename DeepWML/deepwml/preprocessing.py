@@ -129,11 +129,12 @@ class CanvasMapping:
         out[..., r0:r0 + self.resized_shape[0], c0:c0 + self.resized_shape[1]] = x
         return out
 
-    def to_native(self, canvas: np.ndarray) -> np.ndarray:
-        """Exact geometric inverse of :meth:`to_canvas`: crop the padding, resize back."""
+    def to_native(self, canvas: np.ndarray, box: tuple[slice, slice] | None = None) -> np.ndarray:
+        """Exact geometric inverse of :meth:`to_canvas`: crop the padding, resize back. ``box``: only
+        these ``(rows, cols)`` of the native slices (the same values; see :func:`deepwml.resize.resize`)."""
         r0, c0 = self.offset
         return resize(canvas[..., r0:r0 + self.resized_shape[0], c0:c0 + self.resized_shape[1]],
-                       self.native_shape)
+                      self.native_shape, box)
 
     def canvas_to_native_coords(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Canvas pixel-centre coordinates to native ones (the map ``to_native`` samples with)."""

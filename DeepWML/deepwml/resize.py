@@ -85,11 +85,21 @@ def _linear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     return left, right, np.float32(1) - w_right, w_right
 
 
-def bilinear_enlarge(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def bilinear_enlarge(x: np.ndarray, size: tuple[int, int], box: tuple[slice, slice] | None = None) -> np.ndarray:
     """Bilinear interpolation with ``align_corners=False``: columns first (on the smaller
-    array), then rows; each output is ``(left * w + right * w) * wr + (...) * wr``."""
+    array), then rows; each output is ``(left * w + right * w) * wr + (...) * wr``. ``box``: only
+    these rows and columns of the output, each value computed as in the whole output (the same
+    taps, weights and order), from only the input rows they need."""
     r0, r1, wr0, wr1 = _linear_taps(x.shape[-2], size[0])
     c0, c1, wc0, wc1 = _linear_taps(x.shape[-1], size[1])
+    if box is not None:
+        r0, r1, wr0, wr1 = (a[box[0]] for a in (r0, r1, wr0, wr1))
+        c0, c1, wc0, wc1 = (a[box[1]] for a in (c0, c1, wc0, wc1))
+        if r0.size == 0 or c0.size == 0:
+            return np.zeros((*x.shape[:-2], r0.size, c0.size), dtype=np.float32)
+        first = int(r0.min())
+        x = x[..., first:int(r1.max()) + 1, :]
+        r0, r1 = r0 - first, r1 - first
     across = np.take(x, c0, axis=-1)
     across *= wc0
     right = np.take(x, c1, axis=-1)
@@ -127,14 +137,18 @@ def antialiased_resize(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(rows @ x @ cols.T, dtype=np.float32)
 
 
-def resize(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Box-average when shrinking, bilinear when enlarging, antialiased bilinear when mixed."""
+def resize(x: np.ndarray, size: tuple[int, int], box: tuple[slice, slice] | None = None) -> np.ndarray:
+    """Box-average when shrinking, bilinear when enlarging, antialiased bilinear when mixed.
+    ``box``: only these ``(rows, cols)`` of the output, the very values of the whole output's (enlarging,
+    the common way back to a scan's grid, computes only them; the other cases crop the whole)."""
     x = np.asarray(x, dtype=np.float32)
     size = (int(size[0]), int(size[1]))
     if tuple(x.shape[-2:]) == size:
-        return x
-    if size[0] <= x.shape[-2] and size[1] <= x.shape[-1]:
-        return area_shrink(x, size)
-    if size[0] >= x.shape[-2] and size[1] >= x.shape[-1]:
-        return bilinear_enlarge(x, size)
-    return antialiased_resize(x, size)
+        out = x
+    elif size[0] <= x.shape[-2] and size[1] <= x.shape[-1]:
+        out = area_shrink(x, size)
+    elif size[0] >= x.shape[-2] and size[1] >= x.shape[-1]:
+        return bilinear_enlarge(x, size, box)
+    else:
+        out = antialiased_resize(x, size)
+    return out if box is None else out[..., box[0], box[1]]

@@ -15,6 +15,7 @@ import functools
 import logging
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -25,11 +26,12 @@ import SimpleITK as sitk
 from .brain_mask import (BrainCanvas, BrainMasking, fill_holes_per_slice, lesion_window, load_brain_model,
                          margin_in_pixels, removed_voxels, restrict_to_brain)
 from .canvas_window import head_window
-from .contrast_floor import ENVELOPE_LEVEL, ContrastFloor, FloorApplied, apply_contrast_floor, card_contrast_floor
+from .contrast_floor import (ENVELOPE_LEVEL, ContrastFloor, FloorApplied, FloorScan, card_contrast_floor,
+                             floor_marks)
 from .defaults import (DEFAULT_MARGIN_MM, DEFAULT_MESIAL_TEMPORAL_MODEL, DEFAULT_WHITE_MATTER_MODEL, THIN_SLAB_MM,
                        default_flip_tta)
 from .errors import ModelFileError
-from .evaluation.mark_contrast import DEFAULT_LEVEL
+from .evaluation.mark_contrast import DEFAULT_LEVEL, bounding_box
 from .known_limits import known_limits
 from .model_files import LoadedModel, load_model
 from .onnx_backend import (PROBE_SEED, PROBE_SHAPE, REPRODUCE_TOLERANCE, OnnxNetwork, check_reproduces_weights,
@@ -579,6 +581,7 @@ class Segmenter:
                                                          self._canvas_pixel_mm(prepared),
                                                          slab_mm or layout.slice_thickness_mm,
                                                          self.brain_margin_mm, self.brain_model, self.brain_ran_file)
+        scan = self._start_floor_scan(prepared, probs, threshold, model, brain_mask)  # on a second core meanwhile
         native = np.zeros((probs.shape[0], *mapping.native_shape), dtype=np.float32)
         busy = np.flatnonzero(probs.reshape(probs.shape[0], -1).any(1))  # slices without head stay 0
         if busy.size:
@@ -588,7 +591,7 @@ class Segmenter:
             brain_mask = replace(brain_mask, removed_ml=self._removed_ml(prepared, native, marked, lost, threshold))
         if slabs is not None:
             native = interpolate_from_slabs(native, slabs, prepared.n_slices)
-        native, floor_applied = self._apply_contrast_floor(prepared, native, threshold, model, brain_mask)
+        native, floor_applied = self._apply_contrast_floor(prepared, native, threshold, model, brain_mask, scan)
         native, white_matter = self._restrict_to_white_matter(prepared, native, threshold)
         prob_image = image_from_slices(native, layout, prepared.image)
         timings = dict(prepared.timings_s)
@@ -633,12 +636,39 @@ class Segmenter:
             return replace(self.contrast_floor, level=card.level, min_load_ml=card.min_load_ml)
         return self.contrast_floor
 
+    def _start_floor_scan(self, prepared: PreparedVolume, probs: np.ndarray, threshold: float, model: LoadedModel,
+                          brain_mask: BrainMasking | None) -> Future | None:
+        """The floor's :class:`~deepwml.contrast_floor.FloorScan` (the input above its air level, the brain mask on
+        the input grid, the white-matter level) read on a thread of its own, or None where no floor will be applied.
+
+        Why: none of it depends on the marks, and ``finish`` spends its first ~100 ms on one core mapping them back
+        (README "Speed"). An envelope floor whose gate the canvas's marks could open (at least half its load: a hint
+        only, the gate itself counts the input grid's marks) starts its flat level there as well."""
+        floor = self.contrast_floor_of(model)
+        if floor is None or brain_mask is None or not brain_mask.applied:
+            return None
+        start_flat = floor.level == ENVELOPE_LEVEL and self._canvas_marks_ml(prepared, probs, threshold) \
+            >= floor.min_load_ml / 2
+        flair = prepared.layout.to_slices(sitk.GetArrayViewFromImage(prepared.image))
+        pool = ThreadPoolExecutor(1)
+        future = pool.submit(lambda: FloorScan(flair, self._brain_slices(prepared), floor,
+                                               prepared.layout.in_plane_spacing_mm, start_flat))
+        pool.shutdown(wait=False)  # the thread ends with its one task
+        return future
+
+    def _canvas_marks_ml(self, prepared: PreparedVolume, probs: np.ndarray, threshold: float) -> float:
+        """The marked volume (ml) on the canvas: a canvas pixel's area times the depth a canvas slice stands for."""
+        rows_mm, cols_mm = self._canvas_pixel_mm(prepared)
+        depth_mm = prepared.n_slices * prepared.layout.slice_thickness_mm / max(probs.shape[0], 1)
+        return int(np.count_nonzero(probs >= threshold)) * rows_mm * cols_mm * depth_mm / 1000.0
+
     def _apply_contrast_floor(self, prepared: PreparedVolume, native: np.ndarray, threshold: float,
-                              model: LoadedModel, brain_mask: BrainMasking | None
+                              model: LoadedModel, brain_mask: BrainMasking | None, scan: Future | None
                               ) -> tuple[np.ndarray, FloorApplied | None]:
         """``native`` (slice stack on the input grid) with the floor applied; the white-matter level
         is read inside the brain mask, so without one, or with one the plausibility guard did not trust,
-        the floor is not applied (and the record says why)."""
+        the floor is not applied (and the record says why). ``scan``: :meth:`_start_floor_scan`'s (made whenever the
+        floor is applied)."""
         floor = self.contrast_floor_of(model)
         if floor is None:
             return native, None
@@ -648,22 +678,22 @@ class Segmenter:
         if not brain_mask.applied:
             return native, FloorApplied(floor.factor, floor.mode, None, 0,
                                         f"brain mask not applied ({brain_mask.reason or 'not trusted'})", floor.level)
-        flair = prepared.layout.to_slices(sitk.GetArrayViewFromImage(prepared.image))
         envelope = load_voxels = None
         if floor.level == ENVELOPE_LEVEL:  # computed only if the floor's load gate can open (CPU time: README "Speed")
             envelope, load_voxels = functools.partial(self._white_matter_envelope, prepared), self._load_voxels(prepared)
-        return apply_contrast_floor(native, flair, self._brain_slices(prepared), threshold, floor,
-                                    prepared.layout.in_plane_spacing_mm, envelope, load_voxels, self._voxel_ml(prepared))
+        return floor_marks(native, scan.result(), threshold, floor, envelope, load_voxels, self._voxel_ml(prepared))
 
-    def _white_matter_envelope(self, prepared: PreparedVolume) -> np.ndarray | None:
+    def _white_matter_envelope(self, prepared: PreparedVolume,
+                               box: tuple[slice, slice] | None = None) -> np.ndarray | None:
         """The white matter's in-plane envelope on the input's slice stack (the white-matter network's mask with its
         in-plane holes filled, :data:`~deepwml.contrast_floor.ENVELOPE_LEVEL`); None without a white-matter
-        network, or where its plausibility guard would not trust it."""
+        network, or where its plausibility guard would not trust it. ``box``: only inside these in-plane
+        ``(rows, cols)`` (False elsewhere; :meth:`_on_input_grid`)."""
         white = prepared.white_matter
         if white is None or self._white_matter_share(prepared)[1] < MIN_WHITE_MATTER_SHARE:
             return None
         filled = fill_holes_per_slice(white.mask)
-        return self._on_input_grid(prepared, white.on_canvas(filled, prepared.canvas.shape[-1])) >= 0.5
+        return self._on_input_grid(prepared, white.on_canvas(filled, prepared.canvas.shape[-1]), box) >= 0.5
 
     def _restrict_to_white_matter(self, prepared: PreparedVolume, native: np.ndarray, threshold: float
                                   ) -> tuple[np.ndarray, WhiteMatterRestriction | None]:
@@ -692,7 +722,8 @@ class Segmenter:
             unseen = np.ones(near.shape[0], dtype=bool)
             unseen[prepared.white_matter_slices] = False
             near[unseen] = True  # no white matter predicted there: never judged far
-            drop, count = far_components(marked, self._on_input_grid(prepared, near) >= 0.5, max_voxels=max_voxels)
+            drop, count = far_components(marked, self._on_input_grid(prepared, near, self._in_plane_box(marked)) >= 0.5,
+                                          max_voxels=max_voxels)
             if count:
                 native, marked = self._dropped(native, marked, drop)
                 record = replace(record, removed_ml=self._ml(prepared, drop), removed_components=count)
@@ -715,8 +746,8 @@ class Segmenter:
             log.warning("%s", reason)
             return native, {**record, "applied": False, "reason": reason}
         inside = mesial.on_canvas(mesial.mask, prepared.canvas.shape[-1])  # slices it did not run on: all False
-        drop, count = inside_components(marked, self._on_input_grid(prepared, inside) >= 0.5, MIN_INSIDE_FRACTION,
-                                        max_voxels=max_voxels)
+        inside = self._on_input_grid(prepared, inside, self._in_plane_box(marked))
+        drop, count = inside_components(marked, inside >= 0.5, MIN_INSIDE_FRACTION, max_voxels=max_voxels)
         if not count:
             return native, record
         return self._dropped(native, marked, drop)[0], {**record, "removed_ml": round(self._ml(prepared, drop), 3),
@@ -732,12 +763,25 @@ class Segmenter:
                 "removed_components": 0, "reason": "", "ran": dict(self.mesial_temporal_ran_file)}
 
     @staticmethod
-    def _on_input_grid(prepared: PreparedVolume, canvas_mask: np.ndarray) -> np.ndarray:
-        """A canvas mask ``[N, C, C]`` on the input's slice stack (fractions; slabs interpolated to every slice)."""
-        out = prepared.mapping.to_native(canvas_mask[:, None].astype(np.float32))[:, 0]
+    def _on_input_grid(prepared: PreparedVolume, canvas_mask: np.ndarray,
+                       box: tuple[slice, slice] | None = None) -> np.ndarray:
+        """A canvas mask ``[N, C, C]`` on the input's slice stack (fractions; slabs interpolated to every slice).
+        ``box``: the in-plane ``(rows, cols)`` the caller reads (every slice): computed only there, 0 elsewhere (the
+        masks are read at marked voxels only, and resizing the whole stack back cost ~40 ms a mask at 512^2)."""
+        out = prepared.mapping.to_native(canvas_mask[:, None].astype(np.float32), box)[:, 0]
         if prepared.slabs is not None:
             out = interpolate_from_slabs(out, prepared.slabs, prepared.n_slices)
-        return out
+        if box is None:
+            return out
+        full = np.zeros((out.shape[0], *prepared.mapping.native_shape), dtype=np.float32)
+        full[:, box[0], box[1]] = out
+        return full
+
+    @staticmethod
+    def _in_plane_box(marked: np.ndarray) -> tuple[slice, slice] | None:
+        """The in-plane ``(rows, cols)`` box of every slice's marks (None: nothing marked)."""
+        box = bounding_box(marked)
+        return None if box is None else box[1:]
 
     @staticmethod
     def _dropped(native: np.ndarray, marked: np.ndarray, drop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -150,11 +150,18 @@ def test_the_envelope_level_keeps_a_lesion_in_the_white_matter_and_removes_as_br
     # the gate cannot open when the marks in all stay under it: the envelope is then never made, the load not read
     made = []
     lazy = apply_contrast_floor(probs, flair, brain, 0.5, ContrastFloor(1.15, "voxel", ENVELOPE_LEVEL, 0.071),
-                                envelope=lambda: made.append(1) or envelope, load_voxels=9)[1]
+                                envelope=lambda box: made.append(box) or envelope, load_voxels=9)[1]
     assert made == [] and lazy.envelope_load_ml is None and not lazy.envelope_used  # 70 voxels marked: 0.07 ml
     lazy = apply_contrast_floor(probs, flair, brain, 0.5, ContrastFloor(1.15, "voxel", ENVELOPE_LEVEL, 0.05),
-                                envelope=lambda: made.append(1) or envelope, load_voxels=9)[1]
-    assert made == [1] and lazy.envelope_used
+                                envelope=lambda box: made.append(box) or envelope, load_voxels=9)[1]
+    assert lazy.envelope_used and made == [(slice(8, 40), slice(30, 40))]  # only inside the loads' box
+    # a box without the envelope in it: the load reads 0, as a whole envelope with none of it on the loads gives
+    empty = apply_contrast_floor(probs, flair, brain, 0.5, ContrastFloor(1.15, "voxel", ENVELOPE_LEVEL, 0.05),
+                                 envelope=lambda box: np.zeros(flair.shape, bool), load_voxels=9)[1]
+    whole = apply_contrast_floor(probs, flair, brain, 0.5, ContrastFloor(1.15, "voxel", ENVELOPE_LEVEL, 0.05),
+                                 envelope=np.pad(np.ones((4, 2, 2), bool), ((0, 0), (0, 78), (0, 78))),
+                                 load_voxels=9)[1]
+    assert empty.envelope_load_ml == whole.envelope_load_ml == 0.0 and not empty.envelope_used
     # no envelope (no white-matter network, or one not trusted): today's floor everywhere, and the record says so
     alone, plain = apply_contrast_floor(probs, flair, brain, 0.5, floor, envelope=None)
     assert not (alone >= 0.5).any() and plain.envelope_level is None and plain.as_dict()["envelope_level"] is None
@@ -329,3 +336,24 @@ def test_the_judges_cache_tells_a_floors_level_apart_and_keeps_the_keys_cached_b
         keys.append(run.stdout.strip())
     assert keys == ["54ab79715179-t0.7", "54ab79715179-t0.7-voxel1.15", "54ab79715179-t0.7-voxel1.15-flat-above-p25",
                     "54ab79715179-t0.7-voxel1.15-flat-in-envelope-load20.0"]
+
+
+def test_a_scan_read_ahead_with_its_flat_level_started_floors_as_one_call_does():
+    """The segmenter reads the scan (FloorScan) on a second thread and may start the flat level before the marks say
+    whether the gate opens: the probabilities and the record are those of apply_contrast_floor in one go, gate open
+    or shut, and a flat level started for a shut gate is never read into the record."""
+    from deepwml.contrast_floor import FloorScan, floor_marks
+
+    flair, brain = folded_cortex_brain()
+    probs = np.zeros(flair.shape, np.float32)
+    flair[1:3, 35:40, 35:40], probs[1:3, 35:40, 35:40] = 135.0, 0.9
+    envelope = np.zeros(flair.shape, bool)
+    envelope[:, 22:58, 22:58] = True
+    for min_load_ml in (0.05, 0.06):
+        floor = ContrastFloor(1.15, "voxel", ENVELOPE_LEVEL, min_load_ml)
+        once = apply_contrast_floor(probs, flair, brain, 0.5, floor, envelope=envelope, load_voxels=9)
+        for start_flat in (True, False):
+            ahead = floor_marks(probs, FloorScan(flair, brain, floor, start_flat=start_flat), 0.5, floor,
+                                envelope=envelope, load_voxels=9)
+            np.testing.assert_array_equal(ahead[0], once[0])
+            assert ahead[1] == once[1] and ahead[1].envelope_used == (min_load_ml == 0.05)

@@ -167,3 +167,17 @@ def test_numpy_resize_reproduces_pytorch(shape, size):
         mixed = not (size[0] >= shape[0] and size[1] >= shape[1])
         ref = F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=mixed).numpy()
         assert np.abs(got - ref).max() <= 2.5e-7
+
+
+@pytest.mark.parametrize("shape,size", [((256, 256), (512, 512)), ((229, 256), (448, 400)), ((512, 512), (256, 256)),
+                                        ((120, 300), (256, 200)), ((64, 64), (64, 64))])
+def test_resize_into_a_box_gives_the_whole_outputs_values_there(shape, size):
+    """A box of the output (what the segmenter reads of a mask on the input grid) holds bit for bit the whole
+    output's values: enlarging computes only the box, from only the input rows it needs; the other cases crop."""
+    from deepwml.resize import resize
+
+    x = np.random.default_rng(4).random((2, 1, *shape)).astype(np.float32)
+    whole = resize(x, size)
+    for box in ((slice(0, size[0]), slice(0, size[1])), (slice(3, size[0] // 2), slice(size[1] // 3, size[1] - 1)),
+                (slice(size[0] - 1, size[0]), slice(0, 1)), (slice(5, 5), slice(0, 4))):
+        np.testing.assert_array_equal(resize(x, size, box), whole[..., box[0], box[1]])

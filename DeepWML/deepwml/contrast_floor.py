@@ -273,11 +273,14 @@ def large_components(marked: np.ndarray, min_voxels: int) -> np.ndarray:
 
 def faint_components(marked: np.ndarray, flair: np.ndarray, floor_value: float) -> np.ndarray:
     """The voxels of the 26-connected components of ``marked`` whose median intensity is below
-    ``floor_value``."""
-    labels, count = ndimage.label(marked, structure=_FULL)
-    if count == 0:
-        return np.zeros(marked.shape, dtype=bool)
-    values = np.asarray(flair, dtype=np.float64)
+    ``floor_value`` (labelled within the marks' bounding box, as :func:`large_components`)."""
+    out = np.zeros(marked.shape, dtype=bool)
+    box = bounding_box(marked)
+    if box is None:
+        return out
+    labels, count = ndimage.label(marked[box], structure=_FULL)
+    values = np.asarray(flair[box], dtype=np.float64)
     medians = ndimage.median(values, labels, index=np.arange(1, count + 1))
     faint = np.concatenate([[False], np.asarray(medians) < floor_value])
-    return faint[labels]
+    out[box] = faint[labels]
+    return out

@@ -217,3 +217,30 @@ def test_dicom_series_folder_is_read_with_its_geometry(tmp_path, tiny_model_dir)
     np.testing.assert_allclose(loaded.GetOrigin(), img.GetOrigin(), atol=1e-4)
     out = Segmenter(str(tiny_model_dir), device="cpu").segment(loaded)
     assert out.mask.GetSize() == img.GetSize()
+
+
+def test_speed_pair_reports_both_models_and_their_paired_differences(phantom_flair, tmp_path):
+    """benchmarks/speed_pair.py (README "Speed"): the reference and the candidate alternate on one volume; the report
+    names both, and its paired difference is the median of the per-round differences (here one model against itself,
+    so the network's difference can only be timing noise, and every part is there)."""
+    import importlib.util
+    from pathlib import Path
+
+    from deepwml.model_files import DEFAULT_MODEL_DIR
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "speed_pair.py"
+    spec = importlib.util.spec_from_file_location("speed_pair", script)
+    speed_pair = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(speed_pair)
+    out = tmp_path / "pair.json"
+    assert speed_pair.main([str(DEFAULT_MODEL_DIR), "--rounds", "2", "--flair", str(phantom_flair),
+                            "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["rounds"] == 2 and report["models"]["reference"] == report["models"]["candidate"]
+    for part in speed_pair.PARTS:
+        d = report["paired_difference_s"][part]
+        assert d["min"] <= d["median"] <= d["max"]
+        assert report["median_s"]["candidate"][part] > 0 and report["median_s"]["reference"][part] > 0
+    assert report["median_s"]["candidate"]["total"] >= report["median_s"]["candidate"]["network"]
+    with pytest.raises(SystemExit):
+        speed_pair.main([str(DEFAULT_MODEL_DIR), "--rounds", "0"])

@@ -5,7 +5,7 @@ within a day and by about 0.3 s within an hour (README "Speed"), so two official
 judge the hour as much as the candidate. Alternating the two segmenters round by round, on one volume already read,
 exposes both to the same moments; the paired difference (candidate minus reference, per round) is the figure to read.
 This complements ``benchmark_inference.py`` (the absolute figure the issue's < 2 s is stated in), it does not replace
-it. Experiments 54's speed comparisons were made this way (work-data/b42, work-data/b43).
+it. Experiment 54's speed comparisons were made this way (work-data/b42, work-data/b43).
 
     .venv/bin/python benchmarks/speed_pair.py CANDIDATE_DIR [--reference MODEL_DIR] [--rounds 8]
         [--flair FLAIR | --slices 24] [--json out.json]

@@ -165,6 +165,7 @@ class FloorScan:
         self.flair = above_air(flair)
         self.brain = brain
         self.pixel_mm = pixel_mm
+        self.floor = floor
         self.method = floor.level or DEFAULT_LEVEL
         self.intensities = brain_intensities(self.flair, brain)  # one percentile pass for both levels
         self.level = white_matter_level(self.flair, brain, DEFAULT_LEVEL if self.method == ENVELOPE_LEVEL
@@ -204,15 +205,15 @@ def apply_contrast_floor(probabilities: np.ndarray, flair: np.ndarray, brain: np
     load, where the misread level costs most; a speck keeps today's floor); ``voxel_ml``: one voxel's volume, for the
     floor's ``min_load_ml`` gate and the record. With no readable level (an empty brain, negative intensities) the
     probabilities come back unchanged and the record says so."""
-    return floor_marks(probabilities, FloorScan(flair, brain, floor, pixel_mm), threshold, floor, envelope,
-                       load_voxels, voxel_ml)
+    return floor_marks(probabilities, FloorScan(flair, brain, floor, pixel_mm), threshold, envelope, load_voxels,
+                       voxel_ml)
 
 
-def floor_marks(probabilities: np.ndarray, scan: FloorScan, threshold: float, floor: ContrastFloor,
+def floor_marks(probabilities: np.ndarray, scan: FloorScan, threshold: float,
                 envelope: Optional[EnvelopeSource] = None,
                 load_voxels: Optional[int] = None, voxel_ml: float = 0.001) -> tuple[np.ndarray, FloorApplied]:
-    """:func:`apply_contrast_floor` on a scan already read (:class:`FloorScan`, made with the same ``floor``)."""
-    flair, method, wm_level = scan.flair, scan.method, scan.level
+    """:func:`apply_contrast_floor` on a scan already read (:class:`FloorScan`, which holds the floor)."""
+    flair, floor, method, wm_level = scan.flair, scan.floor, scan.method, scan.level
     if wm_level is None:
         why = "no white-matter level in the brain (empty, or intensities below zero)"
         log.warning("contrast floor not applied: %s", why)

@@ -681,7 +681,7 @@ class Segmenter:
         envelope = load_voxels = None
         if floor.level == ENVELOPE_LEVEL:  # computed only if the floor's load gate can open (CPU time: README "Speed")
             envelope, load_voxels = functools.partial(self._white_matter_envelope, prepared), self._load_voxels(prepared)
-        return floor_marks(native, scan.result(), threshold, floor, envelope, load_voxels, self._voxel_ml(prepared))
+        return floor_marks(native, scan.result(), threshold, envelope, load_voxels, self._voxel_ml(prepared))
 
     def _white_matter_envelope(self, prepared: PreparedVolume,
                                box: tuple[slice, slice] | None = None) -> np.ndarray | None:

@@ -353,7 +353,7 @@ def test_a_scan_read_ahead_with_its_flat_level_started_floors_as_one_call_does()
         floor = ContrastFloor(1.15, "voxel", ENVELOPE_LEVEL, min_load_ml)
         once = apply_contrast_floor(probs, flair, brain, 0.5, floor, envelope=envelope, load_voxels=9)
         for start_flat in (True, False):
-            ahead = floor_marks(probs, FloorScan(flair, brain, floor, start_flat=start_flat), 0.5, floor,
+            ahead = floor_marks(probs, FloorScan(flair, brain, floor, start_flat=start_flat), 0.5,
                                 envelope=envelope, load_voxels=9)
             np.testing.assert_array_equal(ahead[0], once[0])
             assert ahead[1] == once[1] and ahead[1].envelope_used == (min_load_ml == 0.05)

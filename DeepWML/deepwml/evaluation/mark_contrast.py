@@ -78,7 +78,8 @@ def white_matter_level(flair: np.ndarray, brain: np.ndarray, method: str = DEFAU
         raise ValueError(f"white-matter level method must be one of {', '.join(LEVEL_METHODS)}, not {method!r}")
     flair = np.asarray(flair)
     brain = np.asarray(brain, bool)
-    intensities = intensities or brain_intensities(flair, brain)
+    if intensities is None:
+        intensities = brain_intensities(flair, brain)
     if intensities is None:
         return None
     values = intensities.values

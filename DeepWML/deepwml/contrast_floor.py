@@ -23,6 +23,7 @@ z-scored volume):
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
@@ -30,8 +31,9 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 from scipy import ndimage
 
+from .components import bounding_box, components_in_box
 from .errors import ModelFileError
-from .evaluation.mark_contrast import (DEFAULT_LEVEL, LEVEL_METHODS, above_air, bounding_box, brain_intensities,
+from .evaluation.mark_contrast import (DEFAULT_LEVEL, LEVEL_METHODS, above_air, brain_intensities,
                                        white_matter_level)
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,6 @@ MODES = ("voxel", "component")
 #: load), so light loads and healthy heads keep today's floor.
 ENVELOPE_LEVEL = "flat-in-envelope"
 FLOOR_LEVELS = LEVEL_METHODS + (ENVELOPE_LEVEL,)
-_FULL = np.ones((3, 3, 3), dtype=bool)  # 26-connectivity
 #: the white matter's envelope (bool, the input's grid), or a function that makes it inside an in-plane ``(rows, cols)``
 #: box (None: everywhere), and returns None where there is no trusted white-matter mask
 EnvelopeSource = Union[np.ndarray, Callable[[Optional[tuple[slice, slice]]], Optional[np.ndarray]]]
@@ -171,16 +172,18 @@ class FloorScan:
         self.level = white_matter_level(self.flair, brain, DEFAULT_LEVEL if self.method == ENVELOPE_LEVEL
                                         else self.method, pixel_mm, self.intensities)
         self._flat: Optional[Future] = None
+        self._flat_lock = threading.Lock()  # a scan read ahead may be shared by finish() calls on several threads
         if start_flat:
             self.start_flat()
 
     def start_flat(self) -> None:
         """Start reading the flat level on a thread of its own (once; only for the envelope floor with a level)."""
-        if self._flat is None and self.method == ENVELOPE_LEVEL and self.level is not None:
-            pool = ThreadPoolExecutor(1)
-            self._flat = pool.submit(white_matter_level, self.flair, self.brain, "flat-above-p25", self.pixel_mm,
-                                     self.intensities)
-            pool.shutdown(wait=False)  # the thread ends with its one task
+        with self._flat_lock:
+            if self._flat is None and self.method == ENVELOPE_LEVEL and self.level is not None:
+                pool = ThreadPoolExecutor(1)
+                self._flat = pool.submit(white_matter_level, self.flair, self.brain, "flat-above-p25", self.pixel_mm,
+                                         self.intensities)
+                pool.shutdown(wait=False)  # the thread ends with its one task
 
     def flat_level(self) -> Optional[float]:
         """The flat level (``flat-above-p25``), waited for if it is being read."""
@@ -260,26 +263,23 @@ def _envelope_load(marked: np.ndarray, envelope: EnvelopeSource, load_voxels: Op
 
 
 def large_components(marked: np.ndarray, min_voxels: int) -> np.ndarray:
-    """The voxels of the 26-connected components of ``marked`` with more than ``min_voxels`` voxels (labelled within
-    the marks' bounding box: the same components, a fraction of the work on a head)."""
+    """The voxels of the 26-connected components of ``marked`` with more than ``min_voxels`` voxels."""
     out = np.zeros(marked.shape, dtype=bool)
-    box = bounding_box(marked)
-    if box is None:
+    found = components_in_box(marked)
+    if found is None:
         return out
-    inside = marked[box]
-    labels, _ = ndimage.label(inside, structure=_FULL)
-    out[box] = (np.bincount(labels.ravel()) > min_voxels)[labels] & inside
+    box, labels, _ = found
+    out[box] = (np.bincount(labels.ravel()) > min_voxels)[labels] & marked[box]
     return out
 
 
 def faint_components(marked: np.ndarray, flair: np.ndarray, floor_value: float) -> np.ndarray:
-    """The voxels of the 26-connected components of ``marked`` whose median intensity is below
-    ``floor_value`` (labelled within the marks' bounding box, as :func:`large_components`)."""
+    """The voxels of the 26-connected components of ``marked`` whose median intensity is below ``floor_value``."""
     out = np.zeros(marked.shape, dtype=bool)
-    box = bounding_box(marked)
-    if box is None:
+    found = components_in_box(marked)
+    if found is None:
         return out
-    labels, count = ndimage.label(marked[box], structure=_FULL)
+    box, labels, count = found
     values = np.asarray(flair[box], dtype=np.float64)
     medians = ndimage.median(values, labels, index=np.arange(1, count + 1))
     faint = np.concatenate([[False], np.asarray(medians) < floor_value])

@@ -26,12 +26,13 @@ import SimpleITK as sitk
 from .brain_mask import (BrainCanvas, BrainMasking, fill_holes_per_slice, lesion_window, load_brain_model,
                          margin_in_pixels, removed_voxels, restrict_to_brain)
 from .canvas_window import head_window
+from .components import bounding_box
 from .contrast_floor import (ENVELOPE_LEVEL, ContrastFloor, FloorApplied, FloorScan, card_contrast_floor,
                              floor_marks)
 from .defaults import (DEFAULT_MARGIN_MM, DEFAULT_MESIAL_TEMPORAL_MODEL, DEFAULT_WHITE_MATTER_MODEL, THIN_SLAB_MM,
                        default_flip_tta)
 from .errors import ModelFileError
-from .evaluation.mark_contrast import DEFAULT_LEVEL, bounding_box
+from .evaluation.mark_contrast import DEFAULT_LEVEL
 from .known_limits import known_limits
 from .model_files import LoadedModel, load_model
 from .onnx_backend import (PROBE_SEED, PROBE_SHAPE, REPRODUCE_TOLERANCE, OnnxNetwork, check_reproduces_weights,
@@ -215,6 +216,9 @@ class PreparedVolume:
     white_matter_slices: Optional[np.ndarray] = None
     #: the mesial-temporal network's mask and time, on the same slices (deepwml.mesial_temporal); None without one
     mesial_temporal: Optional[BrainCanvas] = None
+    #: the contrast floor's scan of the input (:class:`~deepwml.contrast_floor.FloorScan`), started by
+    #: :meth:`Segmenter.run_network` on a thread of its own while the white-matter networks run; None: not started
+    floor_scan: Optional[Future] = None
 
 @dataclass
 class SegmentationResult:
@@ -526,6 +530,9 @@ class Segmenter:
             region_s = time.perf_counter() - t_region
             probs = self.predict_canvas(prepared.canvas, _shifted(progress, first, 0),
                                        where if where is not None else head, thin=prepared.thin)
+        if prepared.brain is not None:  # independent of the marks: read while the white-matter networks run
+            lesion_model = self._lesion(prepared.thin)[2]
+            prepared.floor_scan = self._start_floor_scan(prepared, probs, lesion_model.threshold, lesion_model)
         if self.white_matter_network is not None:  # on the lesion network's window: marks lie nowhere else
             todo, rows, cols = where if self.brain_network is not None and where is not None else \
                 self._head_where(prepared.canvas)
@@ -581,7 +588,9 @@ class Segmenter:
                                                          self._canvas_pixel_mm(prepared),
                                                          slab_mm or layout.slice_thickness_mm,
                                                          self.brain_margin_mm, self.brain_model, self.brain_ran_file)
-        scan = self._start_floor_scan(prepared, probs, threshold, model, brain_mask)  # on a second core meanwhile
+        scan = None
+        if brain_mask is not None and brain_mask.applied:  # read ahead by run_network, or now on a second core
+            scan = prepared.floor_scan or self._start_floor_scan(prepared, probs, threshold, model)
         native = np.zeros((probs.shape[0], *mapping.native_shape), dtype=np.float32)
         busy = np.flatnonzero(probs.reshape(probs.shape[0], -1).any(1))  # slices without head stay 0
         if busy.size:
@@ -636,16 +645,18 @@ class Segmenter:
             return replace(self.contrast_floor, level=card.level, min_load_ml=card.min_load_ml)
         return self.contrast_floor
 
-    def _start_floor_scan(self, prepared: PreparedVolume, probs: np.ndarray, threshold: float, model: LoadedModel,
-                          brain_mask: BrainMasking | None) -> Future | None:
+    def _start_floor_scan(self, prepared: PreparedVolume, probs: np.ndarray, threshold: float, model: LoadedModel
+                          ) -> Future | None:
         """The floor's :class:`~deepwml.contrast_floor.FloorScan` (the input above its air level, the brain mask on
-        the input grid, the white-matter level) read on a thread of its own, or None where no floor will be applied.
+        the input grid, the white-matter level) read on a thread of its own, or None where ``model`` has no floor
+        (``finish`` uses it only where the brain mask is trusted).
 
-        Why: none of it depends on the marks, and ``finish`` spends its first ~100 ms on one core mapping them back
-        (README "Speed"). An envelope floor whose gate the canvas's marks could open (at least half its load: a hint
-        only, the gate itself counts the input grid's marks) starts its flat level there as well."""
+        Why: none of it depends on the marks, so it runs while the white-matter networks run (``run_network``) or,
+        for canvas probabilities from elsewhere, while ``finish`` maps the marks back (README "Speed"). An envelope
+        floor whose gate the canvas's marks could open (at least half its load: a hint only, the gate itself counts
+        the input grid's marks) starts its flat level there as well."""
         floor = self.contrast_floor_of(model)
-        if floor is None or brain_mask is None or not brain_mask.applied:
+        if floor is None:
             return None
         start_flat = floor.level == ENVELOPE_LEVEL and self._canvas_marks_ml(prepared, probs, threshold) \
             >= floor.min_load_ml / 2

@@ -32,10 +32,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import SimpleITK as sitk
 
 from .brain_mask import grow_in_plane
-from .evaluation.mark_contrast import bounding_box
+from .components import components_in_box
 from .model_files import DEFAULT_MODEL_DIR, LoadedModel, load_model
 
 #: The bundled white-matter model (``deepwml-synth-wm8``).
@@ -119,12 +118,11 @@ def _components_where(marked: np.ndarray, region: np.ndarray, chosen: Callable[[
     """The voxels of the components of ``marked`` whose share of voxels in ``region`` is ``chosen`` (and no larger
     than ``max_voxels``), and how many."""
     out = np.zeros(marked.shape, dtype=bool)
-    box = bounding_box(marked)
-    if box is None:
+    found = components_in_box(marked)
+    if found is None:
         return out, 0
-    # labelled inside the marks' bounding box only: the same components, less of the volume to copy and scan
+    box, labels, _ = found
     marked, region = marked[box], region[box]
-    labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(marked.astype(np.uint8)), True))
     inside = labels[marked]
     size = np.bincount(inside)
     count = np.bincount(inside, weights=region[marked].astype(np.float64), minlength=size.size)

@@ -114,6 +114,33 @@ def test_the_flat_level_reads_white_matter_where_bright_folded_cortex_outnumbers
         assert applied.as_dict()["level"] == level
 
 
+@pytest.mark.parametrize("pixel_mm", [(1.0, 1.0), (0.47, 0.47), (0.9, 0.45)])
+def test_the_flat_third_is_read_slice_by_slice_with_the_whole_images_values(pixel_mm):
+    """The flat level's gradient is filtered slice by slice inside each slice's own box (a fraction of the work): the
+    values must be the whole image's, bit for bit, for brains of every size per slice, one touching the image edge
+    (where the filter's reflection is the image's own) and a slice without brain."""
+    from scipy import ndimage
+
+    from deepwml.evaluation.mark_contrast import _flattest_third
+    rng = np.random.default_rng(3)
+    flair = rng.gamma(4.0, 30.0, (6, 90, 70)).astype(np.float32)
+    brain = np.zeros(flair.shape, bool)
+    brain[0, 30:50, 20:40] = True  # a small slice
+    brain[1, 5:85, 4:66] = True  # a wide one
+    brain[2, 0:40, 50:70] = True  # on the image's edge
+    brain[4, 10:80, 10:30] = True  # slice 3: no brain; slice 5 neither
+    brain[4, 40:45, 50:60] = True  # two pieces on one slice
+    low = float(np.percentile(flair[brain], 25))
+    sigma = (0.0, 1.0 / pixel_mm[0], 1.0 / pixel_mm[1])
+    rows = ndimage.gaussian_filter(flair, sigma, order=(0, 1, 0))
+    cols = ndimage.gaussian_filter(flair, sigma, order=(0, 0, 1))
+    upper = brain & (flair >= np.float64(low))
+    steepness = np.hypot(rows[upper] / np.float32(pixel_mm[0]), cols[upper] / np.float32(pixel_mm[1]))
+    expected = flair[upper][steepness <= np.percentile(steepness, 100 / 3)].astype(np.float64)
+    got = _flattest_third(flair, brain, np.float64(low), pixel_mm)
+    assert got.size > 100 and np.array_equal(got, expected)
+
+
 def test_the_envelope_level_keeps_a_lesion_in_the_white_matter_and_removes_as_bright_a_mark_on_the_cortex():
     """Experiment 52: inside the white matter's envelope the floor reads the true white matter (flat level), outside
     it the level bright cortex pulls up; without an envelope it is the first level everywhere."""
@@ -357,3 +384,28 @@ def test_a_scan_read_ahead_with_its_flat_level_started_floors_as_one_call_does()
                                 envelope=envelope, load_voxels=9)
             np.testing.assert_array_equal(ahead[0], once[0])
             assert ahead[1] == once[1] and ahead[1].envelope_used == (min_load_ml == 0.05)
+
+
+def test_the_scan_read_ahead_by_run_network_gives_what_finish_reads_itself(phantom_flair, tmp_path):
+    """run_network starts the floor's scan (with the envelope floor's flat level) while the white-matter networks run;
+    finish given canvas probabilities without it (prepared elsewhere) reads it itself. Both must give the same
+    probabilities and the same floor record, voxel for voxel, gate open (53's form) or the bundled floor."""
+    from deepwml.model_files import DEFAULT_MODEL_DIR
+    from deepwml.segmenter import Segmenter
+
+    image = sitk.ReadImage(str(phantom_flair))
+    card = json.loads((DEFAULT_MODEL_DIR / "model.json").read_text())["contrast_floor"]
+    envelope = with_card_floor(DEFAULT_MODEL_DIR, tmp_path / "envelope",
+                               {**card, "level": ENVELOPE_LEVEL, "min_load_ml": 0.0})
+    for model in (None, str(envelope)):
+        segmenter = Segmenter(model, device="cpu")
+        prepared = segmenter.prepare(image)
+        probs = segmenter.run_network(prepared)
+        assert prepared.floor_scan is not None  # read ahead
+        ahead = segmenter.finish(prepared, probs, threshold=0.3)
+        prepared.floor_scan = None
+        itself = segmenter.finish(prepared, probs, threshold=0.3)
+        assert (sitk.GetArrayFromImage(ahead.probabilities) == sitk.GetArrayFromImage(itself.probabilities)).all()
+        assert ahead.contrast_floor_summary() == itself.contrast_floor_summary()
+        assert ahead.contrast_floor_summary()["removed_voxels"] > 0
+    assert ahead.contrast_floor_summary()["envelope_used"]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from ..components import bounding_box
 from ..intensity import air_level
 
 #: histogram bins between the lower cut (the brain's median, or its 25th percentile) and its 99.5th percentile
@@ -99,37 +100,36 @@ def white_matter_level(flair: np.ndarray, brain: np.ndarray, method: str = DEFAU
     return level if level > 0 else None
 
 
-def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
-    """The smallest box holding every True voxel of ``mask`` (None: none); a few boolean passes, several times
-    faster than ``ndimage.find_objects`` on a head."""
-    box = []
-    for axis in range(mask.ndim):
-        hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        if hits.size == 0:
-            return None
-        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
-    return tuple(box)
-
-
 def _flattest_third(flair: np.ndarray, brain: np.ndarray, low: float, pixel_mm: tuple[float, float]) -> np.ndarray:
     """The intensities of the third of the brain's voxels at or above ``low`` with the lowest in-plane
-    gradient magnitude (computed within the brain's bounding box grown by four sigmas, so the filter sees
-    the same neighbours as on the whole image: a fraction of the work on a head)."""
-    sigma = (0.0, FLAT_GRADIENT_SIGMA_MM / pixel_mm[0], FLAT_GRADIENT_SIGMA_MM / pixel_mm[1])
-    found = bounding_box(brain)
-    box = tuple(slice(max(0, b.start - int(np.ceil(4 * s)) - 1), b.stop + int(np.ceil(4 * s)) + 1)
-                for b, s in zip(found, sigma))
-    crop, inside = flair[box].astype(np.float32), brain[box]
-    # in-plane only, per millimetre; not ndimage.gaussian_gradient_magnitude with sigma 0 across slices: that
-    # skips the smoothing *and the derivative* on a zero-sigma axis, so the "gradient" holds the intensity itself
-    # the two derivative passes in two threads (scipy's filters release the GIL: 0.15 -> 0.09 s on 2 cores), the
-    # same arithmetic as one after the other
+    gradient magnitude. Computed slice by slice within the bounding box of that slice's voxels grown by four
+    sigmas, so the filter sees the same neighbours as on the whole image (the same values, bit for bit) at a
+    fraction of the work: a head's box is set by its widest slice, and the top and bottom slices hold far less
+    (0.107 -> 0.088 s on the benchmark's 24 x 512 x 512 phantom, 2-core CPU)."""
+    sigma = (FLAT_GRADIENT_SIGMA_MM / pixel_mm[0], FLAT_GRADIENT_SIGMA_MM / pixel_mm[1])
+    grow = [int(np.ceil(4 * s)) + 1 for s in sigma]
+    upper = np.asarray(brain, bool) & (flair >= low)
+    crops = []
+    for z in np.flatnonzero(upper.any(axis=(1, 2))):
+        box = tuple(slice(max(0, b.start - g), b.stop + g) for b, g in zip(bounding_box(upper[z]), grow))
+        crops.append((np.asarray(flair[z][box], dtype=np.float32), upper[z][box]))
+    # the slices shared by two threads (scipy's filters release the GIL), the same arithmetic as one after the other
     with ThreadPoolExecutor(2) as pool:
-        rows, cols = pool.map(lambda order: ndimage.gaussian_filter(crop, sigma, order=order), ((0, 1, 0), (0, 0, 1)))
-    upper = inside & (crop >= low)
+        parts = list(pool.map(lambda crop: _slice_steepness(*crop, sigma, pixel_mm), crops))
+    steepness = np.concatenate([part[0] for part in parts])
+    values = np.concatenate([part[1] for part in parts])
+    return values[steepness <= np.percentile(steepness, 100 / 3)].astype(np.float64)
+
+
+def _slice_steepness(crop: np.ndarray, upper: np.ndarray, sigma: tuple[float, float], pixel_mm: tuple[float, float]
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """The in-plane gradient magnitude (per millimetre) of one slice's ``crop`` at its ``upper`` voxels, and their
+    intensities. Not ndimage.gaussian_gradient_magnitude over the volume with sigma 0 across slices: that skips the
+    smoothing *and the derivative* on a zero-sigma axis, so the "gradient" would hold the intensity itself."""
+    rows = ndimage.gaussian_filter(crop, sigma, order=(1, 0))
+    cols = ndimage.gaussian_filter(crop, sigma, order=(0, 1))
     # the gradient only where it is read (a third of the box's voxels): the same values, elementwise
-    steepness = np.hypot(rows[upper] / np.float32(pixel_mm[0]), cols[upper] / np.float32(pixel_mm[1]))
-    return crop[upper][steepness <= np.percentile(steepness, 100 / 3)].astype(np.float64)
+    return np.hypot(rows[upper] / np.float32(pixel_mm[0]), cols[upper] / np.float32(pixel_mm[1])), crop[upper]
 
 
 def above_air(flair: np.ndarray) -> np.ndarray:

@@ -90,7 +90,7 @@
 # models failed the phantom test guard and were not shipped.
 # Stage 9 needs stage 8's mix (mix-1.3-v4h.csv) but not its model: with stages 3-5 done,
 # STAGES="8 9" trains both, or make the mix by hand with stage 8's two mix lines. "13", "14" (after 10): the experiments of
-# synthesis v6 and v7; "15", "16" (after 13 and 14): their soup and their data together; "17" (after 11 and 16): the thin-slice model; "18" (after 3-5): experiment 30, the realistic mix from scratch; "19" (after 18): experiment 32, v8 heads added; "20" (after 18): experiment 34, the heads as v9; "21" (after 18): experiment 36, the heads as v10 from random weights; "22" (after 18): experiment 37, the heads as v11; "23" (after 18): experiment 38, stage 18 started from 0.2.0; "24" (after 18): the shipped 1.7.0; "25" (after 18): experiment 41, the heads as v12 with 1.7.0's floor; "26": experiment 47's brain-mask network; "27": experiment 48's white-matter network; "28": experiment 49's mesial-temporal network; "29": experiment 50's thin-slice model for 1.7.0; "30" (after 24): experiment 54's candidate, 1.7.0 with the gated envelope floor (not shipped: CPU time). "11 12" (after 10): the shipped
+# synthesis v6 and v7; "15", "16" (after 13 and 14): their soup and their data together; "17" (after 11 and 16): the thin-slice model; "18" (after 3-5): experiment 30, the realistic mix from scratch; "19" (after 18): experiment 32, v8 heads added; "20" (after 18): experiment 34, the heads as v9; "21" (after 18): experiment 36, the heads as v10 from random weights; "22" (after 18): experiment 37, the heads as v11; "23" (after 18): experiment 38, stage 18 started from 0.2.0; "24" (after 18): the shipped 1.7.0; "25" (after 18): experiment 41, the heads as v12 with 1.7.0's floor; "26": experiment 47's brain-mask network; "27": experiment 48's white-matter network; "28": experiment 49's mesial-temporal network; "29": experiment 50's thin-slice model for 1.7.0; "30" (after 24): the shipped 1.8.0 (experiment 54), 1.7.0 with the gated envelope floor. "11 12" (after 10): the shipped
 # brain-mask model (stage 12 needs stage 11's mix, not its model). On a GPU, raise EPOCHS and STEPS; training runs on CUDA with --device auto.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -538,20 +538,19 @@ before training: one threshold for every input"
     --why "1.7.0's floor, unchanged (experiment 50's rule fixed it before the run; experiment 40 chose it on synthetic heads only)"
   $BIN/deepwml export-onnx "$OUT/run-1.7.0-thin/model" -q
 fi
-if [[ " $STAGES " == *" 30 "* ]]; then  # experiment 54's candidate (passed its synthetic criteria and real veto, NOT shipped:
-  # its CPU time on the benchmark's heavy phantom was over 2 s): 1.7.0's weights, graphs and threshold with the contrast
-  # floor's accurate white-matter level inside the white matter's envelope on scans with a confluent load; run 24 first.
+if [[ " $STAGES " == *" 30 "* ]]; then  # the shipped 1.8.0 (experiment 54; shipped 2026-12-03 after its fourth CPU veto, once
+  # the engine's exact speed-ups had made room): 1.7.0's weights, graphs and threshold with the contrast floor's accurate
+  # white-matter level inside the white matter's envelope on scans with a confluent load; run 24 first.
   # No training; the weights, and so the ONNX and int8 graphs, are 1.7.0's (byte for byte).
-  mkdir -p "$OUT/model-1.7.0-gate20"
-  cp "$OUT/model-1.7.0/"* "$OUT/model-1.7.0-gate20/"
-  $BIN/python -c "import json, sys; p = sys.argv[1]; c = json.load(open(p)); c['version'] = '1.7.0-gate20'; \
+  mkdir -p "$OUT/model-1.8.0"
+  cp "$OUT/model-1.7.0/"* "$OUT/model-1.8.0/"
+  $BIN/python -c "import json, sys; p = sys.argv[1]; c = json.load(open(p)); c['version'] = '1.8.0'; \
 c['notes'] = c.get('notes', '') + ' ' + sys.argv[2]; json.dump(c, open(p, 'w'), indent=2)" \
-    "$OUT/model-1.7.0-gate20/model.json" "1.7.0-gate20 (2026-12-03, experiment 54's candidate, README 'White-matter \
-restriction'): the same network, threshold and graphs as 1.7.0; only the contrast floor changed: on a scan whose marked \
-components larger than 1 ml inside the white matter's envelope total at least 20 ml, their voxels there are held to 1.15x \
-the flat-above-p25 white-matter level instead of the above-median level, which bright cortex pulls up. Chosen and judged on \
-synthetic heads only."
-  $BIN/python benchmarks/contrast_floor_study.py --record "$OUT/model-1.7.0-gate20" --factors 1.15 --modes voxel \
+    "$OUT/model-1.8.0/model.json" "1.8.0 (2026-12-03, experiment 54, README 'White-matter restriction'): the same network, \
+threshold and graphs as 1.7.0; only the contrast floor changed: on a scan whose marked components larger than 1 ml inside \
+the white matter's envelope total at least 20 ml, their voxels there are held to 1.15x the flat-above-p25 white-matter \
+level instead of the above-median level, which bright cortex pulls up. Chosen and judged on synthetic heads only."
+  $BIN/python benchmarks/contrast_floor_study.py --record "$OUT/model-1.8.0" --factors 1.15 --modes voxel \
     --levels flat-in-envelope --min-load-ml 20 --why "experiment 54's rule (work-data/b42/RULE-envelope-gate.md, README \
 'White-matter restriction'): 1.7.0's voxel floor 1.15, but inside the white matter's envelope the flat-above-p25 level for \
 marked components > 1 ml on scans whose such marks total >= 20 ml (G chosen among 5/10/20/40 ml on experiment 53's spent \

@@ -40,15 +40,15 @@ log = logging.getLogger(__name__)
 
 #: The two forms (see the module's docstring).
 MODES = ("voxel", "component")
-#: A floor level that is two levels by place (experiments 52-53, README "White-matter restriction"; no shipped card
-#: uses it): for the voxels of a marked component larger than 1 ml that lie inside the white matter's in-plane envelope
+#: A floor level that is two levels by place (experiments 52-54, README "White-matter restriction"; the bundled 1.8.0
+#: uses it behind a load gate, below): for the voxels of a marked component larger than 1 ml that lie inside the white matter's in-plane envelope
 #: (the white-matter network's mask with its in-plane holes filled) the accurate ``flat-above-p25`` level (never above
 #: the other), everywhere else ``above-median``, which bright cortex pulls up. Why: the misread level removes most of a
 #: confluent load on bright-cortex heads, and the network's false positives on bright cortex lie outside the envelope.
 #: Measured on fresh synthetic heads: +0.021 mean paired Dice on thick heads, but more marks on lesion-free heads and
-#: far from lesions, so it failed its rule; kept, tested, for the next rule. A card's ``min_load_ml`` (experiment 54)
-#: uses it only on scans whose marks in such components inside the envelope total at least that much (a confluent
-#: load), so light loads and healthy heads keep today's floor.
+#: far from lesions, so it failed its rule alone. A card's ``min_load_ml`` (experiment 54) uses it only on scans whose
+#: marks in such components inside the envelope total at least that much (a confluent load), so light loads and healthy
+#: heads keep the ``above-median`` floor bit for bit: the bundled 1.8.0 names it with 20 ml.
 ENVELOPE_LEVEL = "flat-in-envelope"
 FLOOR_LEVELS = LEVEL_METHODS + (ENVELOPE_LEVEL,)
 #: the white matter's envelope (bool, the input's grid), or a function that makes it inside an in-plane ``(rows, cols)``

@@ -206,8 +206,9 @@ def test_segment_with_the_envelope_floor_removes_a_subset_of_what_todays_floor_r
     from deepwml.segmenter import Segmenter
 
     image = sitk.ReadImage(str(phantom_flair))
-    card = json.loads((DEFAULT_MODEL_DIR / "model.json").read_text())["contrast_floor"]
-    today = Segmenter(device="cpu").segment(image, threshold=0.3)
+    card = {"factor": 1.15, "mode": "voxel"}  # 1.7.0's floor (experiment 40), whatever the bundled card names now
+    today = Segmenter(str(with_card_floor(DEFAULT_MODEL_DIR, tmp_path / "today", card)), device="cpu").segment(
+        image, threshold=0.3)
     gated = {**card, "level": ENVELOPE_LEVEL, "min_load_ml": 20.0}  # experiment 54's floor
     bundled = Segmenter(str(with_card_floor(DEFAULT_MODEL_DIR, tmp_path / "gated", gated)), device="cpu").segment(
         image, threshold=0.3)

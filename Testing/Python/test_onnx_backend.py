@@ -130,3 +130,24 @@ def test_default_is_float32_and_onnx_whatever_the_cpu(monkeypatch, exported_tiny
     assert (a == b).all()
     with pytest.raises(RuntimeError, match="float32"):
         Segmenter(auto.model, device="cpu", precision="bf16", backend="onnx")
+
+
+@pytest.mark.parametrize("graph", ["lesion", "lesion-int8", "brain"])
+def test_a_batch_split_between_sessions_gives_one_sessions_logits_bit_for_bit(graph):
+    """OnnxNetwork splits a batch between two single-threaded sessions that run at once (README "Speed"): the images
+    of a batch are independent, so every logit must be the one a single session gives, whatever the batch's size,
+    and for the int8 graph and the brain network too. A lane count is never more than the cores it shares."""
+    import numpy as np
+
+    from deepwml.brain_mask import BRAIN_MODEL_DIR
+    from deepwml.onnx_backend import OnnxNetwork
+
+    folder = BRAIN_MODEL_DIR if graph == "brain" else DEFAULT_MODEL_DIR
+    path = folder / ("model.int8.onnx" if graph.endswith("int8") else ONNX_NAME)
+    single, split = OnnxNetwork(path, 16, threads=2, lanes=1), OnnxNetwork(path, 16, threads=2, lanes=2)
+    assert len(single.sessions) == 1 and len(split.sessions) == 2
+    assert len(OnnxNetwork(path, 16, threads=1, lanes=2).sessions) == 1
+    batch = (np.random.default_rng(11).random((7, 1, 96, 64)) * 2.0).astype(np.float32)
+    for size in (1, 2, 5, 7):
+        got, expected = split(batch[:size]), single(batch[:size])
+        assert got.shape == expected.shape and np.array_equal(got, expected)

@@ -648,23 +648,22 @@ def test_recipe_stage_24_ships_stage_18s_model_with_the_contrast_floor_and_an_in
     assert sorted(p.name for p in copied.iterdir()) == ["model.json", "model.safetensors"]
 
 
-def test_recipe_stage_30_makes_experiment_54s_candidate_from_1_7_0_with_no_training(tmp_path):
-    """Experiment 54's candidate (not shipped): 1.7.0 (stage 24) copied, its version renamed, and the gated envelope
-    floor written into the copy's card; nothing trained, no graph re-exported (the weights are 1.7.0's)."""
+def test_recipe_stage_30_makes_the_shipped_1_8_0_from_1_7_0_with_no_training(tmp_path):
+    """The shipped 1.8.0 (experiment 54): 1.7.0 (stage 24) copied, its version renamed, and the gated envelope floor
+    written into the copy's card; nothing trained, no graph re-exported (the weights are 1.7.0's)."""
     calls = _dry_run_recipe(tmp_path / "s30", "24 30")
     assert not [c for c in calls if c[:2] == ["deepwml", "train"]]
     records = [c for c in calls if "benchmarks/contrast_floor_study.py" in c]
-    assert [r[r.index("--record") + 1].rsplit("/", 1)[-1] for r in records] == ["model-1.7.0", "model-1.7.0-gate20"]
+    assert [r[r.index("--record") + 1].rsplit("/", 1)[-1] for r in records] == ["model-1.7.0", "model-1.8.0"]
     floor = records[1]
     assert (_option(floor, "--factors"), _option(floor, "--modes"), _option(floor, "--levels"),
             _option(floor, "--min-load-ml")) == ("1.15", "voxel", "flat-in-envelope", "20")
-    version = next(c for c in calls if c[:2] == ["python", "-c"] and "1.7.0-gate20" in c[2])
-    assert version[3].endswith("model-1.7.0-gate20/model.json") and calls.index(version) < calls.index(floor)
+    version = next(c for c in calls if c[:2] == ["python", "-c"] and "'1.8.0'" in c[2])
+    assert version[3].endswith("model-1.8.0/model.json") and calls.index(version) < calls.index(floor)
     assert "experiment 54" in version[4]  # the card's notes say what changed
     assert len([c for c in calls if c[:2] == ["deepwml", "export-onnx"]]) == 1  # stage 24's only
-    copied = tmp_path / "s30" / "out" / "model-1.7.0-gate20"
+    copied = tmp_path / "s30" / "out" / "model-1.8.0"
     assert sorted(p.name for p in copied.iterdir()) == ["model.json", "model.safetensors"]
-
 
 
 def test_recipe_stage_29_fine_tunes_the_bundled_model_on_whole_head_1mm_heads_for_the_thin_route(tmp_path):

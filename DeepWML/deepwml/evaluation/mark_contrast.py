@@ -70,9 +70,9 @@ def white_matter_level(flair: np.ndarray, brain: np.ndarray, method: str = DEFAU
     ``flat-above-p25``: the cut moves down to the 25th percentile (fluid and most of its partial volume
     below), and only the third of those voxels with the lowest in-plane gradient (``pixel_mm``: the rows'
     and columns' spacing) counts: white matter is the brain's broad flat tissue, the cortex a thin ribbon
-    between fluid and white matter, all edge. It read 1.010x on the same heads (0.014, 0.034). No shipped
-    card uses it: read against the true white matter, 1.7.0's floor let through its false positives on
-    bright-cortex heads (experiment 45).
+    between fluid and white matter, all edge. It read 1.010x on the same heads (0.014, 0.034). No card uses it
+    alone: read against the true white matter, 1.7.0's floor let through its false positives on bright-cortex heads
+    (experiment 45); the bundled 1.8.0 reads it only for confluent loads inside the white matter (experiment 54).
     Both modes are lightly smoothed, so noise does not pick a stray bin. ``intensities``: the brain's
     :func:`brain_intensities` when the caller has them (the same level, without a second percentile pass)."""
     if method not in LEVEL_METHODS:

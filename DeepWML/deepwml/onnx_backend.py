@@ -17,8 +17,8 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import threading
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -139,8 +139,6 @@ class OnnxNetwork:
         self.sessions = [self._session(path, threads // lanes) for _ in range(lanes)]
         self.divisor = divisor
         self.input_name = self.sessions[0].get_inputs()[0].name
-        # the other lanes' runs go to threads of their own; ONNX Runtime releases the GIL while it runs
-        self._pool = ThreadPoolExecutor(lanes - 1, thread_name_prefix="onnx-lane") if lanes > 1 else None
 
     @staticmethod
     def _session(path: Path, threads: int) -> Any:
@@ -161,12 +159,30 @@ class OnnxNetwork:
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         array = np.ascontiguousarray(batch, dtype=np.float32)
-        if self._pool is None or array.shape[0] < 2:
+        if len(self.sessions) == 1 or array.shape[0] < 2:
             return self._run(0, array)
         parts = np.array_split(array, min(len(self.sessions), array.shape[0]))
-        others = [self._pool.submit(self._run, lane, part) for lane, part in enumerate(parts) if lane]
-        first = self._run(0, parts[0])
-        return np.concatenate([first] + [other.result() for other in others])
+        results: list[Any] = [None] * len(parts)
+
+        def run(lane: int) -> None:
+            try:
+                results[lane] = self._run(lane, parts[lane])
+            except BaseException as err:  # raised again on the caller's thread, below
+                results[lane] = err
+
+        # the other lanes on threads of their own, started per call (a fraction of a millisecond), not a pool: a pool's
+        # threads would not survive into a forked process that inherited this network; ONNX Runtime releases the GIL
+        others = [threading.Thread(target=run, args=(lane,), name=f"onnx-lane-{lane}", daemon=True)
+                  for lane in range(1, len(parts))]
+        for thread in others:
+            thread.start()
+        run(0)
+        for thread in others:
+            thread.join()
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return np.concatenate(results)
 
     def _run(self, lane: int, array: np.ndarray) -> np.ndarray:
         return self.sessions[lane].run(None, {self.input_name: np.ascontiguousarray(array)})[0]

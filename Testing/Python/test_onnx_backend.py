@@ -151,3 +151,5 @@ def test_a_batch_split_between_sessions_gives_one_sessions_logits_bit_for_bit(gr
     for size in (1, 2, 5, 7):
         got, expected = split(batch[:size]), single(batch[:size])
         assert got.shape == expected.shape and np.array_equal(got, expected)
+    with pytest.raises(Exception, match="INVALID_ARGUMENT"):  # a lane's error (ONNX Runtime's) reaches the caller
+        split(np.zeros((4, 2, 32, 32), np.float32))

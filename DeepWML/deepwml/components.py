@@ -24,6 +24,12 @@ def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
     return tuple(box)
 
 
+def in_plane_box(mask: np.ndarray) -> tuple[slice, slice] | None:
+    """The in-plane ``(rows, cols)`` box of every slice's True voxels of a ``[slices, rows, cols]`` mask (None: none)."""
+    box = bounding_box(mask)
+    return None if box is None else box[1:]
+
+
 def components_in_box(marked: np.ndarray) -> tuple[tuple[slice, ...], np.ndarray, int] | None:
     """``(box, labels, count)``: the 26-connected components of the 3-D mask ``marked`` labelled 1..count inside its
     bounding box ``box`` (``labels`` has the box's shape, 0 off the marks); None when nothing is marked."""

@@ -24,14 +24,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
 import numpy as np
 from scipy import ndimage
 
-from .components import bounding_box, components_in_box
+from .background import in_background
+from .components import components_in_box, in_plane_box
 from .errors import ModelFileError
 from .evaluation.mark_contrast import (DEFAULT_LEVEL, LEVEL_METHODS, above_air, brain_intensities,
                                        white_matter_level)
@@ -180,10 +181,8 @@ class FloorScan:
         """Start reading the flat level on a thread of its own (once; only for the envelope floor with a level)."""
         with self._flat_lock:
             if self._flat is None and self.method == ENVELOPE_LEVEL and self.level is not None:
-                pool = ThreadPoolExecutor(1)
-                self._flat = pool.submit(white_matter_level, self.flair, self.brain, "flat-above-p25", self.pixel_mm,
-                                         self.intensities)
-                pool.shutdown(wait=False)  # the thread ends with its one task
+                self._flat = in_background(white_matter_level, self.flair, self.brain, "flat-above-p25",
+                                           self.pixel_mm, self.intensities, name="deepwml-flat-level")
 
     def flat_level(self) -> Optional[float]:
         """The flat level (``flat-above-p25``), waited for if it is being read."""
@@ -251,10 +250,10 @@ def _envelope_load(marked: np.ndarray, envelope: EnvelopeSource, load_voxels: Op
     ``load_voxels`` its part on the marked components larger than that) and the marked load there (None, None: no
     envelope). A function ``envelope`` is asked only for the loads' in-plane box: nothing outside it is read."""
     large = None if load_voxels is None else large_components(marked, load_voxels)
-    box = None if large is None else bounding_box(large)
-    boxed = callable(envelope) and box is not None
+    in_plane = None if large is None else in_plane_box(large)
+    boxed = callable(envelope) and in_plane is not None
     if callable(envelope):
-        envelope = envelope(box[1:] if boxed else None)
+        envelope = envelope(in_plane)
     # one made inside the box stands for a white-matter mask the guard trusted, even if the box holds none of it
     if envelope is None or (not boxed and not envelope.any()):
         return None, None

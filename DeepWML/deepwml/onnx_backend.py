@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .architecture import reference_logits
+from .background import in_background
 from .errors import ModelFileError
 from .image_io import write_with
 from .model_files import LoadedModel, file_in_model_folder, load_model, read_card, sha256_of, write_card
@@ -162,27 +162,11 @@ class OnnxNetwork:
         if len(self.sessions) == 1 or array.shape[0] < 2:
             return self._run(0, array)
         parts = np.array_split(array, min(len(self.sessions), array.shape[0]))
-        results: list[Any] = [None] * len(parts)
-
-        def run(lane: int) -> None:
-            try:
-                results[lane] = self._run(lane, parts[lane])
-            except BaseException as err:  # raised again on the caller's thread, below
-                results[lane] = err
-
-        # the other lanes on threads of their own, started per call (a fraction of a millisecond), not a pool: a pool's
-        # threads would not survive into a forked process that inherited this network; ONNX Runtime releases the GIL
-        others = [threading.Thread(target=run, args=(lane,), name=f"onnx-lane-{lane}", daemon=True)
-                  for lane in range(1, len(parts))]
-        for thread in others:
-            thread.start()
-        run(0)
-        for thread in others:
-            thread.join()
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-        return np.concatenate(results)
+        # the other lanes on threads of their own (ONNX Runtime releases the GIL); a lane's error is raised here
+        others = [in_background(self._run, lane, part, name=f"onnx-lane-{lane}")
+                  for lane, part in enumerate(parts) if lane]
+        first = self._run(0, parts[0])
+        return np.concatenate([first] + [other.result() for other in others])
 
     def _run(self, lane: int, array: np.ndarray) -> np.ndarray:
         return self.sessions[lane].run(None, {self.input_name: np.ascontiguousarray(array)})[0]

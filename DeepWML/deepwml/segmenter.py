@@ -15,7 +15,7 @@ import functools
 import logging
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -25,8 +25,9 @@ import SimpleITK as sitk
 
 from .brain_mask import (BrainCanvas, BrainMasking, fill_holes_per_slice, lesion_window, load_brain_model,
                          margin_in_pixels, removed_voxels, restrict_to_brain)
+from .background import in_background
 from .canvas_window import head_window
-from .components import bounding_box
+from .components import in_plane_box
 from .contrast_floor import (ENVELOPE_LEVEL, ContrastFloor, FloorApplied, FloorScan, card_contrast_floor,
                              floor_marks)
 from .defaults import (DEFAULT_MARGIN_MM, DEFAULT_MESIAL_TEMPORAL_MODEL, DEFAULT_WHITE_MATTER_MODEL, THIN_SLAB_MM,
@@ -661,11 +662,9 @@ class Segmenter:
         start_flat = floor.level == ENVELOPE_LEVEL and self._canvas_marks_ml(prepared, probs, threshold) \
             >= floor.min_load_ml / 2
         flair = prepared.layout.to_slices(sitk.GetArrayViewFromImage(prepared.image))
-        pool = ThreadPoolExecutor(1)
-        future = pool.submit(lambda: FloorScan(flair, self._brain_slices(prepared), floor,
-                                               prepared.layout.in_plane_spacing_mm, start_flat))
-        pool.shutdown(wait=False)  # the thread ends with its one task
-        return future
+        return in_background(lambda: FloorScan(flair, self._brain_slices(prepared), floor,
+                                               prepared.layout.in_plane_spacing_mm, start_flat),
+                             name="deepwml-floor-scan")
 
     def _canvas_marks_ml(self, prepared: PreparedVolume, probs: np.ndarray, threshold: float) -> float:
         """The marked volume (ml) on the canvas: a canvas pixel's area times the depth a canvas slice stands for."""
@@ -733,7 +732,7 @@ class Segmenter:
             unseen = np.ones(near.shape[0], dtype=bool)
             unseen[prepared.white_matter_slices] = False
             near[unseen] = True  # no white matter predicted there: never judged far
-            drop, count = far_components(marked, self._on_input_grid(prepared, near, self._in_plane_box(marked)) >= 0.5,
+            drop, count = far_components(marked, self._on_input_grid(prepared, near, in_plane_box(marked)) >= 0.5,
                                           max_voxels=max_voxels)
             if count:
                 native, marked = self._dropped(native, marked, drop)
@@ -757,7 +756,7 @@ class Segmenter:
             log.warning("%s", reason)
             return native, {**record, "applied": False, "reason": reason}
         inside = mesial.on_canvas(mesial.mask, prepared.canvas.shape[-1])  # slices it did not run on: all False
-        inside = self._on_input_grid(prepared, inside, self._in_plane_box(marked))
+        inside = self._on_input_grid(prepared, inside, in_plane_box(marked))
         drop, count = inside_components(marked, inside >= 0.5, MIN_INSIDE_FRACTION, max_voxels=max_voxels)
         if not count:
             return native, record
@@ -787,12 +786,6 @@ class Segmenter:
         full = np.zeros((out.shape[0], *prepared.mapping.native_shape), dtype=np.float32)
         full[:, box[0], box[1]] = out
         return full
-
-    @staticmethod
-    def _in_plane_box(marked: np.ndarray) -> tuple[slice, slice] | None:
-        """The in-plane ``(rows, cols)`` box of every slice's marks (None: nothing marked)."""
-        box = bounding_box(marked)
-        return None if box is None else box[1:]
 
     @staticmethod
     def _dropped(native: np.ndarray, marked: np.ndarray, drop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -4,14 +4,15 @@ the white-matter restriction both read them)."""
 import numpy as np
 from scipy import ndimage
 
-from deepwml.components import bounding_box, components_in_box
+from deepwml.components import bounding_box, components_in_box, in_plane_box
 
 
 def test_the_box_holds_every_marked_voxel_and_nothing_marked_has_none():
     mask = np.zeros((5, 30, 40), bool)
-    assert bounding_box(mask) is None and components_in_box(mask) is None
+    assert bounding_box(mask) is None and components_in_box(mask) is None and in_plane_box(mask) is None
     mask[1, 3, 7] = mask[3, 20, 30] = True
     assert bounding_box(mask) == (slice(1, 4), slice(3, 21), slice(7, 31))
+    assert in_plane_box(mask) == (slice(3, 21), slice(7, 31)) and in_plane_box(mask[:1]) is None
 
 
 def test_components_in_the_box_are_the_whole_volumes_26_connected_components():

@@ -60,7 +60,8 @@ class DeepWMLTrainingLogic(ScriptedLoadableModuleLogic):
     def startTraining(self, manifest: str, outDir: str, epochs: int = 200, baseChannels: int = 64,
                       extraArgs: Optional[List[str]] = None, initModel: Optional[str] = None) -> BackgroundJob:
         """Resumes when ``outDir`` already holds a run with the same settings; ``initModel``
-        fine-tunes from that model's weights instead of starting from random ones."""
+        fine-tunes from that model's weights instead of starting from random ones, and the new model
+        keeps that model's threshold and contrast floor (the engine's ``train --init``)."""
         outDir = self._checked(outDir)
         args = ["train", manifest, "-o", outDir, "--epochs", str(epochs), "--base-channels", str(baseChannels)]
         if initModel:

@@ -342,7 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     tr.add_argument("--init", default="", metavar="MODEL_DIR",
                     help="fine-tune: start from this model's weights ('bundled' = the shipped model); "
-                         "its width replaces --base-channels")
+                         "its width replaces --base-channels, and the new model reads its output with that "
+                         "model's threshold and contrast floor (its card says so)")
     tr.set_defaults(func=cmd_train)
 
     ex = sub.add_parser("export-onnx", parents=[common],

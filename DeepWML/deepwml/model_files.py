@@ -122,6 +122,9 @@ class ModelCard:
     metrics: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
     threshold: float = 0.5
+    #: the card's ``contrast_floor`` entry (None: no floor); a fine-tune inherits its parent's
+    #: (:func:`deepwml.training.trainer.inherited_reading`)
+    contrast_floor: dict[str, Any] | None = None
     #: what the network segments: "lesion" (WMH), "brain" (a brain-mask model, deepwml.brain_mask),
     #: "white-matter" (deepwml.white_matter) or "mesial-temporal" (deepwml.mesial_temporal)
     task: str = "lesion"
@@ -154,6 +157,8 @@ def save_model(network: Any, card: ModelCard, out_dir: str | Path) -> Path:
         "provenance": {"engine_version": __version__, "git_commit": git_commit(),
                        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")},
     }
+    if card.contrast_floor is not None:
+        data["contrast_floor"] = card.contrast_floor
     card_path = out_dir / CARD_NAME
     write_card(data, card_path)
     return card_path

@@ -170,6 +170,41 @@ def test_fine_tuning_starts_from_the_given_model_and_records_it(phantom_set, tin
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-3
 
 
+def test_a_fine_tune_reads_its_output_as_its_parent_does(phantom_set, tiny_model_dir, tmp_path):
+    """A fine-tune inherits its parent's threshold and contrast floor (the bundled model's keep its marks off
+    bright cortex; a site's fine-tune read at 0.5 with no floor would mark it again), says where they came from,
+    and keeps them when resumed after another model was put at ``--init``'s path. A model trained from random
+    weights still gets 0.5 and no floor."""
+    import shutil
+
+    from deepwml.contrast_floor import ContrastFloor, card_contrast_floor
+    from deepwml.model_files import read_card, write_card
+
+    parent = tmp_path / "parent"
+    shutil.copytree(tiny_model_dir, parent)
+    card, card_path = read_card(parent)
+    floor = {"factor": 1.2, "mode": "voxel", "level": "flat-in-envelope", "min_load_ml": 20.0, "chosen": "a test"}
+    write_card({**card, "threshold": 0.65, "contrast_floor": floor}, card_path)
+    parent_id = load_model(parent).model_id
+    run = tmp_path / "ft"
+    train(phantom_set, run, TrainConfig(epochs=1, **{**TINY, "lr": 1e-6}, init=str(parent)), progress=False)
+    model = load_model(run / "model")
+    assert model.threshold == 0.65
+    assert model.card["contrast_floor"] == {**floor, "inherited_from": parent_id}
+    assert card_contrast_floor(model) == ContrastFloor(1.2, "voxel", "flat-in-envelope", 20.0)
+    assert model.card["metrics"]["threshold_selection"]["inherited_from"] == parent_id
+    assert model.card["training"]["initialised_from"]["threshold"] == 0.65
+
+    write_card({**card, "threshold": 0.3}, card_path)  # the parent's path now reads otherwise: the run keeps its start
+    train(phantom_set, run, TrainConfig(epochs=2, **{**TINY, "lr": 1e-6}, init=str(parent)), progress=False)
+    resumed = load_model(run / "model")
+    assert resumed.threshold == 0.65 and resumed.card["contrast_floor"]["factor"] == 1.2
+
+    scratch = load_model(train(phantom_set, tmp_path / "scratch", TrainConfig(epochs=1, **TINY), progress=False))
+    assert scratch.threshold == 0.5 and "contrast_floor" not in scratch.card
+    assert "threshold_selection" not in scratch.card["metrics"]
+
+
 def test_a_resumed_fine_tune_keeps_the_model_it_started_from(phantom_set, tiny_model_dir, tmp_path):
     """``--init`` is a path; when another model is put there between sessions (the bundled model
     replaced by its own fine-tune), the resumed run still names the weights it started from."""
@@ -299,6 +334,28 @@ def _report(folder: Path, rows: list[tuple]) -> Path:
         writer.writerows([(f"c{i}", row[3] if len(row) > 3 else "none" if row[0] == 0 else "MS", *row[:3])
                           for i, row in enumerate(rows)])
     return folder
+
+
+def test_the_site_fine_tune_table_reads_each_models_two_reports(tmp_path):
+    """benchmarks/site_fine_tune_table.py: the site's medians and volumes; on the heads, Dice over the heads with
+    lesions drawn (a drawn head whose truth is empty on its grid included), marks on the lesion-free ones (nothing
+    drawn, nothing true) and far marks over all."""
+    table = _load_benchmark("site_fine_tune_table")
+
+    def report(folder, rows):  # (disease, truth ml, predicted ml, Dice, lesion F1, far ml)
+        folder.mkdir(parents=True)
+        with open(folder / "per_volume.csv", "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["case", "disease", "truth_ml", "pred_ml", "dice", "lesion_f1", "far_fp_ml"])
+            writer.writerows([(f"c{i}", *row) for i, row in enumerate(rows)])
+
+    report(tmp_path / "eval-m" / "site", [("CSVD", 10, 8, 0.8, 0.5, 0), ("CSVD", 20, 25, 0.6, 0.7, 1),
+                                          ("MS", 2, 1, 0.1, 0.2, 0)])
+    report(tmp_path / "eval-m" / "heads", [("MS", 5, 4, 0.7, 0.6, 0.5), ("MS", 0, 0.2, 0.0, 0.0, 0.2),
+                                           ("none", 0, 0.3, 0.0, 0.0, 0.3), ("none", 0, 0.1, 0.0, 0.0, 0.1)])
+    cells = [c.strip() for c in table.row(tmp_path, "m").strip("|").split("|")]
+    assert cells == ["m", "3", "0.600", "0.500", "0.500", "34.0 of 32.0", "0.350 (2)", "0.40 (2)", "1.10"]
+    assert table.main([]) == 2
 
 
 def test_the_near_healthy_proxy_counts_marks_outside_the_truth(tmp_path):

@@ -79,7 +79,8 @@ def write_record(out_dir: Path, config: Any, fingerprint: dict[str, dict[str, An
                  manifest: Path, initialised_from: dict[str, Any] | None = None) -> None:
     """Start the record of a new run, or append this session to an existing run's history.
     ``initialised_from``: the model a new run starts from (``--init``: id, path, weights
-    SHA-256), kept for its later sessions (:func:`recorded_init`)."""
+    SHA-256, and the threshold and contrast floor its card reads the network's output with, which the
+    fine-tune inherits), kept for its later sessions (:func:`recorded_init`)."""
     path = out_dir / RECORD_NAME
     session = {"started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                "from_epoch": start_epoch, "manifest": str(manifest),

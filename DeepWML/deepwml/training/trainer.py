@@ -177,8 +177,34 @@ def _initial_network(config: TrainConfig) -> tuple[UNet2D, dict]:
         log.warning("fine-tuning %s: width %d from its card replaces --base-channels %d",
                     loaded.model_id, loaded.network.config.base_channels, config.base_channels)
         config.base_channels = loaded.network.config.base_channels
-    return loaded.network.train(), {"model": loaded.model_id, "path": str(loaded.path),
-                                    "weights_sha256": loaded.card.get("weights_sha256")}
+    started = {"model": loaded.model_id, "path": str(loaded.path),
+               "weights_sha256": loaded.card.get("weights_sha256"), "threshold": loaded.threshold}
+    if loaded.card.get("contrast_floor") is not None:
+        started["contrast_floor"] = loaded.card["contrast_floor"]
+    return loaded.network.train(), started
+
+
+def inherited_reading(init_card: dict) -> tuple[float, dict | None, dict]:
+    """How a fine-tune's output is read, from the model it started from: ``(threshold, contrast_floor entry or
+    None, metrics entry)``; a model trained from random weights gets 0.5, no floor and no entry.
+
+    Why: the parent's threshold and contrast floor were chosen with its weights, and on real whole heads the
+    floor is what keeps the network's marks off bright cortex (README "The bundled model"). A site that
+    fine-tunes the bundled model on a few of its own scans would otherwise get a model read at 0.5 with no
+    floor: one that marks what the bundled model was made not to. A fine-tune stays close to its parent, so
+    the parent's reading is the better start; ``benchmarks/threshold_on_validation.py RUN/model ... --record``
+    chooses the fine-tune's own threshold on its validation cases when there are enough of them. Runs
+    recorded before parents' readings were kept (no ``threshold`` in the record) read as before."""
+    if not init_card or "threshold" not in init_card:
+        return 0.5, None, {}
+    floor = init_card.get("contrast_floor")
+    if floor is not None:
+        floor = {**floor, "inherited_from": init_card.get("model")}
+    why = (f"inherited from {init_card.get('model')}, which this model was fine-tuned from; choose this model's own "
+           "on its validation cases with benchmarks/threshold_on_validation.py MODEL MANIFEST SPLIT val --record")
+    return float(init_card["threshold"]), floor, {"threshold_selection": {"chosen": float(init_card["threshold"]),
+                                                                          "inherited_from": init_card.get("model"),
+                                                                          "why": why}}
 
 
 def _resumed_architecture(out_dir: Path, config: TrainConfig) -> UNetConfig | None:
@@ -394,6 +420,7 @@ def _train(manifest: Path, out_dir: Path, config: TrainConfig, resume: bool, pro
             best_dice, best_epoch = val_dice, epoch + 1
         if is_main:
             if improved:
+                threshold, floor, inherited = inherited_reading(init_card)
                 card = ModelCard(config.name, config.version, net.config, training={
                     "manifest": str(manifest), "manifest_sha256": manifest_sha256(manifest),
                     "cases": {s: len(cases_in(split, cases, s)) for s in SPLITS},
@@ -403,7 +430,8 @@ def _train(manifest: Path, out_dir: Path, config: TrainConfig, resume: bool, pro
                     "config": asdict(config), "epoch": best_epoch, "world_size": world,
                     "device": str(device), **({"initialised_from": init_card} if init_card else {}),
                 }, metrics={"validation_dice_canvas": round(best_dice, 4),
-                            "validation_loss": round(val_loss, 4)}, notes=config.notes, task=config.task)
+                            "validation_loss": round(val_loss, 4), **inherited}, notes=config.notes, task=config.task,
+                    threshold=threshold, contrast_floor=floor)
                 save_model(net, card, model_dir)
             _atomic_torch_save({"model": net.state_dict(), "optimizer": optimizer.state_dict(),
                                 "epoch": epoch + 1, "best_dice": best_dice, "best_epoch": best_epoch},

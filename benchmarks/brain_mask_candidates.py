@@ -2,7 +2,7 @@
 
 Reads two ``synthetic.csv`` files of ``benchmarks/brain_mask_accuracy.py --synthetic ... --lesions`` (the
 bundled mask's, then the candidate's; the same manifest) and checks the rule fixed before experiment 47
-(README "Brain mask"; synthetic heads only, no real scan):
+(docs/EXPERIMENTS.md, "Brain mask experiments (46, 47)"; synthetic heads only, no real scan):
 
 (a) median ``excess3_ml`` (mask volume farther than 3 mm from the true brain) at least ``--excess-drop`` lower;
 (b) lesion marks farther than 3 mm from the true brain: no more in total, and no more heads over 0.1 ml;

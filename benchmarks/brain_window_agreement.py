@@ -1,4 +1,4 @@
-"""Does the lesion network's brain window change the masks? (issue 14; README "Speed")
+"""Does the lesion network's brain window change the masks? (issue 14; README "Speed", history: docs/EXPERIMENTS.md)
 
 With the brain mask applied, the lesion network sees only the brain's window (brain + margin,
 grown by ``brain_context_px`` canvas pixels of context; :meth:`deepwml.segmenter.Segmenter.run_network`)
@@ -8,7 +8,7 @@ the manifests, this segments once with the head's window and once per context, a
 context: the masks' agreement with the head window's (median Dice, volumes where both are empty
 counting 1; summed volume change), the median per-volume Dice against the truth (volumes with
 lesions) for every setting, and the lesion network's median time. Synthetic data only: the
-context is chosen on it (rule in ``work-data/b22/RULE.md``, quoted in the README).
+context is chosen on it (rule in ``work-data/b22/RULE.md``, quoted in docs/EXPERIMENTS.md, "Speed history").
 
     .venv/bin/python benchmarks/brain_window_agreement.py -o OUT.csv work-data/b14/wval/manifest.csv \
         work-data/b12/phantom-test.csv --contexts 8 16 24 32

@@ -8,7 +8,7 @@ same truth per case). For every case in both whose images differ, the model (run
 the Segmenter's defaults, card threshold) marks each form; the probe reports the millilitres marked away from
 the truth (outside its one-voxel dilation) in each, per case and in all. Why: the real scans split the
 from-scratch models from 1.6.0 by how readily they mark faint white-matter brightening, and this is the first
-synthetic measurement that shows the same split (README, experiment 37: v11 adds +1.4 ml to 1.6.0's marks and
+synthetic measurement that shows the same split (docs/EXPERIMENTS.md, experiment 37: v11 adds +1.4 ml to 1.6.0's marks and
 +4 to +15 ml to every from-scratch descendant on 33 pairs of seed 111). Synthetic data only; chooses nothing.
 """
 
@@ -37,7 +37,7 @@ log = logging.getLogger("brightening_probe")
 
 def marked_away_ml(mask: np.ndarray, truth: np.ndarray, voxel_ml: float) -> float:
     """Millilitres of ``mask`` outside the truth's one-voxel (face-connected) dilation, as
-    the README's false-positive placements of experiments 30-37 count them."""
+    the false-positive placements of experiments 30-37 (docs/EXPERIMENTS.md) count them."""
     near = ndimage.binary_dilation(truth)
     return float(np.count_nonzero(mask & ~near) * voxel_ml)
 

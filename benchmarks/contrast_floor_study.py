@@ -14,7 +14,7 @@ report folder per configuration under OUT in ``deepwml evaluate``'s ``per_volume
 ``NAME+MODE@K`` floored), which ``benchmarks/fresh_heads_by_load.py --judge`` reads, and a table of the mean
 paired Dice gain over the first model bare and the ml marked on lesion-free heads. With ``--probe``: the
 brightening probe's figure (ml marked away from the truth on the brightened form minus the plain form) per
-configuration. Synthetic data only (the rule: README, experiment 40). ``--record`` writes the floor a rule
+configuration. Synthetic data only (the rule: docs/EXPERIMENTS.md, experiment 40). ``--record`` writes the floor a rule
 chose into a model card (``contrast_floor``, with how it was chosen), where the Segmenter reads it.
 """
 
@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--factors", type=float, nargs="+", default=list(FACTORS))
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--levels", nargs="+", default=[DEFAULT_LEVEL], choices=FLOOR_LEVELS,
-                        help="how the floors read the white-matter level (README, experiment 45); --record: the first "
+                        help="how the floors read the white-matter level (docs/EXPERIMENTS.md, experiment 45); --record: the first "
                              f"({ENVELOPE_LEVEL} only with --record: it needs the segmenter's white-matter envelope)")
     parser.add_argument("--min-load-ml", type=float, default=0.0,
                         help=f"--record with {ENVELOPE_LEVEL}: the envelope's level only on scans with at least this "

@@ -10,7 +10,7 @@ configuration under OUT: ``base`` (the base model alone at its card threshold; m
 evaluate``'s report of it) and ``base+NAME@T`` (mean of the two probability maps, thresholded at T).
 ``benchmarks/fresh_heads_by_load.py`` reads them like evaluate's reports, ``--judge`` included. Then it
 prints, per configuration, the mean paired Dice gain over the base on the heads with lesions and the ml
-marked on the lesion-free heads. Synthetic data only (the rule: README, experiment 29).
+marked on the lesion-free heads. Synthetic data only (the rule: docs/EXPERIMENTS.md, experiment 29).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ of ``judge_candidate.sh``, which no model here was trained on). Prints, per repo
 the heads with lesions, over the load groups < 3 ml / 3-20 ml / >= 20 ml, and the volume marked
 on the lesion-free heads. Why by load: the overall median sits in the medium loads, so a change
 for the heavy confluent loads (the known failure) or the light ones does not show in it; the
-rules of stages 13-14 (README "Experiments after 1.2.0") read the >= 20 ml group. Synthetic data
+rules of stages 13-14 (docs/EXPERIMENTS.md "Lesion-model experiments after 1.2.0") read the >= 20 ml group. Synthetic data
 only; no real scan is read.
 
 ``--judge`` prints criteria (1)-(4) of the rule (README "Training"; its second form, of 2026-12-01 after
@@ -30,7 +30,7 @@ does not depend on a session's untracked scripts.
 column, the ml marked farther than 3 mm from every true lesion (experiment 53's criterion (d): the proxy
 also counts the rims of lesions a candidate newly finds). Why: over six models (1.6.0, 1.7.0, experiments 30, 32, 41, 42)
 its totals ranked the models as the near-healthy real head's marks did, with one neighbouring pair swapped,
-while criteria (1)-(4) passed experiment 42, which that head's floor then vetoed (README, the forty-second).
+while criteria (1)-(4) passed experiment 42, which that head's floor then vetoed (docs/EXPERIMENTS.md, the forty-second).
 """
 
 from __future__ import annotations

@@ -14,9 +14,9 @@ it into the card (``threshold``) with the figures (``metrics.threshold_selection
 It also prints, per threshold, the volume marked on the PART's lesion-free cases, and records it:
 information only, the choice does not read it. Why: the rule reads the cases with lesions alone, so
 it cannot see what a lower threshold costs on healthy heads, and every candidate of 2026-11-30/12-01
-whose rule went below 0.8 then over-marked the lesion-free fresh heads (README "Experiments").
+whose rule went below 0.8 then over-marked the lesion-free fresh heads (docs/EXPERIMENTS.md "Lesion-model experiments after 1.2.0").
 
-``--grow`` (an experiment; README "Experiments", the thirteenth): the card's threshold stays the
+``--grow`` (an experiment; docs/EXPERIMENTS.md "Lesion-model experiments after 1.2.0", the thirteenth): the card's threshold stays the
 seed threshold and the sweep is over the growth threshold of seeded lesion growth (hysteresis, as in
 LST's lesion growth algorithm: a lesion needs a voxel >= the threshold, then takes its 26-connected
 voxels >= the growth threshold; "None" = no growth). Prints the figures only: growth lowered the
@@ -32,7 +32,7 @@ the PART's lesion-free cases than the model REF marks there at its own card thre
 (the highest median among them; none: nothing is chosen or recorded). Why: a fine-tune is not
 calibrated like its parent, and the plain rule cannot see healthy heads.
 
-``--adaptive`` (an experiment; README "Experiments", the eighteenth): a load-adaptive threshold, the
+``--adaptive`` (an experiment; docs/EXPERIMENTS.md "Lesion-model experiments after 1.2.0", the eighteenth): a load-adaptive threshold, the
 card's threshold unless the volume's lesion load at it is at least V ml, then t_low; the sweep over
 (V, t_low) with the segmenter's defaults (TTA and brain mask on), chosen by the rule of
 ``work-data/b24/RULE-adaptive.md`` (highest mean among those whose median keeps the plain one's).

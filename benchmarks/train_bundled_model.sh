@@ -6,7 +6,7 @@
 # Chain: 0.2.0 (phantoms, git c43b84c) --stage 1--> 1.0.0 (git a401d69) --stage 2--> 1.1.0
 # (git f5f2904) --stage 3--> 1.2.0 (git 2986285) --stage 9--> 1.4.0 (git 4d0a35f); 1.2.0 --stage 4-->
 # 1.3.0-v4 --stage 10--> 1.5.0 --stages 13, 14 (their data) and 16--> 1.6.0 (shipped). Experiments, not
-# shipped (README "Experiments after 1.2.0"): 1.3.0-v4 --stage 5--> 1.3.0; 1.5.0 --stage 11--> 1.6.0-3d;
+# shipped (docs/EXPERIMENTS.md "Lesion-model experiments after 1.2.0"): 1.3.0-v4 --stage 5--> 1.3.0; 1.5.0 --stage 11--> 1.6.0-3d;
 # 1.2.0 --stage 6--> 1.3.0-mix; 1.2.0 + 1.3.0-v4 --stage 7--> 1.3.0-wise0.5; 1.3.0-v4 --stage 8--> 1.3.0-v4h.
 # Stage 12 trains the bundled brain-mask model deepwml-synth-brain8@1.0.0 (deepwml.brain_mask) from scratch on
 # the brain masks of the synthetic heads of stage 11's mix (run stages 10 and 11's synthesis first).
@@ -42,7 +42,7 @@
 # 13. 1.6.0-v6: 1.5.0 fine-tuned on its own mix plus 180 heads of synthesis v6 (seed 51: v4 with the
 #     real MS masks of one to three patients united per case, heavier loads of real shape), 1.5.0's split
 #     kept (mix_with_new_heads.py ... v6); 4 epochs lr 1e-4 + to 10 at 5e-5, 300 batches per epoch, bf16.
-#     Not shipped: its rule's heavy-load criterion failed (README "Experiments after 1.2.0").
+#     Not shipped: its rule's heavy-load criterion failed (docs/EXPERIMENTS.md "Lesion-model experiments after 1.2.0").
 # 14. 1.6.0-v7: stage 13 on the same 180 heads drawn with synthesis v7 (lesions faint at their rim, full in
 #     their core); same recipe. Not shipped: the same criterion failed. (Resumed for 12 more epochs at 5e-5,
 #     "1.6.0-v7b", by hand: deepwml train ... --epochs 22 --lr 5e-5 in a copy of its run folder; failed too.)

@@ -16,7 +16,7 @@ Why the largest component, filled holes and a margin: the brain is one connected
 what the network calls brain apart from it (a speck of orbital fat, the scalp) is dropped; a
 lesion is never removed for lying in a hole of the mask (a ventricle, a lesion the network took
 for CSF); at its edge the margin (``--brain-margin-mm``) decides: 3 mm until experiment 46 (README
-"Brain mask"), which found no margin non-inferior on synthetic heads (0.13 % of true lesion, all in confluent
+"Brain mask"; history: docs/EXPERIMENTS.md), which found no margin non-inferior on synthetic heads (0.13 % of true lesion, all in confluent
 small-vessel loads, lies outside the mask) and made 0 the default.
 
 Why a plausibility guard: a brain network that fails on some unseen input (a phantom that is

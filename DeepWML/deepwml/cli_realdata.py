@@ -72,7 +72,7 @@ def add_brain_mask_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mesial-temporal-model", default=None, metavar="DIR",
                         help="with the white-matter restriction, also remove every marked component of at most 1 ml "
                              "lying at least half on this mesial-temporal model's hippocampus and amygdala (opt-in: "
-                             "none is bundled, experiment 49's network failed its rule; README)")
+                             "none is bundled, experiment 49's network failed its rule; docs/EXPERIMENTS.md)")
     parser.add_argument("--contrast-floor", type=argtype(check_non_negative, "--contrast-floor"), default=None,
                         metavar="K", help="remove marked voxels darker than K x the scan's white-matter level, read "
                                           "in the brain mask (default: the model card's floor, if it names one; "

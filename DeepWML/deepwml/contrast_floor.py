@@ -2,7 +2,7 @@
 
 Why: a white-matter *hyper*intensity is by definition brighter than the normal white matter around
 it, and SAMSEG's lesion model encodes the same constraint (lesion intensity above white matter on
-FLAIR). The from-scratch networks of experiments 30-37 (README) over-mark faint, normal-looking
+FLAIR). The from-scratch networks of experiments 30-37 (docs/EXPERIMENTS.md) over-mark faint, normal-looking
 white matter on real thick slices at 1.02-1.12x its level, and grow marks from a lesion into faint
 brightening beside it on synthetic heads (the brightening probe). A floor at ``k`` x the white-matter
 level removes such marks whatever the network believes; what it costs is the faint partial-volume
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 #: The two forms (see the module's docstring).
 MODES = ("voxel", "component")
-#: A floor level that is two levels by place (experiments 52-54, README "White-matter restriction"; the bundled 1.8.0
+#: A floor level that is two levels by place (experiments 52-54, docs/EXPERIMENTS.md; the bundled 1.8.0
 #: uses it behind a load gate, below): for the voxels of a marked component larger than 1 ml that lie inside the white matter's in-plane envelope
 #: (the white-matter network's mask with its in-plane holes filled) the accurate ``flat-above-p25`` level (never above
 #: the other), everywhere else ``above-median``, which bright cortex pulls up. Why: the misread level removes most of a

@@ -23,13 +23,13 @@ PRECISIONS = ("auto", "float32", "bf16", "fp16", "int8")
 OUTSIDE_TOLERANCE_MM = 3.0
 
 #: Lesion probability is kept up to this far (mm, in-plane) outside the brain mask
-#: (:mod:`deepwml.brain_mask`, ``--brain-margin-mm``). 0 since experiment 46 (README "Brain mask"): a WMH
+#: (:mod:`deepwml.brain_mask`, ``--brain-margin-mm``). 0 since experiment 46 (README "Brain mask"; history: docs/EXPERIMENTS.md): a WMH
 #: lies in the brain, and on 141 synthetic heads with lesions no margin was non-inferior to 3 mm (mean paired
 #: Dice -0.0007 and +0.0004) with less marked on lesion-free heads; 3 mm had been fixed by reasoning alone.
 DEFAULT_MARGIN_MM = 0.0
 
 #: The Segmenter's white-matter model (:mod:`deepwml.white_matter`, ``--no-white-matter`` / ``--white-matter-model``):
-#: "bundled" since experiment 48 (README "White-matter restriction": non-inferior on fresh synthetic heads and the
+#: "bundled" since experiment 48 (README "White-matter restriction", stages in docs/EXPERIMENTS.md: non-inferior on fresh synthetic heads and the
 #: phantom test, chosen by a rule fixed before its figures; the real floors held); None = no restriction.
 DEFAULT_WHITE_MATTER_MODEL = "bundled"
 

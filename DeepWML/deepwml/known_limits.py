@@ -21,7 +21,7 @@ from typing import Any
 from .reslice import THIN_SLICE_MM
 
 #: A load at least this large (ml, marked) gets the heavy-load caution: the cut every experiment
-#: used for "heavy" (README, "Experiments"), fixed before any real figure; not tuned.
+#: used for "heavy" (docs/EXPERIMENTS.md), fixed before any real figure; not tuned.
 HEAVY_LOAD_ML = 20.0
 #: Real MS cases at least this large (ml, truth) are the card's heavy loads quoted in that caution.
 HEAVY_TRUTH_ML = 20.0

@@ -4,7 +4,7 @@ Why: the hippocampus and amygdala are physiologically bright on normal FLAIR (br
 white-matter hyperintensity never lies in them: WMH raters leave them unlabelled and the synthesis never draws a
 lesion there. The white-matter restriction (:mod:`deepwml.white_matter`) cannot remove marks on them, since they
 border the temporal white matter and the temporal horn and so lie "near" white matter at its 4 mm tolerance; on the
-near-healthy real 3D head (README "White-matter restriction", experiment 49) the largest marks left lie bilaterally
+near-healthy real 3D head (docs/EXPERIMENTS.md, experiment 49) the largest marks left lie bilaterally
 on exactly these structures. So a width-8 U-Net at half the canvas resolution (the brain and white-matter networks'
 architecture and cost), trained from scratch on the hippocampus and amygdala of synthetic heads (SynthSeg labels
 17/18/53/54, without the drawn lesions; never a real scan), runs on the same slices as the white-matter network, and
@@ -19,7 +19,7 @@ network existed (``work-data/b39/RULE-mesial-temporal.md``), judged on synthetic
 fresh synthetic heads (paired Dice lower bound -0.0038 < -0.003) and the phantom test (0.8310 -> 0.8251): its mask
 reaches true lesions beside the temporal horn -- the phantoms' periventricular lesions at the temporal horns, which
 real MS has too, lie within millimetres of the hippocampus, so a sharper mask would put them at risk as well
-(README). It stays opt-in, for measurement.
+(docs/EXPERIMENTS.md, experiment 49). It stays opt-in, for measurement.
 Why a guard: a network that called much of the brain mesial temporal would delete lesions; above
 :data:`MAX_MESIAL_TEMPORAL_SHARE` of the brain (or head) on the slices it ran on nothing is removed.
 """
@@ -30,8 +30,8 @@ from pathlib import Path
 
 from .model_files import DEFAULT_MODEL_DIR, LoadedModel, load_model
 
-#: Where a bundled mesial-temporal model would lie; none is bundled (experiment 49's network failed its rule, README
-#: "White-matter restriction"), so the exclusion is opt-in (``--mesial-temporal-model DIR``).
+#: Where a bundled mesial-temporal model would lie; none is bundled (experiment 49's network failed its rule,
+#: docs/EXPERIMENTS.md), so the exclusion is opt-in (``--mesial-temporal-model DIR``).
 MESIAL_TEMPORAL_MODEL_DIR = DEFAULT_MODEL_DIR.parent / "mesial-temporal"
 #: ``task`` of a mesial-temporal model's card.
 MESIAL_TEMPORAL_TASK = "mesial-temporal"

@@ -64,7 +64,7 @@ class Cancelled(Exception):
 
 
 #: Canvas pixels of context the lesion network sees beyond brain + margin (about 1 mm each at a
-#: 240 mm field of view; chosen on synthetic data by the rule in the README's Speed section).
+#: 240 mm field of view; chosen on synthetic data by the rule in docs/EXPERIMENTS.md, "Speed history").
 BRAIN_CONTEXT = 8
 
 

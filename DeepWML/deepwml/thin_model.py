@@ -4,7 +4,7 @@ than :data:`deepwml.reslice.THIN_SLICE_MM` (a 1 mm 3D FLAIR, a thin 2D stack), w
 
 Why a second model rather than one trained on both: a width-16 network fine-tuned on thick and
 thin heads together gained on 1 mm FLAIR and lost on thick slices, the product's main input
-(README, "Experiments", the ninth); a model per acquisition keeps both. Thick inputs, and thin
+(docs/EXPERIMENTS.md "Lesion-model experiments after 1.2.0", the ninth); a model per acquisition keeps both. Thick inputs, and thin
 ones seen as thick slabs (``--thin-slab-mm``), keep the lesion model.
 
 Which thin model runs (``thin_model`` of the Segmenter, ``--thin-model`` on the command line):

@@ -19,7 +19,7 @@ judged by where most of it lies, within two of its pixels (4 mm; one pixel, 2 mm
 MS lesions on synthetic heads and phantoms); and the network calls large confluent lesion blobs "not
 white matter", so a component above 1 ml is never dropped (what the restriction is for are specks).
 Each setting was fixed by a rule before its candidate was measured, on synthetic heads only
-(README "White-matter restriction", experiment 48, stages 1-3).
+(README "White-matter restriction", experiment 48; stages 1-3: docs/EXPERIMENTS.md).
 Why a guard: a network that finds (almost) no white matter on some unseen input would delete
 every lesion; below :data:`MIN_WHITE_MATTER_SHARE` of the brain (or of the head, without a brain
 mask) nothing is removed and the summary says why.
@@ -42,7 +42,7 @@ WHITE_MATTER_MODEL_DIR = DEFAULT_MODEL_DIR.parent / "white-matter"
 #: ``task`` of a white-matter model's card.
 WHITE_MATTER_TASK = "white-matter"
 #: A marked component is kept when at least MIN_NEAR_FRACTION of its voxels lie within NEAR_MM (in-plane) of the
-#: white matter (README "White-matter restriction"; 4 mm: two pixels of the network's grid).
+#: white matter (README "White-matter restriction"; 4 mm, two pixels of the network's grid: stage 3, docs/EXPERIMENTS.md).
 NEAR_MM = 4.0
 MIN_NEAR_FRACTION = 0.5
 #: A marked component larger than this (ml) is never dropped: the network calls large confluent lesion blobs "not

@@ -1,4 +1,4 @@
-"""The white-matter contrast floor (deepwml.contrast_floor; README, experiment 40): marks no brighter
+"""The white-matter contrast floor (deepwml.contrast_floor; docs/EXPERIMENTS.md, experiment 40): marks no brighter
 than the scan's own white matter are removed, by voxel or by component, from the card or an option."""
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def test_bad_floors_are_refused(factor, mode):
 
 def folded_cortex_brain() -> tuple[np.ndarray, np.ndarray]:
     """A brain whose grey matter (130) is its largest class, folded with fluid (30) in 2-pixel gyri and
-    sulci around a flat white-matter core (100): the heads experiments 43-45 found misread (README)."""
+    sulci around a flat white-matter core (100): the heads experiments 43-45 found misread (docs/EXPERIMENTS.md)."""
     rng = np.random.default_rng(0)
     flair = np.zeros((4, 80, 80), np.float32)
     brain = np.zeros(flair.shape, bool)

@@ -4,7 +4,7 @@
 Why: on an unlabelled head nothing says whether a mark is a lesion, but a white-matter
 hyperintensity is by definition brighter than the normal white matter around it. Marks at
 white-matter brightness mean the network leans on where lesions usually lie rather than on what
-the scan shows: experiment 32 (README) marked 15 ml of the near-healthy head at a median 1.03x the
+the scan shows: experiment 32 (docs/EXPERIMENTS.md) marked 15 ml of the near-healthy head at a median 1.03x the
 white-matter level, where its parent's marks were 1.19x and the shipped 1.6.0's 1.41x; the volume
 alone did not say why. A plausibility figure, not an accuracy: bright cortex mixed into a thick
 slab also scores high.
@@ -64,7 +64,7 @@ def white_matter_level(flair: np.ndarray, brain: np.ndarray, method: str = DEFAU
     is the largest class of the brain's brighter half when grey matter is not much brighter, whatever the
     scanner's scale; no tissue segmentation is needed. But grey matter is the larger and brighter class on
     FLAIR, so the median often lies above the white matter's centre and the mode then sits on its upper tail
-    or on the cortex: on 60 synthetic heads with known tissue (v4/v7 seeds 134/135, README experiment 45) it
+    or on the cortex: on 60 synthetic heads with known tissue (v4/v7 seeds 134/135, docs/EXPERIMENTS.md experiment 45) it
     read 1.062x the true white-matter median (median |ln error| 0.060, 90th percentile 0.146; up to 1.39x on
     a v7 head of seed 112).
     ``flat-above-p25``: the cut moves down to the 25th percentile (fluid and most of its partial volume

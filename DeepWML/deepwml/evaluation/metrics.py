@@ -109,7 +109,7 @@ def far_false_positive_ml(truth: sitk.Image, pred: sitk.Image, distance_mm: floa
     """Millilitres of ``pred`` farther than ``distance_mm`` (physical, 3D) from every voxel of ``truth``.
 
     Why not marked minus true positive: on a heavy load that figure counts the rim of every lesion a
-    better model newly finds (experiment 52 in the README: one head's "false positives" rose 0.21 ->
+    better model newly finds (experiment 52 in docs/EXPERIMENTS.md: one head's "false positives" rose 0.21 ->
     6.75 ml while its Dice rose 0.23 -> 0.70). A mark this far from any lesion is one no boundary
     disagreement explains. With an empty truth, every marked voxel counts."""
     p = sitk.GetArrayViewFromImage(pred) > 0

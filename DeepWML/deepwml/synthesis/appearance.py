@@ -101,7 +101,7 @@ class Ranges:
     #: ramp fades the truth's edge, so many labelled voxels were 1.02-1.05x their surroundings --
     #: invisible under texture and noise. Labels a rater could not see teach the network to mark by
     #: location: experiment 30 marked normal-looking white matter (1.02-1.12x) at the training
-    #: masks' commonest lesion sites on real 5 mm scans (README). None (v1-v8): label the mask as drawn.
+    #: masks' commonest lesion sites on real 5 mm scans (docs/EXPERIMENTS.md). None (v1-v8): label the mask as drawn.
     min_visible_contrast: float | None = None
     #: Synthesis v11: in this share of cases the corticospinal tracts and the peritrigonal white
     #: matter are faintly brighter on both sides, never labelled (see :mod:`.normal_tracts`: normal
@@ -115,7 +115,7 @@ class Ranges:
     #: Why: on normal FLAIR the mesial temporal grey matter is physiologically hyperintense to the
     #: cortex and raters leave it alone, while v1-v11 drew it as deep grey (one level with thalamus and
     #: putamen) and the lesions the network learnt sit from 0.85x cortex up; 1.7.0's largest marks on
-    #: the near-healthy real head lie there (README, experiment 41: the idea comes from there, the range
+    #: the near-healthy real head lie there (docs/EXPERIMENTS.md, experiment 41: the idea comes from there, the range
     #: from reasoning). Drawn from the generator ``paint_with_truth`` is given for it. 0 (v1-v11): never.
     mesial_temporal_probability: float = 0.0
     mesial_temporal_over_cortex: tuple[float, float] = (1.0, 1.25)

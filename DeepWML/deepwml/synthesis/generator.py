@@ -115,7 +115,7 @@ VERSIONS = {
 }
 #: The default stays v3, the data of model 1.2.0: models trained on v4 or v5 alone were better on the
 #: real MS scans but failed the phantom test guard; the shipped 1.5.0 (like 1.4.0 before it) is v4's
-#: heads with the phantoms weighted up (README "Experiments after 1.2.0"), a mix, not a synthesis version.
+#: heads with the phantoms weighted up (docs/EXPERIMENTS.md "Lesion-model experiments after 1.2.0"), a mix, not a synthesis version.
 SYNTHESIS_VERSION = 3
 MANIFEST_FIELDS = ["case", "patient", "center", "disease", "anatomy", "lesion_source", "synthesis_version",
                    "skull_stripped", "slice_thickness_mm", "slice_spacing_mm", "pixel_mm", "matrix", "slices", "flair",

@@ -127,7 +127,7 @@ def _register(subject: SubjectAnatomy) -> sitk.Transform:
 #: millimetres along each axis and degrees about each axis, around the brain's centre) before it
 #: is brought into the subject. Why: at their registered places the 27 masks put a lesion in the
 #: corona radiata above the ventricles in 15-26 % of the cases, and networks trained on them mark
-#: white matter there that is no brighter than white matter (experiment 34 in the README); moved,
+#: white matter there that is no brighter than white matter (experiment 34 in docs/EXPERIMENTS.md); moved,
 #: a lesion's place says little, and only its brightness tells lesion from white matter.
 MASK_SHIFT_MM = 25.0
 MASK_ROTATION_DEG = 20.0

@@ -6,7 +6,7 @@ from the posterior limb of the internal capsule up through the corona radiata, a
 trigones. Both are bilateral, roughly symmetric, ill-defined and a few to ~12 % brighter than the
 surrounding white matter. No earlier synthesis version drew them (v8's diffuse brightening falls
 at random places), and networks trained from scratch on v4-v10 mark exactly such faint, symmetric
-regions on real scans (README, experiment 36). The paths are drawn in MNI space from anatomy
+regions on real scans (docs/EXPERIMENTS.md, experiment 36). The paths are drawn in MNI space from anatomy
 (coordinates below, not fitted to any scan) and brought into each subject with the same
 registration as the real lesion masks (:func:`.lesions.mni_to_subject`).
 """

@@ -2,7 +2,7 @@
 Chen, Goodfellow and Shlens, ICLR 2016).
 
 Why: the bundled network is 16 channels wide and every CPU fine-tune of it since 1.6.0 has
-stalled (README "Experiments", 20-27); capacity is the lever left, but a wider network trained
+stalled (docs/EXPERIMENTS.md "Lesion-model experiments after 1.2.0", 20-27); capacity is the lever left, but a wider network trained
 from scratch would not catch up with the chain's hours of training. Widening keeps what was
 learnt: every new channel copies an existing channel of the same feature map (same producing
 weights and bias), and every layer that reads the map divides its weights for a copied channel

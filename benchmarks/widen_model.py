@@ -5,7 +5,7 @@ export the result's ONNX graph, as the start of a fine-tune with more capacity.
 
 Then ``deepwml train MANIFEST -o RUN --init OUT_DIR ...`` (the width comes from OUT_DIR's card). Why 22: FLOPs grow
 with the width squared, so width 22 without flip TTA costs about what width 16 with it costs (1.89x vs 2 passes),
-the only capacity the CPU speed target (< 2 s for 24 x 512^2) leaves. The threshold stays the source's until
+the only capacity the CPU speed target (< 2 s for 24 x 512^2) leaves. The threshold and contrast floor stay the source's until
 ``threshold_on_validation.py`` chooses one.
 """
 

@@ -122,12 +122,22 @@ class ModelCard:
     metrics: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
     threshold: float = 0.5
-    #: the card's ``contrast_floor`` entry (None: no floor); a fine-tune inherits its parent's
-    #: (:func:`deepwml.training.trainer.inherited_reading`)
+    #: the card's ``contrast_floor`` entry (None: no floor); a model made from another inherits its
+    #: (:func:`inherited_reading`)
     contrast_floor: dict[str, Any] | None = None
     #: what the network segments: "lesion" (WMH), "brain" (a brain-mask model, deepwml.brain_mask),
     #: "white-matter" (deepwml.white_matter) or "mesial-temporal" (deepwml.mesial_temporal)
     task: str = "lesion"
+
+
+def inherited_reading(card: Dict[str, Any], model_id: Optional[str]) -> tuple[float, Optional[Dict[str, Any]]]:
+    """``(threshold, contrast_floor entry or None)`` that a model made from the model whose card is ``card`` reads its
+    output with: a fine-tune (``train --init``), a widened network, a weight average. The floor entry says
+    ``inherited_from`` ``model_id``. Why: a threshold and a floor are chosen with the weights they read, and a derived
+    model stays close to its source; dropping them (as fine-tunes, widenings and averages did before 2026-12-03) left
+    a model read at 0.5 with no floor, marking what its source was made not to. A card without a threshold reads 0.5."""
+    floor = card.get("contrast_floor")
+    return float(card.get("threshold", 0.5)), None if floor is None else {**floor, "inherited_from": model_id}
 
 
 def save_model(network: Any, card: ModelCard, out_dir: str | Path) -> Path:

@@ -11,6 +11,10 @@ from deepwml.training.weight_interpolation import averaged_state, interpolate_mo
 from deepwml.unet import UNet2D, UNetConfig
 
 
+#: the contrast floor the test fine-tunes' cards carry (an average keeps it, as its threshold)
+FLOOR = {"factor": 1.15, "mode": "voxel"}
+
+
 def fine_tune_of(base_dir, out, shift: float = 0.5, initialised: bool = True):
     """A 'fine-tune' of the model in ``base_dir``: its weights shifted, its card naming the base."""
     base = load_model(base_dir)
@@ -18,7 +22,7 @@ def fine_tune_of(base_dir, out, shift: float = 0.5, initialised: bool = True):
     net.load_state_dict({k: (v + shift if v.is_floating_point() else v) for k, v in base.network.state_dict().items()})
     training = {"initialised_from": {"model": base.model_id, "weights_sha256": base.card["weights_sha256"]}}
     save_model(net, ModelCard("tiny-test", "0.0.2", net.config, training=training if initialised else {},
-                              notes="shifted", threshold=0.7), out)
+                              notes="shifted", threshold=0.7, contrast_floor=FLOOR), out)
     return out
 
 
@@ -45,6 +49,7 @@ def test_interpolated_model_records_both_parents(tiny_model_dir, tmp_path):
     card, _ = read_card(tmp_path / "mid")
     record = card["training"]["weight_interpolation"]
     assert record["alpha"] == 0.5 and card["threshold"] == 0.7 and card["version"] == "0.0.3"
+    assert card["contrast_floor"] == {**FLOOR, "inherited_from": ft.model_id}
     assert record["base"]["weights_sha256"] == base.card["weights_sha256"]
     assert record["fine_tune"]["weights_sha256"] == ft.card["weights_sha256"]
 
@@ -86,6 +91,7 @@ def test_soup_of_two_fine_tunes_is_their_mean_and_names_both(tiny_model_dir, tmp
     assert [i["weights_sha256"] for i in record["ingredients"]] == [a.card["weights_sha256"], b.card["weights_sha256"]]
     assert record["initialised_from"]["weights_sha256"] == base.card["weights_sha256"]
     assert card["version"] == "0.0.4" and card["threshold"] == 0.7
+    assert card["contrast_floor"] == {**FLOOR, "inherited_from": a.model_id}
 
 
 def test_a_soup_refuses_models_of_different_parents(tiny_model_dir, tmp_path):

@@ -43,8 +43,19 @@ def test_narrowing_is_refused():
 
 
 def test_the_widened_model_folder_loads_and_names_its_source(tiny_model_dir, tmp_path):
-    widen_model(tiny_model_dir, tmp_path / "wide", 6, "0.0.9", seed=1, noise=0.0)
-    source, wide = load_model(tiny_model_dir), load_model(tmp_path / "wide")
+    """Same logits, the source named, and the source's threshold and contrast floor kept (they read the same logits)."""
+    import shutil
+
+    from deepwml.model_files import write_card
+
+    source_dir = tmp_path / "source"
+    shutil.copytree(tiny_model_dir, source_dir)
+    card, card_path = read_card(source_dir)
+    write_card({**card, "threshold": 0.7, "contrast_floor": {"factor": 1.15, "mode": "voxel"}}, card_path)
+    widen_model(source_dir, tmp_path / "wide", 6, "0.0.9", seed=1, noise=0.0)
+    source, wide = load_model(source_dir), load_model(tmp_path / "wide")
+    assert wide.threshold == 0.7
+    assert wide.card["contrast_floor"] == {"factor": 1.15, "mode": "voxel", "inherited_from": source.model_id}
     assert wide.config.base_channels == 6
     x = np.random.default_rng(2).random((1, 1, 32, 32)).astype(np.float32)
     np.testing.assert_allclose(reference_logits(wide.numpy_weights(), wide.config, x),

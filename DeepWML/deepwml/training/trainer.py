@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..errors import DeepWMLError, ModelFileError
 from ..output_folder import output_lock, prepare_output_folder
-from ..model_files import ModelCard, save_model
+from ..model_files import ModelCard, inherited_reading, save_model
 from ..onnx_backend import export_after_training
 from ..segmenter import resolve_device
 from ..unet import UNet2D, UNetConfig
@@ -184,27 +184,23 @@ def _initial_network(config: TrainConfig) -> tuple[UNet2D, dict]:
     return loaded.network.train(), started
 
 
-def inherited_reading(init_card: dict) -> tuple[float, dict | None, dict]:
-    """How a fine-tune's output is read, from the model it started from: ``(threshold, contrast_floor entry or
-    None, metrics entry)``; a model trained from random weights gets 0.5, no floor and no entry.
+def fine_tune_reading(init_card: dict) -> tuple[float, dict | None, dict]:
+    """How a fine-tune's output is read, from the model it started from (:func:`deepwml.model_files.inherited_reading`):
+    ``(threshold, contrast_floor entry or None, metrics entry)``; a model trained from random weights gets 0.5, no
+    floor and no entry.
 
-    Why: the parent's threshold and contrast floor were chosen with its weights, and on real whole heads the
-    floor is what keeps the network's marks off bright cortex (README "The bundled model"). A site that
-    fine-tunes the bundled model on a few of its own scans would otherwise get a model read at 0.5 with no
-    floor: one that marks what the bundled model was made not to. A fine-tune stays close to its parent, so
-    the parent's reading is the better start; ``benchmarks/threshold_on_validation.py RUN/model ... --record``
-    chooses the fine-tune's own threshold on its validation cases when there are enough of them. Runs
-    recorded before parents' readings were kept (no ``threshold`` in the record) read as before."""
+    Why: on real whole heads the bundled model's floor is what keeps its marks off bright cortex (README "The bundled
+    model"); a site that fine-tunes it on a few of its own scans would otherwise get a model read at 0.5 with no floor.
+    ``benchmarks/threshold_on_validation.py RUN/model ... --record`` chooses the fine-tune's own threshold on its
+    validation cases when there are enough of them. Runs recorded before parents' readings were kept (no
+    ``threshold`` in the record) read as before."""
     if not init_card or "threshold" not in init_card:
         return 0.5, None, {}
-    floor = init_card.get("contrast_floor")
-    if floor is not None:
-        floor = {**floor, "inherited_from": init_card.get("model")}
+    threshold, floor = inherited_reading(init_card, init_card.get("model"))
     why = (f"inherited from {init_card.get('model')}, which this model was fine-tuned from; choose this model's own "
            "on its validation cases with benchmarks/threshold_on_validation.py MODEL MANIFEST SPLIT val --record")
-    return float(init_card["threshold"]), floor, {"threshold_selection": {"chosen": float(init_card["threshold"]),
-                                                                          "inherited_from": init_card.get("model"),
-                                                                          "why": why}}
+    return threshold, floor, {"threshold_selection": {"chosen": threshold, "inherited_from": init_card.get("model"),
+                                                      "why": why}}
 
 
 def _resumed_architecture(out_dir: Path, config: TrainConfig) -> UNetConfig | None:
@@ -420,7 +416,7 @@ def _train(manifest: Path, out_dir: Path, config: TrainConfig, resume: bool, pro
             best_dice, best_epoch = val_dice, epoch + 1
         if is_main:
             if improved:
-                threshold, floor, inherited = inherited_reading(init_card)
+                threshold, floor, inherited = fine_tune_reading(init_card)
                 card = ModelCard(config.name, config.version, net.config, training={
                     "manifest": str(manifest), "manifest_sha256": manifest_sha256(manifest),
                     "cases": {s: len(cases_in(split, cases, s)) for s in SPLITS},

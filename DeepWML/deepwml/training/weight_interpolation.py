@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..model_files import LoadedModel, ModelCard, load_model, save_model
+from ..model_files import LoadedModel, ModelCard, inherited_reading, load_model, save_model
 
 
 def interpolated_state(base: dict[str, Any], tuned: dict[str, Any], alpha: float) -> dict[str, Any]:
@@ -78,10 +78,17 @@ def check_siblings(models: list[LoadedModel]) -> dict[str, Any]:
     return parent
 
 
+def reading_of(model: LoadedModel) -> dict[str, Any]:
+    """The threshold and contrast floor an average reads its output with until one is chosen: ``model``'s
+    (:func:`deepwml.model_files.inherited_reading`), as ``ModelCard`` keywords."""
+    threshold, floor = inherited_reading(model.card, model.model_id)
+    return {"threshold": threshold, "contrast_floor": floor}
+
+
 def soup_models(model_dirs: list[str | Path], out_dir: str | Path, version: str) -> Path:
     """Write the uniform average of two or more fine-tunes of one model into ``out_dir`` (card with
-    every ingredient's ID, weight checksum and training; the first's threshold until one is
-    chosen); return its card path."""
+    every ingredient's ID, weight checksum and training; the first's threshold and contrast floor until
+    one is chosen); return its card path."""
     models = [load_model(d) for d in model_dirs]
     if len(models) < 2:
         raise ValueError("a soup needs two or more models")
@@ -96,14 +103,14 @@ def soup_models(model_dirs: list[str | Path], out_dir: str | Path, version: str)
     notes = (f"Uniform weight average of {len(models)} fine-tunes of {parent.get('model', '?')}: "
              + "; ".join(f"{m.model_id}: {m.card.get('notes', '')}" for m in models))
     card = ModelCard(name=models[0].card["name"], version=version, config=network.config, training=training,
-                     notes=notes, threshold=float(models[0].card.get("threshold", 0.5)))
+                     notes=notes, **reading_of(models[0]))
     return save_model(network, card, out_dir)
 
 
 def interpolate_models(base_dir: str | Path, tuned_dir: str | Path, alpha: float, out_dir: str | Path,
                        version: str) -> Path:
     """Write the interpolated model (card with both models' IDs, weight checksums and ``alpha``;
-    the fine-tune's threshold until one is chosen) into ``out_dir``; return its card path."""
+    the fine-tune's threshold and contrast floor until one is chosen) into ``out_dir``; return its card path."""
     base, tuned = load_model(base_dir), load_model(tuned_dir)
     check_fine_tune_of(base, tuned)
     network = base.network
@@ -117,5 +124,5 @@ def interpolate_models(base_dir: str | Path, tuned_dir: str | Path, alpha: float
     notes = (f"Weights interpolated between {base.model_id} (weight {1 - alpha:g}) and its fine-tune "
              f"{tuned.model_id} (weight {alpha:g}). The fine-tune: {tuned.card.get('notes', '')}")
     card = ModelCard(name=tuned.card["name"], version=version, config=network.config, training=training,
-                     notes=notes, threshold=float(tuned.card.get("threshold", 0.5)))
+                     notes=notes, **reading_of(tuned))
     return save_model(network, card, out_dir)

@@ -104,11 +104,12 @@ def widened_weights(weights: Mapping[str, np.ndarray], config: UNetConfig, base_
 def widen_model(model_dir: str | Path, out_dir: str | Path, base_channels: int, version: str, seed: int = 0,
                 noise: float = DEFAULT_NOISE) -> Path:
     """Write ``model_dir``'s lesion model widened to ``base_channels`` into ``out_dir`` (card recording
-    the source model, its weights' SHA-256, the seed and the noise; its threshold until one is chosen);
+    the source model, its weights' SHA-256, the seed and the noise; its threshold until one is chosen, and its
+    contrast floor: the widened network computes the same logits);
     return the card path. Needs PyTorch (the model folder is written by the trainer's saver)."""
     import torch
 
-    from ..model_files import ModelCard, load_model, save_model
+    from ..model_files import ModelCard, inherited_reading, load_model, save_model
     from ..unet import UNet2D
 
     source = load_model(model_dir)
@@ -124,6 +125,7 @@ def widen_model(model_dir: str | Path, out_dir: str | Path, base_channels: int, 
     name = source.card["name"].replace(f"unet{source.config.base_channels}", f"unet{base_channels}")
     notes = (f"{source.model_id} widened from {source.config.base_channels} to {base_channels} channels "
              f"(function-preserving up to the symmetry-breaking noise). The source: {source.card.get('notes', '')}")
+    threshold, floor = inherited_reading(source.card, source.model_id)
     card = ModelCard(name=name, version=version, config=config, training=training, notes=notes,
-                     threshold=float(source.card.get("threshold", 0.5)))
+                     threshold=threshold, contrast_floor=floor)
     return save_model(network, card, out_dir)

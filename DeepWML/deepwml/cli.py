@@ -191,7 +191,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     model_dir = train(Path(args.manifest), Path(args.output), config, resume=not args.restart,
                       progress=not args.quiet)
     print(f"model: {model_dir}")
+    inherited = _inherited_reading_line(model_dir)
+    if inherited:
+        print(inherited)
     return 0
+
+
+def _inherited_reading_line(model_dir: Path) -> str | None:
+    """One line saying that a fine-tune reads its output as its parent does (None for a model from random weights),
+    so the user sees at once which threshold and floor the new model will be used with."""
+    from .model_files import read_card
+
+    card = read_card(model_dir)[0]
+    parent = card.get("metrics", {}).get("threshold_selection", {}).get("inherited_from")
+    if not parent:
+        return None
+    floor = card.get("contrast_floor")
+    what = f"contrast floor {floor['factor']:g}x ({floor.get('level', 'above-median')})" if floor else "no contrast floor"
+    return f"reads its output as {parent} does: threshold {card['threshold']:g}, {what}"
 
 
 def cmd_export_onnx(args: argparse.Namespace) -> int:

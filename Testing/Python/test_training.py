@@ -204,6 +204,12 @@ def test_a_fine_tune_reads_its_output_as_its_parent_does(phantom_set, tiny_model
     assert scratch.threshold == 0.5 and "contrast_floor" not in scratch.card
     assert "threshold_selection" not in scratch.card["metrics"]
 
+    from deepwml.cli import _inherited_reading_line
+
+    assert _inherited_reading_line(run / "model") == (f"reads its output as {parent_id} does: threshold 0.65, contrast "
+                                                      "floor 1.2x (flat-in-envelope)")
+    assert _inherited_reading_line(tmp_path / "scratch" / "model") is None
+
 
 def test_a_resumed_fine_tune_keeps_the_model_it_started_from(phantom_set, tiny_model_dir, tmp_path):
     """``--init`` is a path; when another model is put there between sessions (the bundled model

@@ -32,6 +32,9 @@ def model_line(model_dir: Optional[str]) -> str:
     notes = (card.get("notes") or "").strip()
     trained_on = notes.split(":")[0].split(". ")[0].strip() if notes else "training data not recorded in its card"
     line = f"Model: {card.get('name', '?')} {card.get('version', '')} ({origin}). {trained_on}."
+    parent = card.get("metrics", {}).get("threshold_selection", {}).get("inherited_from")
+    if parent:  # a fine-tune reads its output as the model it started from (deepwml.model_files.inherited_reading)
+        line += f" Threshold and contrast floor as {parent}."
     text = notes.lower()
     if "synthetic" in text or "phantom" in text:
         line += " Not validated on patients: check every result."

@@ -417,6 +417,21 @@ def test_model_choice_verifies_and_reverts(slicer, tiny_model_dir, tmp_path):
 
 
 # --- what the panels show (no Qt) -----------------------------------------------------------
+def test_the_model_line_names_the_reading_a_fine_tune_inherited(slicer, tmp_path):
+    """A fine-tune's card (deepwml train --init) says whose threshold and floor it reads its output with; the panel says
+    so beside the model's name."""
+    import json
+
+    from DeepWMLLib import panel
+
+    (tmp_path / "model.json").write_text(json.dumps({
+        "name": "deepwml-synth-unet16", "version": "site-1", "threshold": 0.7, "notes": "Fine-tuned on our scans",
+        "metrics": {"threshold_selection": {"chosen": 0.7, "inherited_from": "deepwml-synth-unet16@1.8.0"}}}))
+    line = panel.model_line(str(tmp_path))
+    assert line == ("Model: deepwml-synth-unet16 site-1 (your model). Fine-tuned on our scans. Threshold and contrast "
+                    "floor as deepwml-synth-unet16@1.8.0.")
+
+
 def test_panel_lines(slicer, tiny_model_dir):
     from DeepWMLLib import panel
 
@@ -424,6 +439,7 @@ def test_panel_lines(slicer, tiny_model_dir):
     assert "deepwml-synth-unet16" in bundled and "(bundled)" in bundled
     assert "synthetic" in bundled.lower() and "Not validated on patients" in bundled
     assert "tiny-test" in panel.model_line(str(tiny_model_dir))
+    assert "Threshold and contrast floor as" not in panel.model_line(str(tiny_model_dir))
     line = panel.result_line({"total_volume_ml": 2.345, "lesion_count": 1, "node": "FLAIR WMH_1",
                               "reason": "new node: FLAIR WMH was edited and is kept as it is",
                               "threshold": 0.4, "seconds": 1.94, "device": "cpu", "backend": "onnx"})

@@ -200,6 +200,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _inherited_reading_line(model_dir: Path) -> str | None:
     """One line saying that a fine-tune reads its output as its parent does (None for a model from random weights),
     so the user sees at once which threshold and floor the new model will be used with."""
+    from .evaluation.mark_contrast import DEFAULT_LEVEL
     from .model_files import read_card
 
     card = read_card(model_dir)[0]
@@ -207,7 +208,7 @@ def _inherited_reading_line(model_dir: Path) -> str | None:
     if not parent:
         return None
     floor = card.get("contrast_floor")
-    what = f"contrast floor {floor['factor']:g}x ({floor.get('level', 'above-median')})" if floor else "no contrast floor"
+    what = f"contrast floor {floor['factor']:g}x ({floor.get('level', DEFAULT_LEVEL)})" if floor else "no contrast floor"
     return f"reads its output as {parent} does: threshold {card['threshold']:g}, {what}"
 
 

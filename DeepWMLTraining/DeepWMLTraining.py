@@ -58,14 +58,19 @@ class DeepWMLTrainingLogic(ScriptedLoadableModuleLogic):
                                   "-q"]), Path(outDir) / "consensus.log", env=job_environment())
 
     def startTraining(self, manifest: str, outDir: str, epochs: int = 200, baseChannels: int = 64,
-                      extraArgs: Optional[List[str]] = None, initModel: Optional[str] = None) -> BackgroundJob:
+                      extraArgs: Optional[List[str]] = None, initModel: Optional[str] = None,
+                      chooseThreshold: bool = False) -> BackgroundJob:
         """Resumes when ``outDir`` already holds a run with the same settings; ``initModel``
         fine-tunes from that model's weights instead of starting from random ones, and the new model
-        keeps that model's threshold and contrast floor (the engine's ``train --init``)."""
+        keeps that model's threshold and contrast floor (the engine's ``train --init``);
+        ``chooseThreshold``: then its own threshold is chosen on the run's validation cases when there are
+        at least 10 with lesions (``train --choose-threshold``; the log shows the sweep and why)."""
         outDir = self._checked(outDir)
         args = ["train", manifest, "-o", outDir, "--epochs", str(epochs), "--base-channels", str(baseChannels)]
         if initModel:
             args += ["--init", initModel]
+        if chooseThreshold:
+            args.append("--choose-threshold")
         return BackgroundJob(cli([*args, *(extraArgs or [])]), Path(outDir) / "training.log", env=job_environment())
 
     def runEvaluation(self, manifest: str, outDir: str, modelPath: Optional[str] = None,
@@ -197,7 +202,8 @@ class DeepWMLTrainingWidget(ScriptedLoadableModuleWidget):
 
             precision, note = panel.training_precision_args(bf16, self._device(), cpu_has_fast_bf16)
             job = self.logic.startTraining(source, str(paths["run"]), self.ui.epochsSpinBox.value,
-                                           self.ui.widthSpinBox.value, extra + precision, init)
+                                           self.ui.widthSpinBox.value, extra + precision, init,
+                                           self.ui.chooseThresholdCheckBox.checked)
             if note:
                 self.ui.logTextEdit.appendPlainText(note)
             return job

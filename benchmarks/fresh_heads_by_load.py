@@ -39,9 +39,11 @@ import csv
 import statistics
 import sys
 from pathlib import Path
-from typing import Callable, Mapping, NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
+
+from deepwml.training.threshold_choice import drawn  # the threshold sweep's test too; re-exported for the scripts
 
 #: (name, lowest ml, highest ml) of the load groups; truth 0 is a lesion-free head
 GROUPS = (("< 3 ml", 1e-9, 3.0), ("3-20 ml", 3.0, 20.0), (">= 20 ml", 20.0, float("inf")))
@@ -57,12 +59,6 @@ class Head(NamedTuple):
     #: ml marked farther than 3 mm from every true lesion voxel (``deepwml evaluate``'s ``far_fp_ml``);
     #: NaN in reports written before that column existed
     far_fp_ml: float = float("nan")
-
-
-def drawn(row: Mapping[str, str], truth_ml: float) -> bool:
-    """Lesions were drawn in a case: its manifest's (or report's) disease is not "none"; without a disease
-    column, its truth decides. Also the threshold sweep's test (``threshold_on_validation.py``)."""
-    return row["disease"] != "none" if "disease" in row else truth_ml > 0
 
 
 def lesion_free(head: Head) -> bool:

@@ -16,8 +16,7 @@ import sys
 from pathlib import Path
 
 from deepwml.csv_table import read_csv_rows
-
-from fresh_heads_by_load import drawn  # a sibling script: benchmarks/ is on sys.path
+from deepwml.training.threshold_choice import drawn
 
 
 def row(out: Path, name: str) -> str:

@@ -40,108 +40,29 @@ card's threshold unless the volume's lesion load at it is at least V ml, then t_
 
 from __future__ import annotations
 
-import csv
-import json
 import sys
-from typing import Any, Callable, Iterator, Sequence
+from typing import Callable
 
 import numpy as np
 import SimpleITK as sitk
-from tqdm import tqdm
 
 from deepwml.evaluation.metrics import dice
-from deepwml.image_io import load_flair
-from deepwml.labels import read_label
 from deepwml.lesion_summary import voxel_volume_ml
-from deepwml.model_files import read_card, write_card
 from deepwml.segmenter import Segmenter
+from deepwml.training.threshold_choice import (BOUNDED_THRESHOLDS, THRESHOLDS, ThresholdChoice, bounded_choice,
+                                               cases_with_lesions, dice_by_candidate, dice_by_threshold,
+                                               lesion_free_ml_at_card_threshold, record_choice)
 
-from fresh_heads_by_load import drawn  # a sibling script: benchmarks/ is on sys.path
-
-THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
-#: ``--bounded-by``'s grid: every fine-tune's plain curve still rose at 0.8, the top of THRESHOLDS
-BOUNDED_THRESHOLDS = (*THRESHOLDS, 0.85, 0.9, 0.95)
 #: growth thresholds of ``--grow`` (None: no growth), highest first so that ties keep the higher
 GROW_THRESHOLDS = (None, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2)
 
 
-def cases_with_lesions(manifest: str, split_json: str, part: str = "val", lesion_free: bool = False,
-                       only_lesion_free: bool = False) -> Iterator[tuple[sitk.Image, np.ndarray]]:
-    """``(image, truth)`` of the ``part`` cases of ``manifest`` (every case when ``split_json`` is
-    ``-``) whose label holds lesion: Dice is undefined without, so empty cases choose nothing.
-    ``lesion_free``: the lesion-free cases too (truth all zero and nothing drawn, as the judge counts them:
-    a case drawn with a few tenths of a ml on thick slices can keep no truth while its image shows them
-    faintly; it has no Dice and is not lesion-free either); ``only_lesion_free``: those alone, and the
-    cases whose manifest names a disease are not even read."""
-    assignment = None
-    if split_json != "-":
-        with open(split_json, encoding="utf-8") as f:
-            assignment = json.load(f)["assignment"]
-    with open(manifest, newline="", encoding="utf-8") as f:
-        rows = [row for row in csv.DictReader(f) if assignment is None or assignment.get(row["patient"]) == part]
-    if only_lesion_free:
-        rows = [row for row in rows if not drawn(row, 0.0)]
-    for row in tqdm(rows, desc=f"{part} cases", unit="case"):
-        image = load_flair(row["flair"])
-        truth = read_label(row["label"], image)
-        if truth.any():
-            if not only_lesion_free:
-                yield image, truth
-        elif (lesion_free or only_lesion_free) and not drawn(row, 0.0):
-            yield image, truth
-
-
-def dice_by_candidate(segmenter: Segmenter, manifest: str, split_json: str, part: str, candidates: Sequence,
-                      mask: Callable[[np.ndarray, sitk.Image, Any], np.ndarray],
-                      lesion_free_ml: dict | None = None) -> dict:
-    """Per-volume Dice of every case with lesions for each candidate, ``mask(probabilities,
-    image, candidate)`` giving its mask (probabilities computed once per case). ``lesion_free_ml``:
-    filled with ``{candidate: ml marked on the lesion-free cases in all}`` (they are run too)."""
-    scores: dict = {c: [] for c in candidates}
-    if lesion_free_ml is not None:
-        lesion_free_ml.update({c: 0.0 for c in candidates}, cases=0)
-    for image, truth in cases_with_lesions(manifest, split_json, part, lesion_free=lesion_free_ml is not None):
-        prob = sitk.GetArrayFromImage(segmenter.segment(image).probabilities)
-        if truth.any():
-            for c in candidates:
-                scores[c].append(dice(truth, mask(prob, image, c) > 0))
-            continue
-        lesion_free_ml["cases"] += 1
-        for c in candidates:
-            lesion_free_ml[c] += float(np.count_nonzero(mask(prob, image, c))) * voxel_volume_ml(image)
-    return scores
-
-
-def dice_by_threshold(model: str, manifest: str, split_json: str, part: str = "val",
-                      grow: bool = False, lesion_free_ml: dict | None = None,
-                      thresholds: Sequence[float] = THRESHOLDS) -> dict:
-    """Per-volume Dice of every case with lesions, per candidate: thresholds, or with ``grow``
-    growth thresholds at the card's threshold. One network pass (no TTA): how every recorded
-    threshold was chosen, before TTA became the default (README "Test-time augmentation")."""
+def dice_by_growth(model: str, manifest: str, split_json: str, part: str = "val") -> dict:
+    """Per-volume Dice of every case with lesions per growth threshold at the card's threshold (one network pass)."""
     segmenter = Segmenter(model, device="cpu", flip_tta=False)
     seed = segmenter.model.threshold
-    if grow:
-        return dice_by_candidate(segmenter, manifest, split_json, part, GROW_THRESHOLDS,
-                                 lambda prob, image, t: grown_mask(prob, seed, t))
-    return dice_by_candidate(segmenter, manifest, split_json, part, thresholds, lambda prob, image, t: prob >= t,
-                             lesion_free_ml)
-
-
-def lesion_free_ml_at_card_threshold(segmenter: Segmenter, manifest: str, split_json: str, part: str = "val") -> float:
-    """The volume (ml, in all) ``segmenter`` marks at its own threshold on the ``part`` cases without lesions:
-    the bound of ``--bounded-by``. Only those cases are segmented."""
-    marked = 0.0
-    for image, _ in cases_with_lesions(manifest, split_json, part, only_lesion_free=True):
-        mask = sitk.GetArrayFromImage(segmenter.segment(image).mask)
-        marked += float(np.count_nonzero(mask)) * voxel_volume_ml(image)
-    return marked
-
-
-def bounded_choice(scores: dict, lesion_free_ml: dict, bound_ml: float) -> float | None:
-    """The threshold with the highest median Dice among those marking at most ``bound_ml`` on the
-    lesion-free cases (ties: the higher threshold); None when no threshold stays within the bound."""
-    admissible = [t for t in scores if lesion_free_ml[t] <= bound_ml]
-    return max(admissible, key=lambda t: (round(float(np.median(scores[t])), 6), t), default=None)
+    return dice_by_candidate(segmenter, manifest, split_json, part, GROW_THRESHOLDS,
+                             lambda prob, image, t: grown_mask(prob, seed, t))
 
 
 #: ``--adaptive``: load limits (ml at the card's threshold) and the lower thresholds above them
@@ -183,26 +104,17 @@ def grown_mask(prob: np.ndarray, seed: float, grow: float | None) -> np.ndarray:
 
 def record(model: str, scores: dict[float, list[float]], best: float, data: str,
            lesion_free_ml: dict | None = None, bound: dict | None = None) -> None:
-    """Write the chosen threshold and the figures that chose it (on ``data``) into the model card,
-    with the volume each threshold marks on the lesion-free cases (read by the choice only under
-    ``bound``: ``{"reference": model, "ml": its marks}`` of ``--bounded-by``)."""
-    card, path = read_card(model)
-    card["threshold"] = best
-    selection = card.setdefault("metrics", {})["threshold_selection"] = {
-        "data": f"{data} ({len(scores[best])} cases with lesions); no real scan",
-        "criterion": "median per-volume Dice",
-        "median_per_volume_dice": {str(t): round(float(np.median(scores[t])), 4) for t in scores},
-        "chosen": best,
-        "script": "benchmarks/threshold_on_validation.py",
-    }
-    if lesion_free_ml:
-        key = "lesion_free_ml_marked" if bound else "lesion_free_ml_marked_not_used_to_choose"
-        selection[key] = {"cases": lesion_free_ml["cases"], **{str(t): round(lesion_free_ml[t], 3) for t in scores}}
-    if bound:
-        selection["criterion"] = ("highest median per-volume Dice among the thresholds marking on the lesion-free "
-                                  "cases no more than the reference model at its own threshold")
-        selection["bounded_by"] = {"model": bound["reference"], "lesion_free_ml_marked": round(bound["ml"], 3)}
-    write_card(card, path)
+    """Write the chosen threshold and the figures that chose it (on ``data``) into the model card
+    (:func:`deepwml.training.threshold_choice.record_choice`), with the volume each threshold marks on the lesion-free
+    cases (read by the choice only under ``bound``: ``{"reference": model, "ml": its marks}`` of ``--bounded-by``)."""
+    free = lesion_free_ml or {"cases": 0}
+    choice = ThresholdChoice(best, "", len(scores[best]), free["cases"],
+                             {t: round(float(np.median(v)), 4) for t, v in scores.items()},
+                             {t: round(free.get(t, 0.0), 3) for t in scores},
+                             parent=bound["reference"] if bound else None, bound_ml=bound["ml"] if bound else None)
+    rule = ("highest median per-volume Dice among the thresholds marking on the lesion-free cases no more than the "
+            "reference model at its own threshold" if bound else "highest median per-volume Dice")
+    record_choice(model, choice, rule, data, "benchmarks/threshold_on_validation.py")
 
 
 def main(argv: list[str]) -> int:
@@ -251,7 +163,7 @@ def print_sweep(scores: dict, free: dict, note: Callable[[float], str]) -> None:
 
 def described_data(model: str, manifest: str, split_json: str, part: str = "val") -> str:
     """What the threshold was chosen on, as the card says it."""
-    return f"every case of {manifest}" if split_json == "-" else f"the training run's '{part}' split"
+    return f"every case of {manifest}" if split_json == "-" else f"the '{part}' cases of {split_json}"
 
 
 def main_bounded(argv: list[str], reference: str, write: bool) -> int:
@@ -305,7 +217,7 @@ def main_adaptive(argv: list[str]) -> int:
 
 
 def main_grow(argv: list[str]) -> int:
-    scores = dice_by_threshold(*argv, grow=True)
+    scores = dice_by_growth(*argv)
     print(f"cases with lesions: {len(scores[None])}")
     for t, values in scores.items():
         print(f"grow threshold {t}: median per-volume Dice {np.median(values):.4f}, mean {np.mean(values):.4f}")

@@ -33,8 +33,11 @@ def model_line(model_dir: Optional[str]) -> str:
     trained_on = notes.split(":")[0].split(". ")[0].strip() if notes else "training data not recorded in its card"
     line = f"Model: {card.get('name', '?')} {card.get('version', '')} ({origin}). {trained_on}."
     parent = card.get("metrics", {}).get("threshold_selection", {}).get("inherited_from")
+    floor_parent = (card.get("contrast_floor") or {}).get("inherited_from")
     if parent:  # a fine-tune reads its output as the model it started from (deepwml.model_files.inherited_reading)
         line += f" Threshold and contrast floor as {parent}."
+    elif floor_parent:  # ... until its own threshold is chosen on its validation cases (deepwml choose-threshold)
+        line += f" Threshold chosen on its validation cases; contrast floor as {floor_parent}."
     text = notes.lower()
     if "synthetic" in text or "phantom" in text:
         line += " Not validated on patients: check every result."

@@ -1,4 +1,4 @@
-"""``deepwml`` command line: segment, phantom, train, consensus, evaluate.
+"""``deepwml`` command line: segment, phantom, train, choose-threshold, consensus, evaluate.
 
 Errors a user can act on print one line (``deepwml: error: FILE: problem``) and exit 2;
 a batch goes on past a bad file and exits 1 at the end if some inputs failed and others were
@@ -191,25 +191,58 @@ def cmd_train(args: argparse.Namespace) -> int:
     model_dir = train(Path(args.manifest), Path(args.output), config, resume=not args.restart,
                       progress=not args.quiet)
     print(f"model: {model_dir}")
+    if args.choose_threshold:
+        _print_choice(_choose(model_dir, Path(args.manifest), Path(args.output) / "split.json", "val", "card",
+                              args.quiet, record=True))
     inherited = _inherited_reading_line(model_dir)
     if inherited:
         print(inherited)
     return 0
 
 
+def cmd_choose_threshold(args: argparse.Namespace) -> int:
+    parent = {"card": "card", "none": None}.get(args.parent, args.parent)
+    choice = _choose(Path(args.model), Path(args.manifest), args.split, args.part, parent, args.quiet, args.record)
+    _print_choice(choice)
+    return 0 if choice.chosen is not None else 1
+
+
+def _choose(model_dir: Path, manifest: Path, split: Path | str, part: str, parent: str | None, quiet: bool,
+            record: bool):
+    """Choose the threshold by deepwml.training.threshold_choice's rule (one call for both commands)."""
+    from .training.threshold_choice import choose_threshold
+
+    if str(split) != "-" and not Path(split).exists():
+        raise DeepWMLError(Path(split), "split not found (a training run writes RUN/split.json; '-' for every case)")
+    return choose_threshold(model_dir, manifest, split, part, parent, record=record, progress=not quiet)
+
+
+def _print_choice(choice) -> None:
+    print(f"threshold sweep on {choice.cases_with_lesions} validation case(s) with lesions and "
+          f"{choice.lesion_free_cases} lesion-free:")
+    for line in choice.lines():
+        print(f"  {line}" if line.startswith("threshold ") else line)
+    if choice.recorded:
+        print(f"threshold {choice.chosen:g} recorded in the model card")
+
+
 def _inherited_reading_line(model_dir: Path) -> str | None:
-    """One line saying that a fine-tune reads its output as its parent does (None for a model from random weights),
-    so the user sees at once which threshold and floor the new model will be used with."""
+    """One line saying what a fine-tune reads its output with: its parent's threshold and floor, or its own threshold
+    (chosen on its validation cases) and its parent's floor; None for a model from random weights. So the user sees at
+    once which threshold and floor the new model will be used with."""
     from .evaluation.mark_contrast import DEFAULT_LEVEL
     from .model_files import read_card
 
     card = read_card(model_dir)[0]
     parent = card.get("metrics", {}).get("threshold_selection", {}).get("inherited_from")
-    if not parent:
-        return None
     floor = card.get("contrast_floor")
     what = f"contrast floor {floor['factor']:g}x ({floor.get('level', DEFAULT_LEVEL)})" if floor else "no contrast floor"
-    return f"reads its output as {parent} does: threshold {card['threshold']:g}, {what}"
+    if parent:
+        return f"reads its output as {parent} does: threshold {card['threshold']:g}, {what}"
+    if floor and floor.get("inherited_from"):
+        return (f"reads its output with its own threshold {card['threshold']:g} (chosen on its validation cases) and "
+                f"{floor['inherited_from']}'s {what}")
+    return None
 
 
 def cmd_export_onnx(args: argparse.Namespace) -> int:
@@ -362,7 +395,26 @@ def build_parser() -> argparse.ArgumentParser:
                     help="fine-tune: start from this model's weights ('bundled' = the shipped model); "
                          "its width replaces --base-channels, and the new model reads its output with that "
                          "model's threshold and contrast floor (its card says so)")
+    tr.add_argument("--choose-threshold", action="store_true",
+                    help="after training, choose the model's threshold on its own validation cases (at least 10 with "
+                         "lesions; a fine-tune bounded by the model it started from) and record it in its card: "
+                         "'deepwml choose-threshold' with the run's split")
     tr.set_defaults(func=cmd_train)
+
+    ct = sub.add_parser("choose-threshold", parents=[common],
+                        help="choose a lesion model's threshold on its own validation cases (never on evaluation "
+                             "scans): the highest median per-volume Dice, bounded for a fine-tune by its parent")
+    ct.add_argument("model", help="model folder or model.json (a training run's RUN/model)")
+    ct.add_argument("manifest", help="the training manifest (or MICCAI WMH 2017 folder) of the run")
+    ct.add_argument("--split", default="-", help="the run's split.json (its 'val' cases are used; default '-': every "
+                                                 "case of the manifest, a validation set of its own)")
+    ct.add_argument("--part", default="val", choices=["val", "train", "test"],
+                    help="which cases of --split (default: val; the test cases stay for measuring the result)")
+    ct.add_argument("--parent", default="card", metavar="DIR|card|none",
+                    help="the model it was fine-tuned from, which bounds the choice: 'card' (default) the one its card "
+                         "names, a model folder, or 'none'")
+    ct.add_argument("--record", action="store_true", help="write the chosen threshold and its figures into the card")
+    ct.set_defaults(func=cmd_choose_threshold)
 
     ex = sub.add_parser("export-onnx", parents=[common],
                         help="write model.onnx beside a model's weights (fast CPU inference)")

@@ -430,6 +430,13 @@ def test_the_model_line_names_the_reading_a_fine_tune_inherited(slicer, tmp_path
     line = panel.model_line(str(tmp_path))
     assert line == ("Model: deepwml-synth-unet16 site-1 (your model). Fine-tuned on our scans. Threshold and contrast "
                     "floor as deepwml-synth-unet16@1.8.0.")
+    # after deepwml choose-threshold: its own threshold, its parent's floor
+    (tmp_path / "model.json").write_text(json.dumps({
+        "name": "deepwml-synth-unet16", "version": "site-1", "threshold": 0.8, "notes": "Fine-tuned on our scans",
+        "contrast_floor": {"factor": 1.15, "inherited_from": "deepwml-synth-unet16@1.8.0"},
+        "metrics": {"threshold_selection": {"chosen": 0.8, "replaced": {"inherited_from": "deepwml-synth-unet16@1.8.0"}}}}))
+    assert panel.model_line(str(tmp_path)).endswith(
+        "Threshold chosen on its validation cases; contrast floor as deepwml-synth-unet16@1.8.0.")
 
 
 def test_panel_lines(slicer, tiny_model_dir):

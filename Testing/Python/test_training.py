@@ -458,12 +458,12 @@ def _validation_manifest(folder: Path, truths: dict[str, np.ndarray], drawn: tup
 
 
 def test_the_threshold_sweep_reports_what_each_threshold_marks_on_lesion_free_cases(tmp_path):
-    """threshold_on_validation.dice_by_candidate: Dice only on the cases with lesions (the choice is
+    """threshold_choice.dice_by_candidate: Dice only on the cases with lesions (the choice is
     unchanged), and, when asked, the volume each threshold marks on the lesion-free ones; a case drawn
     with lesions whose truth ended empty counts in neither."""
     import SimpleITK as sitk
 
-    sweep = _load_benchmark("threshold_on_validation")
+    from deepwml.training import threshold_choice as sweep
     lesion = np.zeros((6, 32, 32), np.uint8)
     lesion[2:4, 10:14, 10:14] = 1
     manifest = _validation_manifest(tmp_path, {"with": lesion, "free": np.zeros_like(lesion),
@@ -487,9 +487,9 @@ def test_the_threshold_sweep_reports_what_each_threshold_marks_on_lesion_free_ca
 
 
 def test_the_bounded_threshold_rule_chooses_only_thresholds_within_the_reference_marks():
-    """threshold_on_validation.bounded_choice: the highest median among the thresholds marking no more
+    """threshold_choice.bounded_choice: the highest median among the thresholds marking no more
     on lesion-free cases than the reference; ties keep the higher threshold; none within: None."""
-    sweep = _load_benchmark("threshold_on_validation")
+    from deepwml.training import threshold_choice as sweep
     scores = {0.5: [0.7, 0.7], 0.8: [0.6, 0.6], 0.9: [0.6, 0.6], 0.95: [0.4, 0.4]}
     free = {"cases": 2, 0.5: 9.0, 0.8: 3.0, 0.9: 2.0, 0.95: 1.0}
     assert sweep.bounded_choice(scores, free, 100.0) == 0.5
@@ -500,12 +500,12 @@ def test_the_bounded_threshold_rule_chooses_only_thresholds_within_the_reference
 
 
 def test_the_bound_is_what_the_reference_marks_on_the_lesion_free_cases_alone(tmp_path):
-    """threshold_on_validation.lesion_free_ml_at_card_threshold segments only the lesion-free cases
+    """threshold_choice.lesion_free_ml_at_card_threshold segments only the lesion-free cases
     and sums the volume of their masks; a case drawn with lesions whose truth ended empty is not
     lesion-free (the judge's definition) and is not segmented."""
     import SimpleITK as sitk
 
-    sweep = _load_benchmark("threshold_on_validation")
+    from deepwml.training import threshold_choice as sweep
     lesion = np.zeros((4, 16, 16), np.uint8)
     lesion[1, 2:4, 2:4] = 1
     empty = np.zeros_like(lesion)

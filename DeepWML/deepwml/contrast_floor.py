@@ -36,7 +36,6 @@ from .components import components_in_box, in_plane_box
 from .errors import ModelFileError
 from .evaluation.mark_contrast import (DEFAULT_LEVEL, LEVEL_METHODS, above_air, brain_intensities,
                                        white_matter_level)
-from .local_contrast import LocalContrast, LocalContrastApplied, card_local_contrast
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +70,6 @@ class ContrastFloor:
     #: with :data:`ENVELOPE_LEVEL`: the envelope's level only on a scan whose marked load (ml, at the threshold, before
     #: the floor, in components > 1 ml inside the envelope) is at least this; 0: on every scan (experiment 53's form)
     min_load_ml: float = 0.0
-    #: the local contrast test of small marks against the tissue around them, after the white-matter restriction
-    #: (:mod:`deepwml.local_contrast`; None: none)
-    local: Optional[LocalContrast] = None
 
     def __post_init__(self) -> None:
         if not (self.factor > 0 and np.isfinite(self.factor)):
@@ -97,8 +93,6 @@ class ContrastFloor:
             where = f"where such lesions total at least {self.min_load_ml:g} ml" if self.min_load_ml else "on every scan"
             text += (" For marked lesions larger than 1 ml inside the white matter, " + where + ", that level is read "
                      "from the flat white matter alone, which bright cortex cannot pull up.")
-        if self.local is not None:
-            text += " " + self.local.describe()
         return text
 
 
@@ -124,8 +118,6 @@ class FloorApplied:
     #: fewer marks in all than the gate) and whether the envelope's level was used (False: today's floor everywhere)
     envelope_load_ml: Optional[float] = None
     envelope_used: bool = False
-    #: what the local contrast test did (None: the floor has none, or it was not applied)
-    local: Optional[LocalContrastApplied] = None
 
     def as_dict(self) -> dict:
         out = {"factor": self.factor, "mode": self.mode, "level": self.level,
@@ -135,8 +127,6 @@ class FloorApplied:
             out["envelope_level"] = None if self.envelope_level is None else round(self.envelope_level, 4)
             out["envelope_load_ml"] = None if self.envelope_load_ml is None else round(self.envelope_load_ml, 3)
             out["envelope_used"] = self.envelope_used
-        if self.local is not None:
-            out["local"] = self.local.as_dict()
         return out
 
 
@@ -158,8 +148,7 @@ def card_contrast_floor(model: Any) -> ContrastFloor | None:
         return None
     try:
         return ContrastFloor(float(entry["factor"]), str(entry.get("mode", "voxel")),
-                             str(entry.get("level", DEFAULT_LEVEL)), float(entry.get("min_load_ml", 0.0)),
-                             card_local_contrast(entry, model.path))
+                             str(entry.get("level", DEFAULT_LEVEL)), float(entry.get("min_load_ml", 0.0)))
     except (TypeError, KeyError, ValueError) as err:
         raise ModelFileError(model.path, f"model card's contrast_floor is not usable ({err})") from None
 

@@ -35,7 +35,6 @@ from .defaults import (DEFAULT_MARGIN_MM, DEFAULT_MESIAL_TEMPORAL_MODEL, DEFAULT
 from .errors import ModelFileError
 from .evaluation.mark_contrast import DEFAULT_LEVEL
 from .known_limits import known_limits
-from .local_contrast import apply_local_contrast
 from .model_files import LoadedModel, load_model
 from .onnx_backend import (PROBE_SEED, PROBE_SHAPE, REPRODUCE_TOLERANCE, OnnxNetwork, check_reproduces_weights,
                            onnx_file_of, onnxruntime_available)
@@ -604,7 +603,6 @@ class Segmenter:
             native = interpolate_from_slabs(native, slabs, prepared.n_slices)
         native, floor_applied = self._apply_contrast_floor(prepared, native, threshold, model, brain_mask, scan)
         native, white_matter = self._restrict_to_white_matter(prepared, native, threshold)
-        native, floor_applied = self._apply_local_contrast(prepared, native, threshold, model, floor_applied, scan)
         prob_image = image_from_slices(native, layout, prepared.image)
         timings = dict(prepared.timings_s)
         timings["postprocess"] = time.perf_counter() - t2 + prepared.brain_region_s
@@ -645,7 +643,7 @@ class Segmenter:
             card = card_contrast_floor(model)
             if card is None:
                 return replace(self.contrast_floor, level=DEFAULT_LEVEL)
-            return replace(self.contrast_floor, level=card.level, min_load_ml=card.min_load_ml, local=card.local)
+            return replace(self.contrast_floor, level=card.level, min_load_ml=card.min_load_ml)
         return self.contrast_floor
 
     def _start_floor_scan(self, prepared: PreparedVolume, probs: np.ndarray, threshold: float, model: LoadedModel
@@ -694,19 +692,6 @@ class Segmenter:
         if floor.level == ENVELOPE_LEVEL:  # computed only if the floor's load gate can open (CPU time: README "Speed")
             envelope, load_voxels = functools.partial(self._white_matter_envelope, prepared), self._load_voxels(prepared)
         return floor_marks(native, scan.result(), threshold, envelope, load_voxels, self._voxel_ml(prepared))
-
-    def _apply_local_contrast(self, prepared: PreparedVolume, native: np.ndarray, threshold: float,
-                              model: LoadedModel, floor_applied: FloorApplied | None, scan: Future | None
-                              ) -> tuple[np.ndarray, FloorApplied | None]:
-        """``native`` without the small marks no brighter than the tissue around them (:mod:`deepwml.local_contrast`),
-        last, on the marks every other step left; only where the floor itself was applied (its brain mask and level)."""
-        floor = self.contrast_floor_of(model)
-        if floor is None or floor.local is None or floor_applied is None or floor_applied.white_matter_level is None:
-            return native, floor_applied
-        read = scan.result()
-        native, local = apply_local_contrast(native, read.flair, read.brain, read.level, threshold, floor.local,
-                                             read.pixel_mm, self._voxel_ml(prepared))
-        return native, replace(floor_applied, local=local)
 
     def _white_matter_envelope(self, prepared: PreparedVolume,
                                box: tuple[slice, slice] | None = None) -> np.ndarray | None:

@@ -29,6 +29,7 @@ from .options import (argtype, check_count, check_crop, check_fraction, check_no
 
 if TYPE_CHECKING:
     from .read_ahead import ReadAhead
+    from .training.threshold_choice import ThresholdChoice
 
 log = logging.getLogger("deepwml")
 
@@ -208,7 +209,7 @@ def cmd_choose_threshold(args: argparse.Namespace) -> int:
 
 
 def _choose(model_dir: Path, manifest: Path, split: Path | str, part: str, parent: str | None, quiet: bool,
-            record: bool):
+            record: bool) -> "ThresholdChoice":
     """Choose the threshold by deepwml.training.threshold_choice's rule (one call for both commands)."""
     from .training.threshold_choice import choose_threshold
 
@@ -217,7 +218,7 @@ def _choose(model_dir: Path, manifest: Path, split: Path | str, part: str, paren
     return choose_threshold(model_dir, manifest, split, part, parent, record=record, progress=not quiet)
 
 
-def _print_choice(choice) -> None:
+def _print_choice(choice: "ThresholdChoice") -> None:
     print(f"threshold sweep on {choice.cases_with_lesions} validation case(s) with lesions and "
           f"{choice.lesion_free_cases} lesion-free:")
     for line in choice.lines():

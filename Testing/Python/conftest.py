@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import sys
 import tempfile
@@ -62,3 +63,33 @@ def phantom_set(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def phantom_flair(phantom_set) -> Path:
     return phantom_set.parent / "case0005" / "flair.nii.gz"
+
+
+def write_validation_manifest(folder: Path, truths: dict[str, np.ndarray], drawn: tuple[str, ...] = (),
+                              mark_healthy: bool = False) -> Path:
+    """A manifest of noisy FLAIRs (1 x 1 x 2 mm voxels) with the given truth masks, one case each; its disease "MS"
+    where the truth holds lesion or the case is in ``drawn``, else "none" (as synthesis writes). ``mark_healthy``: the
+    cases without truth get origin z = 1 mm, so a stub network can tell them apart."""
+    rows = []
+    for index, (name, truth) in enumerate(truths.items()):
+        flair = np.random.default_rng(index).integers(80, 120, truth.shape).astype(np.int16)
+        for kind, array in (("flair", flair), ("label", truth)):
+            image = sitk.GetImageFromArray(array)
+            image.SetSpacing((1.0, 1.0, 2.0))
+            image.SetOrigin((0.0, 0.0, 1.0 if mark_healthy and not truth.any() else 0.0))
+            sitk.WriteImage(image, str(folder / f"{name}_{kind}.nii.gz"))
+        disease = "MS" if truth.any() or name in drawn else "none"
+        rows.append({"case": name, "patient": name, "center": "A", "disease": disease,
+                     "flair": str(folder / f"{name}_flair.nii.gz"), "label": str(folder / f"{name}_label.nii.gz")})
+    manifest = folder / "m.csv"
+    with open(manifest, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return manifest
+
+
+@pytest.fixture
+def validation_manifest():
+    """:func:`write_validation_manifest`, for the threshold sweep's and the probes' tests."""
+    return write_validation_manifest

@@ -4,7 +4,6 @@ the command line and the Slicer panel show."""
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 from pathlib import Path
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from conftest import write_validation_manifest
 from deepwml.cli import _inherited_reading_line, main
 from deepwml.model_files import read_card, write_card
 from deepwml.training import threshold_choice
@@ -20,27 +20,14 @@ from deepwml.training.threshold_choice import MIN_CASES, choose_threshold
 
 
 def manifest_of(folder: Path, with_lesions: int, lesion_free: int) -> Path:
-    """Small cases with a 2x4x4 lesion (or none) on 1 x 1 x 2 mm voxels."""
-    rows = []
+    """Cases with a 2x4x4 lesion, then lesion-free ones (marked for the stub network)."""
+    truths = {}
     for i in range(with_lesions + lesion_free):
         truth = np.zeros((6, 32, 32), np.uint8)
         if i < with_lesions:
             truth[2:4, 10:14, 10:14] = 1
-        name = f"case{i:02d}"
-        flair = np.random.default_rng(i).integers(80, 120, truth.shape).astype(np.int16)
-        for kind, array in (("flair", flair), ("label", truth)):
-            image = sitk.GetImageFromArray(array)
-            image.SetSpacing((1.0, 1.0, 2.0))
-            image.SetOrigin((0.0, 0.0, 0.0 if i < with_lesions else 1.0))  # tells the stub network a healthy head
-            sitk.WriteImage(image, str(folder / f"{name}_{kind}.nii.gz"))
-        rows.append({"case": name, "patient": name, "center": "A", "disease": "MS" if i < with_lesions else "none",
-                     "flair": f"{name}_flair.nii.gz", "label": f"{name}_label.nii.gz"})
-    path = folder / "manifest.csv"
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+        truths[f"case{i:02d}"] = truth
+    return write_validation_manifest(folder, truths, mark_healthy=True)
 
 
 class Model:
@@ -170,3 +157,72 @@ def test_train_can_choose_the_threshold_after_training(phantom_set, tmp_path, ca
     val = sum(1 for part in split["assignment"].values() if part == "val")
     assert "threshold sweep on" in out and f"fewer than {MIN_CASES}" in out and val < MIN_CASES
     assert read_card(run / "model")[0]["threshold"] == 0.5
+
+
+def test_the_threshold_sweep_reports_what_each_threshold_marks_on_lesion_free_cases(tmp_path, validation_manifest):
+    """threshold_choice.dice_by_candidate: Dice only on the cases with lesions (the choice is
+    unchanged), and, when asked, the volume each threshold marks on the lesion-free ones; a case drawn
+    with lesions whose truth ended empty counts in neither."""
+    import SimpleITK as sitk
+
+    sweep = threshold_choice
+    lesion = np.zeros((6, 32, 32), np.uint8)
+    lesion[2:4, 10:14, 10:14] = 1
+    manifest = validation_manifest(tmp_path, {"with": lesion, "free": np.zeros_like(lesion),
+                                               "faint": np.zeros_like(lesion)}, drawn=("faint",))
+
+    class Stub:  # probability 0.9 on a 2x4x4 block, 0.5 on a 1x2x2 block beside it: 64 / 72 mm3
+        def segment(self, image):
+            prob = np.zeros(sitk.GetArrayFromImage(image).shape, np.float32)
+            prob[2:4, 10:14, 10:14] = 0.9
+            prob[4, 10:12, 10:12] = 0.5
+            out = sitk.GetImageFromArray(prob)
+            out.CopyInformation(image)
+            return type("Result", (), {"probabilities": out})()
+
+    threshold = lambda prob, image, t: prob >= t  # noqa: E731
+    assert sweep.dice_by_candidate(Stub(), str(manifest), "-", "val", (0.4, 0.8), threshold) == {
+        0.4: [pytest.approx(2 * 32 / (32 + 36))], 0.8: [1.0]}
+    free: dict = {}
+    scores = sweep.dice_by_candidate(Stub(), str(manifest), "-", "val", (0.4, 0.8), threshold, free)
+    assert scores[0.8] == [1.0] and free == {"cases": 1, 0.4: pytest.approx(0.072), 0.8: pytest.approx(0.064)}
+
+
+def test_the_bounded_threshold_rule_chooses_only_thresholds_within_the_reference_marks():
+    """threshold_choice.bounded_choice: the highest median among the thresholds marking no more
+    on lesion-free cases than the reference; ties keep the higher threshold; none within: None."""
+    sweep = threshold_choice
+    scores = {0.5: [0.7, 0.7], 0.8: [0.6, 0.6], 0.9: [0.6, 0.6], 0.95: [0.4, 0.4]}
+    free = {"cases": 2, 0.5: 9.0, 0.8: 3.0, 0.9: 2.0, 0.95: 1.0}
+    assert sweep.bounded_choice(scores, free, 100.0) == 0.5
+    assert sweep.bounded_choice(scores, free, 3.0) == 0.9  # 0.8 and 0.9 tie on the median
+    assert sweep.bounded_choice(scores, free, 1.5) == 0.95
+    assert sweep.bounded_choice(scores, free, 0.5) is None
+    assert sweep.BOUNDED_THRESHOLDS[-3:] == (0.85, 0.9, 0.95) and 0.8 in sweep.BOUNDED_THRESHOLDS
+
+
+def test_the_bound_is_what_the_reference_marks_on_the_lesion_free_cases_alone(tmp_path, validation_manifest):
+    """threshold_choice.lesion_free_ml_at_card_threshold segments only the lesion-free cases
+    and sums the volume of their masks; a case drawn with lesions whose truth ended empty is not
+    lesion-free (the judge's definition) and is not segmented."""
+    import SimpleITK as sitk
+
+    sweep = threshold_choice
+    lesion = np.zeros((4, 16, 16), np.uint8)
+    lesion[1, 2:4, 2:4] = 1
+    empty = np.zeros_like(lesion)
+    manifest = validation_manifest(tmp_path, {"with": lesion, "free": empty, "free2": empty, "faint": empty},
+                                    drawn=("faint",))
+    seen = []
+
+    class Stub:  # marks 5 voxels of 2 mm3 on every case it is given
+        def segment(self, image):
+            seen.append(image)
+            mask = np.zeros(sitk.GetArrayFromImage(image).shape, np.uint8)
+            mask[0, 0, :5] = 1
+            out = sitk.GetImageFromArray(mask)
+            out.CopyInformation(image)
+            return type("Result", (), {"mask": out})()
+
+    assert sweep.lesion_free_ml_at_card_threshold(Stub(), str(manifest), "-") == pytest.approx(2 * 5 * 2 / 1000)
+    assert len(seen) == 2

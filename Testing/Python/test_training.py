@@ -434,99 +434,7 @@ def test_the_shipping_rule_reads_every_criterion_from_the_reports(tmp_path):
     assert rule.figures(c_faint)["lesion-free heads (n 3), ml marked in all"] == pytest.approx(10.8)
 
 
-def _validation_manifest(folder: Path, truths: dict[str, np.ndarray], drawn: tuple[str, ...] = ()) -> Path:
-    """A manifest of noisy FLAIRs (1 x 1 x 2 mm voxels) with the given truth masks, one case each; its
-    disease "MS" where the truth holds lesion or the case is in ``drawn``, else "none" (as synthesis writes)."""
-    import SimpleITK as sitk
-
-    rows = []
-    for name, truth in truths.items():
-        flair = np.random.default_rng(0).integers(80, 120, truth.shape).astype(np.int16)
-        for kind, array in (("flair", flair), ("label", truth)):
-            image = sitk.GetImageFromArray(array)
-            image.SetSpacing((1.0, 1.0, 2.0))
-            sitk.WriteImage(image, str(folder / f"{name}_{kind}.nii.gz"))
-        disease = "MS" if truth.any() or name in drawn else "none"
-        rows.append({"case": name, "patient": name, "center": "A", "disease": disease,
-                     "flair": str(folder / f"{name}_flair.nii.gz"), "label": str(folder / f"{name}_label.nii.gz")})
-    manifest = folder / "m.csv"
-    with open(manifest, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return manifest
-
-
-def test_the_threshold_sweep_reports_what_each_threshold_marks_on_lesion_free_cases(tmp_path):
-    """threshold_choice.dice_by_candidate: Dice only on the cases with lesions (the choice is
-    unchanged), and, when asked, the volume each threshold marks on the lesion-free ones; a case drawn
-    with lesions whose truth ended empty counts in neither."""
-    import SimpleITK as sitk
-
-    from deepwml.training import threshold_choice as sweep
-    lesion = np.zeros((6, 32, 32), np.uint8)
-    lesion[2:4, 10:14, 10:14] = 1
-    manifest = _validation_manifest(tmp_path, {"with": lesion, "free": np.zeros_like(lesion),
-                                               "faint": np.zeros_like(lesion)}, drawn=("faint",))
-
-    class Stub:  # probability 0.9 on a 2x4x4 block, 0.5 on a 1x2x2 block beside it: 64 / 72 mm3
-        def segment(self, image):
-            prob = np.zeros(sitk.GetArrayFromImage(image).shape, np.float32)
-            prob[2:4, 10:14, 10:14] = 0.9
-            prob[4, 10:12, 10:12] = 0.5
-            out = sitk.GetImageFromArray(prob)
-            out.CopyInformation(image)
-            return type("Result", (), {"probabilities": out})()
-
-    threshold = lambda prob, image, t: prob >= t  # noqa: E731
-    assert sweep.dice_by_candidate(Stub(), str(manifest), "-", "val", (0.4, 0.8), threshold) == {
-        0.4: [pytest.approx(2 * 32 / (32 + 36))], 0.8: [1.0]}
-    free: dict = {}
-    scores = sweep.dice_by_candidate(Stub(), str(manifest), "-", "val", (0.4, 0.8), threshold, free)
-    assert scores[0.8] == [1.0] and free == {"cases": 1, 0.4: pytest.approx(0.072), 0.8: pytest.approx(0.064)}
-
-
-def test_the_bounded_threshold_rule_chooses_only_thresholds_within_the_reference_marks():
-    """threshold_choice.bounded_choice: the highest median among the thresholds marking no more
-    on lesion-free cases than the reference; ties keep the higher threshold; none within: None."""
-    from deepwml.training import threshold_choice as sweep
-    scores = {0.5: [0.7, 0.7], 0.8: [0.6, 0.6], 0.9: [0.6, 0.6], 0.95: [0.4, 0.4]}
-    free = {"cases": 2, 0.5: 9.0, 0.8: 3.0, 0.9: 2.0, 0.95: 1.0}
-    assert sweep.bounded_choice(scores, free, 100.0) == 0.5
-    assert sweep.bounded_choice(scores, free, 3.0) == 0.9  # 0.8 and 0.9 tie on the median
-    assert sweep.bounded_choice(scores, free, 1.5) == 0.95
-    assert sweep.bounded_choice(scores, free, 0.5) is None
-    assert sweep.BOUNDED_THRESHOLDS[-3:] == (0.85, 0.9, 0.95) and 0.8 in sweep.BOUNDED_THRESHOLDS
-
-
-def test_the_bound_is_what_the_reference_marks_on_the_lesion_free_cases_alone(tmp_path):
-    """threshold_choice.lesion_free_ml_at_card_threshold segments only the lesion-free cases
-    and sums the volume of their masks; a case drawn with lesions whose truth ended empty is not
-    lesion-free (the judge's definition) and is not segmented."""
-    import SimpleITK as sitk
-
-    from deepwml.training import threshold_choice as sweep
-    lesion = np.zeros((4, 16, 16), np.uint8)
-    lesion[1, 2:4, 2:4] = 1
-    empty = np.zeros_like(lesion)
-    manifest = _validation_manifest(tmp_path, {"with": lesion, "free": empty, "free2": empty, "faint": empty},
-                                    drawn=("faint",))
-    seen = []
-
-    class Stub:  # marks 5 voxels of 2 mm3 on every case it is given
-        def segment(self, image):
-            seen.append(image)
-            mask = np.zeros(sitk.GetArrayFromImage(image).shape, np.uint8)
-            mask[0, 0, :5] = 1
-            out = sitk.GetImageFromArray(mask)
-            out.CopyInformation(image)
-            return type("Result", (), {"mask": out})()
-
-    assert sweep.lesion_free_ml_at_card_threshold(Stub(), str(manifest), "-") == pytest.approx(2 * 5 * 2 / 1000)
-    assert len(seen) == 2
-
-
-def test_the_ensemble_probe_writes_reports_the_judge_reads(tmp_path, monkeypatch, capsys):
+def test_the_ensemble_probe_writes_reports_the_judge_reads(tmp_path, monkeypatch, capsys, validation_manifest):
     """benchmarks/ensemble_study.py: the base alone at its card threshold and the mean of the base's and a
     member's probabilities at each threshold, one evaluate-format report per configuration, read by
     fresh_heads_by_load like ``deepwml evaluate``'s."""
@@ -538,7 +446,7 @@ def test_the_ensemble_probe_writes_reports_the_judge_reads(tmp_path, monkeypatch
     rule = _load_benchmark("fresh_heads_by_load")
     lesion = np.zeros((6, 32, 32), np.uint8)
     lesion[2:4, 10:14, 10:14] = 1
-    manifest = _validation_manifest(tmp_path, {"with": lesion, "free": np.zeros_like(lesion)})
+    manifest = validation_manifest(tmp_path, {"with": lesion, "free": np.zeros_like(lesion)})
 
     class Stub:  # base: 0.9 on the lesion; member: 0.5 on it and 0.9 on a block beside it
         def __init__(self, folder=None):

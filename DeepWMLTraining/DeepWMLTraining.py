@@ -305,12 +305,15 @@ class DeepWMLTrainingTest(ScriptedLoadableModuleTest):
         relabel = {r["case"] for r in logic.readTable(str(work / "consensus" / "relabel.csv"))}
         self.assertEqual(relabel, {r["case"] for r in rows if float(r["dice"]) < 0.85})
 
-        self.delayDisplay("Training two epochs in a background process")
+        self.delayDisplay("Training two epochs in a background process, then choosing the threshold")
         args = ["--steps-per-epoch", "2", "--crop", "64", "--batch-size", "2", "--val-slices", "8", "-q"]
-        job = logic.startTraining(manifest, str(work / "run"), epochs=2, baseChannels=4, extraArgs=args)
+        job = logic.startTraining(manifest, str(work / "run"), epochs=2, baseChannels=4, extraArgs=args,
+                                  chooseThreshold=True)
         self.assertEqual(job.wait(600), FINISHED, job.log_text())
         model = work / "run" / "model"
         load_model(model)
+        # nine phantoms leave too few validation cases: the log says so and the model keeps its threshold
+        self.assertIn("fewer than 10", job.log_text())
 
         self.delayDisplay("Cancelling a training run ends it (status cancelled, not failed)")
         job = logic.startTraining(manifest, str(work / "run-cancelled"), epochs=50, baseChannels=4, extraArgs=args)

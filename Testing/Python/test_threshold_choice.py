@@ -94,8 +94,11 @@ def test_a_fine_tune_never_marks_more_on_healthy_cases_than_its_parent(fine_tune
 
 def test_without_healthy_cases_a_fine_tune_is_never_set_below_its_parent(fine_tune, tmp_path):
     model, _ = fine_tune
-    choice = choose_threshold(model, manifest_of(tmp_path, MIN_CASES, 0))
+    manifest = manifest_of(tmp_path, MIN_CASES, 0)
+    choice = choose_threshold(model, manifest)
     assert choice.chosen == 0.7 and choice.bound_ml is None and "at or above parent@1's threshold 0.7" in choice.why
+    _, parent = fine_tune  # named by its folder (--parent DIR), it is named by its card's model id
+    assert choose_threshold(model, manifest, parent=parent).why == choice.why.replace("parent@1", "tiny-test@0.0.1")
 
 
 def test_too_few_cases_choose_nothing_and_leave_the_card_as_it_was(fine_tune, tmp_path):

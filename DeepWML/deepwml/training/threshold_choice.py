@@ -186,7 +186,8 @@ def choose_threshold(model_dir: str | Path, manifest: str | Path, split_json: st
                                                "bound its threshold (name it with --parent DIR, or --parent none)")
     if parent and parent_threshold is None:
         parent_card = read_card(parent)[0]
-        parent_threshold, parent_name = parent_card.get("threshold", 0.5), parent_card.get("model")
+        parent_threshold = parent_card.get("threshold", 0.5)
+        parent_name = f"{parent_card.get('name', 'unnamed')}@{parent_card.get('version', '?')}"  # its model id
     free: dict = {}
     scores = dice_by_threshold(model_dir, manifest, split_json, part, free, BOUNDED_THRESHOLDS, progress)
     n_cases, n_free = len(scores[BOUNDED_THRESHOLDS[0]]), free["cases"]

@@ -12,7 +12,9 @@
 # of synthesis v4 seed 166 and HEADS of v7 seed 165, as the shipping judge's sets are drawn): the bundled model and
 # the fine-tune as `deepwml train` makes them (the fine-tune reads its output with the bundled model's threshold and
 # contrast floor), and each read as a fine-tune's card read it before it inherited them (threshold 0.5, no floor).
-# Synthetic data only: no real scan is read or trained on.
+# CHOOSE=1 adds the fine-tune with its own threshold (`deepwml choose-threshold` on the site's validation cases, bounded
+# by the bundled model; with fewer than 10 validation cases with lesions nothing is chosen and it reads as the
+# fine-tune). Synthetic data only: no real scan is read or trained on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-work-data/site-fine-tune}
@@ -53,13 +55,29 @@ write_card(card, path)" "$2/model.json"
 }
 bare DeepWML/Resources/Models/default "$OUT/model-bundled-bare"
 bare "$OUT/run/model" "$OUT/model-fine-tuned-bare"
+MODELS="bundled:DeepWML/Resources/Models/default bundled-bare:$OUT/model-bundled-bare fine-tuned:$OUT/run/model
+  fine-tuned-bare:$OUT/model-fine-tuned-bare"
+NAMES="bundled bundled-bare fine-tuned fine-tuned-bare"
+if [ "${CHOOSE:-0}" = 1 ]; then  # the fine-tune with its own threshold, chosen on the site's validation cases
+  if [ ! -f "$OUT/model-fine-tuned-chosen/choice.txt" ]; then
+    mkdir -p "$OUT/model-fine-tuned-chosen"
+    cp "$OUT/run/model/"* "$OUT/model-fine-tuned-chosen/"
+    # exit 1: nothing chosen (fewer than 10 validation cases with lesions, or no threshold within the bound)
+    $BIN/deepwml choose-threshold "$OUT/model-fine-tuned-chosen" "$SITE" --split "$OUT/run/split.json" \
+      --parent DeepWML/Resources/Models/default --record -q > "$OUT/model-fine-tuned-chosen/choice.tmp" || [ $? = 1 ]
+    mv "$OUT/model-fine-tuned-chosen/choice.tmp" "$OUT/model-fine-tuned-chosen/choice.txt"
+  fi
+  cat "$OUT/model-fine-tuned-chosen/choice.txt"
+  MODELS="$MODELS fine-tuned-chosen:$OUT/model-fine-tuned-chosen"
+  NAMES="$NAMES fine-tuned-chosen"
+fi
 
-for model in bundled:DeepWML/Resources/Models/default bundled-bare:"$OUT/model-bundled-bare" \
-    fine-tuned:"$OUT/run/model" fine-tuned-bare:"$OUT/model-fine-tuned-bare"; do
+for model in $MODELS; do
   name=${model%%:*} dir=${model#*:}
   [ -f "$OUT/eval-$name/site/per_volume.csv" ] || $BIN/deepwml evaluate "$SITE" -o "$OUT/eval-$name/site" \
     --model "$dir" --split "$OUT/run/split.json" --overwrite -q
   [ -f "$OUT/eval-$name/heads/per_volume.csv" ] || $BIN/deepwml evaluate "$OUT/heads.csv" -o "$OUT/eval-$name/heads" \
     --model "$dir" --split all --overwrite -q
 done
-$BIN/python benchmarks/site_fine_tune_table.py "$OUT" bundled bundled-bare fine-tuned fine-tuned-bare | tee "$OUT/table.md"
+# shellcheck disable=SC2086  # the names are words
+$BIN/python benchmarks/site_fine_tune_table.py "$OUT" $NAMES | tee "$OUT/table.md"

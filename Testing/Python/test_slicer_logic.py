@@ -434,7 +434,8 @@ def test_the_model_line_names_the_reading_a_fine_tune_inherited(slicer, tmp_path
     (tmp_path / "model.json").write_text(json.dumps({
         "name": "deepwml-synth-unet16", "version": "site-1", "threshold": 0.8, "notes": "Fine-tuned on our scans",
         "contrast_floor": {"factor": 1.15, "inherited_from": "deepwml-synth-unet16@1.8.0"},
-        "metrics": {"threshold_selection": {"chosen": 0.8, "replaced": {"inherited_from": "deepwml-synth-unet16@1.8.0"}}}}))
+        "metrics": {"threshold_selection": {"chosen": 0.8,
+                                            "replaced": {"inherited_from": "deepwml-synth-unet16@1.8.0"}}}}))
     assert panel.model_line(str(tmp_path)).endswith(
         "Threshold chosen on its validation cases; contrast floor as deepwml-synth-unet16@1.8.0.")
 

@@ -193,7 +193,8 @@ def choose_threshold(model_dir: str | Path, manifest: str | Path, split_json: st
     n_cases, n_free = len(scores[BOUNDED_THRESHOLDS[0]]), free["cases"]
     medians = {t: round(float(np.median(v)), 4) if v else float("nan") for t, v in scores.items()}
     free_ml = {t: round(free[t], 3) for t in BOUNDED_THRESHOLDS}
-    result = ThresholdChoice(None, "", n_cases, n_free, medians, free_ml, parent_name or (str(parent) if parent else None))
+    result = ThresholdChoice(None, "", n_cases, n_free, medians, free_ml,
+                             parent_name or (str(parent) if parent else None))
     if n_cases < min_cases:
         result.why = (f"not chosen: {n_cases} validation case(s) with lesions, fewer than {min_cases}; the model keeps "
                       f"threshold {card.get('threshold')}")
@@ -213,7 +214,8 @@ def choose_threshold(model_dir: str | Path, manifest: str | Path, split_json: st
         result.chosen = highest_median(scores)
         rule = "highest median per-volume Dice"
     if result.chosen is None:
-        result.why = f"not chosen: no threshold meets the rule ({rule}); the model keeps threshold {card.get('threshold')}"
+        result.why = (f"not chosen: no threshold meets the rule ({rule}); the model keeps threshold "
+                      f"{card.get('threshold')}")
         return result
     result.why = f"chosen: {result.chosen:g} ({rule}; {n_cases} validation cases with lesions)"
     if record:

@@ -192,8 +192,8 @@ def fine_tune_reading(init_card: dict) -> tuple[float, dict | None, dict]:
     Why: on real whole heads the bundled model's floor is what keeps its marks off bright cortex (README "The bundled
     model"); a site that fine-tunes it on a few of its own scans would otherwise get a model read at 0.5 with no floor.
     ``deepwml choose-threshold`` (or ``train --choose-threshold``) chooses the fine-tune's own threshold on its
-    validation cases when there are enough of them (:mod:`deepwml.training.threshold_choice`). Runs recorded before parents' readings were kept (no
-    ``threshold`` in the record) read as before."""
+    validation cases when there are enough of them (:mod:`deepwml.training.threshold_choice`). Runs recorded before
+    parents' readings were kept (no ``threshold`` in the record) read as before."""
     if not init_card or "threshold" not in init_card:
         return 0.5, None, {}
     threshold, floor = inherited_reading(init_card, init_card.get("model"))

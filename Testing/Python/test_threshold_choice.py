@@ -104,9 +104,16 @@ def test_without_healthy_cases_a_fine_tune_is_never_set_below_its_parent(fine_tu
 def test_too_few_cases_choose_nothing_and_leave_the_card_as_it_was(fine_tune, tmp_path):
     model, _ = fine_tune
     before = (model / "model.json").read_text()
-    choice = choose_threshold(model, manifest_of(tmp_path, MIN_CASES - 1, 3), record=True)
+    manifest = manifest_of(tmp_path, MIN_CASES - 1, 3)
+    choice = choose_threshold(model, manifest, record=True)
     assert choice.chosen is None and not choice.recorded and f"fewer than {MIN_CASES}" in choice.why
     assert (model / "model.json").read_text() == before
+    # an image-level split shares every case between parts: none is a validation case, and the reason says why
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"level": "image", "assignment": {f"case{i:02d}": ["train", "val"]
+                                                                  for i in range(MIN_CASES + 2)}}))
+    choice = choose_threshold(model, manifest, split, record=True)
+    assert choice.cases_with_lesions == 0 and "image-level split" in choice.why
 
 
 def test_the_choice_is_recorded_with_its_figures_and_the_lines_say_whose_floor_remains(fine_tune, tmp_path):

@@ -21,6 +21,7 @@ The rule (fixed; docs/EXPERIMENTS.md, experiments 1-26 say why each part is ther
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,6 +199,8 @@ def choose_threshold(model_dir: str | Path, manifest: str | Path, split_json: st
     if n_cases < min_cases:
         result.why = (f"not chosen: {n_cases} validation case(s) with lesions, fewer than {min_cases}; the model keeps "
                       f"threshold {card.get('threshold')}")
+        if str(split_json) != "-" and json.loads(Path(split_json).read_text(encoding="utf-8")).get("level") == "image":
+            result.why += " (an image-level split puts no case wholly in one part: choose on a manifest of its own)"
         return result
     if parent and n_free:
         result.bound_ml = lesion_free_ml_at_card_threshold(one_pass_segmenter(parent), manifest, split_json, part,

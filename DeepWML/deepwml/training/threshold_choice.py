@@ -7,15 +7,16 @@ bundled threshold since 1.1.0 was chosen this way (README "The bundled model"). 
 ``deepwml train --choose-threshold`` and the DeepWMLTraining module all call :func:`choose_threshold`, and
 ``benchmarks/threshold_on_validation.py`` (the recipe's experiments) uses the same sweep.
 
-The rule (fixed; docs/EXPERIMENTS.md, experiments 1-26 say why each part is there):
+The rule (fixed; README "Training", "Choosing a model's own threshold", says where each part comes from):
 - the figure is the **median per-volume Dice** over the cases with lesions, one network pass per case (no test-time
   augmentation: how every recorded threshold was chosen), the segmenter's other defaults on;
-- with fewer than :data:`MIN_CASES` validation cases with lesions nothing is chosen: the curve is flat within a few
-  hundredths and a handful of cases only picks noise (a few-case site keeps its parent's threshold);
+- with fewer than :data:`MIN_CASES` validation cases with lesions nothing is chosen: the bundled models' curves were
+  flat within a few hundredths, so a handful of cases only picks noise (a few-case site keeps its parent's threshold);
 - a fine-tune is bounded by its parent (the model it started from): when the validation cases include lesion-free
   ones, only thresholds marking no more there than the parent marks at its own threshold may be chosen (the plain rule
-  cannot see healthy heads, and every fine-tune whose rule went below 0.8 over-marked them: experiment 26); without
-  lesion-free cases it is never set below the parent's threshold;
+  cannot see healthy heads: every candidate of 2026-11-30/12-01 whose plain rule went below 0.8 then over-marked the
+  lesion-free fresh heads, hence experiment 26's bounded rule); without lesion-free cases it is never set below the
+  parent's threshold;
 - ties keep the higher threshold.
 """
 
@@ -31,11 +32,11 @@ import numpy as np
 import SimpleITK as sitk
 from tqdm import tqdm
 
+from ..errors import ModelFileError
 from ..evaluation.metrics import dice
 from ..image_io import load_flair
 from ..labels import read_label
 from ..lesion_summary import voxel_volume_ml
-from ..errors import ModelFileError
 from ..model_files import read_card, write_card
 from .manifest import Case, read_manifest
 from .split import load_split

@@ -51,7 +51,7 @@ from deepwml.lesion_summary import voxel_volume_ml
 from deepwml.segmenter import Segmenter
 from deepwml.training.threshold_choice import (BOUNDED_THRESHOLDS, THRESHOLDS, ThresholdChoice, bounded_choice,
                                                cases_with_lesions, dice_by_candidate, dice_by_threshold,
-                                               lesion_free_ml_at_card_threshold, record_choice)
+                                               lesion_free_ml_at_card_threshold, one_pass_segmenter, record_choice)
 
 #: growth thresholds of ``--grow`` (None: no growth), highest first so that ties keep the higher
 GROW_THRESHOLDS = (None, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2)
@@ -59,7 +59,7 @@ GROW_THRESHOLDS = (None, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2)
 
 def dice_by_growth(model: str, manifest: str, split_json: str, part: str = "val") -> dict:
     """Per-volume Dice of every case with lesions per growth threshold at the card's threshold (one network pass)."""
-    segmenter = Segmenter(model, device="cpu", flip_tta=False)
+    segmenter = one_pass_segmenter(model)
     seed = segmenter.model.threshold
     return dice_by_candidate(segmenter, manifest, split_json, part, GROW_THRESHOLDS,
                              lambda prob, image, t: grown_mask(prob, seed, t))
@@ -168,7 +168,7 @@ def described_data(model: str, manifest: str, split_json: str, part: str = "val"
 
 def main_bounded(argv: list[str], reference: str, write: bool) -> int:
     model, manifest, split_json, part = (*argv, "val")[:4]
-    bound = lesion_free_ml_at_card_threshold(Segmenter(reference, device="cpu", flip_tta=False),
+    bound = lesion_free_ml_at_card_threshold(one_pass_segmenter(reference),
                                              manifest, split_json, part)
     free: dict = {}
     scores = dice_by_threshold(model, manifest, split_json, part, lesion_free_ml=free, thresholds=BOUNDED_THRESHOLDS)
@@ -188,7 +188,7 @@ def main_bounded(argv: list[str], reference: str, write: bool) -> int:
 
 def main_tta(argv: list[str]) -> int:
     model, manifest, split_json, part = (*argv, "val")[:4]
-    plain, flipped = Segmenter(model, device="cpu", flip_tta=False), Segmenter(model, device="cpu", flip_tta=True)
+    plain, flipped = one_pass_segmenter(model), Segmenter(model, device="cpu", flip_tta=True)
     scores: dict[str, list[float]] = {"without": [], "with": []}
     for image, truth in cases_with_lesions(manifest, split_json, part):
         for name, segmenter in (("without", plain), ("with", flipped)):

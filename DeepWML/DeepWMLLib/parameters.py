@@ -25,7 +25,7 @@ except ImportError:  # headless MRML: no parameter node wrapper, same class with
 
 DEVICES = ["auto", "cpu", "cuda"]
 BACKENDS = ["auto", "torch", "onnx"]
-#: auto = float32; int8: the model's quantised graph on the CPU (faster, masks a few % different)
+#: auto = float32; int8: the model's quantised graph on the CPU (faster, worse masks: a quick look; README "Speed")
 PRECISIONS = ["auto", "int8"]
 #: how a thin-slice (< 2 mm, 3D) volume is seen: every native slice (the default) or through a sliding
 #: 3 mm slab around every slice (``--sliding-slab-mm 3``; README "Sliding slabs")

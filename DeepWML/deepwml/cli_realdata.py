@@ -117,8 +117,9 @@ def add_precision_option(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="auto = float32 on every device; bf16/fp16: PyTorch autocast; int8: the model's "
-                             "quantised graph in ONNX Runtime on the CPU (faster network, masks a few %% "
-                             "different from float32; 'deepwml export-onnx --int8' makes it)")
+                             "quantised graph in ONNX Runtime on the CPU (faster network, worse masks: for a quick "
+                             "look; a volume beyond its input range runs float32; 'deepwml export-onnx --int8' "
+                             "makes it)")
 
 
 def add_tta_option(parser: argparse.ArgumentParser) -> None:

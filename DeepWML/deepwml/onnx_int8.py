@@ -4,8 +4,10 @@ Why: on the project's 2-core CPU the float32 network is ~77 % of a 24x512x512 vo
 the cold start of ``deepwml segment`` stays above 1 s however small the overhead gets. The same
 network with int8 weights and activations (ONNX Runtime's QDQ format, per-channel weights)
 runs 2.3-2.5x faster there. Why it is opt-in: its masks are not the float32 masks (on the
-benchmark phantom they agree with Dice ~0.97), so the default stays float32 and every figure
-of the README names the precision it was measured with.
+benchmark phantom they agree with Dice ~0.97, but on 120 synthetic heads 1.8.0's graph kept
+under half of float32's volume on 13 of 109, a 63 ml load marked 0 ml: experiment 57), so the
+default stays float32 and every figure of the README names the precision it was measured with.
+A volume beyond the graph's input range runs float32 (:data:`INT8_INPUT_OVERFLOW_SHARE`).
 
 Choices, and why:
 - **Calibration on FLAIRs the user names** (a training manifest, a folder, files), never on
@@ -68,6 +70,14 @@ WEIGHT_STEP_TOLERANCE = 0.5 + 1e-3
 #: Percentiles of |activation| kept by the calibration (ONNX Runtime's Percentile method), tried
 #: in this order until a graph passes :data:`INT8_REPRODUCE_TOLERANCE` (see the module's docstring).
 CALIBRATION_PERCENTILES = (99.999, 99.99, 99.9)
+#: Under ``--precision int8`` a volume with more than this share of its head's canvas pixels (canvas > 0) above the
+#: int8 graph's input range (:func:`int8_input_max`) runs the float32 graph instead. Why: the calibration quantises the
+#: input canvas to a range (1.8.0's graph: [0, 2.75]) while canvases run to ``CLIP_MAX`` (4.0), and every tensor after
+#: it to a percentile of its range; heads that are bright against their median lie partly beyond, and there the int8
+#: network lost marks, up to all of them (experiment 58, README "int8 on the CPU": on 60 fresh synthetic heads, 5 of 54
+#: kept under 0.8 of float32's network volume; they had 2.2-24 % of their head above 2.75, the 49 others at most 2.6 %).
+#: No recalibration fixed it (input range [0, 4], percentiles 99.9-99.999, the first block kept float32: 2-4 left).
+INT8_INPUT_OVERFLOW_SHARE = 0.01
 #: Every n-th canvas slice of a calibration volume (neighbouring slices add little range).
 CALIBRATION_STRIDE = 3
 #: Calibration batch size: ONNX Runtime's percentile collector needs equal batches.
@@ -150,6 +160,39 @@ def _steps_off(weight: np.ndarray, quantized: np.ndarray, scale: np.ndarray, zer
     with np.errstate(divide="ignore", invalid="ignore"):
         steps = np.where(step > 0, error / step, np.where(error == 0, 0.0, np.inf))
     return float(steps.max(initial=0.0))
+
+
+def graph_input_max(path: Path) -> float:
+    """The largest input value the int8 graph at ``path`` represents: its input's QuantizeLinear range
+    (``scale x (255 - zero point)``); inf when the input is not quantised (a graph that keeps its first layer
+    float32)."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    stored = {tensor.name: tensor for tensor in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "QuantizeLinear" and node.input[0] == graph.input[0].name:
+            scale = float(numpy_helper.to_array(stored[node.input[1]]))
+            zero = int(numpy_helper.to_array(stored[node.input[2]])) if len(node.input) > 2 else 0
+            return scale * (255 - zero)
+    return float("inf")
+
+
+def int8_input_max(model: LoadedModel) -> float:
+    """The largest canvas value ``model``'s int8 graph represents: recorded in its card (``onnx_int8.input_max``,
+    written by :func:`quantize_int8`), else read from the graph (cards made before experiment 58)."""
+    entry = model.card.get("onnx_int8") or {}
+    if "input_max" in entry:
+        return float(entry["input_max"])
+    return graph_input_max(int8_file_of(model))
+
+
+def input_overflow_share(canvas: np.ndarray, input_max: float) -> float:
+    """The share of the head's canvas pixels (> 0; air and the darkest percent are 0) above ``input_max``: what an
+    int8 graph whose input range ends there would clip (see :data:`INT8_INPUT_OVERFLOW_SHARE`)."""
+    head = canvas[canvas > 0]
+    return float(np.count_nonzero(head > input_max)) / head.size if head.size else 0.0
 
 
 def calibration_files(sources: Iterable[str | Path]) -> list[Path]:
@@ -277,6 +320,7 @@ def quantize_int8(model: LoadedModel, calibration: np.ndarray, description: str)
                          "float32_nodes": [logits_node]},
         "calibration": {"data": description, "slices": int(len(calibration))},
         "probe_max_logit_difference_of_spread": round(probe_error, 4),
+        "input_max": round(graph_input_max(out), 6),  # volumes beyond it run float32 (INT8_INPUT_OVERFLOW_SHARE)
         # undefined (None) when neither graph marks anything on the calibration slices
         "mask_dice_vs_float32_on_calibration": None if np.isnan(agreement) else round(agreement, 4),
         "onnxruntime_version": onnxruntime.__version__,

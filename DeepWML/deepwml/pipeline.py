@@ -128,7 +128,8 @@ def _summary(input_path: Path, paths: OutputPaths, image: sitk.Image, result: Se
         "timings_s": {"read": round(read_s, 4), **{k: round(v, 4) for k, v in result.timings_s.items()},
                       "write": round(write_s, 4), "end_to_end": round(time.perf_counter() - t0, 4)},
         "device": result.device,
-        "precision": result.precision,
+        "precision": result.precision,  # float32 also under --precision int8 where int8_fallback says why
+        "int8_fallback": result.int8_fallback,
         "head_crop": segmenter.head_crop,
         "flip_tta": segmenter.flip_tta,  # averaged with the left-right flipped slice
         "backend": result.backend,

@@ -38,7 +38,8 @@ from .known_limits import known_limits
 from .model_files import LoadedModel, load_model
 from .onnx_backend import (PROBE_SEED, PROBE_SHAPE, REPRODUCE_TOLERANCE, OnnxNetwork, check_reproduces_weights,
                            onnx_file_of, onnxruntime_available)
-from .onnx_int8 import INT8_REPRODUCE_TOLERANCE, WEIGHT_STEP_TOLERANCE, check_int8_graph
+from .onnx_int8 import (INT8_INPUT_OVERFLOW_SHARE, INT8_REPRODUCE_TOLERANCE, WEIGHT_STEP_TOLERANCE, check_int8_graph,
+                        input_overflow_share, int8_input_max)
 from .options import check_non_negative, check_positive_int, check_threshold
 from .preprocessing import CanvasMapping, image_to_canvas, slices_with_head, sliding_slab_size, thin_slabs
 from .reslice import THIN_SLICE_MM, interpolate_from_slabs
@@ -220,6 +221,9 @@ class PreparedVolume:
     #: the contrast floor's scan of the input (:class:`~deepwml.contrast_floor.FloorScan`), started by
     #: :meth:`Segmenter.run_network` on a thread of its own while the white-matter networks run; None: not started
     floor_scan: Optional[Future] = None
+    #: under --precision int8: the share of the head beyond the int8 graph's input range, when above
+    #: INT8_INPUT_OVERFLOW_SHARE (the float32 graph then ran on this volume); None: the int8 graph ran or no int8
+    int8_overflow: Optional[float] = None
 
 @dataclass
 class SegmentationResult:
@@ -245,6 +249,9 @@ class SegmentationResult:
     contrast_floor: Optional[FloorApplied] = None
     #: What the white-matter restriction did (None: no white-matter model; :mod:`deepwml.white_matter`).
     white_matter: Optional[WhiteMatterRestriction] = None
+    #: Under --precision int8, why this volume ran the float32 graph instead (None: it did not); the summaries'
+    #: ``int8_fallback`` (:data:`deepwml.onnx_int8.INT8_INPUT_OVERFLOW_SHARE`).
+    int8_fallback: Optional[dict] = None
 
     def brain_mask_summary(self) -> Optional[dict]:
         """The summaries' ``brain_mask`` entry (None: no brain mask), one definition for the
@@ -323,8 +330,13 @@ class Segmenter:
             if lesion_model is not None:
                 self.contrast_floor_of(lesion_model)
         self._backend_asked = backend
+        #: Under int8: the largest canvas value the lesion model's int8 graph represents, and its float32 network,
+        #: built for the first volume beyond that range (:meth:`_int8_overflow`); None otherwise / not yet.
+        self.int8_input_max: float | None = int8_input_max(self.model) if self.precision_name == "int8" \
+            and self.backend == "onnx" else None
+        self._float32: tuple[Callable[[np.ndarray], np.ndarray], str, LoadedModel] | None = None
         self._thin: tuple[Callable[[np.ndarray], np.ndarray], str, LoadedModel] | None = None
-        self._thin_lock = threading.Lock()
+        self._lazy_lock = threading.Lock()
         #: The brain-mask model and network (None: lesion probabilities everywhere in the head);
         #: see :mod:`deepwml.brain_mask`. Float32, or its int8 graph beside an int8 lesion network.
         self.brain_margin_mm = check_non_negative(brain_margin_mm, "brain margin")
@@ -381,12 +393,18 @@ class Segmenter:
         separate files. A result names the file that ran for its volume (``result.ran_file``)."""
         return ran_file_of(self.model, self.backend, self.precision_name)
 
-    def _lesion(self, thin: bool) -> tuple[Callable[[np.ndarray], np.ndarray], str, LoadedModel]:
+    def _lesion(self, thin: bool, float32: bool = False) -> tuple[Callable[[np.ndarray], np.ndarray], str, LoadedModel]:
         """``(network, backend, model)`` for thick (the lesion model) or thin volumes (the
-        thin-slice model's, built on first use; thread-safe)."""
+        thin-slice model's, built on first use; thread-safe). ``float32``: the lesion model's float32
+        network under int8, for a volume beyond its int8 graph's input range (built on first use)."""
+        if float32 and not thin:
+            with self._lazy_lock:
+                if self._float32 is None:
+                    self._float32 = build_network(self.model, self._backend_asked, self.device, "float32")
+                return self._float32
         if not thin:
             return self.network, self.backend, self.model
-        with self._thin_lock:
+        with self._lazy_lock:
             if self._thin is None:
                 # build_network hashes the graph again (runnable_file did at start): the file is
                 # read now, perhaps long after that check, and must still be the verified one
@@ -412,12 +430,14 @@ class Segmenter:
                 f"{THIN_SLICE_MM:g} mm: thin-slice model {self.thin_model.model_id}.")
 
     def predict_canvas(self, canvas: Any, progress: ProgressCallback | None = None,
-                       where: tuple[np.ndarray, slice, slice] | None = None, thin: bool = False) -> np.ndarray:
+                       where: tuple[np.ndarray, slice, slice] | None = None, thin: bool = False,
+                       float32: bool = False) -> np.ndarray:
         """Lesion probabilities for ``[N, 1, C, C]`` canvas slices, in batches (float32 numpy):
         on ``where`` = ``(slices, rows, cols)`` only (0 elsewhere; the brain's window, see
         :meth:`run_network`), by default on the head's window of the slices with head (the whole
-        canvas when ``head_crop`` is off). ``thin``: the thin-slice model's network runs."""
-        net = self._lesion(thin)[0]
+        canvas when ``head_crop`` is off). ``thin``: the thin-slice model's network runs;
+        ``float32``: under int8, the lesion model's float32 network (see :meth:`_int8_overflow`)."""
+        net = self._lesion(thin, float32)[0]
         canvas = np.asarray(canvas, dtype=np.float32)
         out = np.zeros(canvas.shape, dtype=np.float32)
         todo, rows, cols = where if where is not None else self._head_where(canvas)
@@ -520,8 +540,10 @@ class Segmenter:
         network's slices, then the lesion network's."""
         t1 = time.perf_counter()
         region_s = 0.0
+        prepared.int8_overflow = self._int8_overflow(prepared)
+        float32 = prepared.int8_overflow is not None
         if self.brain_network is None:
-            probs = self.predict_canvas(prepared.canvas, progress, thin=prepared.thin)
+            probs = self.predict_canvas(prepared.canvas, progress, thin=prepared.thin, float32=float32)
         else:
             head = self._head_where(prepared.canvas)
             first = int(head[0].size)
@@ -530,7 +552,7 @@ class Segmenter:
             where = self._lesion_where(prepared)
             region_s = time.perf_counter() - t_region
             probs = self.predict_canvas(prepared.canvas, _shifted(progress, first, 0),
-                                       where if where is not None else head, thin=prepared.thin)
+                                       where if where is not None else head, thin=prepared.thin, float32=float32)
         if prepared.brain is not None:  # independent of the marks: read while the white-matter networks run
             lesion_model = self._lesion(prepared.thin)[2]
             prepared.floor_scan = self._start_floor_scan(prepared, probs, lesion_model.threshold, lesion_model)
@@ -548,12 +570,26 @@ class Segmenter:
                 prepared.mesial_temporal = self._predict_mask(prepared.canvas, self.mesial_temporal_model,
                                                               self.mesial_temporal_network,
                                                               (prepared.white_matter_slices, rows, cols), None)
-        network = self._lesion(prepared.thin)[0]
+        network = self._lesion(prepared.thin, float32)[0]
         if isinstance(network, TorchNetwork):
             network.synchronize()
         prepared.timings_s["network"] = time.perf_counter() - t1 - region_s
         prepared.brain_region_s = region_s
         return probs
+
+    def _int8_overflow(self, prepared: PreparedVolume) -> float | None:
+        """Under int8, the share of the head beyond the int8 graph's input range when it exceeds
+        :data:`~deepwml.onnx_int8.INT8_INPUT_OVERFLOW_SHARE` (this volume then runs the float32 graph, with a
+        warning); None: the int8 graph runs (or no int8, or a thin-slice model's volume)."""
+        if self.int8_input_max is None or prepared.thin:
+            return None
+        share = input_overflow_share(prepared.canvas, self.int8_input_max)
+        if share <= INT8_INPUT_OVERFLOW_SHARE:
+            return None
+        log.warning("%.1f %% of the head is brighter than the int8 graph's input range (%.2f, where the head's median "
+                    "is 1; limit %g %%), where int8 loses marks: this volume runs in float32", 100 * share,
+                    self.int8_input_max, 100 * INT8_INPUT_OVERFLOW_SHARE)
+        return share
 
     def _lesion_where(self, prepared: PreparedVolume) -> tuple[np.ndarray, slice, slice] | None:
         """The brain's window for the lesion network (see :meth:`run_network`); None: the head's."""
@@ -577,7 +613,8 @@ class Segmenter:
                threshold: float | None = None) -> SegmentationResult:
         """Canvas probabilities back onto the input's voxel grid (no network; thread-safe).
         ``threshold`` None: the card's of the model that ran (the thin-slice model's on thin slices)."""
-        _, backend, model = self._lesion(prepared.thin)
+        fallback = prepared.int8_overflow is not None
+        _, backend, model = self._lesion(prepared.thin, fallback)
         threshold = model.threshold if threshold is None else check_threshold(threshold)
         t2 = time.perf_counter()
         mapping, layout = prepared.mapping, prepared.layout
@@ -613,12 +650,16 @@ class Segmenter:
             timings["white_matter_network"] = prepared.white_matter.seconds
         if prepared.mesial_temporal is not None:  # part of "network", too
             timings["mesial_temporal_network"] = prepared.mesial_temporal.seconds
+        precision = "float32" if fallback else self.precision_name
         log.info("segmented %d slices in %.2f s on %s (%s, %s, %s)", probs.shape[0], timings["total"],
-                 self.device, self.precision_name, backend, model.model_id)
-        return SegmentationResult(prob_image, threshold, timings, self.device, self.precision_name, backend,
+                 self.device, precision, backend, model.model_id)
+        int8_fallback = {"head_share_above_input_range": round(prepared.int8_overflow, 4),
+                         "input_range_max": round(self.int8_input_max, 4),
+                         "limit": INT8_INPUT_OVERFLOW_SHARE} if fallback else None
+        return SegmentationResult(prob_image, threshold, timings, self.device, precision, backend,
                                   layout.slice_thickness_mm, layout.slice_axis, slab_mm or prepared.sliding_slab_mm,
                                   brain_mask, model, slab_sliding=prepared.sliding_slab_mm > 0,
-                                  contrast_floor=floor_applied, white_matter=white_matter)
+                                  contrast_floor=floor_applied, white_matter=white_matter, int8_fallback=int8_fallback)
 
     def contrast_floor_setting(self) -> dict | None:
         """The lesion model's floor as reports record it (None: none)."""

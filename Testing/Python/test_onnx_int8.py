@@ -14,8 +14,9 @@ from conftest import synthetic_flair
 from deepwml.cli import main
 from deepwml.errors import ModelFileError
 from deepwml.model_files import load_model
-from deepwml.onnx_int8 import (CALIBRATION_BATCH, INT8_ONNX_NAME, INT8_REPRODUCE_TOLERANCE,
-                               calibration_canvases, calibration_files)
+from deepwml.onnx_int8 import (CALIBRATION_BATCH, INT8_INPUT_OVERFLOW_SHARE, INT8_ONNX_NAME, INT8_REPRODUCE_TOLERANCE,
+                               calibration_canvases, calibration_files, graph_input_max, input_overflow_share,
+                               int8_file_of, int8_input_max)
 from deepwml.segmenter import Segmenter
 
 
@@ -58,6 +59,7 @@ def test_int8_export_is_recorded_with_its_calibration(int8_tiny):
     assert entry["calibration"]["data"] == "two synthetic test heads"
     assert entry["calibration"]["slices"] % CALIBRATION_BATCH == 0 and entry["calibration"]["slices"] > 0
     assert 0 < entry["probe_max_logit_difference_of_spread"] <= INT8_REPRODUCE_TOLERANCE
+    assert entry["input_max"] == pytest.approx(graph_input_max(int8_tiny / INT8_ONNX_NAME), abs=1e-5)
     assert entry["quantization"]["float32_nodes"]  # the logits' convolution stays float32
     assert card["weights_sha256"] == load_model(int8_tiny).card["weights_sha256"]
     from deepwml.model_files import sha256_of
@@ -193,3 +195,60 @@ def test_bundled_int8_graph_agrees_with_float32(phantom_flair):
     assert b.sum() > 100
     assert 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.75
     assert 0.8 < a.sum() / b.sum() < 1.25
+
+
+def test_int8_input_range_is_read_from_the_card_or_the_graph():
+    """The bundled card records its int8 graph's input range (experiment 58); a card without it is read from the
+    graph, and the two agree. The overflow share counts head pixels (> 0) only."""
+    from deepwml.preprocessing import CLIP_MAX
+
+    model = load_model("bundled", framework="numpy")
+    recorded = int8_input_max(model)
+    assert 1.0 < recorded < CLIP_MAX  # calibrated below the canvas's range: why the fallback exists
+    assert recorded == pytest.approx(graph_input_max(int8_file_of(model)), abs=1e-5)
+    del model.card["onnx_int8"]["input_max"]
+    assert int8_input_max(model) == pytest.approx(recorded, abs=1e-5)
+    canvas = np.zeros((2, 1, 4, 4), np.float32)
+    canvas[0, 0, :2] = 1.0
+    canvas[1, 0, 0, :2] = 3.0  # 2 of 10 head pixels above 2.75; the 22 air pixels do not count
+    assert input_overflow_share(canvas, 2.75) == pytest.approx(0.2)
+    assert input_overflow_share(np.zeros((1, 1, 4, 4), np.float32), 2.75) == 0.0
+
+
+def brightened(image: sitk.Image, share: float = 0.15, factor: float = 4.0) -> sitk.Image:
+    """``image`` with its brightest ``share`` of head voxels ``factor`` x brighter: a head the int8 graph's input
+    range does not cover (like experiment 58's failing heads)."""
+    array = sitk.GetArrayFromImage(image).astype(np.float32)
+    head = array > np.percentile(array, 50)
+    array[head & (array > np.percentile(array[head], 100 * (1 - share)))] *= factor
+    out = sitk.GetImageFromArray(array)
+    out.CopyInformation(image)
+    return out
+
+
+def test_a_volume_beyond_the_int8_input_range_runs_float32(phantom_flair, tmp_path, capsys, caplog):
+    """Under --precision int8 a head brighter than the int8 graph's input range runs the float32 graph (the int8
+    graph lost marks there, up to all of them: experiment 58): the very float32 probabilities, a warning, and the
+    summary names the file that ran and why."""
+    from deepwml.image_io import load_flair
+
+    bright = brightened(load_flair(phantom_flair))
+    # no brain network (its int8 graph differs); TTA on both (int8's default is off)
+    int8 = Segmenter(device="cpu", precision="int8", brain_model=None, flip_tta=True)
+    float32 = Segmenter(int8.model, device="cpu", precision="float32", brain_model=None, flip_tta=True)
+    result = int8.segment(bright)
+    assert result.precision == "float32" and result.ran_file["file"] == "model.onnx"
+    assert result.int8_fallback["head_share_above_input_range"] > INT8_INPUT_OVERFLOW_SHARE
+    assert np.array_equal(sitk.GetArrayFromImage(result.probabilities),
+                          sitk.GetArrayFromImage(float32.segment(bright).probabilities))
+    plain = int8.segment(load_flair(phantom_flair))  # the same segmenter goes on in int8 where it can
+    assert plain.precision == "int8" and plain.int8_fallback is None and plain.ran_file["file"] == INT8_ONNX_NAME
+    flair = tmp_path / "bright.nii.gz"
+    sitk.WriteImage(bright, str(flair))
+    caplog.clear()
+    assert main(["segment", str(flair), "-o", str(tmp_path / "out"), "--precision", "int8", "-q"]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    assert [r.levelname for r in caplog.records if "runs in float32" in r.getMessage()] == ["WARNING"]
+    summary = json.loads((tmp_path / "out" / "bright.summary.json").read_text())
+    assert summary["precision"] == "float32" and summary["model"]["ran"]["file"] == "model.onnx"
+    assert summary["int8_fallback"]["limit"] == INT8_INPUT_OVERFLOW_SHARE

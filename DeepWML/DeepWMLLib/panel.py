@@ -67,8 +67,13 @@ def result_line(summary: dict) -> str:
     if floor:  # deepwml.contrast_floor: marks no brighter than the scan's white matter are not hyperintensities
         parts.append(f"marks below {floor['factor']:g}x white matter removed" if floor.get("white_matter_level")
                      else f"contrast floor not applied ({floor.get('not_applied') or 'see the log'})")
+    fallback = summary.get("int8_fallback")
+    if fallback:  # deepwml.onnx_int8.INT8_INPUT_OVERFLOW_SHARE: int8 loses marks on heads this bright
+        parts.append(f"int8 asked, float32 ran: {100 * fallback['head_share_above_input_range']:.1f} % of the head "
+                     "beyond the int8 graph's range")
     if "seconds" in summary:
-        parts.append(f"{summary['seconds']:.1f} s on {summary.get('device', '?')} ({summary.get('backend', '?')})")
+        how = summary.get("backend", "?") + (", int8" if summary.get("precision") == "int8" else "")
+        parts.append(f"{summary['seconds']:.1f} s on {summary.get('device', '?')} ({how})")
     return "\n".join(["; ".join(parts)] + [f"Caution: {c['text']}" for c in summary.get("cautions") or []])
 
 

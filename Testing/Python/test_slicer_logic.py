@@ -452,7 +452,12 @@ def test_panel_lines(slicer, tiny_model_dir):
                               "reason": "new node: FLAIR WMH was edited and is kept as it is",
                               "threshold": 0.4, "seconds": 1.94, "device": "cpu", "backend": "onnx"})
     assert line.startswith("2.35 ml in 1 lesion;") and "FLAIR WMH_1" in line and "was edited" in line
-    assert "1.9 s on cpu (onnx)" in line
+    assert "1.9 s on cpu (onnx)" in line and "int8" not in line
+    fast = {"total_volume_ml": 1.0, "lesion_count": 1, "seconds": 0.8, "device": "cpu", "backend": "onnx"}
+    assert "0.8 s on cpu (onnx, int8)" in panel.result_line({**fast, "precision": "int8", "int8_fallback": None})
+    bright = panel.result_line({**fast, "precision": "float32", "int8_fallback": {
+        "head_share_above_input_range": 0.0652, "input_range_max": 2.75, "limit": 0.01}})
+    assert "int8 asked, float32 ran: 6.5 % of the head" in bright and "(onnx)" in bright
     assert panel.outcome_line("cancelled") == "Cancelled: nothing was written."
     assert panel.outcome_line("failed", "bad spacing").startswith("Failed: bad spacing")
     idle = panel.button_states(True, False, True, True)

@@ -37,11 +37,13 @@ log = logging.getLogger("deepwml")
 def _flatten(summary: dict[str, Any]) -> dict[str, Any]:
     """One CSV row per case: scalars only, timings prefixed, caution codes joined."""
     from .known_limits import caution_codes
+    from .pipeline import int8_fallback_share
 
     row = {k: v for k, v in summary.items() if not isinstance(v, (dict, list))}
     row.update({f"time_{k}_s": v for k, v in summary.get("timings_s", {}).items()})
     row["model_id"] = summary.get("model", {}).get("id")
     row["cautions"] = caution_codes(summary)
+    row["int8_fallback"] = int8_fallback_share(summary)
     return row
 
 

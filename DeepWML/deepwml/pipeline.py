@@ -26,6 +26,12 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 
 
+def int8_fallback_share(summary: dict[str, Any]) -> float | None:
+    """A summary's ``int8_fallback`` as one number for tables (CSV, the cohort's): the share of the head beyond the
+    int8 graph's input range where float32 ran instead; None where it did not (or int8 was not asked)."""
+    return (summary.get("int8_fallback") or {}).get("head_share_above_input_range")
+
+
 def case_name(path: Path) -> str:
     """File name without image suffixes (``sub-01_FLAIR.nii.gz`` -> ``sub-01_FLAIR``)."""
     name = path.name

@@ -3,6 +3,7 @@ close to float32, run without PyTorch's network, refused when it is not the mode
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 
@@ -246,9 +247,12 @@ def test_a_volume_beyond_the_int8_input_range_runs_float32(phantom_flair, tmp_pa
     flair = tmp_path / "bright.nii.gz"
     sitk.WriteImage(bright, str(flair))
     caplog.clear()
-    assert main(["segment", str(flair), "-o", str(tmp_path / "out"), "--precision", "int8", "-q"]) == 0
+    assert main(["segment", str(flair), "-o", str(tmp_path / "out"), "--precision", "int8", "-q",
+                 "--summary", str(tmp_path / "all.csv")]) == 0
     assert "Traceback" not in capsys.readouterr().err
     assert [r.levelname for r in caplog.records if "runs in float32" in r.getMessage()] == ["WARNING"]
     summary = json.loads((tmp_path / "out" / "bright.summary.json").read_text())
     assert summary["precision"] == "float32" and summary["model"]["ran"]["file"] == "model.onnx"
     assert summary["int8_fallback"]["limit"] == INT8_INPUT_OVERFLOW_SHARE
+    row = next(csv.DictReader((tmp_path / "all.csv").open()))
+    assert row["precision"] == "float32" and float(row["int8_fallback"]) > INT8_INPUT_OVERFLOW_SHARE

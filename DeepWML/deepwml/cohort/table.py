@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 from ..known_limits import caution_codes
 from ..output_files import write_csv, write_with
-from ..pipeline import OutputPaths
+from ..pipeline import OutputPaths, int8_fallback_share
 from .inputs import CohortInput
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,8 @@ COLUMNS: dict[str, str] = {
     "cautions": "string",
     **{f"time_{k}_s": "Float64" for k in TIMINGS},
     "device": "string", "backend": "string", "precision": "string", "threshold": "Float64",
+    # under --precision int8: the share of the head beyond the int8 graph's range where float32 ran (deepwml.onnx_int8)
+    "int8_fallback": "Float64",
     "model_id": "string", "weights_sha256": "string", "segmentation": "string", "summary": "string",
     "worker": "string",
 }
@@ -53,6 +55,7 @@ def summary_row(item: CohortInput, outputs: OutputPaths, status: str, summary: d
                **{f"time_{k}_s": timings.get(k) for k in TIMINGS},
                device=summary.get("device"), backend=summary.get("backend"), precision=summary.get("precision"),
                threshold=summary.get("threshold"), model_id=model.get("id"),
+               int8_fallback=int8_fallback_share(summary),
                weights_sha256=model.get("weights_sha256"), segmentation=summary.get("segmentation"),
                worker=summary.get("cohort", {}).get("worker"))
     return row

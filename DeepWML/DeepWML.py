@@ -250,11 +250,7 @@ class DeepWMLLogic(ScriptedLoadableModuleLogic):
         except Cancelled as err:
             raise SegmentationCancelled(str(err)) from None
         probabilities = sitk.GetArrayFromImage(result.probabilities)
-        info = {"timings_s": result.timings_s, "device": result.device, "precision": result.precision,
-                "backend": result.backend, "model": result.model.model_id,  # the thin-slice model on thin slices
-                "brain_mask": result.brain_mask_summary(), "contrast_floor": result.contrast_floor_summary(),
-                "white_matter": result.white_matter_summary(), "known_limits": result.known_limits(),
-                "int8_fallback": result.int8_fallback}  # int8 asked, float32 ran on this bright head (README "Speed")
+        info = result.panel_info()
         node, summary = self.applyProbabilities(volumeNode, probabilities, segmentationNode, result.threshold, info)
         summary["seconds"] = time.perf_counter() - t0
         return node, summary

@@ -266,6 +266,15 @@ class SegmentationResult:
         """The summaries' ``white_matter`` entry (None: no white-matter model), one definition for every output."""
         return self.white_matter.as_dict() if self.white_matter else None
 
+    def panel_info(self) -> dict:
+        """What the Slicer module keeps of a result (how it ran, what each step did, the model's limits that apply):
+        one definition for the module's run in Slicer's process and its background worker's ``result.json``."""
+        return {"timings_s": self.timings_s, "device": self.device, "precision": self.precision,
+                "backend": self.backend, "model": self.model.model_id,  # the thin-slice model on thin slices
+                "brain_mask": self.brain_mask_summary(), "contrast_floor": self.contrast_floor_summary(),
+                "white_matter": self.white_matter_summary(), "known_limits": self.known_limits(),
+                "int8_fallback": self.int8_fallback}  # int8 asked, float32 ran on this bright head (README "Speed")
+
     def known_limits(self) -> dict[str, str]:
         """The measured limits of the model that ran that apply to this input
         (:func:`deepwml.known_limits.known_limits`; :func:`~deepwml.known_limits.cautions` adds the volume)."""
@@ -332,8 +341,7 @@ class Segmenter:
         self._backend_asked = backend
         #: Under int8: the largest canvas value the lesion model's int8 graph represents, and its float32 network,
         #: built for the first volume beyond that range (:meth:`_int8_overflow`); None otherwise / not yet.
-        self.int8_input_max: float | None = int8_input_max(self.model) if self.precision_name == "int8" \
-            and self.backend == "onnx" else None
+        self.int8_input_max: float | None = int8_input_max(self.model) if self.precision_name == "int8" else None
         self._float32: tuple[Callable[[np.ndarray], np.ndarray], str, LoadedModel] | None = None
         self._thin: tuple[Callable[[np.ndarray], np.ndarray], str, LoadedModel] | None = None
         self._lazy_lock = threading.Lock()

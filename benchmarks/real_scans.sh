@@ -24,16 +24,18 @@ M=(); [ -n "${MODEL:-}" ] && M=(--model "$MODEL")
 [ -n "${WHITE_MATTER_MODEL:-}" ] && M+=(--white-matter-model "$WHITE_MATTER_MODEL")
 [ -n "${THIN_MODEL:-}" ] && M+=(--thin-model "$THIN_MODEL")
 mkdir -p "$OUT"
-$BIN/deepwml realdata lesjak2017 -o "$OUT" --data "$DATA" --reslice 3 5 --overwrite
+$BIN/deepwml realdata lesjak2017 -o "$OUT" --data "$DATA" --reslice 3 5 8 --overwrite
 $BIN/deepwml evaluate "${M[@]}" "$OUT/lesjak2017-native/manifest.csv" -o "$OUT/report-native" --thin-slab-mm 0 --overwrite
 $BIN/deepwml evaluate "${M[@]}" "$OUT/lesjak2017-native/manifest.csv" -o "$OUT/report-native-slab3" --thin-slab-mm 3 --overwrite
 $BIN/deepwml evaluate "${M[@]}" "$OUT/lesjak2017-native/manifest.csv" -o "$OUT/report-native-sliding3" --sliding-slab-mm 3 --overwrite
 $BIN/deepwml evaluate "${M[@]}" "$OUT/lesjak2017-3mm/manifest.csv" -o "$OUT/report-3mm" --overwrite
 $BIN/deepwml evaluate "${M[@]}" "$OUT/lesjak2017-5mm/manifest.csv" -o "$OUT/report-5mm" --overwrite
+# 8 mm: the thick end of the paper's 3-8 mm, and the slice of the held-out clinical set (issue 13)
+$BIN/deepwml evaluate "${M[@]}" "$OUT/lesjak2017-8mm/manifest.csv" -o "$OUT/report-8mm" --overwrite
 $BIN/deepwml sanity "${M[@]}" "$DATA"/lesjak2016-ms-longitudinal-raw/patient*/study*_FLAIR.nii.gz \
   "$DATA"/rorden-synthsr-flair3d/FLAIR.nii.gz "$DATA"/tcga-fg6692-flair2d/*.nii.gz \
   "$DATA"/deepmedic-brats2015-flair/*/Flair_subtrMeanDivStd.nii.gz -o "$OUT/sanity" --overwrite
-for r in report-native report-native-slab3 report-native-sliding3 report-3mm report-5mm; do
+for r in report-native report-native-slab3 report-native-sliding3 report-3mm report-5mm report-8mm; do
   echo "== $r"; cat "$OUT/$r/per_volume.csv"
 done
 echo "== sanity"; cat "$OUT/sanity/sanity.csv"

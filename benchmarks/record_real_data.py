@@ -18,7 +18,9 @@ from deepwml.model_files import record_in_card
 
 REPORTS = {"report-native": "lesjak2017-native", "report-native-slab3": "lesjak2017-native-slab3",
            "report-native-sliding3": "lesjak2017-native-sliding3",
-           "report-3mm": "lesjak2017-3mm", "report-5mm": "lesjak2017-5mm"}
+           "report-3mm": "lesjak2017-3mm", "report-5mm": "lesjak2017-5mm", "report-8mm": "lesjak2017-8mm"}
+#: reports that older real_scans.sh runs did not write (8 mm since 2026-12-03): recorded when present
+OPTIONAL_REPORTS = ("report-8mm",)
 CASE_FIELDS = ("truth_ml", "pred_ml", "dice", "hd95_mm", "avd_percent", "lesion_recall", "lesion_f1")
 
 
@@ -29,6 +31,8 @@ def _number(text: str) -> float | None:
 def real_data_figures(real_out: Path) -> dict:
     lesjak = {}
     for report, name in REPORTS.items():
+        if report in OPTIONAL_REPORTS and not (real_out / report / "per_volume.csv").exists():
+            continue
         with open(real_out / report / "per_volume.csv", newline="") as f:
             lesjak[name] = {row["case"]: {k: _number(row[k]) for k in CASE_FIELDS} for row in csv.DictReader(f)}
     with open(real_out / "sanity" / "sanity.csv", newline="") as f:

@@ -42,9 +42,11 @@ def _real_sets(card: dict) -> dict[str, dict[str, dict[str, float]]]:
     return sets
 
 
-def _set_for(slice_thickness_mm: float, slab_mm: float, sliding: bool) -> tuple[str, str]:
+def _set_for(sets: dict, slice_thickness_mm: float, slab_mm: float, sliding: bool) -> tuple[str, str]:
     """``(set-name suffix, words)`` of the real-data set measured the way this input is seen
-    (slabs named by their whole millimetres, as ``benchmarks/real_scans.sh`` names its reports)."""
+    (slabs named by their whole millimetres, as ``benchmarks/real_scans.sh`` names its reports).
+    A thick input is matched with the card's resliced set nearest its slice thickness (3, 5 or
+    8 mm for the bundled card; 5 mm when the card has none), so an 8 mm scan quotes 8 mm figures."""
     if slice_thickness_mm < THIN_SLICE_MM:
         mm = round(slab_mm)
         if slab_mm > 0 and sliding:
@@ -52,7 +54,20 @@ def _set_for(slice_thickness_mm: float, slab_mm: float, sliding: bool) -> tuple[
         if slab_mm > 0:
             return f"native-slab{mm}", f"1 mm 3D FLAIR seen as {mm} mm slabs"
         return "native", "1 mm 3D FLAIR"
-    return "5mm", "1 mm 3D FLAIR resliced to 5 mm slices"
+    resliced = [mm for mm in (_resliced_mm(name) for name in sets) if mm is not None]
+    mm = min(resliced, key=lambda t: (abs(t - slice_thickness_mm), t)) if resliced else 5.0
+    return f"{mm:g}mm", f"1 mm 3D FLAIR resliced to {mm:g} mm slices"
+
+
+def _resliced_mm(set_name: str) -> float | None:
+    """The slab thickness of a resliced set's name (``lesjak2017-8mm`` -> 8.0); None for any other set."""
+    tail = set_name.rsplit("-", 1)[-1]
+    if not tail.endswith("mm"):
+        return None
+    try:
+        return float(tail[:-2])
+    except ValueError:
+        return None
 
 
 def _find(sets: dict, suffix: str) -> dict[str, dict[str, float]] | None:
@@ -66,7 +81,7 @@ def known_limits(card: dict, slice_thickness_mm: float, slab_mm: float = 0.0, sl
     slabs, ``sliding`` ones). ``heavy_load`` applies only to a heavy result (:func:`cautions` decides)."""
     sets = _real_sets(card)
     limits: dict[str, str] = {}
-    suffix, seen_as = _set_for(slice_thickness_mm, slab_mm, sliding)
+    suffix, seen_as = _set_for(sets, slice_thickness_mm, slab_mm, sliding)
     here = _find(sets, suffix)
     if slice_thickness_mm < THIN_SLICE_MM:
         if here:

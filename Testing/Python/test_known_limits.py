@@ -79,3 +79,22 @@ def test_sliding_slabs_quote_their_own_figures_or_none():
     limits = known_limits(with_sliding, 1.0, 3.0, sliding=True)
     assert "sliding 3 mm slabs this model's median per-volume Dice is 0.61" in limits[THIN]
     assert "found 20 of 30 ml" in limits[HEAVY]
+
+
+def test_a_thick_input_quotes_the_real_set_nearest_its_slice_thickness():
+    """An 8 mm clinical scan quotes the card's 8 mm figures, a 5.5 mm one the 5 mm figures, a 3.4 mm one the
+    3 mm figures; a card whose only resliced set is 5 mm quotes it for every thickness."""
+    card = json.loads(json.dumps(CARD))
+    lesjak = card["metrics"]["real_data"]["lesjak2017"]
+    for mm, heavy_found in ((3, 21.0), (5, 22.0), (8, 23.0)):
+        lesjak[f"lesjak2017-{mm}mm"] = {"p": {"dice": 0.7, "truth_ml": 40.0, "pred_ml": heavy_found}}
+    for thickness, mm, found in ((8.0, 8, 23), (7.0, 8, 23), (5.5, 5, 22), (3.4, 3, 21), (2.0, 3, 21)):
+        text = known_limits(card, slice_thickness_mm=thickness)[HEAVY]
+        assert f"found {found} of 40 ml (1 mm 3D FLAIR resliced to {mm} mm slices)" in text, (thickness, text)
+    for mm in (3, 8):
+        del lesjak[f"lesjak2017-{mm}mm"]
+    assert "found 22 of 40 ml (1 mm 3D FLAIR resliced to 5 mm slices)" in known_limits(card, 8.0)[HEAVY]
+    # the bundled card itself: an 8 mm scan quotes the 8 mm heavy case (measured since 2026-12-03)
+    heavy8 = [c for c in _real("8mm").values() if c["truth_ml"] >= 20]
+    assert heavy8 and all(f"{c['pred_ml']:.0f} of {c['truth_ml']:.0f} ml" in known_limits(CARD, 8.0)[HEAVY]
+                          for c in heavy8)

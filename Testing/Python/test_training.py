@@ -694,3 +694,34 @@ def test_mask_model_manifests_label_each_synthetic_head_once_with_its_mask(tmp_p
     (tmp_path / "set" / "synth0001" / f"{mask}.nii.gz").unlink()
     with pytest.raises(FileNotFoundError, match=f"no {mask} mask"):
         mix.main([flag, str(tmp_path / "mix.csv"), str(tmp_path / "out2.csv")])
+
+
+def _real_out(folder: Path, reports: list[str]) -> Path:
+    """A real_scans.sh output folder in miniature: one Lesjak case per report, two sanity heads."""
+    header = "case,truth_ml,pred_ml,dice,hd95_mm,avd_percent,lesion_recall,lesion_f1\n"
+    for i, report in enumerate(reports):
+        (folder / report).mkdir(parents=True)
+        (folder / report / "per_volume.csv").write_text(header + f"patient26,7.7,{8 + i},0.{6 + i % 3},12,14,0.6,\n")
+        (folder / report / "summary.json").write_text(json.dumps({"flip_tta": True}))
+    (folder / "sanity").mkdir()
+    (folder / "sanity" / "sanity.csv").write_text("scan,pred_ml,lesions,outside_ml,marked_over_wm\n"
+                                                  "FLAIR,2.95,70,0.0,1.3\nstudy1_FLAIR,0.2,4,0.01,\n")
+    return folder
+
+
+def test_record_real_data_reads_every_thickness_and_runs_without_8mm(tmp_path):
+    record = _load_benchmark("record_real_data")
+    every = list(record.REPORTS)
+    figures = record.real_data_figures(_real_out(tmp_path / "new", every))
+    assert set(figures["lesjak2017"]) == set(record.REPORTS.values())
+    assert figures["lesjak2017"]["lesjak2017-8mm"]["patient26"]["pred_ml"] == 8 + every.index("report-8mm")
+    assert figures["lesjak2017"]["lesjak2017-8mm"]["patient26"]["lesion_f1"] is None  # empty cell, not 0
+    assert figures["whole_head_sanity"]["FLAIR(rorden)"]["pred_ml"] == 2.95
+    assert figures["whole_head_sanity"]["study1_FLAIR"]["marked_over_wm"] is None
+    assert figures["flip_tta"] is True
+    # a folder from before 8 mm was measured still records, without the 8 mm set
+    older = record.real_data_figures(_real_out(tmp_path / "old", [r for r in every if r != "report-8mm"]))
+    assert "lesjak2017-8mm" not in older["lesjak2017"] and "lesjak2017-5mm" in older["lesjak2017"]
+    # but a missing required report is an error, not a silent gap
+    with pytest.raises(FileNotFoundError):
+        record.real_data_figures(_real_out(tmp_path / "broken", [r for r in every if r != "report-5mm"]))

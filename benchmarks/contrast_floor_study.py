@@ -92,6 +92,9 @@ def main() -> None:
     parser.add_argument("--min-load-ml", type=float, default=0.0,
                         help=f"--record with {ENVELOPE_LEVEL}: the envelope's level only on scans with at least this "
                              "marked load (experiment 54)")
+    parser.add_argument("--full-load-ml", type=float, default=0.0,
+                        help="--record with --min-load-ml: a ramp, the envelope's level blended in from --min-load-ml "
+                             "to this load (experiment 60)")
     parser.add_argument("--only", nargs="*", default=[], metavar="NAME+MODE@K[~LEVEL]")
     parser.add_argument("--record", type=Path, metavar="MODEL_DIR",
                         help="write the first factor, mode and level into this card")
@@ -99,20 +102,22 @@ def main() -> None:
     args = parser.parse_args()
     if args.record:
         try:  # checked before the card is touched
-            floor = ContrastFloor(args.factors[0], args.modes[0], args.levels[0], args.min_load_ml)
+            floor = ContrastFloor(args.factors[0], args.modes[0], args.levels[0], args.min_load_ml, args.full_load_ml)
         except ValueError as err:
             parser.error(str(err))
         card, card_path = read_card(args.record)  # a top-level entry, as the threshold is: the Segmenter applies it
         card["contrast_floor"] = {"factor": floor.factor, "mode": floor.mode, "level": floor.level,
                                   **({"min_load_ml": floor.min_load_ml} if floor.min_load_ml else {}),
+                                  **({"full_load_ml": floor.full_load_ml} if floor.full_load_ml else {}),
                                   "chosen": args.why}
         write_card(card, card_path)
         print(f"{args.record}: {floor.describe()}")
         return
     if not args.out or not args.model or not (args.manifest or args.probe):
         parser.error("give OUT, --model and --manifest, --probe or both")
-    if ENVELOPE_LEVEL in args.levels or args.min_load_ml:
-        parser.error(f"{ENVELOPE_LEVEL} and --min-load-ml only with --record (the study has no white-matter envelope)")
+    if ENVELOPE_LEVEL in args.levels or args.min_load_ml or args.full_load_ml:
+        parser.error(f"{ENVELOPE_LEVEL}, --min-load-ml and --full-load-ml only with --record (the study has no "
+                     "white-matter envelope)")
     logging.basicConfig(level=logging.WARNING)
     models = dict(text.split("=", 1) for text in args.model)
     configs = configurations(list(models), args.factors, args.modes, args.only, tuple(args.levels))

@@ -90,7 +90,7 @@
 # models failed the phantom test guard and were not shipped.
 # Stage 9 needs stage 8's mix (mix-1.3-v4h.csv) but not its model: with stages 3-5 done,
 # STAGES="8 9" trains both, or make the mix by hand with stage 8's two mix lines. "13", "14" (after 10): the experiments of
-# synthesis v6 and v7; "15", "16" (after 13 and 14): their soup and their data together; "17" (after 11 and 16): the thin-slice model; "18" (after 3-5): experiment 30, the realistic mix from scratch; "19" (after 18): experiment 32, v8 heads added; "20" (after 18): experiment 34, the heads as v9; "21" (after 18): experiment 36, the heads as v10 from random weights; "22" (after 18): experiment 37, the heads as v11; "23" (after 18): experiment 38, stage 18 started from 0.2.0; "24" (after 18): the shipped 1.7.0; "25" (after 18): experiment 41, the heads as v12 with 1.7.0's floor; "26": experiment 47's brain-mask network; "27": experiment 48's white-matter network; "28": experiment 49's mesial-temporal network; "29": experiment 50's thin-slice model for 1.7.0; "30" (after 24): the shipped 1.8.0 (experiment 54), 1.7.0 with the gated envelope floor. "11 12" (after 10): the shipped
+# synthesis v6 and v7; "15", "16" (after 13 and 14): their soup and their data together; "17" (after 11 and 16): the thin-slice model; "18" (after 3-5): experiment 30, the realistic mix from scratch; "19" (after 18): experiment 32, v8 heads added; "20" (after 18): experiment 34, the heads as v9; "21" (after 18): experiment 36, the heads as v10 from random weights; "22" (after 18): experiment 37, the heads as v11; "23" (after 18): experiment 38, stage 18 started from 0.2.0; "24" (after 18): the shipped 1.7.0; "25" (after 18): experiment 41, the heads as v12 with 1.7.0's floor; "26": experiment 47's brain-mask network; "27": experiment 48's white-matter network; "28": experiment 49's mesial-temporal network; "29": experiment 50's thin-slice model for 1.7.0; "30" (after 24): 1.8.0 (experiment 54), 1.7.0 with the gated envelope floor; "31" (after 30): the shipped 1.8.1 (experiment 60), the gate made a ramp. "11 12" (after 10): the shipped
 # brain-mask model (stage 12 needs stage 11's mix, not its model). On a GPU, raise EPOCHS and STEPS; training runs on CUDA with --device auto.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -555,4 +555,23 @@ level instead of the above-median level, which bright cortex pulls up. Chosen an
 'White-matter restriction'): 1.7.0's voxel floor 1.15, but inside the white matter's envelope the flat-above-p25 level for \
 marked components > 1 ml on scans whose such marks total >= 20 ml (G chosen among 5/10/20/40 ml on experiment 53's spent \
 synthetic sets); judged on fresh synthetic heads; no real scan"
+fi
+if [[ " $STAGES " == *" 31 "* ]]; then  # the shipped 1.8.1 (experiment 60): 1.8.0 with its 20 ml gate made
+  # a ramp, so the result never jumps at the gate; run 30 first. No training: weights, graphs and threshold are
+  # 1.7.0's (byte for byte).
+  mkdir -p "$OUT/model-1.8.1"
+  cp "$OUT/model-1.8.0/"* "$OUT/model-1.8.1/"
+  $BIN/python -c "import json, sys; p = sys.argv[1]; c = json.load(open(p)); c['version'] = '1.8.1'; \
+c['notes'] = c.get('notes', '') + ' ' + sys.argv[2]; json.dump(c, open(p, 'w'), indent=2)" \
+    "$OUT/model-1.8.1/model.json" "1.8.1 (2026-12-04, experiment 60, docs/EXPERIMENTS.md): the same network, \
+threshold and graphs as 1.7.0 and 1.8.0; only the contrast floor's gate changed: 1.8.0 used the flat white-matter \
+level inside the envelope from 20 ml of large marked components on and not at all below, so a load near 20 ml could \
+keep or lose most of its marks for a small change upstream; 1.8.1 blends that level in from 10 ml (none of it) to \
+20 ml (all of it). Chosen and judged on synthetic heads only."
+  $BIN/python benchmarks/contrast_floor_study.py --record "$OUT/model-1.8.1" --factors 1.15 --modes voxel \
+    --levels flat-in-envelope --min-load-ml 10 --full-load-ml 20 --why "experiment 60's rule \
+(work-data/b48/RULE-soft-gate.md, docs/EXPERIMENTS.md): 1.8.0's floor with its 20 ml gate made a ramp, the \
+envelope's flat-above-p25 level blended in geometrically from 10 ml of marked components > 1 ml inside the envelope \
+to 20 ml (the ramp chosen among (10, 20), (15, 25) and (20, 30) ml on experiment 56's spent synthetic sets); judged \
+on fresh synthetic heads; no real scan chose anything"
 fi

@@ -41,15 +41,18 @@ log = logging.getLogger(__name__)
 
 #: The two forms (see the module's docstring).
 MODES = ("voxel", "component")
-#: A floor level that is two levels by place (experiments 52-54, docs/EXPERIMENTS.md; the bundled 1.8.0
-#: uses it behind a load gate, below): for the voxels of a marked component larger than 1 ml that lie inside the white matter's in-plane envelope
-#: (the white-matter network's mask with its in-plane holes filled) the accurate ``flat-above-p25`` level (never above
-#: the other), everywhere else ``above-median``, which bright cortex pulls up. Why: the misread level removes most of a
-#: confluent load on bright-cortex heads, and the network's false positives on bright cortex lie outside the envelope.
-#: Measured on fresh synthetic heads: +0.021 mean paired Dice on thick heads, but more marks on lesion-free heads and
-#: far from lesions, so it failed its rule alone. A card's ``min_load_ml`` (experiment 54) uses it only on scans whose
-#: marks in such components inside the envelope total at least that much (a confluent load), so light loads and healthy
-#: heads keep the ``above-median`` floor bit for bit: the bundled 1.8.0 names it with 20 ml.
+#: A floor level that is two levels by place (experiments 52-54 and 60, docs/EXPERIMENTS.md; the bundled 1.8.1 uses
+#: it behind a load ramp, below): for the voxels of a marked component larger than 1 ml that lie inside the white
+#: matter's in-plane envelope (the white-matter network's mask with its in-plane holes filled) the accurate
+#: ``flat-above-p25`` level (never above the other), everywhere else ``above-median``, which bright cortex pulls up.
+#: Why: the misread level removes most of a confluent load on bright-cortex heads, and the network's false positives on
+#: bright cortex lie outside the envelope. Measured on fresh synthetic heads: +0.021 mean paired Dice on thick heads,
+#: but more marks on lesion-free heads and far from lesions, so it failed its rule alone. A card's ``min_load_ml``
+#: (experiment 54) uses it only on scans whose marks in such components inside the envelope total at least that much
+#: (a confluent load), so light loads and healthy heads keep the ``above-median`` floor bit for bit: 1.8.0 named it
+#: with 20 ml. A step there makes the result jump for a small change upstream (a load read at 19.6 ml kept 0.6 ml, at
+#: 21.3 ml 19.5 ml), so ``full_load_ml`` (experiment 60) makes it a ramp: the bundled 1.8.1 blends the envelope's
+#: level in from 10 ml (none of it) to 20 ml (all of it).
 ENVELOPE_LEVEL = "flat-in-envelope"
 FLOOR_LEVELS = LEVEL_METHODS + (ENVELOPE_LEVEL,)
 #: the white matter's envelope (bool, the input's grid), or a function that makes it inside an in-plane ``(rows, cols)``
@@ -70,6 +73,10 @@ class ContrastFloor:
     #: with :data:`ENVELOPE_LEVEL`: the envelope's level only on a scan whose marked load (ml, at the threshold, before
     #: the floor, in components > 1 ml inside the envelope) is at least this; 0: on every scan (experiment 53's form)
     min_load_ml: float = 0.0
+    #: with ``min_load_ml``: a ramp instead of a step (experiment 60). From ``min_load_ml`` to this load the envelope's
+    #: level is blended in (geometrically, :meth:`envelope_weight`), fully used from here on, so the result never jumps
+    #: at the gate; 0: a step at ``min_load_ml`` (1.8.0's card; the bundled 1.8.1 ramps from 10 to 20 ml)
+    full_load_ml: float = 0.0
 
     def __post_init__(self) -> None:
         if not (self.factor > 0 and np.isfinite(self.factor)):
@@ -84,6 +91,22 @@ class ContrastFloor:
             raise ValueError(f"contrast floor min_load_ml must be a number >= 0, got {self.min_load_ml!r}")
         if self.min_load_ml and self.level != ENVELOPE_LEVEL:
             raise ValueError(f"contrast floor min_load_ml needs the level {ENVELOPE_LEVEL}, got {self.level!r}")
+        if not (self.full_load_ml >= 0 and np.isfinite(self.full_load_ml)):
+            raise ValueError(f"contrast floor full_load_ml must be a number >= 0, got {self.full_load_ml!r}")
+        if self.full_load_ml and not self.full_load_ml > self.min_load_ml:
+            raise ValueError(f"contrast floor full_load_ml must be above min_load_ml ({self.min_load_ml:g}), "
+                             f"got {self.full_load_ml!r}")
+        if self.full_load_ml and self.level != ENVELOPE_LEVEL:
+            raise ValueError(f"contrast floor full_load_ml needs the level {ENVELOPE_LEVEL}, got {self.level!r}")
+
+    def envelope_weight(self, load_ml: Optional[float]) -> float:
+        """How much of the envelope's level a scan with gate load ``load_ml`` gets: 0 below ``min_load_ml`` (or no
+        load read), 1 from ``full_load_ml`` on (from ``min_load_ml`` on without a ramp), linear in the load between."""
+        if load_ml is None or load_ml < self.min_load_ml:
+            return 0.0
+        if not self.full_load_ml:
+            return 1.0
+        return float(min(1.0, (load_ml - self.min_load_ml) / (self.full_load_ml - self.min_load_ml)))
 
     def describe(self) -> str:
         """One plain sentence for reports."""
@@ -91,6 +114,9 @@ class ContrastFloor:
         text = f"Lesion {what} darker than {self.factor:g}x the scan's white-matter level were removed."
         if self.level == ENVELOPE_LEVEL:
             where = f"where such lesions total at least {self.min_load_ml:g} ml" if self.min_load_ml else "on every scan"
+            if self.full_load_ml:
+                where = (f"where such lesions total at least {self.full_load_ml:g} ml (from {self.min_load_ml:g} ml, "
+                         "in part: a ramp)")
             text += (" For marked lesions larger than 1 ml inside the white matter, " + where + ", that level is read "
                      "from the flat white matter alone, which bright cortex cannot pull up.")
         return text
@@ -118,6 +144,8 @@ class FloorApplied:
     #: fewer marks in all than the gate) and whether the envelope's level was used (False: today's floor everywhere)
     envelope_load_ml: Optional[float] = None
     envelope_used: bool = False
+    #: with a ramp (``full_load_ml``): the share of the envelope's level this scan got (0-1); None: no ramp
+    envelope_weight: Optional[float] = None
 
     def as_dict(self) -> dict:
         out = {"factor": self.factor, "mode": self.mode, "level": self.level,
@@ -127,6 +155,8 @@ class FloorApplied:
             out["envelope_level"] = None if self.envelope_level is None else round(self.envelope_level, 4)
             out["envelope_load_ml"] = None if self.envelope_load_ml is None else round(self.envelope_load_ml, 3)
             out["envelope_used"] = self.envelope_used
+            if self.envelope_weight is not None:
+                out["envelope_weight"] = round(self.envelope_weight, 4)
         return out
 
 
@@ -148,7 +178,8 @@ def card_contrast_floor(model: Any) -> ContrastFloor | None:
         return None
     try:
         return ContrastFloor(float(entry["factor"]), str(entry.get("mode", "voxel")),
-                             str(entry.get("level", DEFAULT_LEVEL)), float(entry.get("min_load_ml", 0.0)))
+                             str(entry.get("level", DEFAULT_LEVEL)), float(entry.get("min_load_ml", 0.0)),
+                             float(entry.get("full_load_ml", 0.0)))
     except (TypeError, KeyError, ValueError) as err:
         raise ModelFileError(model.path, f"model card's contrast_floor is not usable ({err})") from None
 
@@ -221,16 +252,19 @@ def floor_marks(probabilities: np.ndarray, scan: FloorScan, threshold: float,
         log.warning("contrast floor not applied: %s", why)
         return probabilities, FloorApplied(floor.factor, floor.mode, None, 0, why, method)
     inner = load_ml = where = None
-    used = False
+    used, weight = False, 0.0
     marked = probabilities >= threshold
     # fewer marks in all than the gate: it cannot open, and the envelope is not even made
     if method == ENVELOPE_LEVEL and envelope is not None and np.count_nonzero(marked) * voxel_ml >= floor.min_load_ml:
         scan.start_flat()  # on its own thread while this one makes the envelope and labels the loads
         where, load_ml = _envelope_load(marked, envelope, load_voxels, voxel_ml)
-        used = load_ml is not None and load_ml >= floor.min_load_ml
+        weight = floor.envelope_weight(load_ml)
+        used = weight > 0
         if used:  # never above the other level
             flat = scan.flat_level()
             inner = wm_level if flat is None else min(flat, wm_level)
+            if weight < 1:  # the ramp: part of the way from the scan's level to the envelope's (a ratio of levels)
+                inner = wm_level * (inner / wm_level) ** weight
     if floor.mode == "voxel":
         drop = flair < np.float32(floor.factor * wm_level)
         if used:  # the envelope's own level where it is used: the same comparison, voxel by voxel
@@ -241,7 +275,8 @@ def floor_marks(probabilities: np.ndarray, scan: FloorScan, threshold: float,
         removed = int(np.count_nonzero(drop))
     return np.where(drop, np.float32(0.0), probabilities).astype(probabilities.dtype, copy=False), \
         FloorApplied(floor.factor, floor.mode, wm_level, removed, level=method, envelope_level=inner,
-                     envelope_load_ml=load_ml, envelope_used=used)
+                     envelope_load_ml=load_ml, envelope_used=used,
+                     envelope_weight=weight if floor.full_load_ml else None)
 
 
 def _envelope_load(marked: np.ndarray, envelope: EnvelopeSource, load_voxels: Optional[int], voxel_ml: float

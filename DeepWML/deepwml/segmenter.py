@@ -675,7 +675,8 @@ class Segmenter:
         if floor is None:
             return None
         return {"factor": floor.factor, "mode": floor.mode, "level": floor.level or DEFAULT_LEVEL,
-                **({"min_load_ml": floor.min_load_ml} if floor.min_load_ml else {})}
+                **({"min_load_ml": floor.min_load_ml} if floor.min_load_ml else {}),
+                **({"full_load_ml": floor.full_load_ml} if floor.full_load_ml else {})}
 
     def describe_contrast_floor(self) -> str:
         """One plain sentence on the lesion model's floor (for reports)."""
@@ -692,7 +693,8 @@ class Segmenter:
             card = card_contrast_floor(model)
             if card is None:
                 return replace(self.contrast_floor, level=DEFAULT_LEVEL)
-            return replace(self.contrast_floor, level=card.level, min_load_ml=card.min_load_ml)
+            return replace(self.contrast_floor, level=card.level, min_load_ml=card.min_load_ml,
+                           full_load_ml=card.full_load_ml)
         return self.contrast_floor
 
     def _start_floor_scan(self, prepared: PreparedVolume, probs: np.ndarray, threshold: float, model: LoadedModel

@@ -252,6 +252,45 @@ def with_card_floor(model_dir, out, entry):
     return out
 
 
+def test_a_ramp_blends_the_envelope_level_in_so_the_result_never_jumps_at_the_gate():
+    """Experiment 60: with ``full_load_ml`` the envelope's level comes in gradually, from the scan's level at
+    ``min_load_ml`` (bit for bit the floor without the envelope) to the envelope's own at ``full_load_ml`` (bit for bit
+    the step gate's), a geometric blend between; the record says how much of it the scan got."""
+    flair, brain = folded_cortex_brain()
+    probs = np.zeros(flair.shape, np.float32)
+    flair[1:3, 35:40, 35:40], probs[1:3, 35:40, 35:40] = 135.0, 0.9  # 50 voxels in the envelope: a load of 0.05 ml
+    envelope = np.zeros(flair.shape, bool)
+    envelope[:, 22:58, 22:58] = True
+
+    def floored(floor):
+        return apply_contrast_floor(probs, flair, brain, 0.5, floor, envelope=envelope, load_voxels=9)
+
+    stepped, step = floored(ContrastFloor(1.15, "voxel", ENVELOPE_LEVEL, 0.05))
+    shut, scan_level = floored(ContrastFloor(1.15))
+    assert step.envelope_used and step.envelope_level < scan_level.white_matter_level  # ~100 against ~130
+    levels = []
+    for start, weight in ((0.03, 1.0), (0.035, 0.75), (0.04, 0.5), (0.045, 0.25), (0.05, 0.0)):
+        ramp = ContrastFloor(1.15, "voxel", ENVELOPE_LEVEL, start, start + 0.02)
+        kept, record = floored(ramp)
+        assert ramp.envelope_weight(0.05) == pytest.approx(weight) and record.envelope_weight == pytest.approx(weight)
+        assert record.as_dict()["envelope_weight"] == pytest.approx(weight) and record.envelope_load_ml == 0.05
+        if weight == 1.0:  # the ramp's top: the step gate's floor, voxel for voxel
+            assert np.array_equal(kept, stepped) and record.envelope_level == step.envelope_level
+        elif weight == 0.0:  # its foot: the floor without the envelope
+            assert np.array_equal(kept, shut) and not record.envelope_used and record.envelope_level is None
+        else:
+            wm, flat = step.white_matter_level, step.envelope_level
+            assert record.envelope_level == pytest.approx(wm * (flat / wm) ** weight, rel=1e-6)
+        levels.append(record.envelope_level if record.envelope_used else record.white_matter_level)
+    assert levels == sorted(levels) and len(set(levels)) == len(levels)  # the level rises step by step, no jump
+    assert "envelope_weight" not in step.as_dict()  # a step gate's record is as before
+    with pytest.raises(ValueError, match="full_load_ml"):
+        ContrastFloor(1.15, "voxel", ENVELOPE_LEVEL, 20.0, 20.0)  # a ramp must rise
+    with pytest.raises(ValueError, match="full_load_ml"):
+        ContrastFloor(1.15, "voxel", "above-median", 0.0, 20.0)
+    assert "from 10 ml, in part" in ContrastFloor(1.15, "voxel", ENVELOPE_LEVEL, 10.0, 20.0).describe()
+
+
 def test_the_floor_study_records_the_gated_envelope_floor_and_refuses_a_gate_without_it(tiny_model_dir, tmp_path):
     """benchmarks/contrast_floor_study.py --record writes experiment 54's floor (the envelope's level, its load gate)
     into a card the segmenter then reads back; a gate with another level is refused before the card is touched."""
@@ -276,6 +315,22 @@ def test_the_floor_study_records_the_gated_envelope_floor_and_refuses_a_gate_wit
     assert entry == {"factor": 1.15, "mode": "voxel", "level": ENVELOPE_LEVEL, "min_load_ml": 20.0, "chosen": "test"}
     segmenter = Segmenter(str(model), brain_model=None)
     assert segmenter.contrast_floor_of(segmenter.model) == ContrastFloor(1.15, "voxel", ENVELOPE_LEVEL, 20.0)
+    # experiment 60's ramp travels the same way; a ramp that does not rise is refused before the card is touched
+    before = (model / "model.json").read_text()
+    flat = subprocess.run([sys.executable, str(script), "--record", str(model), "--factors", "1.15", "--modes", "voxel",
+                           "--levels", ENVELOPE_LEVEL, "--min-load-ml", "20", "--full-load-ml", "15"],
+                          capture_output=True, text=True)
+    assert flat.returncode != 0 and "full_load_ml" in flat.stderr and "Traceback" not in flat.stderr
+    assert (model / "model.json").read_text() == before
+    subprocess.run([sys.executable, str(script), "--record", str(model), "--factors", "1.15", "--modes", "voxel",
+                    "--levels", ENVELOPE_LEVEL, "--min-load-ml", "10", "--full-load-ml", "20", "--why", "ramp"],
+                   check=True, capture_output=True, text=True)
+    ramp = Segmenter(str(model), brain_model=None)
+    assert ramp.contrast_floor_of(ramp.model) == ContrastFloor(1.15, "voxel", ENVELOPE_LEVEL, 10.0, 20.0)
+    assert ramp.contrast_floor_setting()["full_load_ml"] == 20.0
+    # --contrast-floor K keeps the card's level, gate and ramp
+    ramp.contrast_floor = ContrastFloor(1.3)
+    assert ramp.contrast_floor_of(ramp.model) == ContrastFloor(1.3, "voxel", ENVELOPE_LEVEL, 10.0, 20.0)
 
 
 def test_segment_applies_the_cards_floor_records_it_and_the_option_overrides_it(phantom_flair, tiny_model_dir,

@@ -637,6 +637,25 @@ def test_recipe_stage_30_makes_the_shipped_1_8_0_from_1_7_0_with_no_training(tmp
     assert sorted(p.name for p in copied.iterdir()) == ["model.json", "model.safetensors"]
 
 
+def test_recipe_stage_31_makes_the_shipped_1_8_1_from_1_8_0_with_no_training(tmp_path):
+    """The shipped 1.8.1 (experiment 60): 1.8.0 (stage 30) copied, its version renamed, and the envelope floor with its
+    gate made a ramp (10 to 20 ml) written into the copy's card; nothing trained, no graph re-exported."""
+    calls = _dry_run_recipe(tmp_path / "s31", "24 30 31")
+    assert not [c for c in calls if c[:2] == ["deepwml", "train"]]
+    records = [c for c in calls if "benchmarks/contrast_floor_study.py" in c]
+    assert [r[r.index("--record") + 1].rsplit("/", 1)[-1] for r in records] == ["model-1.7.0", "model-1.8.0",
+                                                                                  "model-1.8.1"]
+    floor = records[2]
+    assert (_option(floor, "--levels"), _option(floor, "--min-load-ml"), _option(floor, "--full-load-ml")) == (
+        "flat-in-envelope", "10", "20")
+    version = next(c for c in calls if c[:2] == ["python", "-c"] and "'1.8.1'" in c[2])
+    assert version[3].endswith("model-1.8.1/model.json") and calls.index(version) < calls.index(floor)
+    assert "experiment 60" in version[4]
+    assert len([c for c in calls if c[:2] == ["deepwml", "export-onnx"]]) == 1  # stage 24's only
+    copied = tmp_path / "s31" / "out" / "model-1.8.1"
+    assert sorted(p.name for p in copied.iterdir()) == ["model.json", "model.safetensors"]
+
+
 def test_recipe_stage_29_fine_tunes_the_bundled_model_on_whole_head_1mm_heads_for_the_thin_route(tmp_path):
     """Experiment 50 (stage 29, not shipped): 1.7.0 fine-tuned on 100 new whole-head 1 mm heads, then 1.7.0's
     threshold and floor written into the run's card, then its ONNX graph: a thin-slice model (--thin-model)."""

@@ -72,7 +72,7 @@ def white_matter_level(flair: np.ndarray, brain: np.ndarray, method: str = DEFAU
     and columns' spacing) counts: white matter is the brain's broad flat tissue, the cortex a thin ribbon
     between fluid and white matter, all edge. It read 1.010x on the same heads (0.014, 0.034). No card uses it
     alone: read against the true white matter, 1.7.0's floor let through its false positives on bright-cortex heads
-    (experiment 45); the bundled 1.8.0 reads it only for confluent loads inside the white matter (experiment 54).
+    (experiment 45); the bundled 1.8.1 reads it only for confluent loads inside the white matter (experiments 54, 60).
     Both modes are lightly smoothed, so noise does not pick a stray bin. ``intensities``: the brain's
     :func:`brain_intensities` when the caller has them (the same level, without a second percentile pass)."""
     if method not in LEVEL_METHODS:

@@ -452,7 +452,7 @@ def test_the_scan_read_ahead_by_run_network_gives_what_finish_reads_itself(phant
     image = sitk.ReadImage(str(phantom_flair))
     card = json.loads((DEFAULT_MODEL_DIR / "model.json").read_text())["contrast_floor"]
     envelope = with_card_floor(DEFAULT_MODEL_DIR, tmp_path / "envelope",
-                               {**card, "level": ENVELOPE_LEVEL, "min_load_ml": 0.0})
+                               {**card, "level": ENVELOPE_LEVEL, "min_load_ml": 0.0, "full_load_ml": 0.0})  # 53's form
     for model in (None, str(envelope)):
         segmenter = Segmenter(model, device="cpu")
         prepared = segmenter.prepare(image)

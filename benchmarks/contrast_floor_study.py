@@ -106,10 +106,7 @@ def main() -> None:
         except ValueError as err:
             parser.error(str(err))
         card, card_path = read_card(args.record)  # a top-level entry, as the threshold is: the Segmenter applies it
-        card["contrast_floor"] = {"factor": floor.factor, "mode": floor.mode, "level": floor.level,
-                                  **({"min_load_ml": floor.min_load_ml} if floor.min_load_ml else {}),
-                                  **({"full_load_ml": floor.full_load_ml} if floor.full_load_ml else {}),
-                                  "chosen": args.why}
+        card["contrast_floor"] = {**floor.setting(), "chosen": args.why}
         write_card(card, card_path)
         print(f"{args.record}: {floor.describe()}")
         return

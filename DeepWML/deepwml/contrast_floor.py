@@ -108,15 +108,25 @@ class ContrastFloor:
             return 1.0
         return float(min(1.0, (load_ml - self.min_load_ml) / (self.full_load_ml - self.min_load_ml)))
 
+    def setting(self) -> dict:
+        """The floor as a card's ``contrast_floor`` entry holds it (read back by :func:`card_contrast_floor`) and as
+        reports record it; a load gate and a ramp only where they are set. No level: the first one."""
+        return {"factor": self.factor, "mode": self.mode, "level": self.level or DEFAULT_LEVEL,
+                **({"min_load_ml": self.min_load_ml} if self.min_load_ml else {}),
+                **({"full_load_ml": self.full_load_ml} if self.full_load_ml else {})}
+
     def describe(self) -> str:
         """One plain sentence for reports."""
         what = "voxels" if self.mode == "voxel" else "marked components (by their median)"
         text = f"Lesion {what} darker than {self.factor:g}x the scan's white-matter level were removed."
         if self.level == ENVELOPE_LEVEL:
-            where = f"where such lesions total at least {self.min_load_ml:g} ml" if self.min_load_ml else "on every scan"
             if self.full_load_ml:
                 where = (f"where such lesions total at least {self.full_load_ml:g} ml (from {self.min_load_ml:g} ml, "
                          "in part: a ramp)")
+            elif self.min_load_ml:
+                where = f"where such lesions total at least {self.min_load_ml:g} ml"
+            else:
+                where = "on every scan"
             text += (" For marked lesions larger than 1 ml inside the white matter, " + where + ", that level is read "
                      "from the flat white matter alone, which bright cortex cannot pull up.")
         return text

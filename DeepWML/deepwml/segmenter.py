@@ -672,11 +672,7 @@ class Segmenter:
     def contrast_floor_setting(self) -> dict | None:
         """The lesion model's floor as reports record it (None: none)."""
         floor = self.contrast_floor_of(self.model)
-        if floor is None:
-            return None
-        return {"factor": floor.factor, "mode": floor.mode, "level": floor.level or DEFAULT_LEVEL,
-                **({"min_load_ml": floor.min_load_ml} if floor.min_load_ml else {}),
-                **({"full_load_ml": floor.full_load_ml} if floor.full_load_ml else {})}
+        return None if floor is None else floor.setting()
 
     def describe_contrast_floor(self) -> str:
         """One plain sentence on the lesion model's floor (for reports)."""
